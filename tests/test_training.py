@@ -11,6 +11,8 @@ from simbench_plugins.data.datasets import Digits28
 from simbench_plugins.zoos._mlp_impl import member
 from simbench_plugins.zoos._train import (
     TrainConfig,
+    batched_mlp_forward,
+    batched_mlp_input_grad,
     fgsm_fast,
     pgd,
     plain_mlp,
@@ -51,6 +53,21 @@ def test_vectorised_training_equals_one_model_at_a_time(strategy: str, optimizer
         assert _max_diff(alone[3], alone[0]) > 1e-3
     # members really are different models (own init, own data order)
     assert _max_diff(ens.snapshots[3][0], ens.snapshots[3][1]) > 1e-2
+
+
+def test_hand_written_input_gradient_equals_autograd() -> None:
+    gen = torch.Generator().manual_seed(3)
+    widths = (20, 9, 7, 4)
+    m, b = 3, 11
+    weights = [torch.randn(m, i, o, generator=gen, dtype=torch.float64) for i, o in zip(widths[:-1], widths[1:])]
+    biases = [torch.randn(m, 1, o, generator=gen, dtype=torch.float64) for o in widths[1:]]
+    x = torch.rand(m, b, widths[0], generator=gen, dtype=torch.float64, requires_grad=True)
+    y = torch.randint(0, 4, (m, b), generator=gen)
+    loss = F.cross_entropy(batched_mlp_forward(weights, biases, x).reshape(m * b, -1), y.reshape(-1), reduction="sum")
+    (expected,) = torch.autograd.grad(loss, x)
+    got = batched_mlp_input_grad(weights, biases, x.detach(), y)
+    assert torch.allclose(got, expected, atol=1e-12, rtol=1e-10)
+    assert float(expected.abs().max()) > 1e-3
 
 
 def test_members_differ_only_in_their_own_data_order() -> None:

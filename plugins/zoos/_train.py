@@ -99,6 +99,7 @@ def init_mlp(widths: Sequence[int], generator: torch.Generator) -> Params:
 # --------------------------------------------------------------------------
 
 LossFn = Callable[[torch.Tensor], torch.Tensor]  # adversarial input -> scalar loss
+GradFn = Callable[[torch.Tensor], torch.Tensor]  # adversarial input -> d loss / d input (any positive scale)
 
 
 def _input_grad(loss_fn: LossFn, x: torch.Tensor) -> torch.Tensor:
@@ -108,36 +109,85 @@ def _input_grad(loss_fn: LossFn, x: torch.Tensor) -> torch.Tensor:
     return grad
 
 
-def fgsm_fast(loss_fn: LossFn, x: torch.Tensor, noise: torch.Tensor, eps: float, alpha: float) -> torch.Tensor:
-    """Fast FGSM (Wong et al. 2020): random start ``noise`` in [-eps, eps], one step of ``alpha``."""
+def fgsm_fast(
+    loss_fn: LossFn, x: torch.Tensor, noise: torch.Tensor, eps: float, alpha: float, grad_fn: GradFn | None = None
+) -> torch.Tensor:
+    """Fast FGSM (Wong et al. 2020): random start ``noise`` in [-eps, eps], one step of ``alpha``.
+
+    ``grad_fn``, if given, replaces autograd on ``loss_fn`` for the input gradient.
+    """
     x_adv = (x + noise).clamp_(0, 1)  # start inside the eps-ball and the image range
-    grad = _input_grad(loss_fn, x_adv)
+    grad = grad_fn(x_adv) if grad_fn is not None else _input_grad(loss_fn, x_adv)
     x_adv.add_(grad.sign_(), alpha=alpha)
     return torch.clamp(x_adv, (x - eps).clamp_(min=0), (x + eps).clamp_(max=1))
 
 
-def pgd(loss_fn: LossFn, x: torch.Tensor, noise: torch.Tensor | None, eps: float, alpha: float, steps: int) -> torch.Tensor:
-    """L-inf PGD (Madry et al. 2018) from ``x + noise`` (no random start if ``noise`` is None)."""
+def pgd(
+    loss_fn: LossFn,
+    x: torch.Tensor,
+    noise: torch.Tensor | None,
+    eps: float,
+    alpha: float,
+    steps: int,
+    grad_fn: GradFn | None = None,
+) -> torch.Tensor:
+    """L-inf PGD (Madry et al. 2018) from ``x + noise`` (no random start if ``noise`` is None).
+
+    ``grad_fn``, if given, replaces autograd on ``loss_fn`` for the input gradient.
+    """
     lo, hi = (x - eps).clamp_(min=0), (x + eps).clamp_(max=1)
     x_adv = x.clone() if noise is None else (x + noise).clamp_(0, 1)
     for _ in range(steps):
-        grad = _input_grad(loss_fn, x_adv)
+        grad = grad_fn(x_adv) if grad_fn is not None else _input_grad(loss_fn, x_adv)
         # in place, few passes: the ensemble's tensors are large and these ops are memory-bound
         x_adv.add_(grad.sign_(), alpha=alpha).clamp_(lo, hi)
     return x_adv
 
 
 def adversarial_inputs(
-    loss_fn: LossFn, x: torch.Tensor, cfg: TrainConfig, noise: Callable[[], torch.Tensor]
+    loss_fn: LossFn,
+    x: torch.Tensor,
+    cfg: TrainConfig,
+    noise: Callable[[], torch.Tensor],
+    grad_fn: GradFn | None = None,
 ) -> torch.Tensor:
     """The training inputs of ``cfg.strategy`` for clean inputs ``x``."""
     if cfg.strategy == "standard":
         return x
     if cfg.strategy == "fgsm":
-        return fgsm_fast(loss_fn, x, noise(), cfg.eps, cfg.fgsm_step)
+        return fgsm_fast(loss_fn, x, noise(), cfg.eps, cfg.fgsm_step, grad_fn=grad_fn)
     if cfg.strategy == "pgd":
-        return pgd(loss_fn, x, noise(), cfg.eps, cfg.alpha, cfg.steps)
+        return pgd(loss_fn, x, noise(), cfg.eps, cfg.alpha, cfg.steps, grad_fn=grad_fn)
     raise ValueError(f"unknown training strategy {cfg.strategy!r}")
+
+
+@torch.no_grad()
+def batched_mlp_input_grad(
+    weights: Sequence[torch.Tensor], biases: Sequence[torch.Tensor], x: torch.Tensor, y: torch.Tensor
+) -> torch.Tensor:
+    """Gradient of the summed cross-entropy of ``M`` MLPs with respect to their inputs ``x`` ``[M, B, in]``.
+
+    Written out by hand (forward with ReLU masks, ``softmax - onehot``, then
+    back through the transposed weights): an attack step needs only this
+    gradient, and skipping the autograd engine's per-node bookkeeping is a
+    large part of the ensemble's speed-up on CPU.  Equals autograd's gradient
+    of ``sum_i CE_i`` (tested).
+    """
+    hidden: list[torch.Tensor] = []  # post-ReLU activations: their zeros are the ReLU masks
+    h = x
+    last = len(weights) - 1
+    for layer, (w, b) in enumerate(zip(weights, biases)):
+        h = torch.baddbmm(b.detach(), h, w.detach())
+        if layer < last:
+            h = torch.relu_(h)
+            hidden.append(h)
+    g = torch.softmax(h, dim=-1)
+    g.scatter_add_(-1, y.unsqueeze(-1), torch.full(y.shape + (1,), -1.0, dtype=g.dtype, device=g.device))
+    for layer in range(last, -1, -1):
+        g = torch.bmm(g, weights[layer].detach().transpose(1, 2))
+        if layer > 0:  # ReLU backward: one fused kernel, as autograd does
+            g = torch.ops.aten.threshold_backward(g, hidden[layer - 1], 0.0)
+    return g
 
 
 def _uniform_noise(shape: Sequence[int], gen: torch.Generator, eps: float, like: torch.Tensor) -> torch.Tensor:
@@ -265,7 +315,12 @@ def train_ensemble(
             def noise(xb: torch.Tensor = xb) -> torch.Tensor:
                 return torch.stack([_uniform_noise(xb.shape[1:], g, ecfg.eps, xb) for g in attack_gens])
 
-            xb = adversarial_inputs(loss_fn, xb, ecfg, noise)
+            def grad_fn(inputs: torch.Tensor, yb: torch.Tensor = yb, bsz: int = bsz) -> torch.Tensor:
+                flat = inputs.reshape(m, bsz, -1)
+                return batched_mlp_input_grad(weights, biases, flat, yb).reshape(inputs.shape)
+
+            # the hand-written input gradient covers the plain MLP; through an encoder, autograd
+            xb = adversarial_inputs(loss_fn, xb, ecfg, noise, grad_fn=grad_fn if encode is None else None)
             opt.zero_grad(set_to_none=True)
             loss_fn(xb).backward()
             opt.step()
