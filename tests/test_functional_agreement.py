@@ -16,6 +16,8 @@ from simbench.results import record_row
 from simbench.types import ModelSpec
 from simbench_plugins.benchmarks.functional_agreement import (
     ALL_PROBES,
+    PAIR_STATS,
+    SEVERAL,
     FunctionalAgreement,
     group_blocks,
     pair_groups,
@@ -181,7 +183,7 @@ def test_failed_probe_set_is_recorded_and_excluded(result):
 
 def test_metric_comparisons(result):
     ctx, _, frame = result
-    comp = frame[frame["model_b"] != ""]
+    comp = frame[(frame["model_b"] != "") & ~frame["statistic"].isin(PAIR_STATS)]
     assert (comp["metric"] == comp["model_a"]).all()
     order = list(ctx.metrics)
     pairs = set(zip(comp["model_a"], comp["model_b"], strict=True))
@@ -233,7 +235,7 @@ def test_asymmetric_similarity_is_symmetrised():
 def test_meng_test_and_group_selection():
     bench = FunctionalAgreement(groups=("all", "seed"), comparison_test="meng", n_permutations=0, n_bootstrap=0)
     frame = as_frame(bench.evaluate(FakeContext(metrics=("good", "random"))))
-    assert set(frame["group"]) == {"all", "seed"}
+    assert set(frame.loc[~frame["statistic"].isin(PAIR_STATS), "group"]) == {"all", "seed"}
     assert "pearson_meng_p" in set(frame["statistic"]) and "pearson_steiger_p" not in set(frame["statistic"])
     tables = {t.key: t for t in FunctionalAgreement.tables(frame)}
     assert "Meng" in tables["comparisons"].title
@@ -285,8 +287,45 @@ def test_plots_are_written(result, tmp_path):
     _, _, frame = result
     paths = FunctionalAgreement.plots(frame, tmp_path / "plots")
     assert [p.name for p in paths] == ["functional_agreement_correlations.png", "functional_agreement_probe_sets.png",
-                                       "functional_agreement_bad_fraction.png"]
+                                       "functional_agreement_bad_fraction.png",
+                                       "functional_agreement_scatter_clean.png"]
     for path in paths:
         with Image.open(path) as img:
             assert img.format == "PNG" and img.size[0] > 400 and img.size[1] > 300
             assert len(np.unique(np.asarray(img.convert("L")))) > 20  # not blank
+
+
+def test_pair_rows_hold_the_matrices_with_single_factor_groups(result):
+    ctx, _, frame = result
+    pairs = frame[frame["statistic"].isin(PAIR_STATS)]
+    assert set(pairs["probe_set"]) == {"clean"}  # default pair_rows = ("clean",)
+    m = len(ctx.specs)
+    ids = [s.id for s in ctx.specs]
+    agree = pairs[pairs["statistic"] == "pair_agreement"]
+    assert len(agree) == m * (m - 1) // 2 and (agree["metric"] == "").all()
+    for _, row in agree.sample(10, random_state=0).iterrows():
+        i, j = ids.index(row["model_a"]), ids.index(row["model_b"])
+        assert i < j and row["value"] == pytest.approx(ctx.agree["clean"][i, j])
+        spec_a, spec_b = ctx.specs[i].factors, ctx.specs[j].factors
+        diff = [k for k in spec_a if spec_a[k] != spec_b[k]]
+        assert row["group"] == (diff[0] if len(diff) == 1 else SEVERAL)
+    good = pairs[(pairs["statistic"] == "pair_similarity") & (pairs["metric"] == "good")]
+    row = good.iloc[5]
+    i, j = ids.index(row["model_a"]), ids.index(row["model_b"])
+    sym = 0.5 * (ctx.sim[("good", "clean")] + ctx.sim[("good", "clean")].T)
+    assert row["value"] == pytest.approx(sym[i, j])
+    # the correlation the benchmark reports is the one of these rows
+    x = good.set_index(["model_a", "model_b"])["value"]
+    y = agree.set_index(["model_a", "model_b"])["value"].reindex(x.index)
+    assert sps.pearsonr(x, y)[0] == pytest.approx(value(frame, "pearson_r", "good", "all", "clean"))
+
+
+def test_pair_rows_can_be_turned_off_or_extended():
+    ctx = FakeContext()
+    none = as_frame(FunctionalAgreement(**FAST, pair_rows=()).evaluate(ctx))
+    assert not none["statistic"].isin(PAIR_STATS).any()
+    every = as_frame(FunctionalAgreement(**FAST, pair_rows=("*",)).evaluate(ctx))
+    assert set(every.loc[every["statistic"].isin(PAIR_STATS), "probe_set"]) == {"clean", "shift"}
+    # the broken metric has no shift similarity, so no pair rows there
+    assert not ((every["statistic"] == "pair_similarity") & (every["metric"] == "broken")
+                & (every["probe_set"] == "shift")).any()
