@@ -30,6 +30,7 @@ from .types import (
     ProbeSet,
     Record,
     RunContext,
+    RunView,
     Split,
     Zoo,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "ProbeSet",
     "Record",
     "RunContext",
+    "RunView",
     "Split",
     "Zoo",
     "__version__",

@@ -33,7 +33,7 @@ from .errors import MeasurementFailed, UserError
 from .registry import Registry
 from .results import RunDir, record_row
 from .suite import PluginUse, Suite
-from .types import DataSplits, ModelSpec, PerturbContext, ProbeSet, Record, RunContext
+from .types import WEIGHTS_PROBE_SET, DataSplits, ModelSpec, PerturbContext, ProbeSet, Record, RunContext
 
 log = logging.getLogger("simbench.runner")
 
@@ -189,7 +189,7 @@ class RunnerContext:
     def similarity(self, metric: str, probe_set: str) -> Any:
         runner = self._runner
         use = runner.metric_use(metric)
-        where = "weights" if use.obj.kind == "weight" else probe_set
+        where = WEIGHTS_PROBE_SET if use.obj.kind == "weight" else probe_set
         key = (metric, where)
         if key not in runner.state.similarities and key not in runner.state.failures:
             runner.similarity_cell(use, where)
@@ -199,7 +199,7 @@ class RunnerContext:
 
     def failure(self, metric: str, probe_set: str) -> str | None:
         use = self._runner.metric_use(metric)
-        where = "weights" if use.obj.kind == "weight" else probe_set
+        where = WEIGHTS_PROBE_SET if use.obj.kind == "weight" else probe_set
         try:
             self.similarity(metric, probe_set)
         except MeasurementFailed:
@@ -665,9 +665,9 @@ class Runner:
                 self.agreement_cell(name)
                 advance(1)
             cells = [
-                (use, "weights" if use.obj.kind == "weight" else name)
+                (use, WEIGHTS_PROBE_SET if use.obj.kind == "weight" else name)
                 for use in self.suite.metrics
-                for name in (["weights"] if use.obj.kind == "weight" else probe_names)
+                for name in ([WEIGHTS_PROBE_SET] if use.obj.kind == "weight" else probe_names)
             ]
             advance = ui("Similarity", len(cells))
             for use, where in cells:

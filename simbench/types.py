@@ -323,9 +323,67 @@ class Benchmark(Plugin):
         return [Table("results", f"{cls.name} results", frame)]
 
     @classmethod
-    def plots(cls, records: Any, out_dir: Any) -> list[Any]:
-        """Write PNG figures into ``out_dir``; return their paths.  Default: none."""
+    def plots(cls, records: Any, out_dir: Any, run: RunView | None = None) -> list[Any]:
+        """Write PNG figures into ``out_dir``; return their paths.  Default: none.
+
+        ``run`` (when the leaderboard has the run directory) gives the whole
+        run besides this benchmark's records: the stored similarity and
+        agreement matrices and the model specs, e.g. for per-pair scatter plots.
+        """
         return []
+
+
+#: the probe-set label under which the runner stores weight metrics' matrices (probe-independent)
+WEIGHTS_PROBE_SET = "weights"
+
+
+@dataclass(frozen=True)
+class RunView:
+    """A finished run as the leaderboard reads it: every stored row plus the zoo's models.
+
+    ``frame`` has the columns of :class:`Record` plus ``kind`` (``"similarity"``
+    rows hold one matrix entry each in ``model_a``/``model_b``/``value``;
+    ``"agreement"`` the same for prediction agreement; ``"accuracy"`` one
+    task score per model; ``"benchmark"`` the benchmarks' records).
+    ``specs`` are the models in zoo order, ``manifest`` the run's manifest,
+    ``metrics`` each metric label's plugin class (where still registered), used
+    to orient stored values so that higher = more similar.
+    """
+
+    frame: Any  # pandas.DataFrame
+    specs: Sequence[ModelSpec]
+    manifest: Mapping[str, Any] = field(default_factory=dict)
+    metrics: Mapping[str, type[Metric]] = field(default_factory=dict)
+
+    def pairs(self, probe_set: str) -> Any:
+        """One row per unordered model pair (zoo order, ``a`` before ``b``) on ``probe_set``.
+
+        Columns ``model_a``, ``model_b``, ``agreement`` and one column per metric
+        with a stored matrix (weight metrics, stored once, appear for every probe
+        set), oriented by the metric's ``to_similarity`` (a distance is negated, as
+        benchmarks see it; metrics whose class is unknown stay as stored).
+        Asymmetric metrics are symmetrised as the mean of both directions; a
+        failed metric's column is absent.
+        """
+        import pandas as pd
+
+        ids = [s.id for s in self.specs]
+        order = {model: i for i, model in enumerate(ids)}
+        frame = self.frame[self.frame["status"] == "ok"]
+        i_a, i_b = frame["model_a"].map(order), frame["model_b"].map(order)
+        frame = frame.assign(a=i_a.where(i_a < i_b, i_b), b=i_b.where(i_a < i_b, i_a)).dropna(subset=["a", "b"])
+        agree = frame[(frame["kind"] == "agreement") & (frame["probe_set"] == probe_set)]
+        out = agree.groupby(["a", "b"])["value"].mean().rename("agreement").to_frame()
+        sims = frame[frame["kind"] == "similarity"]
+        for metric in dict.fromkeys(sims["metric"]):
+            rows = sims[(sims["metric"] == metric) & sims["probe_set"].isin([probe_set, WEIGHTS_PROBE_SET])]
+            if len(rows):
+                values = rows.groupby(["a", "b"])["value"].mean()
+                out[metric] = self.metrics[metric].to_similarity(values) if metric in self.metrics else values
+        out = out.reset_index()
+        out.insert(0, "model_b", [ids[int(b)] for b in out.pop("b")])
+        out.insert(0, "model_a", [ids[int(a)] for a in out.pop("a")])
+        return pd.DataFrame(out)
 
 
 # --------------------------------------------------------------------------

@@ -13,11 +13,9 @@ from scipy import stats as sps
 from simbench import stats
 from simbench.errors import MeasurementFailed, UserError
 from simbench.results import record_row
-from simbench.types import ModelSpec
+from simbench.types import ModelSpec, RunView
 from simbench_plugins.benchmarks.functional_agreement import (
     ALL_PROBES,
-    PAIR_STATS,
-    SEVERAL,
     FunctionalAgreement,
     group_blocks,
     pair_groups,
@@ -183,7 +181,7 @@ def test_failed_probe_set_is_recorded_and_excluded(result):
 
 def test_metric_comparisons(result):
     ctx, _, frame = result
-    comp = frame[(frame["model_b"] != "") & ~frame["statistic"].isin(PAIR_STATS)]
+    comp = frame[frame["model_b"] != ""]
     assert (comp["metric"] == comp["model_a"]).all()
     order = list(ctx.metrics)
     pairs = set(zip(comp["model_a"], comp["model_b"], strict=True))
@@ -235,7 +233,7 @@ def test_asymmetric_similarity_is_symmetrised():
 def test_meng_test_and_group_selection():
     bench = FunctionalAgreement(groups=("all", "seed"), comparison_test="meng", n_permutations=0, n_bootstrap=0)
     frame = as_frame(bench.evaluate(FakeContext(metrics=("good", "random"))))
-    assert set(frame.loc[~frame["statistic"].isin(PAIR_STATS), "group"]) == {"all", "seed"}
+    assert set(frame["group"]) == {"all", "seed"}
     assert "pearson_meng_p" in set(frame["statistic"]) and "pearson_steiger_p" not in set(frame["statistic"])
     tables = {t.key: t for t in FunctionalAgreement.tables(frame)}
     assert "Meng" in tables["comparisons"].title
@@ -285,47 +283,77 @@ def test_plots_are_written(result, tmp_path):
     from PIL import Image
 
     _, _, frame = result
-    paths = FunctionalAgreement.plots(frame, tmp_path / "plots")
+    ctx, _, frame = result
+    paths = FunctionalAgreement.plots(frame, tmp_path / "plots", run=run_view(ctx))
     assert [p.name for p in paths] == ["functional_agreement_correlations.png", "functional_agreement_probe_sets.png",
-                                       "functional_agreement_bad_fraction.png",
-                                       "functional_agreement_scatter_clean.png"]
+                                       "functional_agreement_bad_fraction.png", "functional_agreement_scatter.png"]
     for path in paths:
         with Image.open(path) as img:
             assert img.format == "PNG" and img.size[0] > 400 and img.size[1] > 300
             assert len(np.unique(np.asarray(img.convert("L")))) > 20  # not blank
 
 
-def test_pair_rows_hold_the_matrices_with_single_factor_groups(result):
-    ctx, _, frame = result
-    pairs = frame[frame["statistic"].isin(PAIR_STATS)]
-    assert set(pairs["probe_set"]) == {"clean"}  # default pair_rows = ("clean",)
-    m = len(ctx.specs)
+
+def run_view(ctx: FakeContext) -> RunView:
+    """The fake run as the leaderboard stores it: similarity and agreement matrices as pair rows.
+
+    ``asym`` is stored in both directions (as the runner stores asymmetric metrics), ``wcka``
+    once under the probe set ``weights``, and ``broken`` has a failed row on ``shift``.
+    """
     ids = [s.id for s in ctx.specs]
-    agree = pairs[pairs["statistic"] == "pair_agreement"]
-    assert len(agree) == m * (m - 1) // 2 and (agree["metric"] == "").all()
-    for _, row in agree.sample(10, random_state=0).iterrows():
+    m = len(ids)
+    rows = []
+    upper = [(i, j) for i in range(m) for j in range(i + 1, m)]
+    both = [(i, j) for i in range(m) for j in range(m) if i != j]
+    for p in ctx.probe_sets:
+        rows += [dict(kind="agreement", metric="", probe_set=p, model_a=ids[i], model_b=ids[j], status="ok",
+                      value=ctx.agree[p][i, j]) for i, j in upper]
+        for metric in ("good", "asym", "broken"):
+            if (metric, p) == ("broken", "shift"):
+                rows.append(dict(kind="similarity", metric=metric, probe_set=p, model_a="", model_b="",
+                                 status="failed", value=float("nan")))
+                continue
+            rows += [dict(kind="similarity", metric=metric, probe_set=p, model_a=ids[i], model_b=ids[j], status="ok",
+                          value=ctx.sim[(metric, p)][i, j]) for i, j in (both if metric == "asym" else upper)]
+    rows += [dict(kind="similarity", metric="wcka", probe_set="weights", model_a=ids[j], model_b=ids[i],
+                  status="ok", value=float(i + j)) for i, j in upper]  # stored in the other direction
+    return RunView(pd.DataFrame(rows), ctx.specs, {})
+
+
+def test_run_view_pairs_are_the_stored_matrices():
+    ctx = FakeContext(metrics=("good", "asym", "broken"))
+    view = run_view(ctx)
+    m = len(ctx.specs)
+    pairs = view.pairs("shift")
+    assert len(pairs) == m * (m - 1) // 2
+    assert list(pairs.columns[:3]) == ["model_a", "model_b", "agreement"]
+    assert set(pairs.columns) == {"model_a", "model_b", "agreement", "good", "asym", "wcka"}  # broken failed here
+    ids = [s.id for s in ctx.specs]
+    for _, row in pairs.sample(8, random_state=1).iterrows():
         i, j = ids.index(row["model_a"]), ids.index(row["model_b"])
-        assert i < j and row["value"] == pytest.approx(ctx.agree["clean"][i, j])
-        spec_a, spec_b = ctx.specs[i].factors, ctx.specs[j].factors
-        diff = [k for k in spec_a if spec_a[k] != spec_b[k]]
-        assert row["group"] == (diff[0] if len(diff) == 1 else SEVERAL)
-    good = pairs[(pairs["statistic"] == "pair_similarity") & (pairs["metric"] == "good")]
-    row = good.iloc[5]
-    i, j = ids.index(row["model_a"]), ids.index(row["model_b"])
-    sym = 0.5 * (ctx.sim[("good", "clean")] + ctx.sim[("good", "clean")].T)
-    assert row["value"] == pytest.approx(sym[i, j])
-    # the correlation the benchmark reports is the one of these rows
-    x = good.set_index(["model_a", "model_b"])["value"]
-    y = agree.set_index(["model_a", "model_b"])["value"].reindex(x.index)
-    assert sps.pearsonr(x, y)[0] == pytest.approx(value(frame, "pearson_r", "good", "all", "clean"))
+        assert i < j
+        assert row["agreement"] == pytest.approx(ctx.agree["shift"][i, j])
+        assert row["good"] == pytest.approx(ctx.sim[("good", "shift")][i, j])
+        asym = ctx.sim[("asym", "shift")]
+        assert row["asym"] == pytest.approx(0.5 * (asym[i, j] + asym[j, i]))
+        assert row["wcka"] == pytest.approx(i + j)
+    assert "broken" in view.pairs("clean").columns
 
 
-def test_pair_rows_can_be_turned_off_or_extended():
-    ctx = FakeContext()
-    none = as_frame(FunctionalAgreement(**FAST, pair_rows=()).evaluate(ctx))
-    assert not none["statistic"].isin(PAIR_STATS).any()
-    every = as_frame(FunctionalAgreement(**FAST, pair_rows=("*",)).evaluate(ctx))
-    assert set(every.loc[every["statistic"].isin(PAIR_STATS), "probe_set"]) == {"clean", "shift"}
-    # the broken metric has no shift similarity, so no pair rows there
-    assert not ((every["statistic"] == "pair_similarity") & (every["metric"] == "broken")
-                & (every["probe_set"] == "shift")).any()
+def test_scatter_correlations_are_the_benchmarks(result, tmp_path):
+    """The scatter plot reads the same pairs the benchmark correlated: r of the view's columns == pearson_r."""
+    ctx, _, frame = result
+    pairs = run_view(ctx).pairs("clean")
+    r = sps.pearsonr(pairs["good"], pairs["agreement"]).statistic
+    assert r == pytest.approx(value(frame, "pearson_r", "good", "all", "clean"))
+
+
+def test_run_view_orients_distances_like_the_benchmark():
+    """A distance metric's stored values are negated in the view, as ``ctx.similarity`` does."""
+    from simbench_plugins.metrics.shape import Procrustes
+
+    ctx = FakeContext(metrics=("good",))
+    view = run_view(ctx)
+    oriented = RunView(view.frame, view.specs, {}, {"good": Procrustes})
+    assert not Procrustes.higher_is_more_similar
+    assert (oriented.pairs("clean")["good"] == -view.pairs("clean")["good"]).all()

@@ -59,7 +59,7 @@ A metric that failed on a probe set gets one row ``pearson_r = NaN``,
 Metric comparisons: for every unordered metric pair (first metric ``a`` in
 suite order), group and probe set (and the aggregate), one row per statistic.  ``metric`` and
 ``model_a`` hold ``a``, ``model_b`` holds the partner metric ``b``; these rows
-are, besides the pair rows below, the only ones with a non-empty ``model_b``.  ``<test>`` is ``steiger`` or
+are the only ones with a non-empty ``model_b``.  ``<test>`` is ``steiger`` or
 ``meng`` (parameter ``comparison_test``):
 
 =========================================  ================================================
@@ -69,13 +69,6 @@ are, besides the pair rows below, the only ones with a non-empty ``model_b``.  `
 ``spearman_<test>_z`` / ``_p``             the same test applied to the rho's
 ``pearson_diff_boot_ci_low`` / ``_high``   model-bootstrap interval of r(a) - r(b)
 =========================================  ================================================
-
-Pair rows (for scatter plots): for each probe set named in ``pair_rows``
-(``"*"`` = every probe set), one ``pair_similarity`` row per metric and
-unordered model pair and one ``pair_agreement`` row per pair (``metric`` =
-""), with the two model ids in ``model_a`` / ``model_b`` and ``group`` = the
-single factor the pair differs in, or ``"several"``.  They are excluded from
-every table; pass ``pair_rows = []`` to leave them out (they grow as M²).
 
 The aggregate comparison applies the test to the mean-z correlations over the
 probe sets both metrics have, with the same n: conservative, since averaging
@@ -104,8 +97,7 @@ STATS = ("pearson_r", "pearson_ci_low", "pearson_ci_high", "pearson_p",
 ROBUST_STATS = ("pearson_perm_p", "pearson_boot_ci_low", "pearson_boot_ci_high")
 BAD_STATS = ("bad_fraction", "bad_fraction_chance")
 TESTS = ("steiger", "meng")
-PAIR_STATS = ("pair_similarity", "pair_agreement")
-#: group of a pair that differs in more than one factor
+#: scatter-plot label of a pair that differs in more than one factor
 SEVERAL = "several"
 #: ``groups`` entry that expands to every factor that varies in the zoo
 EVERY_FACTOR = "*"
@@ -211,9 +203,7 @@ class FunctionalAgreement(simbench.Benchmark):
     ``n_permutations`` / ``n_bootstrap`` (0 turns either off),
     ``comparison_test`` (``"steiger"`` or ``"meng"``),
     ``bad_fraction_quantile`` (Ding et al. use 0.2), ``similarity_probe_set``
-    (measure similarity on this probe set only; empty = on each probe set),
-    ``pair_rows`` (probe sets whose pair-level similarity and agreement are
-    stored for the scatter plots; ``"*"`` = all, empty = none).
+    (measure similarity on this probe set only; empty = on each probe set).
     """
 
     name = "functional_agreement"
@@ -227,7 +217,6 @@ class FunctionalAgreement(simbench.Benchmark):
     comparison_test: Literal["steiger", "meng"] = "steiger"
     bad_fraction_quantile: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.2
     similarity_probe_set: str = ""
-    pair_rows: tuple[str, ...] = ("clean",)
 
     def __post_init__(self) -> None:
         if not self.groups:
@@ -292,34 +281,7 @@ class FunctionalAgreement(simbench.Benchmark):
                     None if boot is None else boot[:, q, ok], records)
         records += self._ranks(cells)
         records += self._comparisons(cells, metrics)
-        records += self._pair_rows(ctx, factors, metrics, probes, sims, agreement)
         return records
-
-    def _pair_rows(self, ctx: simbench.BenchmarkContext, factors: list[dict[str, Any]], metrics: list[str],
-                   probes: list[str], sims: dict[str, dict[str, Any]], agreement: dict[str, Any]) -> list[Record]:
-        """Pair-level similarity and agreement of the probe sets in ``pair_rows`` (for the scatter plots)."""
-        import numpy as np
-
-        from simbench import stats
-
-        wanted = probes if EVERY_FACTOR in self.pair_rows else [p for p in probes if p in self.pair_rows]
-        if not wanted:
-            return []
-        ids = [s.id for s in ctx.specs]
-        iu, ju = np.triu_indices(len(ids), k=1)
-        masks = pair_groups(factors, factor_names(factors))
-        labels = np.full(len(iu), SEVERAL, dtype=object)
-        for name, mask in masks.items():
-            labels[mask] = name
-        out: list[Record] = []
-        for probe in wanted:
-            series = [("pair_agreement", "", stats.upper(agreement[probe]))]
-            series += [("pair_similarity", m, stats.upper(sims[m][probe])) for m in metrics if probe in sims[m]]
-            for stat, metric, values in series:
-                out.extend(Record(self.name, stat, float(v), metric=metric, probe_set=probe, group=str(g),
-                                  model_a=ids[i], model_b=ids[j])
-                           for v, g, i, j in zip(values, labels, iu, ju, strict=True))
-        return out
 
     def _metric_group(self, metric: str, group: str, mask: Any, ok: list[str], sims: dict[str, Any],
                       agreement: dict[str, Any], perm: tuple[Any, Any] | None, boot: Any,
@@ -461,7 +423,7 @@ class FunctionalAgreement(simbench.Benchmark):
 
         from simbench import stats
 
-        frame = _without_pairs(_frame(records))
+        frame = _frame(records)
         failed = frame[(frame["status"] == "failed") & (frame["metric"] != "")]
         per_metric = frame[(frame["status"] == "ok") & (frame["model_b"] == "") & (frame["metric"] != "")]
         compare = frame[(frame["status"] == "ok") & (frame["model_b"] != "")]
@@ -601,14 +563,13 @@ class FunctionalAgreement(simbench.Benchmark):
     # -- plots --------------------------------------------------------------------------------
 
     @classmethod
-    def plots(cls, records: Any, out_dir: Any) -> list[Any]:
+    def plots(cls, records: Any, out_dir: Any, run: simbench.RunView | None = None) -> list[Any]:
         """Seed 001 Fig. 3-style bars (r and rho per group, intervals, significance against
-        the best metric), a metric x probe-set heatmap of r, and a bad-fraction heatmap."""
+        the best metric), a metric x probe-set heatmap of r, a bad-fraction heatmap and, given
+        the run, a metric-vs-agreement scatter per pair group on the first probe set."""
         from . import _plots
 
         frame = _frame(records)
-        pairs = frame[frame["statistic"].isin(PAIR_STATS)]
-        frame = _without_pairs(frame)
         per_metric = frame[(frame["status"] == "ok") & (frame["model_b"] == "") & (frame["metric"] != "")]
         if not len(per_metric):
             return []
@@ -648,10 +609,12 @@ class FunctionalAgreement(simbench.Benchmark):
                     title="Bad fraction: closest pairs that disagree most (lower is better)",
                     vmin=0, vmax=max(0.5, float(grid.max().max()) if grid.size else 0.5), cmap="Reds",
                     colorbar_label="bad fraction"))
-        order = list(agg[agg["group"] == headline].sort_values("pearson_r", ascending=False)["metric"])
-        for probe in dict.fromkeys(pairs["probe_set"]):
-            path = out / f"{label}_scatter_{_plots.safe_name(probe)}.png"
-            figure = _scatter_figure(pairs[pairs["probe_set"] == probe], order, groups, probe, path)
+        if run is not None and run.specs:
+            order = list(agg[agg["group"] == headline].sort_values("pearson_r", ascending=False)["metric"])
+            probe = list(dict.fromkeys(per_metric["probe_set"]))[0]
+            measured_on = frame.loc[frame["statistic"] == "similarity_measured_on", "probe_set"]
+            figure = _scatter_figure(run, order, groups, probe, measured_on.iloc[0] if len(measured_on) else probe,
+                                     out / f"{label}_scatter.png")
             if figure is not None:
                 written.append(figure)
         return written
@@ -672,12 +635,8 @@ def _frame(records: Any) -> Any:
     return frame
 
 
-def _without_pairs(frame: Any) -> Any:
-    """The records minus the pair-level rows (which only the scatter plots read)."""
-    return frame[~frame["statistic"].isin(PAIR_STATS)]
-
-
-def _scatter_figure(pairs: Any, order: list[str], groups: list[str], probe: str, path: Path) -> Path | None:
+def _scatter_figure(run: simbench.RunView, order: list[str], groups: list[str], probe: str, similarity_on: str,
+                    path: Path) -> Path | None:
     """Metric similarity (x) against prediction agreement (y) over model pairs, one row per
     pair group and one column per metric, Pearson r in each panel (seed 001 Fig. 2 style)."""
     import numpy as np
@@ -686,44 +645,61 @@ def _scatter_figure(pairs: Any, order: list[str], groups: list[str], probe: str,
 
     from . import _plots
 
-    agree = pairs[pairs["statistic"] == "pair_agreement"].set_index(["model_a", "model_b"])["value"]
-    sims = pairs[pairs["statistic"] == "pair_similarity"]
-    metrics = [m for m in order if m in set(sims["metric"])] + sorted(set(sims["metric"]) - set(order))
-    if not metrics or not len(agree):
+    agreement = run.pairs(probe)
+    sims = agreement if similarity_on == probe else run.pairs(similarity_on)
+    metrics = [m for m in order if m in sims.columns]
+    if not metrics or not len(agreement):
         return None
-    factor_groups = [g for g in groups if g != "all" and (pairs["group"] == g).any()]
+    ids = [s.id for s in run.specs]
+    factors = [dict(s.factors) for s in run.specs]
+    masks = pair_groups(factors, factor_names(factors))
+    labels = np.full(len(ids) * (len(ids) - 1) // 2, SEVERAL, dtype=object)
+    for name, mask in masks.items():
+        labels[mask] = name
+    position = {model: i for i, model in enumerate(ids)}
+    index = [_upper_index(position[a], position[b], len(ids)) for a, b in zip(agreement["model_a"],
+                                                                              agreement["model_b"], strict=True)]
+    pair_label = labels[index]
+    sims = sims.set_index(["model_a", "model_b"]).reindex(list(zip(agreement["model_a"], agreement["model_b"],
+                                                                   strict=True)))
+    factor_groups = [g for g in groups if g != "all" and (pair_label == g).any()]
     rows = ["all", *factor_groups]
-    hue = dict(zip([*factor_groups, SEVERAL], _plots.colors(len(factor_groups) + 1), strict=True))
+    hue = {**dict(zip(factor_groups, _plots.colors(len(factor_groups)), strict=True)), SEVERAL: "0.6"}
     plt = _plots.pyplot()
     fig, axes = plt.subplots(len(rows), len(metrics), figsize=(2.7 * len(metrics) + 0.6, 2.5 * len(rows) + 0.6),
                              squeeze=False, sharey="row")
+    y_all = agreement["agreement"].to_numpy()
     for col, metric in enumerate(metrics):
-        sub = sims[sims["metric"] == metric]
-        y_all = agree.reindex(list(zip(sub["model_a"], sub["model_b"], strict=True))).to_numpy()
-        x_all, g_all = sub["value"].to_numpy(), sub["group"].to_numpy()
+        x_all = sims[metric].to_numpy()
         for row, group in enumerate(rows):
             ax = axes[row][col]
-            keep = np.ones(len(x_all), dtype=bool) if group == "all" else g_all == group
-            x, y = x_all[keep], y_all[keep]
+            keep = np.ones(len(x_all), dtype=bool) if group == "all" else pair_label == group
+            x, y, g_keep = x_all[keep], y_all[keep], pair_label[keep]
             for g in ([*factor_groups, SEVERAL] if group == "all" else [group]):
-                sel = g_all[keep] == g
+                sel = g_keep == g
                 if sel.any():
-                    ax.scatter(x[sel], y[sel], s=7, alpha=0.55, color=hue.get(g, "grey"), linewidths=0,
+                    ax.scatter(x[sel], y[sel], s=8, alpha=0.6, color=hue.get(g, "grey"), linewidths=0,
                                label=g if (row == 0 and col == 0) else None)
             ok = np.isfinite(x) & np.isfinite(y)
             r = stats.row_pearson(x[ok][None], y[ok][None])[0] if ok.sum() >= 3 else float("nan")
-            ax.set_title(f"{metric} · {_group_label(group) if group != 'all' else 'all pairs'}\n"
-                         f"r = {r:.2f}, n = {int(ok.sum())}", fontsize=8)
+            where = "all pairs" if group == "all" else f"differ only in {group}"
+            ax.set_title(f"{metric} · {where}\nr = {r:.2f}, n = {int(ok.sum())}", fontsize=8)
             ax.tick_params(labelsize=7)
             if row == len(rows) - 1:
-                ax.set_xlabel("similarity (higher = more similar)", fontsize=8)
+                ax.set_xlabel("similarity (higher = more similar)" + (f" on '{similarity_on}'" if similarity_on != probe else ""),
+                              fontsize=8)
             if col == 0:
                 ax.set_ylabel("prediction agreement", fontsize=8)
     if factor_groups:
         fig.legend(loc="upper right", fontsize=7, title="pair differs in", title_fontsize=7, markerscale=2)
-    fig.suptitle(f"Metric similarity vs functional agreement on '{probe}' (one point per model pair)", fontsize=10)
+    fig.suptitle(f"Metric similarity vs prediction agreement on '{probe}' (one point per model pair)", fontsize=10)
     fig.tight_layout(rect=(0, 0, 0.92 if factor_groups else 1, 0.97))
     return _plots.save(fig, path)
+
+
+def _upper_index(i: int, j: int, m: int) -> int:
+    """Position of pair ``(i, j)``, ``i < j``, in the row-major strict upper triangle of an ``m x m`` matrix."""
+    return i * m - i * (i + 1) // 2 + (j - i - 1)
 
 
 def _wide(frame: Any, index: list[str]) -> Any:
