@@ -20,7 +20,9 @@ def test_paper_mlp_is_the_section_3_2_grid(registry) -> None:  # type: ignore[no
     assert zoo.eps == 0.3
     factors = {k: {s.factors[k] for s in zoo.specs()} for k in ("arch", "seed", "epoch", "strategy")}
     assert all(len(v) >= 3 for v in factors.values())  # every factor varies
-    assert {m.name for m in suite.metrics} == {"procrustes", "linear_cka", "dcka", "wcka"}
+    names = [m.name for m in suite.metrics]
+    assert names[:4] == ["procrustes", "linear_cka", "dcka", "wcka"]  # the paper's four first
+    assert set(names) == set(registry.names("metric"))  # then every built-in metric
     pert = {p.name: p.obj for p in suite.perturbations}
     assert len(pert["mnist_c"].corruptions) == 15 and len(pert["attacks"].attacks) == 5
 
@@ -47,6 +49,9 @@ def test_paper_mlp_digits_end_to_end(tmp_path, cli) -> None:  # type: ignore[no-
     proc = cli(
         "run", "suites/paper-mlp-digits.toml",
         "--set", 'zoo.archs=["1x8", "4x32"]', "--set", "zoo.epochs=[3, 8]",
+        # the paper's four metrics plus two others: the slow O(n^2) ones are covered by the metric tests
+        "--set", "metrics=[{name='procrustes'},{name='linear_cka'},{name='dcka'},{name='wcka'},"
+                 "{name='mutual_knn'},{name='svcca'}]",
         "--run-dir", str(tmp_path / "run"), "--cache-dir", str(tmp_path / "cache"),
         "--leaderboard-dir", str(tmp_path / "lb"),
     )
@@ -58,7 +63,7 @@ def test_paper_mlp_digits_end_to_end(tmp_path, cli) -> None:  # type: ignore[no-
     ranking = board["tables"][0]
     cols = ranking["columns"]
     rows = {row[cols.index("metric")]: row for row in ranking["rows"]}
-    assert set(rows) == {"procrustes", "linear_cka", "dcka", "wcka"}
+    assert set(rows) == {"procrustes", "linear_cka", "dcka", "wcka", "mutual_knn", "svcca"}
     for row in rows.values():
         assert row[cols.index("status")] == "ok"
         assert -1 <= row[cols.index("pearson_r")] <= 1
