@@ -7,6 +7,12 @@ import simbench
 
 @simbench.hookimpl
 def register_benchmarks(register):  # type: ignore[no-untyped-def]
+    from .calibration import Calibration
     from .functional_agreement import FunctionalAgreement
+    from .manipulation import Manipulation
+    from .sanity import Sanity
 
     register(FunctionalAgreement)
+    register(Calibration)
+    register(Sanity)
+    register(Manipulation)

@@ -1,0 +1,163 @@
+"""Benchmark ``calibration``: do metrics read ~0 for unrelated networks and ~1 for the same network?
+
+Seed 001 §3.1 and Fig. 1 (``/work/shared/seeds/001_9ba3a7735213233a.txt``):
+two ensembles whose similarity is known in advance -- randomly initialised
+networks (any two should score ~0) and checkpoints of one network from
+adjacent epochs after convergence (any two should score ~1) -- built by the
+``calibration`` zoo, which labels each model with the factor ``ensemble``.
+
+Values are compared on a common *calibrated scale* (see :func:`calibrated`):
+0 = the metric's "unrelated" end, 1 = its "identical" end, so distances
+(Procrustes, angular shape) and correlations (RSA) sit beside the CKAs.
+
+Record scheme (``benchmark`` = the suite label; one number per row; pairs are
+the unordered pairs *within* one ensemble; asymmetric metrics are symmetrised
+as ``(S + S^T) / 2``):
+
+=====================================  ===============  ========================================================
+statistic                              group            value (``n``)
+=====================================  ===============  ========================================================
+``mean``, ``sd``, ``median``,          ensemble         calibrated similarity over the ensemble's pairs
+``min``, ``max``                                        (``n`` = pairs)
+``lv_lo_<2^k>``, ``lv_hi_<2^k>``       ensemble         letter values (Hofmann et al. 2017): the 1/2^k and
+                                                        1 - 1/2^k quantiles, k = 2 (quartiles) ... 6
+``bias``                               ensemble         ``mean - expected`` (expected 0 for the random, 1 for
+                                                        the converged ensemble)
+``rmse``                               ensemble         root mean squared distance from the expected value
+``mean_ci_low`` / ``_high``            ensemble         model-level bootstrap 95 % interval of ``mean``
+``raw_mean``, ``raw_sd``               ensemble         the same on the metric's own scale
+``auroc``                              ``separation``   P(converged pair > random pair) (+ half the ties):
+                                                        1 = the ensembles never overlap, 0.5 = no separation
+``overlap``                            ``separation``   overlapping coefficient of the two distributions
+                                                        (shared histogram mass, 0 = disjoint, 1 = identical)
+``cohen_d``                            ``separation``   (mean_converged - mean_random) / pooled sd
+``by_probes_<stat>``                   ensemble or      the probe-count analysis: ``n`` = number of probes;
+                                       ``separation``   stat in mean, sd, median, q25, q75, bias, pairs, auroc,
+                                                        ``draws`` (random probe subsets pooled)
+``seconds_median``, ``seconds_q25``,   ``timing``       compute time of one pair (``metric(a, b)``) on ``n``
+``seconds_q75``, ``seconds_min``,                       probes; ``repeats`` = how many timed calls
+``seconds_max``, ``repeats``
+``weight_metric``                      ``info``         1 for a weight metric (no probes), 0 otherwise
+``scale_low``, ``scale_high``          ``info``         the raw values mapped to 0 and 1
+``expected``                           ``info``         0 / 1 for the ensemble named in ``model_a``
+``tolerance``                          ``info``         the verdict's tolerance (parameter ``tolerance``)
+=====================================  ===============  ========================================================
+
+The distributions use each probe set in ``probe_sets`` (default: all; weight
+metrics once, ``probe_set = "weights"``).  The probe-count and timing
+analyses use ``count_probe_set`` and the first ``count_models`` models of each
+ensemble.  A metric that raises or returns NaN gets one row ``mean = NaN``,
+``status = "failed"`` with the error, and the benchmark goes on.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Annotated, Any, ClassVar
+
+from pydantic import Field
+
+import simbench
+from simbench.errors import ParamError
+
+#: group labels of the records
+SEPARATION = "separation"
+TIMING = "timing"
+INFO = "info"
+WEIGHTS = "weights"
+#: letter-value depths stored: quantiles 1/2^k and 1 - 1/2^k
+LETTER_DEPTHS: tuple[int, ...] = (4, 8, 16, 32, 64)
+
+
+def scale_of(metric: Any) -> tuple[float, float] | None:
+    """``(unrelated, identical)`` raw values of a metric, or None when its range is unbounded.
+
+    Similarities: identical = the top of ``value_range``; unrelated = 0 for a
+    range that straddles 0 (correlations such as RSA), else the bottom.
+    Distances (``higher_is_more_similar = False``): identical = the bottom,
+    unrelated = the top (Procrustes: ``1 - d^2 / 2``, the nuclear-norm
+    alignment).  A metric may override both with a ClassVar
+    ``calibration_scale = (unrelated, identical)``.
+    """
+    own = getattr(metric, "calibration_scale", None)
+    if own is not None:
+        return float(own[0]), float(own[1])
+    lo, hi = (float(v) for v in metric.value_range)
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return None
+    if metric.higher_is_more_similar:
+        return (0.0 if lo < 0.0 < hi else lo), hi
+    return hi, lo
+
+
+def calibrated(metric: Any, oriented: Any) -> Any:
+    """Map oriented similarities (higher = more similar, as ``ctx.similarity`` returns them) to the
+    calibrated scale: 0 = unrelated, 1 = identical.  NaN everywhere when the metric has no scale."""
+    scale = scale_of(metric)
+    raw = oriented if metric.higher_is_more_similar else -oriented
+    if scale is None:
+        return raw * float("nan")
+    unrelated, identical = scale
+    return (raw - unrelated) / (identical - unrelated)
+
+
+@dataclass(frozen=True)
+class Calibration(simbench.Benchmark):
+    """Calibration against ensembles of known similarity (seed 001 §3.1, Fig. 1).
+
+    Per metric: the distribution of calibrated similarity over the pairs of
+    the random-init ensemble (expected 0) and of the adjacent-epoch ensemble
+    (expected 1) -- mean, sd, letter values, bias, RMSE, a model-level
+    bootstrap interval of the mean -- and how well the two are told apart
+    (AUROC, overlapping coefficient, Cohen's d).  For activation metrics, the
+    same against the number of probes (``probe_counts``; 0 = all probes;
+    ``count_draws`` random subsets each) and the compute time of one pair
+    against the number of probes (``timing_repeats`` calls, median and
+    quartiles).  The zoo labels models with ``factor``; ``low`` / ``high``
+    name the ensembles expected at 0 / 1.  See the module docstring for the
+    record scheme; the leaderboard's verdict table checks seed 001's claims.
+    """
+
+    name: ClassVar[str] = "calibration"
+    description: ClassVar[str] = "random-init (expect 0) vs adjacent-epoch (expect 1) ensembles; probes; time"
+    version: ClassVar[str] = "1"
+
+    factor: str = "ensemble"
+    low: str = "random"
+    high: str = "converged"
+    probe_sets: tuple[str, ...] = ()
+    count_probe_set: str = "clean"
+    probe_counts: tuple[int, ...] = (10, 20, 50, 100, 200, 0)
+    count_draws: Annotated[int, Field(ge=1)] = 3
+    count_models: Annotated[int, Field(ge=2)] = 20
+    timing_repeats: Annotated[int, Field(ge=0)] = 20
+    n_bootstrap: Annotated[int, Field(ge=0)] = 500
+    tolerance: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.1
+
+    def __post_init__(self) -> None:
+        if self.low == self.high:
+            raise ParamError("high", f"must differ from low ({self.low!r})")
+        if any(k < 0 for k in self.probe_counts):
+            raise ParamError("probe_counts", "expected probe counts >= 1 (or 0 for all probes)")
+        if any(0 < k < 4 for k in self.probe_counts):
+            raise ParamError("probe_counts", "several metrics need at least 4 probes; use counts >= 4")
+
+    def evaluate(self, ctx: simbench.BenchmarkContext) -> list[simbench.Record]:
+        from . import calibration_impl
+
+        return calibration_impl.evaluate(self, ctx)
+
+    @classmethod
+    def tables(cls, records: Any) -> list[Any]:
+        """Headline distribution table, the verdict on seed 001's claims, separation, probe counts, timing."""
+        from . import calibration_report
+
+        return calibration_report.tables(records)
+
+    @classmethod
+    def plots(cls, records: Any, out_dir: Any) -> list[Any]:
+        """Letter-value box plots per ensemble, calibration against probe count, time against probe count."""
+        from . import calibration_report
+
+        return calibration_report.plots(records, out_dir)

@@ -1,0 +1,340 @@
+"""Computation of the ``calibration`` benchmark (torch, numpy); reporting is in ``calibration_report``."""
+
+from __future__ import annotations
+
+import time
+import zlib
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+import simbench
+from simbench.errors import MeasurementFailed, UserError
+
+from .calibration import INFO, LETTER_DEPTHS, SEPARATION, TIMING, WEIGHTS, calibrated, scale_of
+
+#: records leave ``benchmark`` empty: the runner fills in this benchmark entry's suite label
+BENCH = ""
+
+
+def rng_for(seed: int, *tags: str) -> np.random.Generator:
+    """A generator from the suite seed and string tags (stable across runs and Python versions)."""
+    return np.random.default_rng([int(seed) & 0xFFFFFFFF, *(zlib.crc32(t.encode()) for t in tags)])
+
+
+# --------------------------------------------------------------------------
+# Statistics on whole matrices
+# --------------------------------------------------------------------------
+
+
+def within_pairs(matrix: np.ndarray, members: np.ndarray) -> np.ndarray:
+    """Values of the unordered pairs among ``members`` (indices into the matrix), as a vector."""
+    sub = matrix[np.ix_(members, members)]
+    i, j = np.triu_indices(len(members), k=1)
+    return sub[i, j]
+
+
+def auroc(high: np.ndarray, low: np.ndarray) -> float:
+    """P(a random ``high`` value > a random ``low`` value) + half the ties (Mann-Whitney U / n1 n2)."""
+    from scipy.stats import rankdata
+
+    high, low = np.asarray(high, float), np.asarray(low, float)
+    if not len(high) or not len(low):
+        return float("nan")
+    ranks = rankdata(np.concatenate([high, low]))  # average ranks: ties count one half
+    u = ranks[: len(high)].sum() - len(high) * (len(high) + 1) / 2.0
+    return float(u / (len(high) * len(low)))
+
+
+def overlap_coefficient(a: np.ndarray, b: np.ndarray, bins: int = 50) -> float:
+    """Shared mass of the two empirical distributions on common histogram bins (1 = identical, 0 = disjoint)."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    lo, hi = float(min(a.min(), b.min())), float(max(a.max(), b.max()))
+    if hi <= lo:
+        return 1.0
+    edges = np.linspace(lo, hi, bins + 1)
+    pa = np.histogram(a, edges)[0] / len(a)
+    pb = np.histogram(b, edges)[0] / len(b)
+    return float(np.minimum(pa, pb).sum())
+
+
+def cohen_d(high: np.ndarray, low: np.ndarray) -> float:
+    """Standardised difference of means with the pooled standard deviation."""
+    n1, n2 = len(high), len(low)
+    if n1 < 2 or n2 < 2:
+        return float("nan")
+    pooled = ((n1 - 1) * np.var(high, ddof=1) + (n2 - 1) * np.var(low, ddof=1)) / (n1 + n2 - 2)
+    if pooled <= 0:
+        return float("inf") if np.mean(high) != np.mean(low) else 0.0
+    return float((np.mean(high) - np.mean(low)) / np.sqrt(pooled))
+
+
+def letter_values(values: np.ndarray) -> dict[str, float]:
+    """Letter values (Hofmann, Wickham & Kafadar 2017): the 1/2^k and 1 - 1/2^k quantiles.
+
+    A depth is kept only while each tail beyond it holds at least 2 values;
+    deeper letter values of a small sample would only repeat the extremes.
+    """
+    out: dict[str, float] = {}
+    n = len(values)
+    for depth in LETTER_DEPTHS:
+        if n / depth < 2:
+            break
+        lo, hi = np.quantile(values, [1.0 / depth, 1.0 - 1.0 / depth])
+        out[f"lv_lo_{depth}"], out[f"lv_hi_{depth}"] = float(lo), float(hi)
+    return out
+
+
+def bootstrap_mean(matrix: np.ndarray, members: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """Model-level bootstrap replicates of the mean over within-ensemble pairs.
+
+    Each replicate draws the ensemble's models with replacement and averages
+    every pair of draws except a model drawn with itself; pairs that share a
+    model are not independent, so resampling models (not pairs) keeps that
+    dependence in the interval.  Vectorised over replicates.
+    """
+    m = len(members)
+    if n_boot == 0 or m < 3:
+        return np.empty(0)
+    sub = matrix[np.ix_(members, members)]
+    out = np.empty(n_boot)
+    iu, ju = np.triu_indices(m, k=1)
+    step = max(1, 2_000_000 // (m * m))
+    for start in range(0, n_boot, step):
+        draws = rng.integers(0, m, size=(min(step, n_boot - start), m))
+        a, b = draws[:, iu], draws[:, ju]  # [B, P] model indices of each pair of draws
+        keep = a != b
+        vals = sub[a, b]
+        out[start:start + len(draws)] = (vals * keep).sum(1) / np.maximum(keep.sum(1), 1)
+    return out
+
+
+def distribution(values: np.ndarray, raw: np.ndarray, expected: float) -> dict[str, float]:
+    """Summary of one ensemble's calibrated values (and raw values)."""
+    return {
+        "mean": float(np.mean(values)),
+        "sd": float(np.std(values, ddof=1)) if len(values) > 1 else float("nan"),
+        "median": float(np.median(values)),
+        "min": float(np.min(values)),
+        "max": float(np.max(values)),
+        "bias": float(np.mean(values) - expected),
+        "rmse": float(np.sqrt(np.mean((values - expected) ** 2))),
+        **letter_values(values),
+        "raw_mean": float(np.mean(raw)),
+        "raw_sd": float(np.std(raw, ddof=1)) if len(raw) > 1 else float("nan"),
+    }
+
+
+# --------------------------------------------------------------------------
+# Evaluation
+# --------------------------------------------------------------------------
+
+
+def _numpy(matrix: Any) -> np.ndarray:
+    if hasattr(matrix, "detach"):
+        matrix = matrix.detach().cpu().numpy()
+    return np.asarray(matrix, dtype=np.float64)
+
+
+def _record(statistic: str, value: float, metric: str = "", probe_set: str = "", group: str = "",
+            n: int | None = None, **extra: Any) -> simbench.Record:
+    return simbench.Record(BENCH, statistic, float(value), metric=metric, probe_set=probe_set, group=group, n=n,
+                           **extra)
+
+
+def _failed(metric: str, probe_set: str, group: str, error: str, statistic: str = "mean") -> simbench.Record:
+    return simbench.Record(BENCH, statistic, float("nan"), metric=metric, probe_set=probe_set, group=group,
+                           status="failed", error=(error.splitlines() or ["failed"])[0][:300])
+
+
+def ensembles(bench: Any, specs: Sequence[simbench.ModelSpec]) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the ``low`` (expected 0) and ``high`` (expected 1) ensemble members in spec order."""
+    labels = [str(s.factors.get(bench.factor, "")) for s in specs]
+    low = np.array([i for i, v in enumerate(labels) if v == bench.low], dtype=int)
+    high = np.array([i for i, v in enumerate(labels) if v == bench.high], dtype=int)
+    if len(low) < 2 or len(high) < 2:
+        found = sorted(set(labels))
+        raise UserError(f"calibration: need at least 2 models with {bench.factor} = {bench.low!r} and 2 with "
+                        f"{bench.factor} = {bench.high!r}; the zoo has {bench.factor} values {found} "
+                        "(use the 'calibration' zoo)")
+    return low, high
+
+
+def evaluate(bench: Any, ctx: Any) -> list[simbench.Record]:
+    low, high = ensembles(bench, ctx.specs)
+    probes = list(bench.probe_sets) or list(ctx.probe_sets)
+    unknown = [p for p in [*probes, bench.count_probe_set] if p not in ctx.probe_sets]
+    if unknown:
+        raise UserError(f"calibration: unknown probe set(s) {unknown}; this suite has {list(ctx.probe_sets)}")
+    records: list[simbench.Record] = [
+        _record("tolerance", bench.tolerance, group=INFO),
+        _record("expected", 0.0, group=INFO, model_a=bench.low),  # which ensemble is expected where
+        _record("expected", 1.0, group=INFO, model_a=bench.high),
+    ]
+    for label, metric in ctx.metrics.items():
+        weight = metric.kind == "weight"
+        records.append(_record("weight_metric", 1.0 if weight else 0.0, metric=label, group=INFO))
+        scale = scale_of(metric)
+        if scale is not None:
+            records += [_record("scale_low", scale[0], metric=label, group=INFO),
+                        _record("scale_high", scale[1], metric=label, group=INFO)]
+        for probe in ([probes[0]] if weight else probes):
+            where = WEIGHTS if weight else probe
+            try:
+                oriented = _numpy(ctx.similarity(label, probe))
+            except MeasurementFailed as exc:
+                records.append(_failed(label, where, bench.low, str(exc)))
+                continue
+            records += _distributions(bench, ctx, label, metric, where, oriented, low, high)
+        if not weight:
+            records += _probe_counts(bench, ctx, label, metric, low, high)
+        if bench.timing_repeats:
+            records += _timing(bench, ctx, label, metric, low)
+    return records
+
+
+def _distributions(bench: Any, ctx: Any, label: str, metric: Any, where: str, oriented: np.ndarray,
+                   low: np.ndarray, high: np.ndarray) -> list[simbench.Record]:
+    oriented = 0.5 * (oriented + oriented.T)  # unordered pairs: symmetrise asymmetric metrics
+    if not np.isfinite(oriented).all():
+        return [_failed(label, where, bench.low, "non-finite similarity values")]
+    scaled = calibrated(metric, oriented)
+    raw = oriented if metric.higher_is_more_similar else -oriented
+    out: list[simbench.Record] = []
+    values = {}
+    for group, members, expected in ((bench.low, low, 0.0), (bench.high, high, 1.0)):
+        v = within_pairs(scaled, members)
+        values[group] = v
+        n = len(v)
+        stats = distribution(v, within_pairs(raw, members), expected)
+        if bench.n_bootstrap and np.isfinite(v).all():
+            reps = bootstrap_mean(scaled, members, bench.n_bootstrap, rng_for(ctx.seed, "calibration", label, where,
+                                                                              group))
+            stats["mean_ci_low"], stats["mean_ci_high"] = (float(q) for q in np.quantile(reps, [0.025, 0.975]))
+        out += [_record(k, val, metric=label, probe_set=where, group=group, n=n) for k, val in stats.items()]
+    hi_v, lo_v = values[bench.high], values[bench.low]
+    n = len(hi_v) + len(lo_v)
+    if np.isfinite(hi_v).all() and np.isfinite(lo_v).all():
+        out += [_record("auroc", auroc(hi_v, lo_v), metric=label, probe_set=where, group=SEPARATION, n=n),
+                _record("overlap", overlap_coefficient(hi_v, lo_v), metric=label, probe_set=where,
+                        group=SEPARATION, n=n),
+                _record("cohen_d", cohen_d(hi_v, lo_v), metric=label, probe_set=where, group=SEPARATION, n=n)]
+    else:  # no calibrated scale: separation on the raw (oriented) values, which AUROC does not mind
+        hi_r, lo_r = within_pairs(oriented, high), within_pairs(oriented, low)
+        out += [_record("auroc", auroc(hi_r, lo_r), metric=label, probe_set=where, group=SEPARATION, n=n),
+                _record("overlap", overlap_coefficient(hi_r, lo_r), metric=label, probe_set=where,
+                        group=SEPARATION, n=n)]
+    return out
+
+
+def _subsets(bench: Any, ctx: Any, n_probes: int) -> list[tuple[int, list[np.ndarray]]]:
+    """``(count, [index arrays])`` per probe count: ``count_draws`` random subsets, one for 'all'."""
+    counts = sorted({min(k, n_probes) if k else n_probes for k in bench.probe_counts})
+    rng = rng_for(ctx.seed, "calibration", "probe_subsets")
+    out = []
+    for k in counts:
+        if k >= n_probes:
+            out.append((n_probes, [np.arange(n_probes)]))
+        else:
+            out.append((k, [np.sort(rng.choice(n_probes, size=k, replace=False)) for _ in range(bench.count_draws)]))
+    return out
+
+
+def _pairwise(metric: Any, reps: list[torch.Tensor], inputs: torch.Tensor | None) -> np.ndarray:
+    kwargs = {"inputs": inputs} if metric.needs_inputs else {}
+    matrix = _numpy(torch.as_tensor(metric.pairwise(reps, **kwargs)))
+    if matrix.shape != (len(reps), len(reps)) or not np.isfinite(matrix).all():
+        raise MeasurementFailed(f"pairwise returned a {matrix.shape} matrix with non-finite values")
+    return matrix
+
+
+def _probe_counts(bench: Any, ctx: Any, label: str, metric: Any, low: np.ndarray,
+                  high: np.ndarray) -> list[simbench.Record]:
+    """Calibration against the number of probes, on ``count_models`` models of each ensemble."""
+    probe = bench.count_probe_set
+    reps_all = ctx.representations(probe)
+    ps = ctx.probe_set(probe)
+    x = ps.x.reshape(len(ps.x), -1)
+    device = getattr(ctx, "device", "cpu")
+    members = {bench.low: low[: bench.count_models], bench.high: high[: bench.count_models]}
+    out: list[simbench.Record] = []
+    for k, draws in _subsets(bench, ctx, int(x.shape[0])):
+        pooled: dict[str, list[np.ndarray]] = {bench.low: [], bench.high: []}
+        try:
+            for idx in draws:
+                t = torch.as_tensor(idx, device="cpu")
+                inputs = x[t].to(device) if metric.needs_inputs else None
+                for group, mem in members.items():
+                    reps = [reps_all[int(i)][t].to(device) for i in mem]
+                    s = _pairwise(metric, reps, inputs)
+                    s = calibrated(metric, metric.to_similarity(0.5 * (s + s.T)))
+                    pooled[group].append(within_pairs(s, np.arange(len(mem))))
+        except Exception as exc:  # a metric's failure is a result; the benchmark goes on
+            if isinstance(exc, UserError):
+                raise
+            out.append(simbench.Record(BENCH, "by_probes_mean", float("nan"), metric=label, probe_set=probe,
+                                       group=bench.low, n=k, status="failed",
+                                       error=f"{type(exc).__name__}: {exc}".splitlines()[0][:300]))
+            continue
+        for group, expected in ((bench.low, 0.0), (bench.high, 1.0)):
+            v = np.concatenate(pooled[group])
+            q25, q75 = np.quantile(v, [0.25, 0.75])
+            stats = {"mean": np.mean(v), "sd": np.std(v, ddof=1), "median": np.median(v), "q25": q25, "q75": q75,
+                     "bias": np.mean(v) - expected, "pairs": len(v), "draws": len(draws)}
+            out += [_record(f"by_probes_{s}", val, metric=label, probe_set=probe, group=group, n=k)
+                    for s, val in stats.items()]
+        out.append(_record("by_probes_auroc", auroc(np.concatenate(pooled[bench.high]),
+                                                    np.concatenate(pooled[bench.low])),
+                           metric=label, probe_set=probe, group=SEPARATION, n=k))
+    return out
+
+
+def _sync(device: str) -> None:
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def _timing(bench: Any, ctx: Any, label: str, metric: Any, low: np.ndarray) -> list[simbench.Record]:
+    """Seconds for one pair, ``timing_repeats`` calls after a warm-up call, per probe count."""
+    device = getattr(ctx, "device", "cpu")
+    a_id, b_id = ctx.specs[int(low[0])].id, ctx.specs[int(low[1])].id
+    out: list[simbench.Record] = []
+    if metric.kind == "weight":
+        wa = [w.detach().to(device) for w in ctx.models[a_id].dense_weights()]
+        wb = [w.detach().to(device) for w in ctx.models[b_id].dense_weights()]
+    else:
+        reps = ctx.representations(bench.count_probe_set)
+        ps = ctx.probe_set(bench.count_probe_set)
+        x = ps.x.reshape(len(ps.x), -1)
+    for k, draws in _subsets(bench, ctx, int(ctx.probe_set(bench.count_probe_set).x.shape[0])):
+        if metric.kind == "weight":
+            a, b, kwargs = wa, wb, {}
+        else:
+            t = torch.as_tensor(draws[0])
+            a, b = reps[int(low[0])][t].to(device), reps[int(low[1])][t].to(device)
+            kwargs = {"inputs": x[t].to(device)} if metric.needs_inputs else {}
+        seconds = []
+        try:
+            metric(a, b, **kwargs)  # warm-up: lazy imports, allocator, kernels
+            for _ in range(bench.timing_repeats):
+                _sync(device)
+                start = time.perf_counter()
+                metric(a, b, **kwargs)
+                _sync(device)
+                seconds.append(time.perf_counter() - start)
+        except Exception as exc:
+            if isinstance(exc, UserError):
+                raise
+            out.append(simbench.Record(BENCH, "seconds_median", float("nan"), metric=label,
+                                       probe_set=bench.count_probe_set, group=TIMING, n=k, status="failed",
+                                       error=f"{type(exc).__name__}: {exc}".splitlines()[0][:300]))
+            continue
+        s = np.asarray(seconds)
+        q25, med, q75 = np.quantile(s, [0.25, 0.5, 0.75])
+        stats = {"seconds_median": med, "seconds_q25": q25, "seconds_q75": q75, "seconds_min": s.min(),
+                 "seconds_max": s.max(), "repeats": len(s)}
+        out += [_record(name, val, metric=label, probe_set=bench.count_probe_set, group=TIMING, n=k,
+                        model_a=a_id, model_b=b_id) for name, val in stats.items()]
+    return out
