@@ -63,6 +63,14 @@ PRESETS: dict[str, tuple[Step, ...]] = {
         ("stretch", {"kind": "log", "a": 0.3}),
         ("clip", {}),
     ),
+    # a near-infrared survey at the reference pixel scale (UKIDSS-LAS-like relative to SDSS): every
+    # channel sees a redder band (young blue light fades), slightly better seeing, brighter sky (less depth)
+    "redder_shallower_ir": (
+        ("band", {"mix": ((0.0, 0.7, 0.3), (0.0, 0.3, 0.7), (0.0, 0.0, 1.0))}),
+        ("psf", {"profile": "gaussian", "fwhm": 1.6}),
+        ("noise", {"std": 0.04}),
+        ("clip", {}),
+    ),
 }
 
 

@@ -1,0 +1,116 @@
+"""Benchmark ``survey_transfer``: per-task r, R², MAE of regression models across surveys (seed 002).
+
+Record scheme (long format, one number per row; ``benchmark`` = the suite
+label, filled in by the runner; ``group`` = the model's training mix, the
+value of the zoo factor ``group_by``; ``model_a`` = the model id;
+``probe_set`` = the survey; ``n`` = number of probes):
+
+===========================  ===========  ======================================================
+statistic                    model_b      value
+===========================  ===========  ======================================================
+``r`` / ``r2`` / ``mae``     task name    Pearson r, R² and mean absolute error of one task
+``r`` / ``r2`` / ``mae`` /   ``overall``  the same averaged over the tasks (seed 002's "overall"),
+``mse``                                   and the mean squared error over all task columns
+``block_score``,             ``layers``   layer x layer map of the model on the probe set
+``offdiag_mean``                          (``layer_metric``; see ``layer_map``)
+``delta_block_score``,       ``layers``   unseen-survey minus in-distribution value of the map
+``delta_offdiag_mean``                    statistic (unseen probe sets only)
+``probe_role``               -            per probe set: 0 = in distribution, 1 = other, 2 = unseen
+``baseline``                 -            1, ``group`` = the single-survey (baseline) group
+===========================  ===========  ======================================================
+
+Tables and the verdicts are computed from these rows by
+:mod:`simbench_plugins.benchmarks.survey_transfer_report`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import simbench
+from simbench import ParamError
+
+
+@dataclass(frozen=True)
+class SurveyTransfer(simbench.Benchmark):
+    """Does a model trained on one survey transfer to another, and does mixed-survey training help?
+
+    Seed ``002_611b2e197fb6c8f4`` trains a galaxy-morphology regressor on one
+    survey (SDSS) or on a mix (SDSS + DECaLS) and evaluates both on an unseen
+    survey (UKIDSS), reporting per task (Galaxy Zoo question) the Pearson
+    correlation r, R² and the mean absolute error, and their averages over
+    tasks.  This benchmark does the same for any regression zoo: per model and
+    probe set (a survey) it computes r, R² and MAE per task, grouped by the
+    zoo factor ``group_by`` (default ``train_surveys``: the training mix);
+    the tables give mean ± sd over the models of a group (seeds), the
+    degradation from the ``in_distribution`` probe set, the seed's
+    single-survey vs mixed comparison on every ``unseen`` probe set with a
+    plain verdict (Welch t-test over seeds on the overall R²), and per-task r.
+
+    Tasks: ``targets`` (target column names) if given, else the data's
+    ``meta["tasks"]`` (task name -> column), else every column of
+    ``meta["targets"]``.  ``baseline`` names the single-survey group (default:
+    the group of the zoo's first model).
+
+    With ``layer_metric`` set (default ``linear_cka``), it also computes each
+    model's layer x layer map on the in-distribution and unseen probe sets
+    (as the ``layer_map`` benchmark does, over ``layers`` or every readable
+    layer) and asks whether the change in block structure tells the models
+    that degrade most from those that do not (Spearman correlation over
+    models and unseen surveys between the R² drop and the block-score rise).
+    """
+
+    name: ClassVar[str] = "survey_transfer"
+    description: ClassVar[str] = "Per-task r, R², MAE across surveys; single-survey vs mixed training (seed 002)"
+
+    in_distribution: str = "survey_shift/reference"
+    unseen: tuple[str, ...] = ()
+    probe_sets: tuple[str, ...] = ()
+    group_by: str = "train_surveys"
+    baseline: str = ""
+    targets: tuple[str, ...] = ()
+    layer_metric: str = "linear_cka"
+    layer_metric_params: dict[str, Any] = field(default_factory=dict)
+    layers: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.in_distribution:
+            raise ParamError("in_distribution", "must name the probe set the models were trained on")
+        if self.in_distribution in self.unseen:
+            raise ParamError("unseen", f"{self.in_distribution!r} is the in-distribution probe set")
+        if len(set(self.targets)) != len(self.targets):
+            raise ParamError("targets", "must not repeat a target")
+        if self.layers and len(self.layers) < 2:
+            raise ParamError("layers", "a layer map needs at least two layers")
+
+    def __hash__(self) -> int:  # a dict-valued field would make the generated hash fail
+        import json
+
+        return hash(json.dumps(self.params(), sort_keys=True, default=list))
+
+    def evaluate(self, ctx: simbench.BenchmarkContext) -> Iterable[simbench.Record]:
+        from . import survey_transfer_impl
+
+        return survey_transfer_impl.evaluate(self, ctx)
+
+    @classmethod
+    def tables(cls, records: Any) -> list[Any]:
+        """Verdicts (headline), overall scores per mix and survey, the seed's single vs mixed table on each
+        unseen survey, per-task r / R² / MAE, and the layer-map separation of robust from fragile models."""
+        from . import survey_transfer_report
+
+        return survey_transfer_report.tables(records)
+
+    @classmethod
+    def plots(cls, records: Any, out_dir: Any) -> list[Any]:
+        """Per-task R² and r by survey, grouped by training mix; a heatmap of per-task r."""
+        from . import survey_transfer_report
+
+        return survey_transfer_report.plots(records, out_dir)
+
+
+@simbench.hookimpl
+def register_benchmarks(register):  # type: ignore[no-untyped-def]
+    register(SurveyTransfer)

@@ -1,0 +1,140 @@
+"""Computation of the ``survey_transfer`` benchmark (torch / numpy); tables and plots are in ``survey_transfer_report``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+import simbench
+
+#: records leave ``benchmark`` empty: the runner fills in the suite label of this benchmark entry
+BENCH = ""
+OVERALL = "overall"
+LAYERS = "layers"
+
+
+def regression_scores(pred: Any, y: Any) -> dict[str, np.ndarray]:
+    """Per column Pearson ``r``, ``r2`` (1 - SS_res / SS_tot) and ``mae``; plus ``mse`` per column.
+
+    ``pred`` and ``y`` are ``[n, T]`` (tensors or arrays).  A constant column
+    (predictions or targets) has r = NaN; a constant target has R² = NaN.
+    """
+    p = np.asarray(torch.as_tensor(pred).detach().double().cpu()).reshape(len(pred), -1)
+    t = np.asarray(torch.as_tensor(y).detach().double().cpu()).reshape(len(y), -1)
+    if p.shape != t.shape:
+        raise ValueError(f"predictions {p.shape} and targets {t.shape} differ in shape")
+    pc, tc = p - p.mean(0), t - t.mean(0)
+    ss_p, ss_t = (pc**2).sum(0), (tc**2).sum(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = np.where((ss_p > 0) & (ss_t > 0), (pc * tc).sum(0) / np.sqrt(ss_p * ss_t), np.nan)
+        r2 = np.where(ss_t > 0, 1.0 - ((p - t) ** 2).sum(0) / ss_t, np.nan)
+    return {"r": r, "r2": r2, "mae": np.abs(p - t).mean(0), "mse": ((p - t) ** 2).mean(0)}
+
+
+def resolve_tasks(bench: Any, meta: Mapping[str, Any] | None, n_cols: int) -> list[tuple[str, int]]:
+    """``[(task name, column index)]`` from ``bench.targets``, ``meta["tasks"]`` or ``meta["targets"]``."""
+    meta = meta or {}
+    names = list(meta.get("targets") or [f"t{j}" for j in range(n_cols)])
+    if len(names) != n_cols:
+        names = [f"t{j}" for j in range(n_cols)]
+    if bench.targets:
+        missing = [t for t in bench.targets if t not in names]
+        if missing:
+            raise ValueError(f"survey_transfer: targets {missing} are not target columns (columns: {names})")
+        return [(t, names.index(t)) for t in bench.targets]
+    tasks = meta.get("tasks")
+    if tasks:
+        out = []
+        for task, col in dict(tasks).items():
+            if col not in names:
+                raise ValueError(f"survey_transfer: the data's task {task!r} names column {col!r}, which it lacks")
+            out.append((str(task), names.index(col)))
+        return out
+    return [(name, j) for j, name in enumerate(names)]
+
+
+def _rec(statistic: str, value: float, probe: str, group: str, model: str, what: str, n: int, metric: str = "") -> Any:
+    return simbench.Record(
+        benchmark=BENCH, statistic=statistic, value=float(value), metric=metric, probe_set=probe,
+        group=group, model_a=model, model_b=what, n=n,
+    )
+
+
+def evaluate(bench: Any, ctx: Any) -> list[Any]:
+    probes = list(bench.probe_sets) or list(ctx.probe_sets)
+    wanted = [bench.in_distribution, *bench.unseen]
+    unknown = [p for p in dict.fromkeys(probes + wanted) if p not in ctx.probe_sets]
+    if unknown:
+        raise ValueError(f"survey_transfer: unknown probe set(s) {unknown}; available: {list(ctx.probe_sets)}")
+    for p in wanted:
+        if p not in probes:
+            probes.append(p)
+    if ctx.data.task != "regression":
+        raise ValueError("survey_transfer needs a regression data set (vote fractions, parameters, ...)")
+    specs = list(ctx.specs)
+    groups = [str(s.factors.get(bench.group_by, "all")) for s in specs]
+    if bench.baseline and bench.baseline not in groups:
+        raise ValueError(f"survey_transfer: baseline {bench.baseline!r} is not a value of factor {bench.group_by!r} "
+                         f"(values: {sorted(set(groups))})")
+    records: list[Any] = []
+    tasks: list[tuple[str, int]] | None = None
+    for probe in probes:
+        ps = ctx.probe_set(probe)
+        y = ps.y.reshape(len(ps.y), -1)
+        n = int(y.shape[0])
+        if tasks is None:
+            tasks = resolve_tasks(bench, ctx.data.meta, int(y.shape[1]))
+        cols = [j for _, j in tasks]
+        for spec, group, out in zip(specs, groups, ctx.outputs(probe), strict=True):
+            s = regression_scores(out.reshape(n, -1), y)
+            for stat in ("r", "r2", "mae"):
+                for (task, j) in tasks:
+                    records.append(_rec(stat, s[stat][j], probe, group, spec.id, task, n))
+                records.append(_rec(stat, float(np.nanmean(s[stat][cols])), probe, group, spec.id, OVERALL, n))
+            records.append(_rec("mse", float(s["mse"].mean()), probe, group, spec.id, OVERALL, n))
+    # what the tables need to know about the configuration: each probe set's role and the baseline group
+    for probe in probes:
+        role = 0 if probe == bench.in_distribution else 2 if probe in bench.unseen else 1
+        records.append(_rec("probe_role", role, probe, "", "", "", 0))
+    records.append(_rec("baseline", 1.0, "", bench.baseline or groups[0], "", "", 0))
+    if bench.layer_metric:
+        records.extend(layer_records(bench, ctx, specs, groups))
+    return records
+
+
+def layer_records(bench: Any, ctx: Any, specs: Sequence[Any], groups: Sequence[str]) -> list[Any]:
+    """Block score and mean off-diagonal similarity of each model's layer map on the ID and unseen probe sets,
+    and their unseen-minus-ID changes (the ``layer_map`` statistics, for the separation verdict)."""
+    from .layer_map_impl import _Reps, map_summary
+
+    metric = ctx.make_plugin("metric", bench.layer_metric, dict(bench.layer_metric_params))
+    if getattr(metric, "kind", "activation") != "activation":
+        raise ValueError(f"survey_transfer: layer_metric {bench.layer_metric!r} is not an activation metric")
+    reps = _Reps(ctx)
+    out: list[Any] = []
+    ref: dict[str, dict[str, float]] = {}
+    for probe in [bench.in_distribution, *bench.unseen]:
+        ps = ctx.probe_set(probe)
+        n = int(ps.x.shape[0])
+        for index, (spec, group) in enumerate(zip(specs, groups, strict=True)):
+            model = ctx.models[spec.id]
+            layers = list(bench.layers) or list(model.readable_layers)
+            acts = [reps.get(probe, name, index, spec.id) for name in layers]
+            kwargs: dict[str, Any] = {}
+            if getattr(metric, "needs_inputs", False):
+                kwargs["inputs"] = ps.inputs_for(spec.id).reshape(n, -1)
+            raw = torch.as_tensor(metric.pairwise(acts, **kwargs)).double().cpu()
+            sim = raw if metric.higher_is_more_similar else -raw
+            stats = map_summary(sim, bool(metric.symmetric))
+            for name in ("block_score", "offdiag_mean"):
+                out.append(_rec(name, stats[name], probe, group, spec.id, LAYERS, n, bench.layer_metric))
+                if probe == bench.in_distribution:
+                    ref.setdefault(spec.id, {})[name] = stats[name]
+                else:
+                    out.append(_rec(f"delta_{name}", stats[name] - ref[spec.id][name], probe, group, spec.id,
+                                    LAYERS, n, bench.layer_metric))
+        reps.drop(probe)
+    return out

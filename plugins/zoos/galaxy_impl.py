@@ -1,0 +1,233 @@
+"""The ``galaxy_cnn`` networks, the survey transform of their training data, and training (torch)."""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+import simbench
+
+from .galaxy import CLEAN, mix_label
+
+
+def question_groups(data: simbench.DataSplits) -> list[list[int]] | None:
+    """Target columns per question (softmax groups), or None when the data names no questions."""
+    meta = data.meta or {}
+    questions = meta.get("questions")
+    targets = list(meta.get("targets") or [])
+    n_out = int(data.train.y.shape[1]) if data.train.y.ndim == 2 else 1
+    if not questions:
+        return None
+    groups, start = [], 0
+    for answers in questions.values():
+        groups.append(list(range(start, start + len(answers))))
+        start += len(answers)
+    if start != n_out or (targets and len(targets) != n_out):
+        raise ValueError(f"galaxy_cnn: the data's questions cover {start} columns but the targets have {n_out}")
+    return groups
+
+
+class GalaxyCNNModule(nn.Module):
+    """Conv-BN-ReLU-maxpool blocks, global average pooling, a dense layer and a per-question softmax head.
+
+    ``forward`` returns vote fractions (softmax per question, or sigmoids
+    when the data has no questions); ``logits`` the head's raw output.
+    Implements :class:`simbench.types.ReadableModel`.
+    """
+
+    default_layer = "fc1"
+
+    def __init__(self, in_channels: int, n_out: int, groups: Sequence[Sequence[int]] | None, width: int = 8,
+                 dense: int = 64) -> None:
+        super().__init__()
+        chans = [in_channels, width, 2 * width, 4 * width, 4 * width]
+        self.blocks = nn.ModuleList(
+            nn.Sequential(
+                nn.Conv2d(chans[i], chans[i + 1], 3, padding=1, bias=False),
+                nn.BatchNorm2d(chans[i + 1]),
+                nn.ReLU(),
+                nn.MaxPool2d(2),
+            )
+            for i in range(4)
+        )
+        self.fc1 = nn.Linear(chans[-1], dense)
+        self.act = nn.ReLU()
+        self.head = nn.Linear(dense, n_out)
+        self.groups = [list(g) for g in groups] if groups is not None else None
+        if self.groups is not None:
+            # one index per column giving its question, so a softmax per question is one scatter
+            owner = torch.empty(n_out, dtype=torch.long)
+            for q, cols in enumerate(self.groups):
+                owner[cols] = q
+            self.register_buffer("owner", owner, persistent=False)
+        self.readable_layers: tuple[str, ...] = ("block1", "block2", "block3", "block4", "pool", "fc1", "output")
+
+    def _run(self, x: torch.Tensor, want: set[str] | None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        acts: dict[str, torch.Tensor] = {}
+        h = x
+        for i, block in enumerate(self.blocks):
+            h = block(h)
+            if want is not None and f"block{i + 1}" in want:
+                acts[f"block{i + 1}"] = h.flatten(1)
+        h = h.mean((-2, -1))
+        if want is not None and "pool" in want:
+            acts["pool"] = h
+        h = self.act(self.fc1(h))
+        if want is not None and "fc1" in want:
+            acts["fc1"] = h
+        logits = self.head(h)
+        out = self.fractions(logits)
+        if want is not None and "output" in want:
+            acts["output"] = out
+        return logits, acts
+
+    def fractions(self, logits: torch.Tensor) -> torch.Tensor:
+        """Softmax within each question (sigmoid per column without questions)."""
+        if self.groups is None:
+            return torch.sigmoid(logits)
+        return torch.exp(self.log_fractions(logits))
+
+    def log_fractions(self, logits: torch.Tensor) -> torch.Tensor:
+        """log-softmax within each question, for all questions at once."""
+        assert self.groups is not None
+        owner = self.owner.to(logits.device)
+        n_q = len(self.groups)
+        idx = owner.expand_as(logits)
+        top = torch.full((logits.shape[0], n_q), -math.inf, dtype=logits.dtype, device=logits.device)
+        top = top.scatter_reduce(1, idx, logits, reduce="amax", include_self=True).detach()
+        shifted = logits - top.gather(1, idx)
+        norm = torch.zeros_like(top).scatter_add(1, idx, torch.exp(shifted))
+        return shifted - torch.log(norm).gather(1, idx)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self._run(x, None)[0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fractions(self.logits(x))
+
+    def read(self, x: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
+        unknown = [name for name in layers if name not in self.readable_layers]
+        if unknown:
+            raise KeyError(f"galaxy_cnn has no layer(s) {unknown}; readable: {list(self.readable_layers)}")
+        _, acts = self._run(x, set(layers))
+        return {name: acts[name] for name in layers}
+
+    def dense_weights(self) -> list[torch.Tensor]:
+        return [self.fc1.weight.detach().t(), self.head.weight.detach().t()]
+
+    def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Soft cross-entropy of the vote fractions per question, summed over questions (BCE without questions)."""
+        if self.groups is None:
+            return nn.functional.binary_cross_entropy_with_logits(logits, y, reduction="none").sum(1).mean()
+        return -(y * self.log_fractions(logits)).sum(1).mean()
+
+
+def instantiate(zoo: Any, spec: simbench.ModelSpec, data: simbench.DataSplits) -> GalaxyCNNModule:
+    if data.task != "regression" or len(data.input_shape) != 3:
+        raise ValueError("galaxy_cnn needs regression data with [C, H, W] images")
+    n_out = int(data.train.y.shape[1]) if data.train.y.ndim == 2 else 1
+    return GalaxyCNNModule(int(data.input_shape[0]), n_out, question_groups(data), width=zoo.width, dense=zoo.dense)
+
+
+def survey_mix(x: torch.Tensor, surveys: Sequence[str], seed: int, stream: str) -> torch.Tensor:
+    """Every ``k``-th image through each of the ``k`` surveys (noise seeded per image, independent of batching)."""
+    from simbench_plugins.perturbations.survey import apply_survey
+
+    out = x.clone()
+    k = len(surveys)
+    for j, survey in enumerate(surveys):
+        idx = torch.arange(j, x.shape[0], k)
+        if survey == CLEAN or len(idx) == 0:
+            continue
+        out[idx] = apply_survey(x[idx], survey, seed=seed, index=idx, stream=f"{stream}/{survey}").to(x.dtype)
+    return out
+
+
+def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    # one random symmetry of the square per batch: cheap, and morphology has no preferred orientation
+    k = int(torch.randint(4, (1,), generator=gen))
+    x = torch.rot90(x, k, dims=(-2, -1))
+    if bool(torch.randint(2, (1,), generator=gen)):
+        x = torch.flip(x, dims=(-1,))
+    return x
+
+
+@torch.no_grad()
+def _val_loss(model: GalaxyCNNModule, x: torch.Tensor, y: torch.Tensor, device: Any, batch: int = 512) -> float:
+    model.eval()
+    total = 0.0
+    for i in range(0, len(x), batch):
+        xb, yb = x[i : i + batch].to(device), y[i : i + batch].to(device)
+        total += float(model.loss(model.logits(xb), yb)) * len(xb)
+    return total / max(1, len(x))
+
+
+def train_one(model: GalaxyCNNModule, zoo: Any, train: tuple[torch.Tensor, torch.Tensor],
+              val: tuple[torch.Tensor, torch.Tensor], seed: int, device: Any, advance: Any) -> GalaxyCNNModule:
+    gen = torch.Generator().manual_seed(int(seed) + 104729)
+    x_train, y_train = train
+    opt = torch.optim.AdamW(model.parameters(), lr=zoo.lr, weight_decay=zoo.weight_decay)
+    steps_per_epoch = math.ceil(len(x_train) / zoo.batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=zoo.lr, total_steps=zoo.epochs * steps_per_epoch)
+    best = (math.inf, copy.deepcopy(model.state_dict()))
+    for _ in range(zoo.epochs):
+        model.train()
+        order = torch.randperm(len(x_train), generator=gen)
+        for i in range(0, len(order), zoo.batch_size):
+            idx = order[i : i + zoo.batch_size]
+            if len(idx) < 2:  # BatchNorm needs two examples
+                sched.step()
+                continue
+            xb = x_train[idx]
+            if zoo.augment:
+                xb = _augment(xb, gen)
+            loss = model.loss(model.logits(xb.to(device)), y_train[idx].to(device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+        val_loss = _val_loss(model, val[0], val[1], device)
+        if val_loss < best[0]:
+            best = (val_loss, copy.deepcopy(model.state_dict()))
+        advance(1)
+    model.load_state_dict(best[1])
+    return model.eval()
+
+
+def training_data(zoo: Any, data: simbench.DataSplits, surveys: Sequence[str], seed: int
+                  ) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    """The (surveyed) training and validation splits one training mix sees."""
+    x_train, y_train = data.train.x, data.train.y.reshape(len(data.train), -1)
+    if zoo.max_train:
+        x_train, y_train = x_train[: zoo.max_train], y_train[: zoo.max_train]
+    x_val, y_val = data.val.x, data.val.y.reshape(len(data.val), -1)
+    return (
+        (survey_mix(x_train, surveys, seed, "train"), y_train),
+        (survey_mix(x_val, surveys, seed, "val"), y_val),
+    )
+
+
+def build(zoo: Any, data: simbench.DataSplits, ctx: simbench.RunContext) -> dict[str, Any]:
+    specs = zoo.specs()
+    advance = ctx.progress(f"Training {zoo.name}", total=len(specs) * zoo.epochs)
+    by_label: Mapping[str, tuple[str, ...]] = {mix_label(m): tuple(m) for m in zoo.train_surveys}
+    surveyed: dict[str, Any] = {}
+    models: dict[str, Any] = {}
+    for spec in specs:
+        label = str(spec.factors["train_surveys"])
+        if label not in surveyed:
+            # the survey realisation is the data set of a mix: the same for every seed of that mix
+            noise_seed = int(np.random.SeedSequence([int(ctx.seed) & 0xFFFFFFFF, 3]).generate_state(1)[0])
+            surveyed = {label: training_data(zoo, data, by_label[label], noise_seed)}
+        seed = int(spec.factors["seed"])
+        torch.manual_seed(seed)  # initial weights
+        model = instantiate(zoo, spec, data).to(ctx.device)
+        train, val = surveyed[label]
+        models[spec.id] = train_one(model, zoo, train, val, seed, ctx.device, advance)
+    return models

@@ -1,0 +1,397 @@
+"""Galaxy morphology under survey shift (seed 002): generator, Galaxy Zoo loader, CNN zoo, survey_transfer."""
+
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import simbench
+from simbench.errors import UserError
+from simbench.params import configure
+from simbench_plugins.benchmarks import survey_transfer_impl as sti
+from simbench_plugins.benchmarks import survey_transfer_report as str_report
+from simbench_plugins.benchmarks.survey_transfer import SurveyTransfer
+from simbench_plugins.data import galaxy_impl as G
+from simbench_plugins.data.galaxy import GalaxySynth, GalaxyZoo
+from simbench_plugins.perturbations.survey import apply_survey
+from simbench_plugins.zoos import galaxy_impl as Z
+from simbench_plugins.zoos.galaxy import GalaxyCNN
+
+
+def _ctx(seed: int = 0) -> simbench.RunContext:
+    return simbench.RunContext(seed=seed)
+
+
+# --------------------------------------------------------------------------
+# Generator: labels match the rendered features
+# --------------------------------------------------------------------------
+
+
+def _disks(n: int = 12, seed: int = 0, **overrides: float) -> dict[str, torch.Tensor]:
+    """Face-on, centred, plain disk galaxies with bulges (no bar, arms, odd feature, artefact), then overrides."""
+    lat = G.sample_latents(n, torch.Generator().manual_seed(seed), artefact_rate=0.0, odd_rate=0.0)
+    plain = {"artefact": 0.0, "elliptical": 0.0, "cos_i": 1.0, "bar": 0.0, "spiral": 0.0, "odd": 0.0,
+             "cx": 0.0, "cy": 0.0, "brightness": 0.6, "q_b": 1.0}
+    for k, v in {**plain, **overrides}.items():
+        lat[k] = torch.full((n,), float(v), dtype=torch.float64)
+    lat["bt"] = 0.1 + 0.2 * torch.rand(n, generator=torch.Generator().manual_seed(seed + 1), dtype=torch.float64)
+    lat["n_sersic"] = torch.full((n,), 2.0, dtype=torch.float64)
+    return lat
+
+
+def test_bar_raises_the_central_m2_fourier_amplitude() -> None:
+    plain, barred = G.render(_disks()), G.render(_disks(bar=0.8))
+    a0 = G.fourier_amplitude(plain, 2, 2.0, 9.0)
+    a1 = G.fourier_amplitude(barred, 2, 2.0, 9.0)
+    assert float(a0.max()) < 0.02  # a face-on disk with a round-ish bulge is nearly axisymmetric
+    assert bool((a1 > a0 + 0.05).all()), (a0, a1)
+
+
+def test_spiral_arms_raise_outer_asymmetry_and_make_the_galaxy_bluer() -> None:
+    plain, spiral = G.render(_disks()), G.render(_disks(spiral=0.9))
+    amp = lambda x: sum(G.fourier_amplitude(x, m, 5.0, 18.0) for m in (2, 3, 4))  # noqa: E731
+    assert bool((amp(spiral) > 5 * amp(plain)).all()) and float(amp(spiral).mean()) > 0.03
+    assert bool((G.colour_index(spiral) > G.colour_index(plain)).all())  # arms are young, blue stars
+
+
+def test_edge_on_disks_are_thin() -> None:
+    q_face = G.axis_ratio(G.render(_disks(cos_i=1.0)))
+    q_edge = G.axis_ratio(G.render(_disks(cos_i=0.03, bt=0.1)))
+    assert float(q_face.min()) > 0.8 and float(q_edge.max()) < 0.45
+
+
+def test_rings_add_light_outside_the_disk_and_mergers_break_the_symmetry() -> None:
+    lat = _disks()
+    plain, ring = G.render(lat), G.render(_disks(odd=0.9, odd_kind=0.0))
+    merger = G.render(_disks(odd=0.9, odd_kind=1.0))
+    r, _ = G.polar(plain.shape[-1])
+
+    def beyond(x: torch.Tensor, radius: torch.Tensor) -> torch.Tensor:  # light fraction beyond 2.2 scale lengths
+        lum = x.double().mean(1)
+        return (lum * (r[None] > radius[:, None, None])).sum((-2, -1)) / lum.sum((-2, -1))
+
+    def asymmetry(x: torch.Tensor) -> torch.Tensor:  # 180-degree rotational asymmetry about the centre
+        lum = x.double().mean(1)
+        return (lum - torch.rot90(lum, 2, dims=(-2, -1))).abs().sum((-2, -1)) / lum.sum((-2, -1))
+
+    assert bool((beyond(ring, 2.2 * lat["h"]) > beyond(plain, 2.2 * lat["h"]) + 0.02).all())
+    assert float(asymmetry(plain).max()) < 0.05  # centred, face-on: symmetric up to pixel rounding
+    assert bool((asymmetry(merger) > asymmetry(plain) + 0.1).all())
+    assert float(asymmetry(ring).max()) < 0.05  # a ring is an odd feature that keeps the symmetry
+
+
+def test_artefacts_concentrate_light_in_a_line_or_point() -> None:
+    def line_fraction(x: torch.Tensor) -> torch.Tensor:  # largest share of the light in one row or column
+        lum = x.double().mean(1)
+        tot = lum.sum((-2, -1))
+        return torch.maximum(lum.sum(-1).amax(-1), lum.sum(-2).amax(-1)) / tot
+
+    star = G.render(_disks(artefact=1.0, artefact_kind=0.0))
+    trail = G.render(_disks(artefact=1.0, artefact_kind=1.0, artefact_angle=0.0))
+    plain = G.render(_disks())
+    assert bool((line_fraction(star) > line_fraction(plain) + 0.05).all())
+    assert bool((line_fraction(trail) > line_fraction(plain) + 0.1).all())
+
+
+def test_vote_fractions_sum_to_one_and_follow_the_probabilities() -> None:
+    lat = G.sample_latents(2000, torch.Generator().manual_seed(3))
+    y = G.simulate_votes(lat, torch.Generator().manual_seed(4), n_volunteers=40)
+    assert y.shape == (2000, len(G.target_names())) and float(y.min()) >= 0 and float(y.max()) <= 1
+    for cols in G.question_slices().values():
+        assert torch.allclose(y[:, cols].sum(1), torch.ones(2000), atol=1e-5)
+    # the first question is asked of all 40 volunteers: binomial scatter around the answer probabilities
+    p = G.answer_probabilities(lat)["smooth_or_featured"][:, 1]
+    resid = (y[:, 1].double() - p) / torch.sqrt(p * (1 - p) / 40).clamp_min(1e-3)
+    assert abs(float(resid.mean())) < 0.1 and 0.85 < float(resid[(p > 0.1) & (p < 0.9)].std()) < 1.15
+    # more volunteers, less label noise
+    y400 = G.simulate_votes(lat, torch.Generator().manual_seed(4), n_volunteers=400)
+    assert float((y400[:, 1] - p).abs().mean()) < 0.5 * float((y[:, 1] - p).abs().mean())
+
+
+def test_population_labels_track_image_statistics() -> None:
+    meta = {"sizes": {"train": 400, "val": 8, "test": 8}, "seed": 5, "artefact_rate": 0.0, "odd_rate": 0.15,
+            "n_volunteers": 40, "size": 64}
+    x, y, lat = G.make_split(meta, "train")
+    names = G.target_names()
+    edge = y[:, names.index("edge_on_yes")].numpy()
+    featured = y[:, names.index("smooth_or_featured_featured")].numpy()
+    disk = featured > 0.6
+    flat = 1 - G.axis_ratio(x).numpy()
+    assert np.corrcoef(edge[disk], flat[disk])[0, 1] > 0.6
+    assert np.corrcoef(featured, G.colour_index(x).numpy())[0, 1] > 0.3  # featured = disky = bluer
+
+
+def test_galaxy_synth_is_deterministic_with_the_right_shapes() -> None:
+    ds = GalaxySynth(n_train=24, n_val=8, n_test=8, size=32)
+    d = ds.load(_ctx(1))
+    assert d.task == "regression" and d.input_shape == (3, 32, 32)
+    assert d.train.y.shape == (24, 14) and d.meta["targets"] == G.target_names()
+    assert set(d.meta["tasks"].values()) <= set(d.meta["targets"])
+    for split in (d.train, d.val, d.test):
+        assert split.x.dtype == torch.float32 and float(split.x.min()) >= 0 and float(split.x.max()) <= 1
+    again = ds.load(_ctx(1))
+    assert torch.equal(d.train.x, again.train.x) and torch.equal(d.test.y, again.test.y)
+    other = ds.load(_ctx(2))
+    assert not torch.equal(d.train.x, other.train.x)
+    assert not torch.equal(d.train.x[:8], d.val.x)  # splits are independent draws
+
+
+# --------------------------------------------------------------------------
+# galaxy_zoo: local parquet offline, errors
+# --------------------------------------------------------------------------
+
+QUESTIONS = {"smooth-or-featured": ("smooth", "featured-or-disk", "artifact"), "bar": ("yes", "no")}
+
+
+def _write_gz_parquet(path: str, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Galaxy Zoo's hub schema: image struct<bytes, path>, id_str, counts, fractions, total votes per question."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    colours = rng.integers(0, 256, size=(n, 3), dtype=np.uint8)
+    blobs = []
+    for c in colours:
+        buf = io.BytesIO()
+        Image.fromarray(np.broadcast_to(c, (24, 24, 3)).copy(), mode="RGB").save(buf, format="PNG")
+        blobs.append({"bytes": buf.getvalue(), "path": None})
+    cols: dict[str, object] = {"image": blobs, "id_str": [f"g{seed}-{i}" for i in range(n)]}
+    fracs = []
+    for q, answers in QUESTIONS.items():
+        counts = rng.integers(0, 20, size=(n, len(answers)))
+        counts[0] = 0  # nobody answered: fractions become uniform
+        total = counts.sum(1)
+        for j, a in enumerate(answers):
+            cols[f"{q}-gz2_{a}"] = counts[:, j].astype(np.int32)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                cols[f"{q}-gz2_{a}_fraction"] = (counts[:, j] / total).astype(np.float32)  # NaN where total = 0
+        cols[f"{q}-gz2_total-votes"] = total.astype(np.int32)
+        fracs.append(np.where(total[:, None] > 0, counts / np.maximum(total, 1)[:, None], 1 / len(answers)))
+    pq.write_table(pa.table(cols), path)
+    return colours, np.concatenate(fracs, 1)
+
+
+def test_galaxy_zoo_loads_local_parquet_offline(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    tr_col, tr_y = _write_gz_parquet(str(tmp_path / "train-0.parquet"), 30, 0)
+    te_col, te_y = _write_gz_parquet(str(tmp_path / "test.parquet"), 10, 1)
+    ds, key, msg = configure(GalaxyZoo, {
+        "questions": ["smooth-or-featured", "bar"], "size": 16, "val_fraction": 0.2,
+        "data_files": {"train": str(tmp_path / "train-*.parquet"), "test": str(tmp_path / "test.parquet")},
+    })
+    assert ds is not None, (key, msg)
+    d = ds.load(_ctx())
+    assert d.task == "regression" and d.input_shape == (3, 16, 16)
+    assert len(d.train) == 24 and len(d.val) == 6 and len(d.test) == 10
+    assert d.meta["targets"] == ["smooth-or-featured_smooth", "smooth-or-featured_featured-or-disk",
+                                 "smooth-or-featured_artifact", "bar_yes", "bar_no"]
+    # test rows: the same set of (colour, fractions) as written, uniform fractions where nobody voted
+    want = {tuple(int(v) for v in c): f for c, f in zip(te_col, te_y)}
+    assert len(want) == 10
+    for i in range(len(d.test)):
+        colour = tuple(int(v) for v in np.round(d.test.x[i, :, 8, 8].numpy() * 255))
+        assert np.allclose(d.test.y[i].numpy(), want.pop(colour), atol=1e-6)
+    assert not want
+    for split in (d.train, d.val, d.test):
+        assert torch.allclose(split.y[:, :3].sum(1), torch.ones(len(split))) and torch.allclose(
+            split.y[:, 3:].sum(1), torch.ones(len(split)))
+    assert torch.equal(ds.load(_ctx()).train.x, d.train.x)  # deterministic
+    capped = GalaxyZoo(questions=("bar",), data_files=ds.data_files, size=8, max_train=10, max_test=4).load(_ctx())
+    assert len(capped.train) == 10 and len(capped.test) == 4 and capped.train.y.shape[1] == 2
+
+
+def test_galaxy_zoo_unknown_question_and_missing_file_are_user_errors(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    _write_gz_parquet(str(tmp_path / "a.parquet"), 6, 0)
+    files = {"train": str(tmp_path / "a.parquet"), "test": str(tmp_path / "a.parquet")}
+    with pytest.raises(UserError, match="no '<has-spiral-arms>-<campaign>_<answer>_fraction' columns"):
+        GalaxyZoo(questions=("has-spiral-arms",), data_files=files, val_fraction=0.2).load(_ctx())
+    with pytest.raises(UserError, match="data_files.train: no such file"):
+        GalaxyZoo(data_files={"train": str(tmp_path / "nope.parquet"), "test": files["test"]}).load(_ctx())
+    _, key, _ = configure(GalaxyZoo, {"data_files": {"train": "x"}})
+    assert key == "data_files"
+
+
+def test_galaxy_zoo_offline_without_files_says_how_to_get_them(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    import datasets
+    import huggingface_hub
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True, raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True, raising=False)
+    with pytest.raises(UserError) as info:
+        GalaxyZoo(cache_dir=str(tmp_path / "empty-cache")).load(_ctx())
+    message = str(info.value)
+    assert "\n" not in message
+    assert "offline" in message and "data_files" in message and "load_dataset('mwalmsley/gz2')" in message
+
+
+# --------------------------------------------------------------------------
+# galaxy_cnn
+# --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_data() -> simbench.DataSplits:
+    return GalaxySynth(n_train=256, n_val=64, n_test=64, size=32).load(_ctx(0))
+
+
+def test_zoo_specs_factors_and_validation() -> None:
+    zoo = GalaxyCNN(seeds=(0, 1))
+    ids = [s.id for s in zoo.specs()]
+    assert ids == ["galaxy_cnn-reference-s0", "galaxy_cnn-reference-s1",
+                   "galaxy_cnn-reference+deeper_sharper-s0", "galaxy_cnn-reference+deeper_sharper-s1"]
+    assert zoo.specs()[2].factors["train_surveys"] == "reference+deeper_sharper"
+    assert zoo.specs()[2].factors["n_train_surveys"] == 2
+    for bad in ({"train_surveys": [["hubble"]]}, {"train_surveys": [["reference", "reference"]]},
+                {"train_surveys": [["reference"], ["reference"]]}, {"train_surveys": []}):
+        obj, key, msg = configure(GalaxyCNN, bad)
+        assert obj is None and key == "train_surveys", (bad, msg)
+
+
+def test_per_question_softmax_matches_a_loop(tiny_data: simbench.DataSplits) -> None:
+    model = Z.instantiate(GalaxyCNN(), GalaxyCNN().specs()[0], tiny_data).eval()
+    logits = torch.randn(5, 14, dtype=torch.float64) * 5
+    want = torch.cat([torch.log_softmax(logits[:, g], 1) for g in Z.question_groups(tiny_data)], 1)
+    assert torch.allclose(model.log_fractions(logits), want, atol=1e-12)
+    with torch.no_grad():
+        out = model(tiny_data.test.x[:7])
+    for g in Z.question_groups(tiny_data):
+        assert torch.allclose(out[:, g].sum(1), torch.ones(7), atol=1e-5)
+
+
+def test_survey_mix_assigns_every_kth_image_to_each_survey(tiny_data: simbench.DataSplits) -> None:
+    x = tiny_data.train.x[:6]
+    mixed = Z.survey_mix(x, ["reference", "deeper_sharper"], seed=3, stream="train")
+    idx_a, idx_b = torch.tensor([0, 2, 4]), torch.tensor([1, 3, 5])
+    a = apply_survey(x[idx_a], "reference", seed=3, index=idx_a, stream="train/reference")
+    b = apply_survey(x[idx_b], "deeper_sharper", seed=3, index=idx_b, stream="train/deeper_sharper")
+    assert torch.allclose(mixed[idx_a], a) and torch.allclose(mixed[idx_b], b)
+    assert torch.equal(Z.survey_mix(x, ["clean"], 3, "train"), x)
+
+
+def test_tiny_zoo_trains_and_restores(tiny_data: simbench.DataSplits) -> None:
+    zoo = GalaxyCNN(train_surveys=(("reference",), ("reference", "deeper_sharper")), seeds=(0,), width=4,
+                    dense=16, epochs=4, batch_size=32, lr=5e-3)
+    torch.manual_seed(0)
+    init = Z.instantiate(zoo, zoo.specs()[0], tiny_data)
+    (_, _), (xv, yv) = Z.training_data(zoo, tiny_data, ["reference"], 0)
+    before = Z._val_loss(init, xv, yv, "cpu")
+    models = zoo.build(tiny_data, _ctx())
+    assert set(models) == {s.id for s in zoo.specs()}
+    model = models["galaxy_cnn-reference-s0"]
+    assert Z._val_loss(model, xv, yv, "cpu") < before - 0.05  # training lowered the validation loss
+    x = xv[:10]
+    acts = model.read(x, list(model.readable_layers))
+    assert [tuple(a.shape) for a in acts.values()] == [(10, 4 * 16 * 16), (10, 8 * 8 * 8), (10, 16 * 4 * 4),
+                                                       (10, 16 * 2 * 2), (10, 16), (10, 16), (10, 14)]
+    with torch.no_grad():
+        assert torch.allclose(acts["output"], model(x))
+    restored = Z.instantiate(zoo, zoo.specs()[0], tiny_data)
+    restored.load_state_dict(model.state_dict(), strict=True)
+    with torch.no_grad():
+        assert torch.allclose(restored.eval()(x), model(x))
+    assert [tuple(w.shape) for w in model.dense_weights()] == [(16, 16), (16, 14)]
+
+
+# --------------------------------------------------------------------------
+# survey_transfer
+# --------------------------------------------------------------------------
+
+
+def test_regression_scores_match_scipy_and_sklearn() -> None:
+    from scipy import stats as sps
+    from sklearn.metrics import mean_absolute_error, r2_score
+
+    rng = np.random.default_rng(0)
+    y = rng.random((50, 4))
+    pred = y + rng.normal(0, 0.2, (50, 4)) + np.array([0, 0.3, -0.1, 0])
+    s = sti.regression_scores(torch.from_numpy(pred), torch.from_numpy(y))
+    for j in range(4):
+        assert math.isclose(s["r"][j], sps.pearsonr(pred[:, j], y[:, j]).statistic, rel_tol=1e-10)
+        assert math.isclose(s["r2"][j], r2_score(y[:, j], pred[:, j]), rel_tol=1e-10)
+        assert math.isclose(s["mae"][j], mean_absolute_error(y[:, j], pred[:, j]), rel_tol=1e-10)
+    const = sti.regression_scores(np.ones((5, 1)), np.arange(5.0)[:, None])
+    assert math.isnan(const["r"][0]) and const["r2"][0] < 0
+
+
+class _Ctx:
+    """A minimal BenchmarkContext: three probe sets, models that are the truth plus group-specific noise."""
+
+    def __init__(self, noise: dict[str, dict[str, float]], seeds: int = 3, n: int = 200) -> None:
+        rng = np.random.default_rng(1)
+        self.y = torch.from_numpy(rng.dirichlet([1, 1], size=n)).float()
+        self.probe_sets = ["survey_shift/reference", "survey_shift/deeper_sharper", "survey_shift/unseen"]
+        self.specs = [simbench.ModelSpec(f"m-{g}-s{s}", {"train_surveys": g, "seed": s})
+                      for g in noise for s in range(seeds)]
+        self.data = simbench.DataSplits(*(simbench.Split(torch.zeros(2, 1), self.y[:2]),) * 3, task="regression",
+                                        meta={"targets": ["yes", "no"], "tasks": {"feature": "yes"}})
+        self._out = {}
+        for p in self.probe_sets:
+            outs = []
+            for spec in self.specs:
+                sd = noise[spec.factors["train_surveys"]][p.split("/")[1]]
+                e = torch.from_numpy(rng.normal(0, sd, (n, 1))).float()
+                outs.append(torch.cat([self.y[:, :1] + e, self.y[:, 1:] - e], 1))
+            self._out[p] = outs
+
+    def probe_set(self, name: str) -> simbench.ProbeSet:
+        return simbench.ProbeSet(name, torch.zeros(len(self.y), 1), self.y)
+
+    def outputs(self, name: str) -> list[torch.Tensor]:
+        return self._out[name]
+
+
+def _transfer_tables(noise: dict[str, dict[str, float]]) -> dict[str, object]:
+    bench = SurveyTransfer(unseen=("survey_shift/unseen",), baseline="A", layer_metric="")
+    records = sti.evaluate(bench, _Ctx(noise))
+    return {t.key: t.frame for t in SurveyTransfer.tables(records)}
+
+
+def test_survey_transfer_says_reproduced_when_the_mix_transfers_better() -> None:
+    noise = {"A": {"reference": 0.05, "deeper_sharper": 0.2, "unseen": 0.3},
+             "A+B": {"reference": 0.05, "deeper_sharper": 0.05, "unseen": 0.1}}
+    tabs = _transfer_tables(noise)
+    v = tabs["verdict"]
+    assert len(v) == 1 and v["mix"].iloc[0] == "A+B" and v["verdict"].iloc[0].startswith("reproduced")
+    assert v["ΔR²"].iloc[0] > 0 and v["ΔMAE"].iloc[0] < 0
+    overall = tabs["overall"]
+    row = overall[(overall["training mix"] == "A") & (overall["probe set"] == "survey_shift/unseen")].iloc[0]
+    assert row["role"] == "unseen survey" and row["models"] == 3 and row["ΔR² %"] < 0
+    # the per-task table holds the mean over seeds of the recorded per-model r
+    assert list(tabs["per_task_r"]["task"]) == ["feature"]
+
+
+def test_survey_transfer_says_not_reproduced_when_the_mix_transfers_worse() -> None:
+    noise = {"A": {"reference": 0.05, "deeper_sharper": 0.2, "unseen": 0.1},
+             "A+B": {"reference": 0.05, "deeper_sharper": 0.05, "unseen": 0.3}}
+    v = _transfer_tables(noise)["verdict"]
+    assert v["verdict"].iloc[0].startswith("not reproduced")
+
+
+def test_transfer_verdict_and_welch_p() -> None:
+    from scipy import stats as sps
+
+    assert str_report.transfer_verdict(0.1, 0.1, -0.1, 0.01).startswith("reproduced")
+    assert str_report.transfer_verdict(0.1, 0.1, -0.1, 0.3).startswith("same direction")
+    assert str_report.transfer_verdict(-0.1, 0.1, -0.1, 0.01).startswith("mixed evidence")
+    assert str_report.transfer_verdict(0.1, -0.1, -0.1, 0.01).startswith("not reproduced")
+    a, b = [0.1, 0.2, 0.3], [0.5, 0.55, 0.7]
+    assert math.isclose(str_report.welch_p(a, b), sps.ttest_ind(a, b, equal_var=False).pvalue)
+    assert math.isnan(str_report.welch_p([0.1], b))
+
+
+def test_listing_galaxy_plugins_does_not_import_torch() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, simbench_plugins.data.galaxy, simbench_plugins.zoos.galaxy, "
+            "simbench_plugins.benchmarks.survey_transfer; print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
