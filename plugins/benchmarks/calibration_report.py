@@ -8,6 +8,7 @@ from typing import Any
 
 from simbench.types import Table
 
+from ._records import records_frame
 from .calibration import INFO, LETTER_DEPTHS, SEPARATION, TIMING, WEIGHTS
 
 DEFAULT_TOLERANCE = 0.1
@@ -15,19 +16,8 @@ LOW_COLOR, HIGH_COLOR = "#1f3b73", "#E8871E"  # seed 001 Fig. 1: dark blue = ran
 
 
 def frame(records: Any) -> Any:
-    """Records as a DataFrame with string columns normalised ('' for missing)."""
-    import pandas as pd
-
-    df = records if isinstance(records, pd.DataFrame) else pd.DataFrame([r.__dict__ for r in records])
-    df = df.copy()
-    for col in ("metric", "probe_set", "group", "model_a", "model_b", "error", "status", "benchmark", "statistic"):
-        if col not in df:
-            df[col] = ""
-        df[col] = df[col].fillna("").astype(str)
-    if "n" not in df:
-        df["n"] = None
-    df["value"] = pd.to_numeric(df["value"], errors="coerce")
-    return df
+    """This benchmark's rows as a normalised DataFrame (see :func:`records_frame`)."""
+    return records_frame(records)
 
 
 def _info(df: Any) -> tuple[dict[str, bool], float]:

@@ -9,19 +9,12 @@ import numpy as np
 
 from simbench.types import Table
 
+from ._records import records_frame
+
 
 def frame(records: Any) -> Any:
-    """This benchmark's ok rows as a DataFrame (accepts a DataFrame or an iterable of Records)."""
-    import pandas as pd
-
-    df = records if isinstance(records, pd.DataFrame) else pd.DataFrame([r.__dict__ for r in records])
-    if df.empty:
-        return df
-    if "kind" in df.columns:
-        df = df[df["kind"] == "benchmark"]
-    if "status" in df.columns:
-        df = df[df["status"] == "ok"]
-    return df
+    """This benchmark's rows as a normalised DataFrame (see :func:`records_frame`)."""
+    return records_frame(records, ok_only=True)
 
 
 def _probes(df: Any) -> tuple[str, list[str]]:

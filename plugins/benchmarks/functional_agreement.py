@@ -625,14 +625,9 @@ class FunctionalAgreement(simbench.Benchmark):
 
 def _frame(records: Any) -> Any:
     """Records as a DataFrame with string columns normalised ('' for missing)."""
-    frame = records.copy()
-    for col in ("metric", "probe_set", "group", "model_a", "model_b", "error", "status", "benchmark"):
-        if col not in frame:
-            frame[col] = ""
-        frame[col] = frame[col].fillna("").astype(str)
-    if "n" not in frame:
-        frame["n"] = None
-    return frame
+    from ._records import records_frame
+
+    return records_frame(records)
 
 
 def _scatter_figure(run: simbench.RunView, order: list[str], groups: list[str], probe: str, similarity_on: str,

@@ -12,6 +12,8 @@ import numpy as np
 
 from simbench.types import Table
 
+from ._records import records_frame
+
 SUMMARY = (
     "task_score",
     "offdiag_mean",
@@ -27,15 +29,8 @@ DELTAS = ("delta_task_score", "delta_block_score", "delta_offdiag_mean", "delta_
 
 
 def frame(records: Any) -> Any:
-    """This benchmark's ok rows as a DataFrame (accepts a DataFrame or an iterable of Records)."""
-    import pandas as pd
-
-    df = records if isinstance(records, pd.DataFrame) else pd.DataFrame([r.__dict__ for r in records])
-    if df.empty:
-        return df
-    if "kind" in df.columns:
-        df = df[df["kind"] == "benchmark"]
-    return df
+    """This benchmark's rows as a normalised DataFrame (see :func:`records_frame`)."""
+    return records_frame(records)
 
 
 def _ok(df: Any) -> Any:

@@ -10,23 +10,16 @@ import numpy as np
 
 from simbench.types import Table
 
+from ._records import records_frame
+
 OVERALL = "overall"
 LAYERS = "layers"
 ROLE_NAMES = {0: "in distribution", 1: "other survey", 2: "unseen survey"}
 
 
 def frame(records: Any) -> Any:
-    """This benchmark's ok rows as a DataFrame (accepts a DataFrame or an iterable of Records)."""
-    import pandas as pd
-
-    df = records if isinstance(records, pd.DataFrame) else pd.DataFrame([r.__dict__ for r in records])
-    if df.empty:
-        return df
-    if "kind" in df.columns:
-        df = df[df["kind"] == "benchmark"]
-    if "status" in df.columns:
-        df = df[df["status"] == "ok"]
-    return df
+    """This benchmark's rows as a normalised DataFrame (see :func:`records_frame`)."""
+    return records_frame(records, ok_only=True)
 
 
 def config(df: Any) -> tuple[dict[str, int], str, list[str]]:
