@@ -388,19 +388,27 @@ class Runner:
         return module.to(self.device).eval()
 
     def perturb_models(self, data: DataSplits) -> None:
+        """Apply every model-target perturbation to the zoo's own models.
+
+        Each perturbation sees the zoo as built, not the copies an earlier
+        ``[[perturbations]]`` entry added: entries are independent and their
+        order does not matter (two manipulations of a zoo give 2 x M copies,
+        not copies of copies).
+        """
+        base_models, base_specs, base_key = dict(self.state.models), tuple(self.state.specs), self.state.zoo_key
+        base_ids = [s.id for s in base_specs]
         for use in self.suite.perturbations:
             if use.obj.target != "model":
                 continue
-            key = self.cache.key("model_perturbation", {"perturbation": _plugin_key(use), "zoo": self.state.zoo_key})
-            base_ids = [s.id for s in self.state.specs]
+            key = self.cache.key("model_perturbation", {"perturbation": _plugin_key(use), "zoo": base_key})
 
             def compute(use: PluginUse = use) -> tuple[dict[str, Any], dict[str, Any]]:
                 ctx = self.stage_ctx("model_perturbation", use.label)
                 pctx = PerturbContext(
                     seed=ctx.seed, device=ctx.device, progress=ctx.progress, cache=ctx.cache,
-                    models=dict(self.state.models), specs=tuple(self.state.specs), data=data,
+                    models=dict(base_models), specs=base_specs, data=data,
                 )
-                entries = use.obj.perturb_models(dict(self.state.models), list(self.state.specs), data, pctx)
+                entries = use.obj.perturb_models(dict(base_models), list(base_specs), data, pctx)
                 new_specs = [{"id": s.id, "factors": dict(s.factors)} for s, _ in entries]
                 for s, _ in entries:
                     if s.factors.get("original") not in base_ids:

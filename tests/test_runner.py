@@ -125,3 +125,14 @@ def test_agreement_matrix_matches_a_direct_count():
     reg, r2 = functional_agreement(outputs[..., :2], torch.randn(50, 2, generator=g), "regression")
     assert torch.allclose(torch.diag(reg), torch.ones(4, dtype=torch.float64))
     assert (reg <= 1 + 1e-9).all()
+
+
+def test_model_perturbations_each_see_only_the_zoo(tmp_path, toy_registry):
+    """Two model-perturbation entries give 2 x M copies of the zoo's models, never copies of copies."""
+    overrides = ["perturbations=[{name='toy_scale_weights', factor=2.0}, {name='toy_scale_weights', label='x3', "
+                 "factor=3.0}]"]
+    _, run = run_toy(tmp_path, toy_registry, overrides)
+    ids = [m["id"] for m in run.read_manifest()["models"]]
+    zoo = [i for i in ids if "*" not in i]
+    assert len(zoo) == 6 and len(ids) == 18
+    assert sorted(i for i in ids if "*" in i) == sorted([f"{z}*2" for z in zoo] + [f"{z}*3" for z in zoo])
