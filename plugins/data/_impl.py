@@ -134,13 +134,15 @@ def _offline() -> bool:
         return False
 
 
-def _expand(patterns: str | Sequence[str], key: str) -> list[str]:
+def expand_data_files(patterns: str | Sequence[str], key: str, plugin: str) -> list[str]:
+    """The files a suite's ``data_files.<key>`` names (paths or glob patterns, ``~`` and ``$VARS``
+    expanded), sorted; a one-line :class:`UserError` naming ``plugin`` when one matches nothing."""
     files: list[str] = []
     for pattern in [patterns] if isinstance(patterns, str) else list(patterns):
         pattern = os.path.expandvars(os.path.expanduser(pattern))
         found = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else ([pattern] if Path(pattern).is_file() else [])
         if not found:
-            raise UserError(f"mnist: data_files.{key}: no such file {pattern!r}")
+            raise UserError(f"{plugin}: data_files.{key}: no such file {pattern!r}")
         files.extend(found)
     return files
 
@@ -177,7 +179,7 @@ def _read_local(files: dict[str, Any]) -> tuple[dict[str, tuple[np.ndarray, np.n
     out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     fingerprint = []
     for split in ("train", "test"):
-        paths = _expand(files[split], split)
+        paths = expand_data_files(files[split], split, "mnist")
         tables = []
         for p in paths:
             try:

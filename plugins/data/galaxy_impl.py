@@ -44,7 +44,6 @@ import io
 import math
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -52,6 +51,8 @@ import torch
 
 import simbench
 from simbench.errors import UserError
+
+from ._impl import expand_data_files
 
 #: Galaxy-Zoo-like questions and their answers, in target-column order.
 QUESTIONS: dict[str, tuple[str, ...]] = {
@@ -450,19 +451,6 @@ def how_to_get(hub_id: str) -> str:
     )
 
 
-def _expand(patterns: str | Sequence[str], key: str) -> list[str]:
-    import glob
-
-    files: list[str] = []
-    for pattern in [patterns] if isinstance(patterns, str) else list(patterns):
-        pattern = os.path.expandvars(os.path.expanduser(pattern))
-        found = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else ([pattern] if Path(pattern).is_file() else [])
-        if not found:
-            raise UserError(f"galaxy_zoo: data_files.{key}: no such file {pattern!r}")
-        files.extend(found)
-    return files
-
-
 def question_columns(columns: Sequence[str], question: str) -> tuple[list[str], list[str]]:
     """The ``<question>-<campaign>_<answer>_fraction`` columns of one question and their answers.
 
@@ -534,7 +522,7 @@ def _read_local(files: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
     out, fingerprint = {}, []
     for split in ("train", "test"):
         tables = []
-        for p in _expand(files[split], split):
+        for p in expand_data_files(files[split], split, "galaxy_zoo"):
             try:
                 tables.append(pq.read_table(p))
             except Exception as exc:

@@ -163,3 +163,16 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
         xb = x[start : start + batch_size].to(device)
         correct += int((model(xb).argmax(1).cpu() == y[start : start + batch_size]).sum())
     return correct / len(y)
+
+
+def random_square_symmetry(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """One random symmetry of the square (rotation by k x 90 degrees, optional mirror) for a whole batch.
+
+    Cheap augmentation for images without a preferred orientation (galaxies, cosmological
+    fields); draws two numbers from ``gen``, so training stays reproducible per seed.
+    """
+    k = int(torch.randint(4, (1,), generator=gen))
+    x = torch.rot90(x, k, dims=(-2, -1))
+    if bool(torch.randint(2, (1,), generator=gen)):
+        x = torch.flip(x, dims=(-1,))
+    return x

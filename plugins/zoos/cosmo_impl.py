@@ -12,6 +12,8 @@ from torch import nn
 
 import simbench
 
+from ._models import random_square_symmetry
+
 
 def _block(c_in: int, c_out: int, kernel: int, stride: int, padding: int) -> nn.Sequential:
     pad_mode = "circular" if padding else "zeros"  # periodic boxes: no artificial edges
@@ -109,15 +111,6 @@ def instantiate(zoo: Any, spec: simbench.ModelSpec, data: simbench.DataSplits) -
     )
 
 
-def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    # one random symmetry of the square per batch: cheap, and the map statistics are isotropic
-    k = int(torch.randint(4, (1,), generator=gen))
-    x = torch.rot90(x, k, dims=(-2, -1))
-    if bool(torch.randint(2, (1,), generator=gen)):
-        x = torch.flip(x, dims=(-1,))
-    return x
-
-
 @torch.no_grad()
 def _mse(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: Any, batch: int = 256) -> float:
     model.eval()
@@ -149,7 +142,7 @@ def train_one(
                 continue
             xb = x_train[idx]
             if zoo.augment:
-                xb = _augment(xb, gen)
+                xb = random_square_symmetry(xb, gen)
             loss = ((model(xb.to(device)) - y_train[idx].to(device)) ** 2).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -13,6 +13,7 @@ from torch import nn
 
 import simbench
 
+from ._models import random_square_symmetry
 from .galaxy import CLEAN, mix_label
 
 
@@ -149,15 +150,6 @@ def survey_mix(x: torch.Tensor, surveys: Sequence[str], seed: int, stream: str) 
     return out
 
 
-def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    # one random symmetry of the square per batch: cheap, and morphology has no preferred orientation
-    k = int(torch.randint(4, (1,), generator=gen))
-    x = torch.rot90(x, k, dims=(-2, -1))
-    if bool(torch.randint(2, (1,), generator=gen)):
-        x = torch.flip(x, dims=(-1,))
-    return x
-
-
 @torch.no_grad()
 def _val_loss(model: GalaxyCNNModule, x: torch.Tensor, y: torch.Tensor, device: Any, batch: int = 512) -> float:
     model.eval()
@@ -186,7 +178,7 @@ def train_one(model: GalaxyCNNModule, zoo: Any, train: tuple[torch.Tensor, torch
                 continue
             xb = x_train[idx]
             if zoo.augment:
-                xb = _augment(xb, gen)
+                xb = random_square_symmetry(xb, gen)
             loss = model.loss(model.logits(xb.to(device)), y_train[idx].to(device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
