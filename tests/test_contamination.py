@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -17,6 +14,7 @@ from simbench_plugins.benchmarks import contamination_impl as B
 from simbench_plugins.data import contamination as data_mod
 from simbench_plugins.data import contamination_impl as D
 from simbench_plugins.zoos import contamination as zoo_mod
+from fake_context import ModelsContext
 
 
 @pytest.fixture(scope="module")
@@ -87,46 +85,6 @@ def test_sphere_core_variant():
 # --------------------------------------------------------------------------
 
 
-class FakeContext:
-    """A minimal ``simbench.BenchmarkContext`` over in-memory models."""
-
-    def __init__(self, models: Mapping[str, Any], specs: Sequence[simbench.ModelSpec], probes, data) -> None:
-        self.suite_name, self.seed, self.device = "test", 0, "cpu"
-        self.models, self.specs, self.data = dict(models), list(specs), data
-        self.metrics: dict[str, Any] = {}
-        self._probes = {p.name: p for p in probes}
-        self.probe_sets = list(self._probes)
-
-    def probe_set(self, name: str) -> simbench.ProbeSet:
-        return self._probes[name]
-
-    def outputs(self, probe_set: str) -> list[torch.Tensor]:
-        with torch.no_grad():
-            return [self.models[s.id](self._probes[probe_set].x) for s in self.specs]
-
-    def representations(self, probe_set: str, layer: str | None = None) -> list[torch.Tensor]:
-        with torch.no_grad():
-            return [self.models[s.id].read(self._probes[probe_set].x, [layer])[layer] for s in self.specs]
-
-    def make_plugin(self, kind: str, name: str, params: Mapping[str, Any] | None = None) -> Any:
-        raise NotImplementedError
-
-    def similarity(self, metric: str, probe_set: str) -> torch.Tensor:
-        raise NotImplementedError
-
-    def agreement(self, probe_set: str) -> torch.Tensor:
-        raise NotImplementedError
-
-    def accuracy(self, probe_set: str) -> torch.Tensor:
-        raise NotImplementedError
-
-    def failure(self, metric: str, probe_set: str) -> str | None:
-        return None
-
-    def run_context(self) -> simbench.RunContext:
-        return simbench.RunContext()
-
-
 @pytest.fixture(scope="module")
 def trained(data):
     zoo = zoo_mod.ContaminationNet(activations=("relu", "identity"), seeds=(0, 1), width=128, steps=600,
@@ -134,7 +92,7 @@ def trained(data):
     models = zoo.build(data, simbench.RunContext(seed=0))
     clean = simbench.ProbeSet("clean", data.test.x[:1000], data.test.y[:1000])
     (ood,) = data_mod.BackgroundShift().probe_sets(clean, simbench.PerturbContext(data=data))
-    ctx = FakeContext(models, zoo.specs(), [clean, ood], data)
+    ctx = ModelsContext(models, zoo.specs(), [clean, ood], data)
     records = list(bench_mod.Contamination().evaluate(ctx))
     return zoo, models, ctx, records
 

@@ -17,6 +17,7 @@ import simbench
 from simbench.registry import build_registry
 from simbench_plugins.benchmarks import layer_map
 from simbench_plugins.benchmarks import layer_map_impl as L
+from fake_context import ModelsContext
 
 
 # --------------------------------------------------------------------------
@@ -100,63 +101,14 @@ class Chain(nn.Module):
         return [self.first.weight.t(), self.head.weight.t()]
 
 
-class FakeContext:
-    """Implements the ``simbench.BenchmarkContext`` protocol over in-memory models."""
-
-    def __init__(
-        self,
-        models: Mapping[str, Any],
-        probe_sets: Mapping[str, simbench.ProbeSet],
-        data: simbench.DataSplits,
-        metrics: Sequence[type],
-    ) -> None:
-        self.suite_name = "test"
-        self.seed = 0
-        self.device = "cpu"
-        self.models = dict(models)
-        self.specs = [simbench.ModelSpec(id=k, factors={"seed": i}) for i, k in enumerate(models)]
-        self.metrics: dict[str, Any] = {}
-        self.probe_sets = list(probe_sets)
-        self._probes = dict(probe_sets)
-        self.data = data
-        self._metric_classes = {m.name: m for m in metrics}
-        self.calls: list[tuple[str, str]] = []
-
-    def probe_set(self, name: str) -> simbench.ProbeSet:
-        return self._probes[name]
-
-    def outputs(self, probe_set: str) -> list[torch.Tensor]:
-        x = self._probes[probe_set].x
-        with torch.no_grad():
-            return [self.models[s.id](x) for s in self.specs]
-
-    def representations(self, probe_set: str, layer: str | None = None) -> list[torch.Tensor]:
-        self.calls.append((probe_set, str(layer)))
-        x = self._probes[probe_set].x
-        with torch.no_grad():
-            return [self.models[s.id].read(x, [layer])[layer] for s in self.specs]
-
-    def make_plugin(self, kind: str, name: str, params: Mapping[str, Any] | None = None) -> Any:
-        assert kind == "metric"
-        return self._metric_classes[name](**dict(params or {}))
-
-    def similarity(self, metric: str, probe_set: str) -> torch.Tensor:
-        raise NotImplementedError
-
-    def agreement(self, probe_set: str) -> torch.Tensor:
-        raise NotImplementedError
-
-    def accuracy(self, probe_set: str) -> torch.Tensor:
-        raise NotImplementedError
-
-    def failure(self, metric: str, probe_set: str) -> str | None:
-        return None
-
-    def run_context(self) -> simbench.RunContext:
-        return simbench.RunContext()
+def models_ctx(models: Mapping[str, Any], probes: Mapping[str, simbench.ProbeSet], data: simbench.DataSplits,
+               metrics: Sequence[type]) -> ModelsContext:
+    """A context over ``models`` (factor ``seed`` = position) and the named probe sets."""
+    specs = [simbench.ModelSpec(id=k, factors={"seed": i}) for i, k in enumerate(models)]
+    return ModelsContext(models, specs, probes.values(), data, metrics)
 
 
-def _regression_ctx(metrics: Sequence[type] = (GramCKA,)) -> FakeContext:
+def _regression_ctx(metrics: Sequence[type] = (GramCKA,)) -> ModelsContext:
     g = torch.Generator().manual_seed(0)
     x = torch.randn(60, 8, generator=g)
     y = torch.rand(60, 2, generator=g)
@@ -170,7 +122,7 @@ def _regression_ctx(metrics: Sequence[type] = (GramCKA,)) -> FakeContext:
     )
     models = {"diverse": Chain(8, 2, False, 1), "stagnant": Chain(8, 2, True, 2)}
     probes = {"clean": simbench.ProbeSet("clean", x, y), "shift/x3": simbench.ProbeSet("shift/x3", shifted, y)}
-    return FakeContext(models, probes, data, metrics)
+    return models_ctx(models, probes, data, metrics)
 
 
 def _maps(records: Sequence[simbench.Record], model: str, probe: str) -> pd.DataFrame:
@@ -254,7 +206,7 @@ def test_classification_accuracy():
         y = model(x).argmax(1)
     y[:10] = (y[:10] + 1) % 3  # exactly 10 of 40 wrong
     data = simbench.DataSplits(*(simbench.Split(x, y),) * 3, task="classification", num_classes=3)
-    ctx = FakeContext({"m": model}, {"clean": simbench.ProbeSet("clean", x, y)}, data, [GramCKA])
+    ctx = models_ctx({"m": model}, {"clean": simbench.ProbeSet("clean", x, y)}, data, [GramCKA])
     records = list(layer_map.LayerMap(metric="test_cka").evaluate(ctx))
     assert _stat(records, "task_score", "m", "clean") == pytest.approx(0.75)
 

@@ -26,7 +26,8 @@ class ReadableMixin(nn.Module):
         self.register_buffer("test_accuracy", torch.tensor(float("nan")))
 
     def _activations(self, x: torch.Tensor, wanted: set[str]) -> dict[str, torch.Tensor]:
-        raise NotImplementedError
+        """The ``wanted`` readable layers' outputs for ``x``; every concrete zoo network defines it."""
+        raise NotImplementedError(f"{type(self).__name__} must define _activations")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._activations(x, {"logits"})["logits"]
