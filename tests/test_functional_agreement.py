@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -10,19 +11,13 @@ import pytest
 import torch
 from scipy import stats as sps
 
-from simbench import stats
 from simbench.errors import MeasurementFailed, UserError
 from simbench.results import record_row
 from simbench.types import ModelSpec, RunView
-from simbench_plugins.benchmarks.functional_agreement import (
-    ALL_PROBES,
-    FunctionalAgreement,
-    group_blocks,
-    pair_groups,
-    resolve_groups,
-)
+from simbench_plugins.benchmarks.functional_agreement import ALL_PROBES, WITH_EXCLUDED, FunctionalAgreement, stats
+from simbench_plugins.benchmarks.functional_agreement.common import group_blocks, pair_groups, resolve_groups
 
-FAST = {"n_permutations": 199, "n_bootstrap": 200}
+FAST = {"n_permutations": 199, "n_bootstrap": 400, "min_clusters": 5}
 
 
 class FakeContext:
@@ -34,7 +29,7 @@ class FakeContext:
     ``broken`` = ``good``-like but fails on the ``shift`` probe set.
     """
 
-    def __init__(self, seed: int = 0, metrics=("good", "noisy", "random", "broken")) -> None:
+    def __init__(self, seed: int = 0, metrics=("good", "noisy", "random", "broken"), collapsed=()) -> None:
         rng = np.random.default_rng(seed)
         self.suite_name, self.seed, self.device = "fake", 0, "cpu"
         self.specs = [ModelSpec(f"{a}/s{s}/e{e}", {"arch": a, "seed": s, "epoch": e})
@@ -60,6 +55,9 @@ class FakeContext:
             self.sim[("asym", p)] = self.sim[("good", p)] + (anti - anti.T)
         self.metrics = {name: None for name in metrics}
         self.calls: list[tuple[str, str]] = []
+        # accuracy: every model well above chance (1/3) except the indices in ``collapsed``
+        self.acc = {p: np.array([0.2 if i in collapsed else 0.9 - 0.01 * i for i in range(m)]) for p in self.probe_sets}
+        self.data = SimpleNamespace(task="classification", num_classes=3)
 
     @staticmethod
     def _sym(rng, m):
@@ -74,6 +72,9 @@ class FakeContext:
 
     def agreement(self, probe_set: str) -> torch.Tensor:
         return torch.tensor(self.agree[probe_set])
+
+    def accuracy(self, probe_set: str) -> torch.Tensor:
+        return torch.tensor(self.acc[probe_set])
 
     def failure(self, metric: str, probe_set: str) -> str | None:
         return "LinAlgError: singular matrix" if (metric, probe_set) == ("broken", "shift") else None
@@ -136,11 +137,16 @@ def test_correlations_match_scipy_on_brute_force_groups(result):
             x, y = stats.upper(ctx.sim[("noisy", probe)])[mask], stats.upper(ctx.agree[probe])[mask]
             r = sps.pearsonr(x, y).statistic
             rs.append(r)
+            rho = sps.spearmanr(x, y).statistic
             assert value(frame, "pearson_r", "noisy", group, probe) == pytest.approx(r)
-            assert value(frame, "spearman_rho", "noisy", group, probe) == pytest.approx(sps.spearmanr(x, y).statistic)
+            assert value(frame, "spearman_rho", "noisy", group, probe) == pytest.approx(rho)
             lo, hi = stats.fisher_interval(r, int(mask.sum()))
-            assert value(frame, "pearson_ci_low", "noisy", group, probe) == pytest.approx(lo)
-            assert value(frame, "pearson_ci_high", "noisy", group, probe) == pytest.approx(hi)
+            assert value(frame, "pearson_indep_ci_low", "noisy", group, probe) == pytest.approx(lo)
+            assert value(frame, "pearson_indep_ci_high", "noisy", group, probe) == pytest.approx(hi)
+            # Bonett & Wright (2000): se of atanh(rho) = sqrt((1 + rho^2/2) / (n - 3))
+            se = math.sqrt((1 + rho**2 / 2) / (mask.sum() - 3))
+            assert value(frame, "spearman_indep_ci_low", "noisy", group, probe) == pytest.approx(
+                math.tanh(math.atanh(rho) - 1.959963984540054 * se))
         assert value(frame, "pearson_r", "noisy", group) == pytest.approx(math.tanh(np.mean(np.arctanh(rs))))
         n = frame[(frame["metric"] == "noisy") & (frame["group"] == group) & (frame["statistic"] == "pearson_r")]["n"]
         assert (n == mask.sum()).all()
@@ -154,16 +160,22 @@ def test_planted_relations_rank_and_test_as_expected(result):
     assert value(frame, "rank", "good") == 1 and value(frame, "rank", "random") == 4
     # the permutation test finds the planted relation and not the absent one
     assert value(frame, "pearson_perm_p", "good") == pytest.approx(1 / 200)
-    assert value(frame, "pearson_perm_p", "good", "seed") == pytest.approx(1 / 200)
     assert value(frame, "pearson_perm_p", "random") > 0.1
-    # bootstrap intervals bracket the estimate
+    # bootstrap intervals bracket the estimate; rank intervals bracket the rank
     for metric in ("good", "noisy", "random"):
         r = value(frame, "pearson_r", metric)
         assert value(frame, "pearson_boot_ci_low", metric) < r < value(frame, "pearson_boot_ci_high", metric)
-    # bad fraction: a metric that tracks agreement never calls a far pair close; noise scores about chance
+        rank = value(frame, "rank", metric)
+        assert value(frame, "rank_ci_low", metric) <= rank <= value(frame, "rank_ci_high", metric)
+    assert value(frame, "p_rank_first", "good") > 0.9
+    # the best set holds the planted best and not pure noise; random is worse than the best
+    assert value(frame, "in_best_set", "good") == 1.0 and value(frame, "in_best_set", "random") == 0.0
+    assert value(frame, "vs_best_p", "random", model_b="good") < 0.05
+    assert value(frame, "vs_best_diff_ci_low", "random", model_b="good") > 0
+    # Ding's bad fraction: a metric that tracks agreement never calls a far pair close; noise scores about chance
     assert value(frame, "bad_fraction", "good") == 0.0
-    chance = value(frame, "bad_fraction_chance", "random")
-    assert chance == pytest.approx(0.2, abs=0.05)
+    assert value(frame, "bad_fraction_chance", "random") == pytest.approx(0.04, abs=0.015)
+    assert value(frame, "close_bad_fraction_chance", "random") == pytest.approx(0.2, abs=0.05)
     assert value(frame, "bad_fraction", "random") > value(frame, "bad_fraction", "good")
     assert all(isinstance(r.value, float) for r in records)  # one number per row
 
@@ -177,31 +189,207 @@ def test_failed_probe_set_is_recorded_and_excluded(result):
     assert "singular" in row["error"] and math.isnan(row["value"])
     assert value(frame, "probe_sets", "broken") == 1 and value(frame, "probe_sets", "good") == 2
     assert not ((frame["metric"] == "broken") & (frame["probe_set"] == "shift") & (frame["status"] == "ok")).any()
+    # its aggregate is its clean r alone (the failed probe set does not enter as 0)
+    assert value(frame, "pearson_r", "broken") == pytest.approx(value(frame, "pearson_r", "broken", "all", "clean"))
 
 
-def test_metric_comparisons(result):
+def test_metric_comparisons_are_paired_bootstrap_differences(result):
     ctx, _, frame = result
-    comp = frame[frame["model_b"] != ""]
+    comp = frame[(frame["model_a"] != "") & (frame["model_b"] != "")]
     assert (comp["metric"] == comp["model_a"]).all()
     order = list(ctx.metrics)
     pairs = set(zip(comp["model_a"], comp["model_b"], strict=True))
     assert pairs == {(a, b) for i, a in enumerate(order) for b in order[i + 1:]}  # each unordered pair once
+    assert set(comp["probe_set"]) == {ALL_PROBES}
     for group in ("all", "seed"):
         ra, rb = value(frame, "pearson_r", "good", group), value(frame, "pearson_r", "random", group)
-        n = int(brute_force_mask(ctx.specs, group).sum())
-        rab = value(frame, "similarity_r", "good", group, model_b="random")
-        expected = stats.steiger_z(ra, rb, rab, n)
-        assert value(frame, "pearson_diff", "good", group, model_b="random") == pytest.approx(ra - rb)
-        assert value(frame, "pearson_steiger_z", "good", group, model_b="random") == pytest.approx(expected.z)
-        assert value(frame, "pearson_steiger_p", "good", group, model_b="random") < 0.001
-        assert value(frame, "pearson_diff_boot_ci_low", "good", group, model_b="random") > 0
-    # per probe set the inter-metric correlation is the one of the similarity vectors
-    x = stats.upper(ctx.sim[("good", "clean")])
-    y = stats.upper(ctx.sim[("noisy", "clean")])
-    assert value(frame, "similarity_r", "good", "all", "clean", model_b="noisy") == pytest.approx(
-        sps.pearsonr(x, y).statistic)
-    # broken failed on "shift": its comparisons use the probe sets both metrics have
-    assert set(comp[comp["model_b"] == "broken"]["probe_set"]) == {"clean", ALL_PROBES}
+        kw = {"model_a": "good", "model_b": "random"}
+        assert value(frame, "pearson_diff", "good", group, **kw) == pytest.approx(ra - rb)
+        assert value(frame, "pearson_diff_boot_ci_low", "good", group, **kw) > 0
+        p, holm_p = (value(frame, s, "good", group, **kw) for s in ("pearson_diff_boot_p", "pearson_diff_holm_p"))
+        assert p <= holm_p <= 1 and holm_p < 0.05
+
+
+def test_paired_bootstrap_and_jackknife_reproduce_a_hand_computed_case():
+    """Weighted moments equal the correlation of explicitly replicated pairs; the jackknife
+    equals correlations recomputed with each model's pairs removed."""
+    rng = np.random.default_rng(3)
+    m = 6
+    x = rng.normal(size=(m, m))
+    x = x + x.T
+    y = rng.normal(size=(m, m))
+    y = y + y.T + x
+    iu, ju = stats.upper_pairs(m)
+    # one bootstrap draw by hand: models 0, 0, 2, 3, 5, 5 -> pair (i, j) appears c_i * c_j times
+    counts = np.array([2.0, 0, 1, 1, 0, 2])
+    w = counts[iu] * counts[ju]
+    reps = np.repeat(np.arange(len(iu)), w.astype(int))
+    expected = sps.pearsonr(x[iu, ju][reps], y[iu, ju][reps]).statistic
+    got = stats.weighted_correlations(x[iu, ju][None, None], y[iu, ju][None], w[None])
+    assert got[0, 0, 0] == pytest.approx(expected)
+    # the leave-one-model-out jackknife
+    jack = stats.jackknife_correlations(x, y)
+    for u in range(m):
+        keep = (iu != u) & (ju != u)
+        assert jack[u, 0] == pytest.approx(sps.pearsonr(x[iu, ju][keep], y[iu, ju][keep]).statistic)
+    # the jackknife standard error formula on known numbers: sqrt((U-1)/U * sum((t - mean)^2))
+    assert stats.jackknife_se(np.array([1.0, 2.0, 3.0, 4.0])) == pytest.approx(math.sqrt(0.75 * 5.0))
+    # blocks as units: leaving out a block drops exactly its pairs
+    blocks = np.array(["a", "a", "b", "b", "c", "c"])
+    jb = stats.jackknife_correlations(x, y, pairs=blocks[iu] == blocks[ju], blocks=blocks, min_clusters=2)
+    assert jb.shape == (3, 1)
+
+
+def test_holm_bootstrap_p_bonett_and_ding_known_values():
+    assert stats.holm([0.01, 0.04, 0.03]).tolist() == pytest.approx([0.03, 0.06, 0.06])
+    assert np.isnan(stats.holm([0.01, float("nan")])[1])
+    # 1 of 9 replicates at or below 0: p = 2 * (1 + 1) / 10
+    assert stats.bootstrap_p(np.array([-1.0, *range(1, 9)])) == pytest.approx(0.4)
+    assert stats.bootstrap_p(np.arange(1.0, 1000.0)) == pytest.approx(2 / 1000)
+    lo, hi = stats.bonett_wright_interval(0.5, 103)
+    se = math.sqrt(1.125 / 100)
+    assert (lo, hi) == pytest.approx((math.tanh(math.atanh(0.5) - 1.959963984540054 * se),
+                                      math.tanh(math.atanh(0.5) + 1.959963984540054 * se)))
+    # Ding et al.: 10 pairs, quantile 0.2 -> 2 closest, 2 least agreeing; one pair is both
+    sim = np.arange(10.0)  # pairs 8, 9 are the closest
+    agr = np.array([5, 6, 7, 8, 9, 10, 11, 12, 0, 13.0])  # pairs 0 and 8 agree least
+    bad = stats.bad_fraction(sim, agr, 0.2)
+    assert (bad.fraction, bad.chance, bad.close_fraction, bad.close_chance) == pytest.approx((0.1, 0.04, 0.5, 0.2))
+
+
+def test_model_confidence_set_keeps_equals_and_drops_the_clearly_worse():
+    rng = np.random.default_rng(0)
+    common = rng.normal(size=(2000, 1))
+    reps = 0.5 + common + 0.05 * rng.normal(size=(2000, 4))
+    reps[:, 3] -= 0.5  # clearly worse
+    obs = reps.mean(axis=0)
+    p = stats.model_confidence_set(obs, reps)
+    assert p[3] < 0.01 and (p[:3] > 0.05).all()
+    ranks = stats.rank_intervals(obs, reps)
+    assert ranks[3].rank == 4 and ranks[3].low == ranks[3].high == 4
+    assert {ranks[i].low for i in range(3)} == {1}
+
+
+def _null_trial(rng, m=30, q=4, k=2, n_boot=300):
+    """Shared-model null: every metric = the same function of agreement + noise with a model-level part,
+    so pairs sharing a model are dependent and no metric is better than another."""
+    pos = rng.normal(size=(m, 2))
+    dist = ((pos[:, None] - pos[None]) ** 2).sum(-1)
+    y = np.stack([np.exp(-dist / 2) for _ in range(k)])
+    x = np.empty((q, k, m, m))
+    for a in range(q):
+        for b in range(k):
+            u = rng.normal(size=m)  # a model-level deviation: shared by every pair of the model
+            e = rng.normal(size=(m, m))
+            x[a, b] = y[b] + 0.25 * (u[:, None] + u[None, :]) + 0.1 * (e + e.T)
+    from simbench_plugins.benchmarks.functional_agreement.compute import Analysis
+
+    bench = FunctionalAgreement(n_bootstrap=n_boot, n_permutations=0, groups=("all",), min_clusters=20)
+    factors = [{"seed": i} for i in range(m)]
+    analysis = Analysis(bench, [f"m{i}" for i in range(q)], [f"p{i}" for i in range(k)],
+                        {ALL_PROBES: list(range(k))}, int(rng.integers(1 << 30)), detail=False)
+    frame = as_frame(analysis.run(x, y, factors))
+    vs = frame[(frame["statistic"] == "vs_best_p") & (frame["probe_set"] == ALL_PROBES)]["value"]
+    naive = []
+    r = {}
+    for a in range(q):
+        r[a] = value(frame, "pearson_r", f"m{a}")
+    best = max(r, key=r.get)
+    iu, ju = stats.upper_pairs(m)
+    for a in range(q):
+        if a == best:
+            continue
+        rab = np.mean([stats.row_pearson(x[a, b, iu, ju], x[best, b, iu, ju]) for b in range(k)])
+        naive.append(stats.steiger_z(r[best], r[a], float(rab), len(iu)).p)
+    return (vs < 0.05).any(), (np.asarray(naive) < 0.05).any()
+
+
+def test_vs_best_false_positive_rate_under_a_shared_model_null():
+    """No metric is better, models are shared by pairs: the marks' family-wise false-positive rate is
+    at most 5 % (plus Monte Carlo error), while the pairs-independent Steiger test is far above it."""
+    rng = np.random.default_rng(2026)
+    trials = 160
+    results = np.array([_null_trial(rng) for _ in range(trials)])
+    ours, naive = results.mean(axis=0)
+    mc = math.sqrt(0.05 * 0.95 / trials)
+    assert ours <= 0.05 + 2 * mc, ours
+    assert naive > 0.2, naive  # why the old marks were wrong: the dependence between pairs matters
+
+
+def test_few_clusters_give_no_marks():
+    ctx = FakeContext()
+    frame = as_frame(FunctionalAgreement(n_permutations=0, n_bootstrap=200).evaluate(ctx))  # default min 20
+    assert value(frame, "few_clusters", "", "all", "") == 1.0 and value(frame, "clusters", "", "all", "") == 12
+    head = FunctionalAgreement.tables(frame)[0]
+    assert set(head.frame["vs_best"]) <= {"(best)", "(too few models)"}
+    assert "Only 12 independent resampling units" in head.caption
+
+
+def test_collapsed_models_are_excluded_and_shown():
+    ctx = FakeContext(collapsed=(0, 5))
+    frame = as_frame(FunctionalAgreement(n_permutations=0, n_bootstrap=100, min_clusters=5).evaluate(ctx))
+    assert value(frame, "models_excluded", "", "", "clean") == 2
+    assert value(frame, "min_accuracy", "", "", "clean") == pytest.approx(1 / 3 + 0.1)
+    excluded = set(frame.loc[frame["statistic"] == "model_excluded", "model_a"])
+    assert excluded == {ctx.specs[0].id, ctx.specs[5].id}
+    n_kept = value(frame, "pairs", "", "all", "")
+    assert n_kept == 10 * 9 / 2
+    assert value(frame, "pairs", "", WITH_EXCLUDED, "") == 66
+    acc = frame[frame["statistic"] == "model_accuracy"]
+    assert len(acc) == 12 * 2
+    tables = {t.key: t for t in FunctionalAgreement.tables(frame)}
+    models = tables["models"].frame
+    assert list(models["excluded"][:2]) == ["yes", "yes"] and (models["excluded"][2:] == "").all()
+    assert "with_excluded" in tables and "2 of 12 models are excluded" in tables["ranking"].caption
+
+
+def test_tables(result):
+    _, _, frame = result
+    tables = FunctionalAgreement.tables(frame)
+    by_key = {t.key: t for t in tables}
+    assert tables[0].key == "ranking"
+    assert list(by_key) == ["ranking", "by_probe_family", "groups", "group_ranks", "models", "comparisons", "bad_fraction", "probe_sets",
+                            "detail"]
+    head = by_key["ranking"].frame
+    for col in ("rank", "rank_ci_low", "rank_ci_high", "metric", "pearson_r", "pearson_boot_ci_low",
+                "pearson_boot_ci_high", "best_set", "vs_best", "p_rank_first", "spearman_rho", "n", "probe_sets",
+                "status"):
+        assert col in head.columns, col
+    assert list(head["metric"])[0] == "good" and list(head["rank"]) == [1, 2, 3, 4]
+    assert "best" in by_key["ranking"].title
+    status = dict(zip(head["metric"], head["status"], strict=True))
+    assert status["broken"].startswith("FAILED on 1 probe set(s)") and "singular" in status["broken"]
+    vs = dict(zip(head["metric"], head["vs_best"], strict=True))
+    assert vs["good"] == "(best)" and vs["random"] in {"*", "**", "***"}
+    # no mark without a difference interval that excludes 0
+    diff_lo = frame[(frame["statistic"] == "vs_best_diff_ci_low") & (frame["group"] == "all")
+                    & (frame["probe_set"] == ALL_PROBES)].set_index("metric")["value"]
+    for metric, mark in vs.items():
+        if mark in {"*", "**", "***"}:
+            assert diff_lo[metric] > 0, metric
+    groups = by_key["groups"].frame
+    assert set(groups["group"]) == {"all", "arch", "seed", "epoch"}
+    assert list(by_key["group_ranks"].frame.columns[:2]) == ["metric", "mean_rank"]
+    assert len(by_key["comparisons"].frame) == 4 * 6  # groups x unordered metric pairs
+    assert set(by_key["probe_sets"].frame.columns) == {"metric", "clean", "shift"}
+    assert "ASSUME INDEPENDENT PAIRS" in by_key["detail"].caption
+
+
+def test_probe_families_are_ranked_separately():
+    ctx = FakeContext(metrics=("good", "noisy"))
+    ctx.probe_sets = ["clean", "mnist_c/fog", "mnist_c/rotate"]
+    for p in ctx.probe_sets[1:]:
+        ctx.agree[p] = ctx.agree["shift"]
+        ctx.acc[p] = ctx.acc["shift"]
+        for metric in ("good", "noisy"):
+            ctx.sim[(metric, p)] = ctx.sim[(metric, "shift")]
+    frame = as_frame(FunctionalAgreement(n_permutations=0, n_bootstrap=100, groups=("all",)).evaluate(ctx))
+    assert {"(mean over clean)", "(mean over mnist_c)", ALL_PROBES} <= set(frame["probe_set"])
+    assert value(frame, "pearson_r", "noisy", "all", "(mean over clean)") == pytest.approx(
+        value(frame, "pearson_r", "noisy", "all", "clean"))
+    tables = {t.key: t for t in FunctionalAgreement.tables(frame)}
+    fam = tables["by_probe_family"].frame
+    assert set(fam["probe_sets_of"]) == {"clean", "mnist_c"}
 
 
 def test_similarity_probe_set_measures_on_clean_only():
@@ -230,44 +418,6 @@ def test_asymmetric_similarity_is_symmetrised():
     assert value(frame, "pearson_r", "asym", "all", "clean") == pytest.approx(sps.pearsonr(x, y).statistic)
 
 
-def test_meng_test_and_group_selection():
-    bench = FunctionalAgreement(groups=("all", "seed"), comparison_test="meng", n_permutations=0, n_bootstrap=0)
-    frame = as_frame(bench.evaluate(FakeContext(metrics=("good", "random"))))
-    assert set(frame["group"]) == {"all", "seed"}
-    assert "pearson_meng_p" in set(frame["statistic"]) and "pearson_steiger_p" not in set(frame["statistic"])
-    tables = {t.key: t for t in FunctionalAgreement.tables(frame)}
-    assert "Meng" in tables["comparisons"].title
-    assert "pearson_meng_z" in tables["comparisons"].frame.columns
-
-
-def test_tables(result):
-    _, _, frame = result
-    tables = FunctionalAgreement.tables(frame)
-    by_key = {t.key: t for t in tables}
-    assert tables[0].key == "ranking"
-    assert list(by_key) == ["ranking", "groups", "group_ranks", "comparisons", "bad_fraction", "probe_sets", "detail"]
-    head = by_key["ranking"].frame
-    for col in ("rank", "metric", "pearson_r", "spearman_rho", "n", "probe_sets", "status", "pearson_ci_low",
-                "pearson_ci_high", "pearson_perm_p", "pearson_boot_ci_low", "pearson_boot_ci_high", "vs_best"):
-        assert col in head.columns, col
-    assert list(head["metric"])[0] == "good" and list(head["rank"]) == [1, 2, 3, 4]
-    status = dict(zip(head["metric"], head["status"], strict=True))
-    assert status["broken"].startswith("FAILED on 1 probe set(s)") and "singular" in status["broken"]
-    assert status["good"] == "ok"
-    vs = dict(zip(head["metric"], head["vs_best"], strict=True))
-    assert vs["good"] == "(best)" and vs["random"] == "***"
-    groups = by_key["groups"].frame
-    assert set(groups["group"]) == {"all", "arch", "seed", "epoch"} and len(groups) == 16
-    assert list(by_key["group_ranks"].frame.columns[:2]) == ["metric", "mean_rank"]
-    comp = by_key["comparisons"].frame
-    assert len(comp) == 4 * 6  # groups x unordered metric pairs
-    assert set(comp["pearson_sig"]) <= {"n.s.", "*", "**", "***"}
-    bad = by_key["bad_fraction"].frame
-    assert list(bad["metric"])[-1] == "(chance)"
-    assert set(by_key["probe_sets"].frame.columns) == {"metric", "clean", "shift"}
-    assert len(by_key["detail"].frame) == 4 * 4 * 2 - 4  # broken has no "shift" rows
-
-
 def test_tables_when_every_measurement_failed():
     from simbench.types import Record
 
@@ -282,16 +432,15 @@ def test_tables_when_every_measurement_failed():
 def test_plots_are_written(result, tmp_path):
     from PIL import Image
 
-    _, _, frame = result
     ctx, _, frame = result
     paths = FunctionalAgreement.plots(frame, tmp_path / "plots", run=run_view(ctx))
-    assert [p.name for p in paths] == ["functional_agreement_correlations.png", "functional_agreement_probe_sets.png",
-                                       "functional_agreement_bad_fraction.png", "functional_agreement_scatter.png"]
+    names = [p.name for p in paths]
+    assert names[:2] == ["functional_agreement_forest.png", "functional_agreement_probe_sets.png"]
+    assert "functional_agreement_scatter_all.png" in names and "functional_agreement_scatter_seed.png" in names
     for path in paths:
         with Image.open(path) as img:
             assert img.format == "PNG" and img.size[0] > 400 and img.size[1] > 300
             assert len(np.unique(np.asarray(img.convert("L")))) > 20  # not blank
-
 
 
 def run_view(ctx: FakeContext) -> RunView:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from simbench import stats
+from simbench_plugins.benchmarks.functional_agreement import stats
 
 
 def test_pearson_and_spearman_match_scipy():
@@ -279,12 +279,16 @@ def test_bad_fraction():
     agreement = np.linspace(0.5, 1.0, 10)
     assert stats.bad_fraction(agreement, agreement).fraction == 0.0  # closest pairs agree most
     worst = stats.bad_fraction(-agreement, agreement)  # closest pairs are the least agreeing
-    assert worst.fraction == 1.0 and worst.n_close == 2 and worst.chance == pytest.approx(0.2)
+    # Ding et al.: a share of ALL pairs (chance q^2); the conditional variant divides by the close pairs (chance q)
+    assert worst.fraction == 0.2 and worst.chance == pytest.approx(0.04)
+    assert worst.close_fraction == 1.0 and worst.n_close == 2 and worst.close_chance == pytest.approx(0.2)
     rng = np.random.default_rng(0)
     a = rng.random(5000)
-    assert stats.bad_fraction(rng.random(5000), a).fraction == pytest.approx(0.2, abs=0.03)
+    unrelated = stats.bad_fraction(rng.random(5000), a)
+    assert unrelated.fraction == pytest.approx(0.04, abs=0.01)
+    assert unrelated.close_fraction == pytest.approx(0.2, abs=0.03)
     ties = stats.bad_fraction(np.arange(10.0), np.r_[np.zeros(5), np.ones(5)])
-    assert ties.chance == 0.5 and ties.fraction == 0.0  # tied agreement values enter "far" together
+    assert ties.close_chance == 0.5 and ties.fraction == 0.0  # tied agreement values enter "far" together
 
 
 def test_normal_p_values():

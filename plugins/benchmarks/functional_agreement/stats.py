@@ -457,6 +457,94 @@ def mantel(
     return PermutationTest(stat, permutation_p(stat, _mean_z_rows(null), alternative), n_permutations)
 
 
+def resampling_units(
+    m: int, pairs: np.ndarray | None = None, blocks: np.ndarray | None = None, min_clusters: int = 4
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, int]:
+    """The pairs a resampling works on and the units it resamples.
+
+    Returns ``(iu, ju, cluster_of_pair, n_units)``.  Without usable ``blocks``
+    the units are the ``m`` models (``cluster_of_pair`` is None: a pair
+    belongs to both its models).  With ``blocks`` (labels per model; the
+    selected pairs lie within blocks, as for a single-factor group) and at
+    least ``min_clusters`` blocks holding selected pairs, the units are those
+    blocks: pairs from different blocks share no model, so blocks are
+    independent; ``cluster_of_pair`` maps each kept pair to its block.
+    """
+    mask = _pair_mask(pairs, m)
+    iu, ju = upper_pairs(m)
+    if blocks is not None:
+        codes = np.unique(np.asarray(blocks), return_inverse=True)[1].reshape(-1)
+        within = mask & (codes[iu] == codes[ju])
+        n_clusters = len(np.unique(codes[iu[within]]))
+        if n_clusters >= min_clusters:
+            iu, ju = iu[within], ju[within]
+            _, cluster_of_pair = np.unique(codes[iu], return_inverse=True)
+            return iu, ju, cluster_of_pair, n_clusters
+    return iu[mask], ju[mask], None, m
+
+
+def bootstrap_weights(iu: np.ndarray, ju: np.ndarray, cluster_of_pair: np.ndarray | None, n_units: int,
+                      n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """``[n_boot, P]`` pair weights of a cluster-level bootstrap.
+
+    Models as units (Snijders & Borgatti 1999): drawing model i ``c_i`` times
+    and j ``c_j`` times yields ``c_i·c_j`` copies of the pair (i, j) and none
+    of a model with itself.  Blocks as units: a pair's weight is how often its
+    block was drawn.
+    """
+    draws = rng.integers(0, n_units, size=(n_boot, n_units))
+    counts = np.zeros((n_boot, n_units))
+    np.add.at(counts, (np.arange(n_boot)[:, None], draws), 1.0)
+    if cluster_of_pair is not None:
+        return counts[:, cluster_of_pair]
+    return counts[:, iu] * counts[:, ju]
+
+
+def jackknife_weights(iu: np.ndarray, ju: np.ndarray, cluster_of_pair: np.ndarray | None,
+                      n_units: int) -> np.ndarray:
+    """``[n_units, P]`` 0/1 pair weights, row u leaving out every pair that involves unit u."""
+    units = np.arange(n_units)[:, None]
+    if cluster_of_pair is not None:
+        return (cluster_of_pair[None, :] != units).astype(np.float64)
+    return ((iu[None, :] != units) & (ju[None, :] != units)).astype(np.float64)
+
+
+def weighted_correlations(xv: np.ndarray, yv: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Weighted Pearson r of every row of ``xv`` ``[Q, K, P]`` with ``yv`` ``[K, P]``, one
+    weighting per row of ``weights`` ``[R, P]``: returns ``[R, Q, K]``.
+
+    Each weighting's moments are matrix products, so all metrics and probe
+    sets of a replicate cost one pass; a weighting with fewer than 3 pairs of
+    positive weight, or a degenerate variance, gives NaN.
+    """
+    q, k, n_pairs = xv.shape
+    # centre first (unweighted) so the one-pass weighted moments stay accurate
+    xc = (xv - xv.mean(axis=-1, keepdims=True)).reshape(q * k, n_pairs)  # [L, P]
+    yc = yv - yv.mean(axis=-1, keepdims=True)  # [K, P]
+    xy = (xc.reshape(q, k, -1) * yc[None]).reshape(q * k, -1)
+    out = np.empty((weights.shape[0], q * k))
+    step = _chunk(weights.shape[0], n_pairs)
+    for start in range(0, weights.shape[0], step):
+        w = weights[start:start + step]  # [chunk, P]
+        total = w.sum(axis=1, keepdims=True)
+        safe = np.maximum(total, 1e-300)
+        mx, my = (w @ xc.T) / safe, np.tile((w @ yc.T) / safe, q)  # [chunk, L]
+        cov = (w @ xy.T) / safe - mx * my
+        var_x = (w @ (xc * xc).T) / safe - mx * mx
+        var_y = np.tile((w @ (yc * yc).T) / safe, q) - my * my
+        den = np.sqrt(np.clip(var_x, 0, None) * np.clip(var_y, 0, None))
+        enough = ((w > 0).sum(axis=1) >= 3)[:, None]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[start:start + step] = np.where(enough & (den > 1e-12 * (1 + np.abs(cov))),
+                                               cov / np.where(den > 0, den, 1.0), np.nan)
+    return np.clip(out, -1.0, 1.0).reshape(-1, q, k)
+
+
+def _pair_values(x: np.ndarray, y: np.ndarray, iu: np.ndarray, ju: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+    xq, yk, batched = _layers(x, y)
+    return xq[:, :, iu, ju], yk[:, iu, ju], batched
+
+
 def bootstrap_correlations(
     x: np.ndarray,
     y: np.ndarray,
@@ -473,74 +561,51 @@ def bootstrap_correlations(
     and takes every pair of draws (both orders collapse to one unordered
     pair), dropping pairs of a model with itself and pairs outside ``pairs``
     (judged on the original models, so a group keeps its meaning); a pair
-    drawn twice counts twice.
-
-    With ``blocks`` (labels per model; the selected pairs lie within blocks,
-    as for a single-factor group), the blocks are the independent units --
-    pairs from different blocks share no model -- so whole blocks are
-    resampled with replacement (a cluster bootstrap) and each drawn block
-    contributes all its selected pairs.  Drawing models would leave almost no
-    within-block pairs when blocks are small.  With fewer than
-    ``min_clusters`` blocks holding selected pairs the cluster bootstrap has
-    too few units, and the model bootstrap is used instead.
-
-    Either way a replicate is a weighting of the original pairs, so the
-    weighted moments of every layer and metric are matrix products; a
-    replicate with fewer than 3 distinct pairs is NaN.  The same draws serve
-    every layer and metric, so probe sets can be aggregated and metrics
-    compared per replicate.
+    drawn twice counts twice.  With ``blocks`` whose selected pairs lie
+    within blocks, whole blocks are resampled (see :func:`resampling_units`;
+    fewer than ``min_clusters`` blocks fall back to models).  The same draws
+    serve every layer and metric, so probe sets can be aggregated and metrics
+    compared per replicate (a paired bootstrap).
     """
-    xq, yk, batched = _layers(x, y)
-    q, k, m = xq.shape[0], xq.shape[1], xq.shape[-1]
-    mask = _pair_mask(pairs, m)
-    iu, ju = upper_pairs(m)
+    m = np.shape(x)[-1]
+    iu, ju, cluster_of_pair, n_units = resampling_units(m, pairs, blocks, min_clusters)
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-
-    def counts(n_units: int) -> np.ndarray:
-        """How often each of ``n_units`` units is drawn in each replicate: ``[n_boot, n_units]``."""
-        draws = rng.integers(0, n_units, size=(n_boot, n_units))
-        out = np.zeros((n_boot, n_units))
-        np.add.at(out, (np.arange(n_boot)[:, None], draws), 1.0)
-        return out
-
-    codes = None if blocks is None else np.unique(np.asarray(blocks), return_inverse=True)[1].reshape(-1)
-    within = mask if codes is None else mask & (codes[iu] == codes[ju])
-    n_clusters = 0 if codes is None else len(np.unique(codes[iu[within]]))
-    if n_clusters >= min_clusters:
-        # cluster bootstrap: a pair's weight is how often its block was drawn
-        iu, ju = iu[within], ju[within]
-        _, cluster_of_pair = np.unique(codes[iu], return_inverse=True)
-        c = counts(n_clusters)
-        weights = lambda rows: c[rows][:, cluster_of_pair]  # noqa: E731
-    else:
-        # model bootstrap: drawing model i c_i times and j c_j times yields c_i * c_j copies
-        # of the pair (i, j) and none of a model with itself
-        iu, ju = iu[mask], ju[mask]
-        c = counts(m)
-        weights = lambda rows: c[rows][:, iu] * c[rows][:, ju]  # noqa: E731
-    # centre first (unweighted) so the one-pass weighted moments stay accurate
-    xv = xq[:, :, iu, ju]
-    xv = (xv - xv.mean(axis=-1, keepdims=True)).reshape(q * k, -1)  # [L, P]
-    yv = yk[:, iu, ju]
-    yv = yv - yv.mean(axis=-1, keepdims=True)  # [K, P]
-    xy = (xv.reshape(q, k, -1) * yv[None]).reshape(q * k, -1)
-    out = np.empty((n_boot, q * k))
-    step = _chunk(n_boot, len(iu))
-    for start in range(0, n_boot, step):
-        w = weights(slice(start, start + step))  # [chunk, P]
-        total = w.sum(axis=1, keepdims=True)
-        safe = np.maximum(total, 1e-300)
-        mx, my = (w @ xv.T) / safe, np.tile((w @ yv.T) / safe, q)  # [chunk, L]
-        cov = (w @ xy.T) / safe - mx * my
-        var_x = (w @ (xv * xv).T) / safe - mx * mx
-        var_y = np.tile((w @ (yv * yv).T) / safe, q) - my * my
-        den = np.sqrt(np.clip(var_x, 0, None) * np.clip(var_y, 0, None))
-        enough = ((w > 0).sum(axis=1) >= 3)[:, None]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out[start:start + step] = np.where(enough & (den > 1e-12 * (1 + np.abs(cov))),
-                                               cov / np.where(den > 0, den, 1.0), np.nan)
-    out = np.clip(out, -1.0, 1.0).reshape(n_boot, q, k)
+    w = bootstrap_weights(iu, ju, cluster_of_pair, n_units, n_boot, rng)
+    xv, yv, batched = _pair_values(x, y, iu, ju)
+    out = weighted_correlations(xv, yv, w)
     return out if batched else out[:, 0]
+
+
+def jackknife_correlations(
+    x: np.ndarray,
+    y: np.ndarray,
+    pairs: np.ndarray | None = None,
+    blocks: np.ndarray | None = None,
+    min_clusters: int = 4,
+) -> np.ndarray:
+    """Leave-one-unit-out replicates of Pearson r, ``[U, K]`` (``[U, Q, K]`` for a batch): unit u's
+    row drops every pair involving model u (or block u, as in :func:`bootstrap_correlations`)."""
+    m = np.shape(x)[-1]
+    iu, ju, cluster_of_pair, n_units = resampling_units(m, pairs, blocks, min_clusters)
+    w = jackknife_weights(iu, ju, cluster_of_pair, n_units)
+    xv, yv, batched = _pair_values(x, y, iu, ju)
+    out = weighted_correlations(xv, yv, w)
+    return out if batched else out[:, 0]
+
+
+def jackknife_se(replicates: np.ndarray) -> np.ndarray:
+    """The jackknife standard error ``√((U−1)/U · Σ(θ₍ᵤ₎ − θ̄)²)`` over axis 0 (NaN rows dropped per column)."""
+    reps = np.asarray(replicates, dtype=np.float64)
+    u = np.isfinite(reps).sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.nanmean(reps, axis=0)
+        return np.sqrt((u - 1) / u * np.nansum((reps - mean) ** 2, axis=0))
+
+
+def resampling_unit_count(m: int, pairs: np.ndarray | None = None, blocks: np.ndarray | None = None,
+                          min_clusters: int = 4) -> int:
+    """How many independent units (models, or blocks) a group's bootstrap resamples."""
+    return resampling_units(m, pairs, blocks, min_clusters)[3]
 
 
 def percentile_interval(replicates: np.ndarray, level: float = 0.95) -> tuple[float, float]:
@@ -574,35 +639,166 @@ def aggregate_replicates(replicates: np.ndarray) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------
+# Paired comparisons, multiple testing, ranks and the set of best metrics
+# ----------------------------------------------------------------------------
+
+
+def bootstrap_p(differences: np.ndarray) -> float:
+    """Two-sided bootstrap p of H0: difference = 0 from paired replicates of the difference.
+
+    ``2·min(#(d* ≤ 0) + 1, #(d* ≥ 0) + 1) / (B + 1)``, capped at 1: the
+    smallest level at which the percentile interval excludes 0 (the +1s keep
+    the p of B replicates from being 0).  NaN replicates are dropped.
+    """
+    d = np.asarray(differences, dtype=np.float64)
+    d = d[np.isfinite(d)]
+    if d.size == 0:
+        return float("nan")
+    below, above = int((d <= 0).sum()), int((d >= 0).sum())
+    return float(min(1.0, 2.0 * (min(below, above) + 1) / (d.size + 1)))
+
+
+def holm(pvalues: np.ndarray | list[float]) -> np.ndarray:
+    """Holm (1979) step-down adjusted p-values (NaN stays NaN and does not count as a test)."""
+    p = np.asarray(pvalues, dtype=np.float64)
+    out = np.full_like(p, np.nan)
+    ok = np.flatnonzero(np.isfinite(p))
+    order = ok[np.argsort(p[ok], kind="stable")]
+    running = 0.0
+    for rank, idx in enumerate(order):
+        running = max(running, min(1.0, (len(order) - rank) * p[idx]))
+        out[idx] = running
+    return out
+
+
+def model_confidence_set(observed: np.ndarray, replicates: np.ndarray) -> np.ndarray:
+    """Model confidence set p-values (Hansen, Lunde & Nason 2011, T_max statistic) for "higher is better".
+
+    ``observed`` ``[Q]`` are the metrics' scores (mean Fisher z), ``replicates``
+    ``[B, Q]`` paired bootstrap replicates (rows with any NaN are dropped).
+    Starting from all metrics, the test of equal performance uses
+    ``T = max_i d_i/se_i`` with ``d_i`` = mean score of the set minus metric
+    i's score and ``se_i`` its bootstrap standard error; its null
+    distribution is that of the re-centred bootstrap statistic.  While the
+    set has more than one metric, the worst is eliminated with the running
+    maximum of the p-values as its MCS p-value; the last one gets 1.  The
+    metrics with MCS p ≥ α form a set that contains the best metric with
+    probability ≥ 1 − α (asymptotically), and when all metrics are equally
+    good, the chance that any is eliminated at level α is at most α.
+    Returns ``[Q]`` MCS p-values (NaN for a NaN observation).
+    """
+    obs = np.asarray(observed, dtype=np.float64)
+    reps = np.asarray(replicates, dtype=np.float64)
+    out = np.full(obs.shape, np.nan)
+    alive = list(np.flatnonzero(np.isfinite(obs)))
+    if not alive:
+        return out
+    reps = reps[np.isfinite(reps[:, alive]).all(axis=1)][:, :]
+    running = 0.0
+    while len(alive) > 1 and len(reps) >= 2:
+        o, r = obs[alive], reps[:, alive]
+        d = o.mean() - o  # [q]: > 0 when worse than the set's mean
+        d_star = r.mean(axis=1, keepdims=True) - r  # [B, q]
+        se = d_star.std(axis=0)
+        se = np.where(se > 1e-12, se, np.inf)  # an exact tie with the mean carries no evidence
+        t = d / se
+        t_star = ((d_star - d) / se).max(axis=1)
+        p = float((1 + (t_star >= t.max()).sum()) / (1 + len(t_star)))
+        running = max(running, p)
+        worst = alive[int(np.argmax(t))]
+        out[worst] = running
+        alive.remove(worst)
+    for i in alive:
+        out[i] = 1.0
+    return out
+
+
+@dataclass(frozen=True)
+class RankInterval:
+    """A metric's observed rank (1 = best), its bootstrap 95 % rank interval and P(rank 1)."""
+
+    rank: int
+    low: int
+    high: int
+    p_first: float
+
+
+def rank_intervals(observed: np.ndarray, replicates: np.ndarray, level: float = 0.95) -> list[RankInterval | None]:
+    """Ranks of ``observed`` ``[Q]`` scores (higher is better, ties share the best rank) with
+    percentile intervals of each metric's rank over the paired ``[B, Q]`` replicates (rows with NaN
+    dropped).  None where the observation is NaN."""
+    from scipy.stats import rankdata
+
+    obs = np.asarray(observed, dtype=np.float64)
+    reps = np.asarray(replicates, dtype=np.float64)
+    ok = np.isfinite(obs)
+    out: list[RankInterval | None] = [None] * len(obs)
+    if not ok.any():
+        return out
+    ranks = rankdata(-obs[ok], method="min")
+    reps = reps[:, ok]
+    reps = reps[np.isfinite(reps).all(axis=1)]
+    boot = rankdata(-reps, axis=1, method="min") if len(reps) else np.empty((0, ok.sum()))
+    alpha = (1.0 - level) / 2.0
+    for col, idx in enumerate(np.flatnonzero(ok)):
+        if len(boot):
+            lo = int(np.quantile(boot[:, col], alpha, method="lower"))
+            hi = int(np.quantile(boot[:, col], 1 - alpha, method="higher"))
+            first = float((boot[:, col] == 1).mean())
+        else:
+            lo, hi, first = 1, int(ok.sum()), float("nan")
+        out[idx] = RankInterval(int(ranks[col]), lo, hi, first)
+    return out
+
+
+def bonett_wright_interval(rho: float, n: int, level_z: float = Z_95) -> tuple[float, float]:
+    """Bonett & Wright (2000) interval of Spearman's rho: ``tanh(atanh(ρ) ± q·√((1 + ρ²/2)/(n − 3)))``.
+
+    Assumes independent observations (here: independent model pairs).
+    """
+    if n <= 3 or not math.isfinite(rho):
+        return -1.0, 1.0
+    z, se = fisher_z(rho), math.sqrt((1.0 + rho * rho / 2.0) / (n - 3))
+    return math.tanh(z - level_z * se), math.tanh(z + level_z * se)
+
+
+# ----------------------------------------------------------------------------
 # Ding et al. (2021): the bad fraction
 # ----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class BadFraction:
-    """``fraction`` of the pairs a metric calls close that are functionally far.
+    """Ding et al. (2021)'s bad fraction and the share conditioned on the close pairs.
 
-    ``chance`` is the share of all pairs that are far: what a metric unrelated
-    to agreement scores in expectation (``quantile`` unless ties enlarge the
-    sets).  ``n_close`` is the number of close pairs.
+    ``fraction``: over all pairs, the share that the metric puts among its
+    closest ``q`` while they are among the functionally farthest ``q``
+    (Ding et al.'s definition, chance ``q²``: ``chance``).
+    ``close_fraction``: the same count divided by the number of close pairs
+    (chance ``q``: ``close_chance``).  ``n_close`` is that number.  The
+    chance levels are computed from the actual set sizes, which ties enlarge.
     """
 
     fraction: float
     chance: float
+    close_fraction: float
+    close_chance: float
     n_close: int
 
 
 def bad_fraction(similarity: np.ndarray, agreement: np.ndarray, quantile: float = 0.2) -> BadFraction:
-    """Ding et al. (2021): among the ``quantile`` most similar pairs (top by similarity,
-    i.e. bottom by distance), the share in the ``quantile`` least agreeing pairs.
+    """Ding et al. (2021): pairs the metric calls close (top ``quantile`` by similarity, i.e.
+    bottom by distance) that are functionally far (bottom ``quantile`` by agreement).
 
     Thresholds are inclusive quantiles, so tied values enter together.
     """
     s = np.asarray(similarity, dtype=np.float64)
     a = np.asarray(agreement, dtype=np.float64)
     if s.size == 0:
-        return BadFraction(float("nan"), float("nan"), 0)
+        nan = float("nan")
+        return BadFraction(nan, nan, nan, nan, 0)
     close = s >= np.quantile(s, 1.0 - quantile)
     far = a <= np.quantile(a, quantile)
-    n_close = int(close.sum())
-    return BadFraction(float((close & far).sum() / max(n_close, 1)), float(far.mean()), n_close)
+    n_close, both = int(close.sum()), int((close & far).sum())
+    return BadFraction(both / s.size, float(close.mean() * far.mean()), both / max(n_close, 1), float(far.mean()),
+                       n_close)

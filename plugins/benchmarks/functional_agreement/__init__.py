@@ -1,0 +1,198 @@
+"""Functional agreement (Ding et al. 2021; seed 001 §2.4-2.5, §3.2-3.3, Fig. 3-4).
+
+Does a metric's similarity track what two models *do*?  For every metric and
+probe set we correlate, over unordered model pairs, the metric's similarity
+(oriented so higher = more similar; asymmetric metrics are symmetrised as
+``(S + S^T)/2``) with the fraction of probe inputs on which the two models'
+predictions agree.  Pairs are grouped by which factor differs: ``"all"``
+pairs, and for each factor (seed, epoch, arch, strategy, ...) the pairs that
+differ in exactly that factor and agree in every other.
+
+Model pairs share models, so they are not independent observations.  Every
+interval and test here resamples *models* (or, in a single-factor group, the
+blocks of models that share every other factor), paired across metrics:
+
+- ``pearson_boot_ci_*``: percentile interval of the model-level bootstrap
+  (Snijders & Borgatti 1999); ``pearson_jack_se``: leave-one-model-out
+  jackknife standard error of atanh(r), a check on the bootstrap;
+  ``pearson_perm_p``: Mantel permutation p (model labels permuted);
+- probe sets are aggregated by the mean Fisher z, with one draw applied to
+  every probe set, so aggregates have honest intervals too; aggregates are
+  formed over all probe sets and per family (clean, each perturbation);
+- ranks carry a bootstrap rank interval and P(rank 1); the *best set* is the
+  model confidence set (Hansen, Lunde & Nason 2011, T_max) at 5 %;
+- ``vs_best``: each metric against the best by the paired bootstrap of the
+  difference of mean Fisher z, Holm-corrected over the metrics compared; a
+  mark needs both that test and exclusion from the best set;
+- groups with fewer than ``min_clusters`` resampling units get intervals but
+  no significance marks;
+- ``pearson_indep_ci_*`` (Fisher) and ``spearman_indep_ci_*`` (Bonett &
+  Wright 2000) assume independent pairs and are shown only as such.
+
+Models whose accuracy on the clean probe set is at most ``min_accuracy``
+(default: chance + ``collapse_margin``) are excluded from the ranking; the
+analysis with them is kept as group ``"all (incl. excluded models)"``.
+
+See ``docs/benchmarks.md`` for the record scheme and what every statistic
+assumes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from pydantic import Field
+
+import simbench
+from simbench.errors import MeasurementFailed, ParamError, UserError
+from simbench.types import Record, Table
+
+from .common import ALL_PROBES, CLEAN, EVERY_FACTOR, WITH_EXCLUDED, family_label, family_of
+
+__all__ = ["FunctionalAgreement", "ALL_PROBES", "WITH_EXCLUDED"]
+
+
+@dataclass(frozen=True)
+class FunctionalAgreement(simbench.Benchmark):
+    """Correlation between metric similarity and prediction agreement over model pairs.
+
+    Seed 001 §2.4-2.5 and Fig. 3-4 (after Ding et al. 2021), with model-level
+    uncertainty: per metric x pair group x probe set, Pearson r with its
+    model-bootstrap interval, jackknife SE and Mantel p, Spearman rho, Ding
+    et al.'s bad fraction; aggregated over probe sets by the mean Fisher z;
+    rank intervals, the set of metrics indistinguishable from the best, and
+    paired bootstrap comparisons.
+
+    Parameters: ``groups`` (``"all"``, factor names, ``"*"`` = every factor
+    that varies in the zoo), ``min_pairs`` (smaller groups are skipped),
+    ``n_permutations`` / ``n_bootstrap`` (0 turns either off; without the
+    bootstrap there are no intervals, ranks intervals or best set),
+    ``min_clusters`` (fewer resampling units: no significance marks),
+    ``level`` (of the best set and the marks), ``bad_fraction_quantile``
+    (Ding et al. use 0.2), ``min_accuracy`` (models at or below it on the
+    clean probe set are excluded; default chance + ``collapse_margin``),
+    ``similarity_probe_set`` (measure similarity on this probe set only).
+    """
+
+    name = "functional_agreement"
+    description = "How well each metric's similarity tracks prediction agreement (Ding et al. 2021), model-level statistics"
+    version = "3"
+
+    groups: tuple[str, ...] = ("all", EVERY_FACTOR)
+    min_pairs: Annotated[int, Field(ge=3)] = 4
+    n_permutations: Annotated[int, Field(ge=0)] = 999
+    n_bootstrap: Annotated[int, Field(ge=0)] = 2000
+    min_clusters: Annotated[int, Field(ge=2)] = 20
+    level: Annotated[float, Field(gt=0.0, lt=0.5)] = 0.05
+    bad_fraction_quantile: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.2
+    min_accuracy: float | None = None
+    collapse_margin: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.1
+    similarity_probe_set: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.groups:
+            raise ParamError("groups", "name at least one group ('all', a factor name, or '*')")
+
+    # -- evaluation -----------------------------------------------------------------------
+
+    def evaluate(self, ctx: simbench.BenchmarkContext) -> list[Record]:
+        import numpy as np
+
+        from .compute import Analysis, as_numpy
+
+        probes = list(ctx.probe_sets)
+        if self.similarity_probe_set and self.similarity_probe_set not in probes:
+            raise UserError(f"benchmark {self.name}: similarity_probe_set {self.similarity_probe_set!r} is not a "
+                            f"probe set of this suite; it has: {', '.join(probes)}")
+        records: list[Record] = []
+        if self.similarity_probe_set:
+            records.append(Record(self.name, "similarity_measured_on", 1.0, probe_set=self.similarity_probe_set))
+        ids = [s.id for s in ctx.specs]
+        kept = self._models_kept(ctx, ids, records)
+
+        agreement = np.stack([as_numpy(ctx.agreement(p)) for p in probes])
+        metrics: list[str] = []
+        layers = []
+        for metric in ctx.metrics:
+            layer = np.full((len(probes), len(ids), len(ids)), np.nan)
+            for k, probe in enumerate(probes):
+                try:
+                    s = as_numpy(ctx.similarity(metric, self.similarity_probe_set or probe))
+                except MeasurementFailed as exc:
+                    records.append(Record(self.name, "pearson_r", float("nan"), metric=metric, probe_set=probe,
+                                          group="all", status="failed", error=str(exc)))
+                    continue
+                layer[k] = 0.5 * (s + s.T)  # unordered pairs: symmetrise asymmetric metrics
+            if np.isfinite(layer).any():
+                metrics.append(metric)
+                layers.append(layer)
+        if not metrics:
+            return records
+        x = np.stack(layers)  # [Q, K, M, M]; NaN where a metric failed on a probe set
+        factors = [dict(s.factors) for s in ctx.specs]
+        families = list(dict.fromkeys(family_of(p) for p in probes))
+        aggregates = {ALL_PROBES: list(range(len(probes)))}
+        if len(families) > 1:
+            for fam in families:
+                aggregates[family_label(fam)] = [k for k, p in enumerate(probes) if family_of(p) == fam]
+        keep = np.asarray(kept)
+        primary = Analysis(self, metrics, probes, aggregates, ctx.seed)
+        records += primary.run(x[:, :, keep][:, :, :, keep], agreement[:, keep][:, :, keep],
+                               [factors[i] for i in keep], groups=None)
+        if len(keep) < len(ids):
+            secondary = Analysis(self, metrics, probes, {ALL_PROBES: aggregates[ALL_PROBES]}, ctx.seed,
+                                 detail=False)
+            records += secondary.run(x, agreement, factors, groups=["all"], rename={"all": WITH_EXCLUDED})
+        return records
+
+    def _models_kept(self, ctx: simbench.BenchmarkContext, ids: list[str], records: list[Record]) -> list[int]:
+        """Record every model's accuracy on every probe set; return the indices of the models
+        that are not collapsed (accuracy on the clean probe set above ``min_accuracy``)."""
+        import numpy as np
+
+        from .compute import as_numpy
+
+        probes = list(ctx.probe_sets)
+        accuracy = {}
+        for p in probes:
+            accuracy[p] = as_numpy(ctx.accuracy(p)).reshape(-1)
+            for model, value in zip(ids, accuracy[p], strict=True):
+                records.append(Record(self.name, "model_accuracy", float(value), probe_set=p, model_a=model))
+        threshold = self.min_accuracy
+        if threshold is None:
+            classes = int(getattr(ctx.data, "num_classes", 0) or 0)
+            if getattr(ctx.data, "task", "classification") != "classification" or classes < 2:
+                return list(range(len(ids)))  # no chance level to judge a regression model by
+            threshold = 1.0 / classes + self.collapse_margin
+        judge = CLEAN if CLEAN in accuracy else probes[0]
+        kept = [i for i in range(len(ids)) if accuracy[judge][i] > threshold]
+        if len(kept) < 3:  # nothing left to rank: keep everyone and say so
+            records.append(Record(self.name, "min_accuracy_ignored", float(threshold), probe_set=judge))
+            kept = list(range(len(ids)))
+        records.append(Record(self.name, "min_accuracy", float(threshold), probe_set=judge))
+        records.append(Record(self.name, "models_excluded", float(len(ids) - len(kept)), probe_set=judge,
+                              n=len(ids)))
+        for i in sorted(set(range(len(ids))) - set(kept)):
+            records.append(Record(self.name, "model_excluded", 1.0, probe_set=judge, model_a=ids[i]))
+        return kept if len(kept) else list(np.arange(len(ids)))
+
+    # -- leaderboard ----------------------------------------------------------------------
+
+    @classmethod
+    def tables(cls, records: Any) -> list[Table]:
+        """Ranking with the best set (headline), rankings per probe family and per group, the
+        per-model accuracy table, the ranking with collapsed models, metric comparisons, bad
+        fraction, r per probe set, and every metric x group x probe set."""
+        from .report import tables
+
+        return tables(records)
+
+    @classmethod
+    def plots(cls, records: Any, out_dir: Any, run: simbench.RunView | None = None) -> list[Any]:
+        """A forest plot (r with model-bootstrap interval per metric, best set marked, per probe
+        family), a metric x probe-set heatmap of r, a bad-fraction heatmap and, given the run, a
+        metric-vs-agreement scatter per pair group."""
+        from .report import plots
+
+        return plots(records, out_dir, run, default_label=cls.name)

@@ -1,0 +1,248 @@
+"""The functional-agreement statistics: from stacked M x M matrices to records.
+
+One :class:`Analysis` runs every pair group of one model set.  Per group it
+draws one set of model-level resamples (bootstrap, jackknife, permutations)
+and applies it to every metric and probe set at once, so aggregates over
+probe sets and comparisons between metrics are computed per draw (paired).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from simbench.types import Record
+
+from . import stats
+from .common import ALL_PROBES, group_blocks, pair_groups, resolve_groups, seeded_rng
+
+#: fewest blocks for a single-factor group to resample blocks rather than models
+_MIN_BLOCKS = 4
+
+
+def as_numpy(matrix: Any) -> np.ndarray:
+    """A tensor or array as a float64 numpy array."""
+    if hasattr(matrix, "detach"):
+        matrix = matrix.detach().cpu().numpy()
+    return np.asarray(matrix, dtype=np.float64)
+
+
+def mean_z(r: np.ndarray, failed: np.ndarray, subset: Sequence[int]) -> np.ndarray:
+    """Mean Fisher z over the probe sets ``subset`` of ``r`` ``[..., Q, K]``, skipping the (metric,
+    probe set) cells in ``failed`` ``[Q, K]``; NaN for a metric with no usable probe set there.
+    A NaN replicate of a usable cell (a degenerate resample) makes that replicate NaN."""
+    z = np.arctanh(np.clip(r[..., subset], -stats._R_CLIP, stats._R_CLIP))
+    use = ~failed[:, subset]
+    z = np.where(use, z, 0.0)
+    count = use.sum(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, z.sum(axis=-1) / np.maximum(count, 1), np.nan)
+
+
+class Analysis:
+    """Every statistic of ``metrics`` on one set of models.
+
+    ``aggregates`` maps an aggregate label (``ALL_PROBES``, ``"(mean over
+    mnist_c)"``, ...) to the probe-set indices it averages; ``detail`` adds
+    per-probe-set rows, permutation tests and metric-vs-metric comparisons.
+    """
+
+    def __init__(self, bench: Any, metrics: list[str], probes: list[str], aggregates: dict[str, list[int]],
+                 seed: int, detail: bool = True) -> None:
+        self.bench = bench
+        self.metrics = metrics
+        self.probes = probes
+        self.aggregates = aggregates
+        self.seed = seed
+        self.detail = detail
+
+    def run(self, x: np.ndarray, y: np.ndarray, factors: list[dict[str, Any]], groups: list[str] | None = None,
+            rename: dict[str, str] | None = None) -> list[Record]:
+        """Records for ``x`` ``[Q, K, M, M]`` similarities (NaN = failed) against ``y`` ``[K, M, M]``."""
+        names = resolve_groups(groups or self.bench.groups, factors)
+        masks = pair_groups(factors, names)
+        out: list[Record] = []
+        for group, mask in masks.items():
+            if int(mask.sum()) < self.bench.min_pairs:
+                continue
+            label = (rename or {}).get(group, group)
+            out += self._group(x, y, mask, group_blocks(factors, group), label)
+        return out
+
+    # -- one group --------------------------------------------------------------------------------
+
+    def _group(self, x: np.ndarray, y: np.ndarray, mask: np.ndarray, blocks: Any, group: str) -> list[Record]:
+        from scipy.stats import rankdata
+
+        bench = self.bench
+        m = x.shape[-1]
+        iu, ju, cluster_of_pair, n_units = stats.resampling_units(m, mask, blocks, _MIN_BLOCKS)
+        n = len(iu)
+        failed = ~np.isfinite(x[:, :, iu, ju]).all(axis=-1)  # [Q, K]
+        x0 = np.where(np.isfinite(x), x, 0.0)
+        xv, yv = x0[:, :, iu, ju], y[:, iu, ju]  # [Q, K, P], [K, P]
+        r = stats.row_pearson(xv, yv[None])  # [Q, K]
+        rho = stats.row_pearson(rankdata(xv, axis=-1), rankdata(yv, axis=-1)[None])
+        r[failed], rho[failed] = np.nan, np.nan
+        few = n_units < bench.min_clusters
+        records: list[Record] = []
+
+        def add(stat: str, value: float, metric: str = "", probe: str = "", **kw: Any) -> None:
+            records.append(Record(bench.name, stat, float(value), metric=metric, probe_set=probe, group=group,
+                                  n=kw.pop("n", n), **kw))
+
+        add("pairs", n)
+        add("clusters", n_units)
+        add("few_clusters", float(few))
+
+        boot = jack = null = observed_perm = None
+        if bench.n_bootstrap:
+            rng = seeded_rng(self.seed, "bootstrap", group)
+            w_counts = rng.integers(0, n_units, size=(bench.n_bootstrap, n_units))
+            counts = np.zeros((bench.n_bootstrap, n_units))
+            np.add.at(counts, (np.arange(bench.n_bootstrap)[:, None], w_counts), 1.0)
+            boot = np.empty((bench.n_bootstrap, *r.shape))
+            step = max(1, 2_000_000 // max(n, 1))
+            for start in range(0, bench.n_bootstrap, step):
+                c = counts[start:start + step]
+                w = c[:, cluster_of_pair] if cluster_of_pair is not None else c[:, iu] * c[:, ju]
+                boot[start:start + step] = stats.weighted_correlations(xv, yv, w)
+            boot[:, failed] = np.nan
+            jack = stats.weighted_correlations(xv, yv, stats.jackknife_weights(iu, ju, cluster_of_pair, n_units))
+            jack[:, failed] = np.nan
+        if self.detail and bench.n_permutations:
+            # blocks keep a single-factor group mapped onto itself under relabelling
+            observed_perm, null = stats.mantel_null(x0, y, mask, blocks, bench.n_permutations,
+                                                    seeded_rng(self.seed, "mantel", group))
+            null[:, failed] = np.nan
+
+        if self.detail:
+            self._per_probe_set(add, r, rho, xv, yv, n, boot, jack, null)
+        for label, subset in self.aggregates.items():
+            self._aggregate(add, label, subset, r, rho, failed, xv, yv, n, boot, jack, null, few)
+        return records
+
+    def _per_probe_set(self, add: Any, r: np.ndarray, rho: np.ndarray, xv: np.ndarray, yv: np.ndarray, n: int,
+                       boot: Any, jack: Any, null: Any) -> None:
+        q_bad = self.bench.bad_fraction_quantile
+        for q, metric in enumerate(self.metrics):
+            for k, probe in enumerate(self.probes):
+                if not np.isfinite(r[q, k]):
+                    continue
+                add("pearson_r", r[q, k], metric, probe)
+                add("spearman_rho", rho[q, k], metric, probe)
+                lo, hi = stats.fisher_interval(r[q, k], n)
+                add("pearson_indep_ci_low", lo, metric, probe)
+                add("pearson_indep_ci_high", hi, metric, probe)
+                lo, hi = stats.bonett_wright_interval(rho[q, k], n)
+                add("spearman_indep_ci_low", lo, metric, probe)
+                add("spearman_indep_ci_high", hi, metric, probe)
+                if boot is not None:
+                    lo, hi = stats.percentile_interval(boot[:, q, k])
+                    add("pearson_boot_ci_low", lo, metric, probe)
+                    add("pearson_boot_ci_high", hi, metric, probe)
+                    add("pearson_jack_se", float(stats.jackknife_se(np.arctanh(
+                        np.clip(jack[:, q, k], -stats._R_CLIP, stats._R_CLIP)))), metric, probe)
+                if null is not None:
+                    add("pearson_perm_p", stats.permutation_p(float(r[q, k]), null[:, q, k]), metric, probe)
+                bad = stats.bad_fraction(xv[q, k], yv[k], q_bad)
+                add("bad_fraction", bad.fraction, metric, probe)
+                add("bad_fraction_chance", bad.chance, metric, probe)
+                add("close_bad_fraction", bad.close_fraction, metric, probe)
+                add("close_bad_fraction_chance", bad.close_chance, metric, probe)
+
+    def _aggregate(self, add: Any, label: str, subset: list[int], r: np.ndarray, rho: np.ndarray, failed: np.ndarray,
+                   xv: np.ndarray, yv: np.ndarray, n: int, boot: Any, jack: Any, null: Any, few: bool) -> None:
+        bench = self.bench
+        z = mean_z(r, failed, subset)  # [Q]
+        z_rho = mean_z(rho, failed, subset)
+        ok = np.isfinite(z)
+        if not ok.any():
+            return
+        q_bad = bench.bad_fraction_quantile
+        for q, metric in enumerate(self.metrics):
+            if not ok[q]:
+                continue
+            use = [k for k in subset if not failed[q, k]]
+            add("pearson_r", np.tanh(z[q]), metric, label)
+            add("spearman_rho", np.tanh(z_rho[q]), metric, label)
+            add("probe_sets", len(use), metric, label)
+            lo, hi = stats.fisher_interval(float(np.tanh(z[q])), n)
+            add("pearson_indep_ci_low", lo, metric, label)
+            add("pearson_indep_ci_high", hi, metric, label)
+            lo, hi = stats.bonett_wright_interval(float(np.tanh(z_rho[q])), n)
+            add("spearman_indep_ci_low", lo, metric, label)
+            add("spearman_indep_ci_high", hi, metric, label)
+            bads = [stats.bad_fraction(xv[q, k], yv[k], q_bad) for k in use]
+            for stat in ("fraction", "chance", "close_fraction", "close_chance"):
+                name = {"fraction": "bad_fraction", "chance": "bad_fraction_chance",
+                        "close_fraction": "close_bad_fraction", "close_chance": "close_bad_fraction_chance"}[stat]
+                add(name, float(np.mean([getattr(b, stat) for b in bads])), metric, label)
+            if null is not None:
+                add("pearson_perm_p", stats.permutation_p(float(z[q]), mean_z(null[:, q:q + 1], failed[q:q + 1],
+                                                                            subset)[:, 0]), metric, label)
+        from scipy.stats import rankdata
+
+        for q, rank in zip(np.flatnonzero(ok), rankdata(-z_rho[ok], method="min"), strict=True):
+            add("rank_spearman", rank, self.metrics[q], label)
+        if boot is None:
+            for q, rank in zip(np.flatnonzero(ok), rankdata(-z[ok], method="min"), strict=True):
+                add("rank", rank, self.metrics[q], label)
+            return
+        zb = mean_z(boot, failed, subset)  # [B, Q]
+        zj = mean_z(jack, failed, subset)  # [U, Q]
+        for q in np.flatnonzero(ok):
+            metric = self.metrics[q]
+            lo, hi = stats.percentile_interval(np.tanh(zb[:, q]))
+            add("pearson_boot_ci_low", lo, metric, label)
+            add("pearson_boot_ci_high", hi, metric, label)
+            add("pearson_jack_se", float(stats.jackknife_se(zj[:, q])), metric, label)
+        ranks = stats.rank_intervals(z, zb)
+        mcs = stats.model_confidence_set(z, zb)
+        for q in np.flatnonzero(ok):
+            metric, ri = self.metrics[q], ranks[q]
+            add("rank", ri.rank, metric, label)
+            add("rank_ci_low", ri.low, metric, label)
+            add("rank_ci_high", ri.high, metric, label)
+            add("p_rank_first", ri.p_first, metric, label)
+            add("mcs_p", mcs[q], metric, label)
+            add("in_best_set", float(mcs[q] >= bench.level), metric, label)
+        add("best_set_size", float((mcs[ok] >= bench.level).sum()), "", label)
+        # every metric against the observed best: paired bootstrap of the difference in mean z
+        best = int(np.flatnonzero(ok)[np.argmax(z[ok])])
+        others = [q for q in np.flatnonzero(ok) if q != best]
+        raw = np.array([stats.bootstrap_p(zb[:, best] - zb[:, q]) for q in others])
+        adjusted = stats.holm(raw) if len(raw) else raw
+        for q, p_raw, p_holm in zip(others, raw, adjusted, strict=True):
+            metric = self.metrics[q]
+            add("vs_best_diff", np.tanh(z[best]) - np.tanh(z[q]), metric, label, model_b=self.metrics[best])
+            lo, hi = stats.percentile_interval(np.tanh(zb[:, best]) - np.tanh(zb[:, q]))
+            add("vs_best_diff_ci_low", lo, metric, label, model_b=self.metrics[best])
+            add("vs_best_diff_ci_high", hi, metric, label, model_b=self.metrics[best])
+            add("vs_best_boot_p", p_raw, metric, label, model_b=self.metrics[best])
+            add("vs_best_holm_p", p_holm, metric, label, model_b=self.metrics[best])
+            # marked only when both the paired test and the confidence set say "worse than the best"
+            add("vs_best_p", max(p_holm, mcs[q]), metric, label, model_b=self.metrics[best])
+            add("vs_best_jack_z", float((z[best] - z[q]) / max(stats.jackknife_se(zj[:, best] - zj[:, q]), 1e-300)),
+                metric, label, model_b=self.metrics[best])
+        if self.detail and label == ALL_PROBES:
+            self._comparisons(add, z, zb, zj, ok)
+
+    def _comparisons(self, add: Any, z: np.ndarray, zb: np.ndarray, zj: np.ndarray, ok: np.ndarray) -> None:
+        """Every unordered metric pair (suite order): paired bootstrap difference, Holm over the group."""
+        pairs = [(a, b) for i, a in enumerate(np.flatnonzero(ok)) for b in np.flatnonzero(ok)[i + 1:]]
+        raw = np.array([stats.bootstrap_p(zb[:, a] - zb[:, b]) for a, b in pairs])
+        adjusted = stats.holm(raw) if len(raw) else raw
+        for (a, b), p_raw, p_holm in zip(pairs, raw, adjusted, strict=True):
+            ma, mb = self.metrics[a], self.metrics[b]
+            kw = {"model_a": ma, "model_b": mb}
+            add("pearson_diff", np.tanh(z[a]) - np.tanh(z[b]), ma, ALL_PROBES, **kw)
+            lo, hi = stats.percentile_interval(np.tanh(zb[:, a]) - np.tanh(zb[:, b]))
+            add("pearson_diff_boot_ci_low", lo, ma, ALL_PROBES, **kw)
+            add("pearson_diff_boot_ci_high", hi, ma, ALL_PROBES, **kw)
+            add("pearson_diff_boot_p", p_raw, ma, ALL_PROBES, **kw)
+            add("pearson_diff_holm_p", p_holm, ma, ALL_PROBES, **kw)
+            add("pearson_diff_jack_se", float(stats.jackknife_se(np.tanh(zj[:, a]) - np.tanh(zj[:, b]))), ma,
+                ALL_PROBES, **kw)
