@@ -67,7 +67,9 @@ def test_feature_and_gram_routes_agree():
 def test_wide_representations_are_compressed_exactly(name):
     metric = METRICS[name]()
     reps, _ = make_activations(3, n=20, widths=(50, 35, 64), input_dim=4)
-    assert torch.allclose(metric.pairwise(reps), loop(metric, reps, None), atol=1e-10, rtol=0)
+    # arccos near 1: a 1e-16 rounding difference in the nuclear norm is a ~2e-8 angle
+    atol = 1e-7 if name == "angular_shape" else 1e-10
+    assert torch.allclose(metric.pairwise(reps), loop(metric, reps, None), atol=atol, rtol=0)
     wide = reps[0]
     small = _linalg.compress(_linalg.center(wide))
     assert small.shape == (20, 20)

@@ -95,20 +95,33 @@ def test_unbiased_hsic_needs_four_inputs(name):
     assert math.isfinite(metric(gaussian(4, 4, 0), gaussian(4, 3, 1)))
 
 
-def test_minibatch_cka_follows_nguyen_et_al():
+def test_minibatch_cka_is_nguyen_et_al_averaged_over_batch_assignments():
+    # HSIC1 is a U-statistic: averaged over every batch of size B it is HSIC1 of the whole set (exactly)
+    import itertools
+
+    a, b, _ = related_pair(4, n=8)
+    k, l = a.numpy() @ a.numpy().T, b.numpy() @ b.numpy().T
+    batches = [list(s) for s in itertools.combinations(range(8), 5)]
+    mean = np.mean([hsic1(k[np.ix_(s, s)], l[np.ix_(s, s)]) for s in batches])
+    assert mean == pytest.approx(hsic1(k, l), rel=1e-10, abs=1e-12)
+    # so the order-free minibatch CKA (ratio of expected batch sums) is unbiased CKA, for any batch size or seed
     a, b, _ = related_pair(4, n=50)
-    whole = METRICS["minibatch_cka"](batch_size=64)(a, b)
-    assert abs(whole - METRICS["unbiased_cka"]()(a, b)) < 1e-10  # one batch = unbiased CKA
-    # batches of size >= 8 from the seeded permutation; HSIC1 summed over batches before normalising
-    perm = torch.randperm(50, generator=torch.Generator().manual_seed(7))
-    sums = np.zeros(3)
-    for idx in torch.tensor_split(perm, 50 // 8):
-        k, l = a[idx].numpy() @ a[idx].numpy().T, b[idx].numpy() @ b[idx].numpy().T
-        sums += [hsic1(k, l), hsic1(k, k), hsic1(l, l)]
-    ref = sums[0] / math.sqrt(sums[1] * sums[2])
-    metric = METRICS["minibatch_cka"](batch_size=8, seed=7)
-    assert abs(metric(a, b) - ref) < 1e-8
-    assert abs(float(metric.pairwise([a, b])[0, 1]) - ref) < 1e-8
+    unbiased = METRICS["unbiased_cka"]()(a, b)
+    for params in ({"batch_size": 8, "seed": 7}, {"batch_size": 64}):
+        metric = METRICS["minibatch_cka"](**params)
+        assert abs(metric(a, b) - unbiased) < 1e-12
+        assert abs(float(metric.pairwise([a, b])[0, 1]) - unbiased) < 1e-12
+    # one seeded partition (the old definition) is not a function of the probe set: reordering moves it
+    def one_partition(x, y, seed):
+        perm = torch.randperm(50, generator=torch.Generator().manual_seed(seed))
+        sums = np.zeros(3)
+        for idx in torch.tensor_split(perm, 50 // 8):
+            kk, ll = x[idx].numpy() @ x[idx].numpy().T, y[idx].numpy() @ y[idx].numpy().T
+            sums += [hsic1(kk, ll), hsic1(kk, kk), hsic1(ll, ll)]
+        return sums[0] / math.sqrt(sums[1] * sums[2])
+
+    order = torch.randperm(50, generator=torch.Generator().manual_seed(1))
+    assert abs(one_partition(a, b, 7) - one_partition(a[order], b[order], 7)) > 1e-3
 
 
 def test_rbf_cka_matches_an_explicit_gram_computation():

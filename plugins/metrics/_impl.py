@@ -16,6 +16,8 @@ from typing import Any
 
 import torch
 
+from simbench.errors import MeasurementFailed
+
 from . import _linalg as la
 
 Tensor = torch.Tensor
@@ -68,24 +70,47 @@ def pairwise_linear_cka(m: Any, reps: list[Any], inputs: Any = None) -> Tensor:
 # --------------------------------------------------------------------------
 
 
+class UndefinedSimilarity(MeasurementFailed, ValueError):
+    """The metric has no value for these representations (0/0), e.g. a degenerate representation.
+
+    A :class:`~simbench.errors.MeasurementFailed`, so the runner records the
+    cell as failed with this message, and a ``ValueError``, so callers that
+    treat bad inputs as ``ValueError`` (the conformance kit) see a clear refusal.
+    """
+
+
 def _unbiased_terms(x: Tensor) -> tuple[Tensor, Tensor]:
     """Compressed centred features and squared row norms (float64)."""
     xc = la.center(x)
     return la.compress(xc), xc.square().sum(dim=1, dtype=torch.float64)
 
 
-def _pair_unbiased_hsics(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    n = x.shape[0]
-    fx, kx = _unbiased_terms(x)
-    fy, ky = _unbiased_terms(y)
-    tx, ty = kx.sum(), ky.sum()
-    hxy = la.unbiased_hsic(la.frob2(fy.T @ fx), kx @ ky, tx, ty, n)
-    hxx = la.unbiased_hsic(la.frob2(fx.T @ fx), kx @ kx, tx, tx, n)
-    hyy = la.unbiased_hsic(la.frob2(fy.T @ fy), ky @ ky, ty, ty, n)
-    return hxy, hxx, hyy
+def _self_hsic_scale(cross: Tensor, kk: Tensor, t: Tensor, n: int) -> Tensor:
+    """The size of the terms that cancel in a self-HSIC: its rounding error is eps times this."""
+    return (cross.abs() + kk * (1.0 + 2.0 / (n - 2)) + t * t / ((n - 1) * (n - 2))) / (n * (n - 3))
 
 
-def _unbiased_hsic_matrix(xs: Sequence[Tensor], max_memory_mb: int) -> Tensor:
+def _degenerate(hself: Tensor, scale: Tensor, n: int, dtype: torch.dtype) -> Tensor:
+    """Self-HSIC indistinguishable from rounding noise (or exactly 0): the representation has no usable variance.
+
+    Such an estimate is noise of either sign, and CKA of it flips between 0
+    and 1, so it is reported as undefined instead.  ``16 sqrt(n) eps`` covers
+    the float32 GEMM's error in the cancelling terms.
+    """
+    tol = 16.0 * math.sqrt(n) * torch.finfo(dtype).eps
+    return hself <= tol * scale
+
+
+def _refuse_degenerate(name: str, bad: list[int], n: int) -> None:
+    if bad:
+        which = ", ".join(str(i) for i in bad[:10]) + (" ..." if len(bad) > 10 else "")
+        raise UndefinedSimilarity(
+            f"{name} is undefined for representation(s) {which}: HSIC(K, K) is zero or at rounding level "
+            f"(no variance beyond rounding over the {n} probe inputs, e.g. a collapsed model), so CKA would be 0/0"
+        )
+
+
+def _unbiased_hsic_matrix(name: str, xs: Sequence[Tensor], max_memory_mb: int) -> Tensor:
     n = xs[0].shape[0]
     if n < 4:
         raise ValueError(f"unbiased HSIC needs at least 4 probe inputs, got {n}")
@@ -94,51 +119,63 @@ def _unbiased_hsic_matrix(xs: Sequence[Tensor], max_memory_mb: int) -> Tensor:
     rownorms = torch.stack([k for _, k in terms])  # [M, n]
     kk = rownorms @ rownorms.T
     t = rownorms.sum(dim=1)
-    return la.unbiased_hsic(cross, kk, t[:, None], t[None, :], n)
+    h = la.unbiased_hsic(cross, kk, t[:, None], t[None, :], n)
+    scale = _self_hsic_scale(cross.diagonal(), kk.diagonal(), t, n)
+    bad = _degenerate(h.diagonal(), scale, n, xs[0].dtype)
+    _refuse_degenerate(name, [int(i) for i in torch.nonzero(bad).flatten()], n)
+    return h
+
+
+def _unbiased_cka_pairwise(name: str, reps: list[Any], max_memory_mb: int) -> Tensor:
+    xs, _ = la.prepare_activations(reps)
+    if xs[0].shape[0] < 4:
+        raise ValueError(f"{name} needs at least 4 probe inputs (unbiased HSIC), got {xs[0].shape[0]}")
+    return la.normalize_kernel_matrix(_unbiased_hsic_matrix(name, xs, max_memory_mb))
+
+
+def _unbiased_cka_pair(name: str, a: Any, b: Any) -> float:
+    (x, y), dtype = la.prepare_activations([a, b])
+    n = x.shape[0]
+    if n < 4:
+        raise ValueError(f"{name} needs at least 4 probe inputs (unbiased HSIC), got {n}")
+    fx, kx = _unbiased_terms(x)
+    fy, ky = _unbiased_terms(y)
+    tx, ty = kx.sum(), ky.sum()
+    cxx, cyy = la.frob2(fx.T @ fx), la.frob2(fy.T @ fy)
+    hxy = la.unbiased_hsic(la.frob2(fy.T @ fx), kx @ ky, tx, ty, n)
+    hxx = la.unbiased_hsic(cxx, kx @ kx, tx, tx, n)
+    hyy = la.unbiased_hsic(cyy, ky @ ky, ty, ty, n)
+    bad = [
+        i
+        for i, (h, c, k, t) in enumerate(((hxx, cxx, kx @ kx, tx), (hyy, cyy, ky @ ky, ty)))
+        if bool(_degenerate(h, _self_hsic_scale(c, k, t, n), n, dtype))
+    ]
+    _refuse_degenerate(name, bad, n)
+    return _cka_value(hxy, hxx, hyy)
 
 
 def pair_unbiased_cka(m: Any, a: Any, b: Any, inputs: Any = None) -> float:
-    (x, y), _ = la.prepare_activations([a, b])
-    if x.shape[0] < 4:
-        raise ValueError(f"unbiased CKA needs at least 4 probe inputs, got {x.shape[0]}")
-    return _cka_value(*_pair_unbiased_hsics(x, y))
+    return _unbiased_cka_pair("unbiased_cka", a, b)
 
 
 def pairwise_unbiased_cka(m: Any, reps: list[Any], inputs: Any = None) -> Tensor:
-    xs, _ = la.prepare_activations(reps)
-    if xs[0].shape[0] < 4:
-        raise ValueError(f"unbiased CKA needs at least 4 probe inputs, got {xs[0].shape[0]}")
-    return la.normalize_kernel_matrix(_unbiased_hsic_matrix(xs, m.max_memory_mb))
+    return _unbiased_cka_pairwise("unbiased_cka", reps, m.max_memory_mb)
 
 
-def _minibatches(n: int, batch_size: int, seed: int, device: Any) -> list[Tensor]:
-    """Index sets of ``max(1, n // batch_size)`` near-equal batches of a seeded permutation.
-
-    Every batch has at least ``min(n, batch_size) >= 4`` rows, as unbiased HSIC needs.
-    """
-    if n < 4:
-        raise ValueError(f"minibatch CKA needs at least 4 probe inputs, got {n}")
-    gen = torch.Generator().manual_seed(seed)
-    perm = torch.randperm(n, generator=gen).to(device)
-    return list(torch.tensor_split(perm, max(1, n // batch_size)))
+# Minibatch CKA sums HSIC1 over the batches of one random partition of the
+# probe inputs, so its value depends on which input sits in which row.
+# HSIC1 is a U-statistic of order 4 (Song et al. 2012): over uniformly random
+# batches its expectation is HSIC1 of the whole probe set, so the expectation
+# of every batch sum is (#batches) x HSIC1(K, L), and the ratio of the expected
+# sums -- the order-free minibatch CKA -- is unbiased CKA of the full set.
 
 
 def pair_minibatch_cka(m: Any, a: Any, b: Any, inputs: Any = None) -> float:
-    (x, y), _ = la.prepare_activations([a, b])
-    sums = torch.zeros(3, dtype=torch.float64, device=x.device)
-    for idx in _minibatches(x.shape[0], m.batch_size, m.seed, x.device):
-        sums += torch.stack(_pair_unbiased_hsics(x[idx], y[idx]))
-    return _cka_value(*sums)
+    return _unbiased_cka_pair("minibatch_cka", a, b)
 
 
 def pairwise_minibatch_cka(m: Any, reps: list[Any], inputs: Any = None) -> Tensor:
-    xs, _ = la.prepare_activations(reps)
-    total = None
-    for idx in _minibatches(xs[0].shape[0], m.batch_size, m.seed, xs[0].device):
-        h = _unbiased_hsic_matrix([x[idx] for x in xs], m.max_memory_mb)
-        total = h if total is None else total + h
-    assert total is not None
-    return la.normalize_kernel_matrix(total)
+    return _unbiased_cka_pairwise("minibatch_cka", reps, m.max_memory_mb)
 
 
 # --------------------------------------------------------------------------
@@ -154,29 +191,60 @@ def _median(v: Tensor) -> Tensor:
     return (lo + hi) / 2
 
 
-def rbf_centered_kernel(x: Tensor, factor: float) -> Tensor:
-    """Doubly centred Gaussian kernel with bandwidth ``factor x`` median pairwise distance.
+class RBFKernel:
+    """One representation's doubly centred Gaussian kernel, produced in row blocks.
 
-    If more than half the pairs coincide the median of the non-zero distances
-    is used; a representation whose rows all coincide gives the zero kernel.
+    Bandwidth ``sigma = factor x`` the median pairwise distance (the median of
+    the non-zero distances if more than half the pairs coincide).  Built once
+    per model: the centred features and squared norms (float64), sigma, and
+    the kernel's column means, so any block of the centred kernel
+    ``K - 1 mu^T - mu 1^T + mean(mu)`` can be produced on demand at the cost
+    of its entries.  A representation whose rows all coincide has the zero
+    kernel.
     """
-    xc = la.center(x)
-    n = xc.shape[0]
-    sq = xc.square().sum(dim=1)
-    dist2 = (sq[:, None] + sq[None, :] - 2.0 * (xc @ xc.T)).clamp_min(0)
-    dist2.fill_diagonal_(0)
-    iu = torch.triu_indices(n, n, 1, device=x.device)
-    dist = dist2[iu[0], iu[1]].sqrt()
-    nonzero = dist[dist > 0]
-    if nonzero.numel() == 0:
-        return torch.zeros(n, n, dtype=x.dtype, device=x.device)
-    med = _median(dist)
-    if float(med) <= 0:
-        med = _median(nonzero)
-    sigma = factor * med
-    k = torch.exp(-dist2 / (2.0 * sigma * sigma))
-    k = k - k.mean(dim=0, keepdim=True)
-    return k - k.mean(dim=1, keepdim=True)
+
+    def __init__(self, x: Tensor, factor: float, triu: Tensor | None = None) -> None:
+        self.xc = la.center(x).to(torch.float64)
+        self.sq = self.xc.square().sum(dim=1)
+        n = self.xc.shape[0]
+        self.n = n
+        dist2 = self._dist2(0, n, 0)
+        iu = torch.triu_indices(n, n, 1, device=x.device) if triu is None else triu
+        dist = dist2[iu[0], iu[1]].sqrt()
+        nonzero = dist[dist > 0]
+        self.zero = nonzero.numel() == 0
+        if self.zero:
+            return
+        med = _median(dist)
+        if float(med) <= 0:
+            med = _median(nonzero)
+        del dist, nonzero
+        self.gamma = 1.0 / (2.0 * float(factor * med) ** 2)
+        self.colmean = torch.exp(dist2.mul_(-self.gamma)).mean(dim=0)
+        self.grand = self.colmean.mean()
+
+    def _dist2(self, r0: int, r1: int, c0: int) -> Tensor:
+        d2 = self.sq[r0:r1, None] + self.sq[None, c0:] - 2.0 * (self.xc[r0:r1] @ self.xc[c0:].T)
+        d2 = d2.clamp_min_(0)
+        rows = torch.arange(r0, r1, device=d2.device)
+        on_diag = rows >= c0
+        d2[rows[on_diag] - r0, rows[on_diag] - c0] = 0  # a point's distance to itself, exactly
+        return d2
+
+    def block(self, r0: int, r1: int, c0: int, dtype: torch.dtype) -> Tensor:
+        """Rows ``r0:r1``, columns ``c0:n`` of the centred kernel."""
+        if self.zero:
+            return torch.zeros(r1 - r0, self.n - c0, dtype=dtype, device=self.xc.device)
+        k = torch.exp(self._dist2(r0, r1, c0).mul_(-self.gamma))
+        k -= self.colmean[None, c0:]
+        k -= self.colmean[r0:r1, None]
+        k += self.grand
+        return k.to(dtype)
+
+
+def rbf_centered_kernel(x: Tensor, factor: float) -> Tensor:
+    """Doubly centred Gaussian kernel with bandwidth ``factor x`` median pairwise distance (float64)."""
+    return RBFKernel(x, factor).block(0, x.shape[0], 0, torch.float64)
 
 
 def pair_rbf_cka(m: Any, a: Any, b: Any, inputs: Any = None) -> float:
@@ -187,13 +255,17 @@ def pair_rbf_cka(m: Any, a: Any, b: Any, inputs: Any = None) -> float:
 
 
 def pairwise_rbf_cka(m: Any, reps: list[Any], inputs: Any = None) -> Tensor:
+    """Every model's kernel statistics once, then the centred kernels streamed in row blocks (one GEMM each)."""
     xs, dtype = la.prepare_activations(reps)
     n = xs[0].shape[0]
+    triu = torch.triu_indices(n, n, 1, device=xs[0].device)
+    kernels = [RBFKernel(x, m.bandwidth_factor, triu) for x in xs]
+    del triu
 
-    def kernels(i0: int, i1: int) -> Tensor:
-        return torch.stack([rbf_centered_kernel(x, m.bandwidth_factor).reshape(-1) for x in xs[i0:i1]])
+    def block(i: int, r0: int, r1: int) -> Tensor:
+        return kernels[i].block(r0, r1, r0, dtype)
 
-    h = la.inner_products(kernels, len(xs), n * n, dtype, xs[0].device, m.max_memory_mb)
+    h = la.symmetric_kernel_products(len(xs), n, block, dtype, xs[0].device, m.max_memory_mb)
     return la.normalize_kernel_matrix(h)
 
 
@@ -281,14 +353,16 @@ def chain_product(weights: Any, what: str) -> Tensor:
         if not bool(torch.isfinite(w).all()):
             raise ValueError(f"{what}: weight matrix {k} contains NaN or infinite values")
     dtype = la.compute_dtype(ws)
-    chain = ws[0].to(dtype)
+    # wCKA is scale-invariant; exact power-of-two scaling keeps the chain and its squares finite
+    ws = [la.pow2_normalize(w.to(dtype)) for w in ws]
+    chain = ws[0]
     for k, w in enumerate(ws[1:], start=1):
         if w.shape[0] != chain.shape[1]:
             raise ValueError(
                 f"{what}: weight matrix {k} has {w.shape[0]} inputs but the previous layer has "
                 f"{chain.shape[1]} outputs (expected [in, out] matrices, input side first)"
             )
-        chain = chain @ w.to(dtype)
+        chain = la.pow2_normalize(chain @ w)
     return chain
 
 
@@ -322,7 +396,14 @@ def pairwise_wcka(m: Any, reps: list[Any], inputs: Any = None) -> Tensor:
 
 
 def _shape_features(x: Tensor) -> Tensor:
-    return la.compress(la.unit_frobenius(la.center(x)))
+    """Centred, unit-Frobenius features in float64.
+
+    The cross-covariance is formed in float64 so that ``1 - ||X^T Y||_*`` for
+    a near-identical pair keeps its ~1e-16 resolution: arccos turns an error
+    e near 1 into an angle sqrt(2 e), so float32 products would floor
+    ``angular_shape`` at ~5e-4.
+    """
+    return la.compress(la.unit_frobenius(la.center(x.to(torch.float64))))
 
 
 def _procrustes(nuc: Tensor, sx: Tensor, sy: Tensor) -> Tensor:
@@ -384,7 +465,7 @@ def _bases(xs: Sequence[Tensor], variance_kept: float | None) -> list[Tensor]:
 
 def _pair_cca(a: Any, b: Any, variance_kept: float | None) -> float:
     (x, y), _ = la.prepare_activations([a, b])
-    qx, qy = _bases([x, y], variance_kept)
+    qx, qy = (q.to(torch.float64) for q in _bases([x, y], variance_kept))
     nuc = la.nuclear_norms(qx.T @ qy)
     return float(_mean_cca(nuc, torch.tensor(qx.shape[1]), torch.tensor(qy.shape[1])))
 
@@ -392,7 +473,9 @@ def _pair_cca(a: Any, b: Any, variance_kept: float | None) -> float:
 def _pairwise_cca(m: Any, reps: list[Any], variance_kept: float | None) -> Tensor:
     xs, _ = la.prepare_activations(reps)
     bases = _bases(xs, variance_kept)
-    nuc = la.block_reduce(bases, lambda blocks, i, j: la.nuclear_norms(blocks), m.max_memory_mb)
+    nuc = la.block_reduce(
+        [q.to(torch.float64) for q in bases], lambda blocks, i, j: la.nuclear_norms(blocks), m.max_memory_mb
+    )
     ranks = torch.tensor([q.shape[1] for q in bases], device=nuc.device)
     return _mean_cca(nuc, ranks[:, None], ranks[None, :])
 
@@ -441,7 +524,7 @@ def pair_pwcca(m: Any, a: Any, b: Any, inputs: Any = None) -> float:
     xc, yc = la.center(x), la.center(y)
     qx, qy = la.orth_basis(xc), la.orth_basis(yc)
     k = torch.tensor(min(qx.shape[1], qy.shape[1]), device=x.device)
-    value, _ = _pwcca_values(qx.T @ qy, qx.T @ xc, qy.T @ yc, k)
+    value, _ = _pwcca_values(qx.double().T @ qy.double(), qx.T @ xc, qy.T @ yc, k)
     return float(value)
 
 
@@ -459,7 +542,7 @@ def pairwise_pwcca(m: Any, reps: list[Any], inputs: Any = None) -> Tensor:
     def reduce(blocks: Tensor, i: Tensor, j: Tensor) -> tuple[Tensor, Tensor]:
         return _pwcca_values(blocks, proj[i], proj[j], torch.minimum(ranks[i], ranks[j]))
 
-    return la.block_reduce(bases, reduce, m.max_memory_mb, width=w)
+    return la.block_reduce([q.to(torch.float64) for q in bases], reduce, m.max_memory_mb, width=w)
 
 
 # --------------------------------------------------------------------------
@@ -467,17 +550,23 @@ def pairwise_pwcca(m: Any, reps: list[Any], inputs: Any = None) -> Tensor:
 # --------------------------------------------------------------------------
 
 
-def rdm_ranks(x: Tensor) -> Tensor:
-    """Standardised average ranks of the RDM's upper triangle (1 - Pearson r between inputs)."""
-    z = la.row_standardize(x)
+#: distances closer than this are tied: equal in exact arithmetic, they differ by float64
+#: rounding (~1e-15) that depends on where the rows sit; far below any real difference
+RDM_TIE_TOL = 1e-11
+
+
+def rdm_ranks(x: Tensor, triu: Tensor | None = None) -> Tensor:
+    """Standardised average ranks (float64) of the RDM's upper triangle (1 - Pearson r between inputs).
+
+    The correlations are computed in float64 and never rounded to a grid:
+    ties are the values within :data:`RDM_TIE_TOL`, which absorbs rounding
+    noise without merging distinct float32 distances.
+    """
+    z = la.row_standardize(x.to(torch.float64))
     n = z.shape[0]
-    iu = torch.triu_indices(n, n, 1, device=x.device)
+    iu = torch.triu_indices(n, n, 1, device=x.device) if triu is None else triu
     rdm = 1.0 - (z @ z.T)[iu[0], iu[1]]
-    # Distances equal in exact arithmetic (e.g. every r = +-1 when d = 2) differ
-    # by rounding noise, and the noise would decide their ranks; snapping to a
-    # grid far above the noise keeps such ties tied.
-    rdm = torch.round(rdm, decimals=9 if rdm.dtype == torch.float64 else 4)
-    return la.standardize_vector(la.average_ranks(rdm))
+    return la.standardize_vector(la.average_ranks(rdm, tol=RDM_TIE_TOL))
 
 
 def pair_rsa(m: Any, a: Any, b: Any, inputs: Any = None) -> float:
@@ -486,11 +575,16 @@ def pair_rsa(m: Any, a: Any, b: Any, inputs: Any = None) -> float:
 
 
 def pairwise_rsa(m: Any, reps: list[Any], inputs: Any = None) -> Tensor:
+    """Each model's ranked upper triangle built once (if all fit the cap) and one GEMM over them."""
     xs, dtype = la.prepare_activations(reps, min_n=3)
     n = xs[0].shape[0]
+    triu = torch.triu_indices(n, n, 1, device=xs[0].device)
 
     def vectors(i0: int, i1: int) -> Tensor:
-        return torch.stack([rdm_ranks(x) for x in xs[i0:i1]])
+        out = torch.empty(i1 - i0, n * (n - 1) // 2, dtype=dtype, device=xs[0].device)
+        for k, x in enumerate(xs[i0:i1]):
+            out[k] = rdm_ranks(x, triu)
+        return out
 
     return la.inner_products(vectors, len(xs), n * (n - 1) // 2, dtype, xs[0].device, m.max_memory_mb).clamp(-1, 1)
 
@@ -525,50 +619,91 @@ def pairwise_linear_regression_r2(m: Any, reps: list[Any], inputs: Any = None) -
 # --------------------------------------------------------------------------
 
 
-def knn_lists(x: Tensor, k: int) -> Tensor:
-    """``[n, k]`` indices of each input's k nearest other inputs by cosine similarity."""
-    n = x.shape[0]
-    if k >= n:
-        raise ValueError(f"k = {k} nearest neighbours need more than {k} probe inputs, got {n}")
-    norms = torch.linalg.vector_norm(x, dim=1, keepdim=True)
-    z = torch.where(norms > 0, x / norms.clamp_min(torch.finfo(x.dtype).tiny), torch.zeros_like(x))
-    sim = z @ z.T
-    sim.fill_diagonal_(-math.inf)
-    return torch.topk(sim, k, dim=1).indices
+#: cosine similarities within this of the k-th largest are tied with it (float64 rounding is ~1e-15)
+KNN_TIE_TOL = 1e-10
+
+
+class Neighbours:
+    """One representation's k-NN sets with ties split: a weight matrix ``W`` (n x n), built in row blocks.
+
+    ``W[i, j]`` is the probability that j is among i's k nearest other inputs
+    (cosine similarity) when ties are broken uniformly at random: 1 above the
+    k-th largest similarity, ``(k - above) / tied`` for the inputs tied with
+    it, 0 below; every row sums to k.  The expected overlap of two
+    independently tie-broken sets is ``<W_X[i], W_Y[i]>``, so the metrics
+    depend on the set of probe inputs only, never on their order.  A
+    constant (or zero) representation ties every input with every other and
+    scores the chance level ``k / (n - 1)`` in mutual k-NN.
+    """
+
+    def __init__(self, x: Tensor, k: int) -> None:
+        n = x.shape[0]
+        if k >= n:
+            raise ValueError(f"k = {k} nearest neighbours need more than {k} probe inputs, got {n}")
+        x64 = x.to(torch.float64)
+        norms = torch.linalg.vector_norm(x64, dim=1, keepdim=True)
+        self.z = torch.where(norms > 0, x64 / norms.clamp_min(torch.finfo(torch.float64).tiny), torch.zeros_like(x64))
+        self.k, self.n = k, n
+        self.kth = torch.empty(n, dtype=torch.float64, device=x.device)
+        self.share = torch.empty(n, dtype=torch.float64, device=x.device)
+        step = max(1, (1 << 22) // n)  # ~32 MB of similarities at a time
+        for r0 in range(0, n, step):
+            r1 = min(n, r0 + step)
+            sim = self._similarities(r0, r1)
+            kth = torch.topk(sim, k, dim=1).values[:, -1:]
+            above = (sim > kth + KNN_TIE_TOL).sum(dim=1)
+            tied = ((sim - kth).abs() <= KNN_TIE_TOL).sum(dim=1)
+            self.kth[r0:r1] = kth[:, 0]
+            self.share[r0:r1] = (k - above) / tied
+
+    def _similarities(self, r0: int, r1: int) -> Tensor:
+        sim = self.z[r0:r1] @ self.z.T
+        rows = torch.arange(r0, r1, device=sim.device)
+        sim[rows - r0, rows] = -math.inf  # an input is not its own neighbour
+        return sim
+
+    def block(self, r0: int, r1: int, dtype: torch.dtype = torch.float64) -> Tensor:
+        """Rows ``r0:r1`` of ``W``."""
+        sim = self._similarities(r0, r1)
+        kth = self.kth[r0:r1, None]
+        w = (sim > kth + KNN_TIE_TOL).to(torch.float64)
+        w += ((sim - kth).abs() <= KNN_TIE_TOL) * self.share[r0:r1, None]
+        return w.to(dtype)
 
 
 def _knn_stat(overlap: Tensor, k: int, jaccard: bool) -> Tensor:
-    o = overlap.to(torch.float64)
-    per_input = o / (2 * k - o) if jaccard else o / k
-    return per_input.mean(-1)
-
-
-def _indicator(nbrs: Tensor, n: int) -> Tensor:
-    ind = torch.zeros(n, n, dtype=torch.bool, device=nbrs.device)
-    return ind.scatter_(1, nbrs, True)
+    """Per-input overlap -> mutual (``o / k``) or Jaccard (``o / (2k - o)``) value (mean over inputs outside)."""
+    return overlap / (2 * k - overlap) if jaccard else overlap / k
 
 
 def pair_knn(m: Any, a: Any, b: Any, jaccard: bool) -> float:
     (x, y), _ = la.prepare_activations([a, b])
-    nx, ny = knn_lists(x, m.k), knn_lists(y, m.k)
-    overlap = _indicator(nx, x.shape[0]).gather(1, ny).sum(-1)
-    return float(_knn_stat(overlap, m.k, jaccard))
+    nx, ny = Neighbours(x, m.k), Neighbours(y, m.k)
+    overlap = (nx.block(0, x.shape[0]) * ny.block(0, y.shape[0])).sum(dim=1)
+    return float(_knn_stat(overlap, m.k, jaccard).mean())
 
 
 def pairwise_knn(m: Any, reps: list[Any], jaccard: bool) -> Tensor:
-    xs, _ = la.prepare_activations(reps)
-    n, count = xs[0].shape[0], len(xs)
-    nbrs = torch.stack([knn_lists(x, m.k) for x in xs])  # [M, n, k]
-    out = torch.zeros(count, count, dtype=torch.float64, device=xs[0].device)
-    # one gathered [h, n, k] bool tile per step
-    h = max(1, la.cap_elements(m.max_memory_mb, torch.float64, copies=2) // (n * m.k))
-    for i in range(count):
-        ind = _indicator(nbrs[i], n)
-        for j0 in range(i, count, h):
-            j1 = min(count, j0 + h)
-            overlap = ind.unsqueeze(0).expand(j1 - j0, n, n).gather(2, nbrs[j0:j1]).sum(-1)
-            out[i, j0:j1] = _knn_stat(overlap, m.k, jaccard)
-    return la.symmetrize_upper(out)
+    """Each model's thresholds once; the weight matrices streamed in row blocks, one GEMM per block.
+
+    Mutual k-NN is bilinear in the weights (a GEMM over whole blocks);
+    Jaccard maps each input's overlap first (a batched GEMM per row).
+    """
+    xs, dtype = la.prepare_activations(reps)
+    n = xs[0].shape[0]
+    nbrs = [Neighbours(x, m.k) for x in xs]
+
+    def block(i: int, r0: int, r1: int) -> Tensor:
+        return nbrs[i].block(r0, r1, dtype)
+
+    if jaccard:
+        k = m.k
+        total = la.row_block_products(
+            len(xs), n, block, dtype, xs[0].device, m.max_memory_mb, per_row=lambda o: _knn_stat(o, k, True)
+        )
+    else:
+        total = la.row_block_products(len(xs), n, block, dtype, xs[0].device, m.max_memory_mb) / m.k
+    return (total / n).clamp(0.0, 1.0)
 
 
 def pair_mutual_knn(m: Any, a: Any, b: Any, inputs: Any = None) -> float:

@@ -81,7 +81,22 @@ def prepare_activations(reps: Sequence[Any], min_n: int = 2) -> tuple[list[Tenso
     if n < min_n:
         raise ValueError(f"need at least {min_n} probe inputs, got {n}")
     dtype = compute_dtype(xs)
-    return [x.to(dtype) for x in xs], dtype
+    return [pow2_normalize(x.to(dtype)) for x in xs], dtype
+
+
+def pow2_normalize(x: Tensor) -> Tensor:
+    """``x`` times the power of two that brings its largest magnitude into [0.5, 1).
+
+    Every activation metric is invariant to isotropic scaling, and a power of
+    two changes no mantissa, so this is exact; it stops the squares and
+    fourth powers behind CKA, HSIC and nuclear norms from overflowing (scale
+    1e20) or underflowing (1e-20) in float32.  A zero matrix is returned as is.
+    """
+    peak = x.abs().max()
+    if not bool(peak > 0):
+        return x
+    _, exponent = torch.frexp(peak.to(torch.float64))
+    return torch.ldexp(x, torch.tensor(-int(exponent), device=x.device)).to(x.dtype)
 
 
 def prepare_inputs(inputs: Any, n: int, dtype: torch.dtype, device: torch.device) -> Tensor:
@@ -94,7 +109,7 @@ def prepare_inputs(inputs: Any, n: int, dtype: torch.dtype, device: torch.device
     x0 = check_activation(x0.reshape(x0.shape[0], -1), "inputs")
     if x0.shape[0] != n:
         raise ValueError(f"inputs have {x0.shape[0]} rows but the representations have {n}")
-    return x0.to(device=device, dtype=dtype)
+    return pow2_normalize(x0.to(device=device, dtype=dtype))
 
 
 def check_kwargs(name: str, kwargs: dict[str, Any], allowed: tuple[str, ...] = ("inputs",)) -> None:
@@ -109,14 +124,17 @@ def check_kwargs(name: str, kwargs: dict[str, Any], allowed: tuple[str, ...] = (
 
 
 def center(x: Tensor) -> Tensor:
-    """Subtract column means; columns that are exactly constant become exactly zero.
+    """Subtract column means; columns constant up to rounding become exactly zero.
 
     Rounding in the mean would otherwise leave ~eps-sized noise in a constant
-    column, which whitening (CCA) would blow up into a full direction.
+    column, which whitening (CCA) would blow up into a full direction.  A
+    column whose values differ by a few units in the last place (a collapsed
+    unit computed in different batch orders, say) is constant: its "variance"
+    is rounding, and leaving it in makes self-HSIC a random sign.
     """
     xc = x - x.mean(dim=0, keepdim=True)
     lo, hi = torch.aminmax(x, dim=0)
-    constant = lo == hi
+    constant = (hi - lo) <= 4 * torch.finfo(x.dtype).eps * torch.maximum(lo.abs(), hi.abs())
     if bool(constant.any()):
         xc[:, constant] = 0
     return xc
@@ -177,12 +195,17 @@ def row_standardize(x: Tensor) -> Tensor:
     return out
 
 
-def average_ranks(v: Tensor) -> Tensor:
-    """Ranks (0-based) of a 1-D tensor with ties given their average rank (as scipy's rankdata)."""
+def average_ranks(v: Tensor, tol: float = 0.0) -> Tensor:
+    """Ranks (0-based) of a 1-D tensor with ties given their average rank (as scipy's rankdata).
+
+    Neighbours in sorted order closer than ``tol`` are tied: values equal in
+    exact arithmetic but computed from differently placed rows differ by
+    rounding, and that noise must not decide their order.
+    """
     sorted_v, order = torch.sort(v)
     length = v.numel()
     new_group = torch.ones(length, dtype=torch.bool, device=v.device)
-    new_group[1:] = sorted_v[1:] != sorted_v[:-1]
+    new_group[1:] = (sorted_v[1:] - sorted_v[:-1]) > tol
     group = torch.cumsum(new_group, 0) - 1
     starts = torch.nonzero(new_group).flatten()
     counts = torch.diff(torch.cat([starts, torch.tensor([length], device=v.device)]))
@@ -206,23 +229,17 @@ def standardize_vector(v: Tensor) -> Tensor:
 
 
 def nuclear_norms(blocks: Tensor) -> Tensor:
-    """Nuclear norms of a batch of matrices ``[..., a, b]`` in float64.
+    """Nuclear norms of a batch of matrices ``[..., a, b]``: singular values in float64.
 
-    Via the eigenvalues of the smaller Gram matrix (faster than a batched SVD
-    on CPU); eigenvalues below the rounding level of the largest are zeroed
-    so rank-deficient blocks do not pick up ``sqrt(eps)``-sized noise.
+    An SVD of the block itself, not eigenvalues of its square: squaring
+    halves the exponent range and turns a singular value s into s^2, so
+    values below sqrt(eps) * s_max were lost and near-identical pairs came
+    out at ~1e-4 instead of ~1e-8.
     """
     b64 = blocks.to(torch.float64)
     if b64.shape[-1] == 0 or b64.shape[-2] == 0:
         return b64.new_zeros(b64.shape[:-2])
-    if b64.shape[-2] >= b64.shape[-1]:
-        gram = b64.transpose(-1, -2) @ b64
-    else:
-        gram = b64 @ b64.transpose(-1, -2)
-    ev = torch.linalg.eigvalsh(gram)
-    floor = ev[..., -1:].clamp_min(0) * (gram.shape[-1] * torch.finfo(torch.float64).eps * 4)
-    ev = torch.where(ev > floor, ev, torch.zeros_like(ev))
-    return ev.sqrt().sum(-1)
+    return torch.linalg.svdvals(b64).sum(-1)
 
 
 def frob2(x: Tensor) -> Tensor:
@@ -331,12 +348,14 @@ def inner_products(
 ) -> Tensor:
     """``out[i, j] = <v_i, v_j>`` for per-model vectors of ``length`` built on demand.
 
-    ``make_vectors(i0, i1)`` returns ``[i1 - i0, length]``.  When all vectors
-    fit under the cap they are built once; otherwise groups are rebuilt per
-    tile (compute traded for memory).
+    ``make_vectors(i0, i1)`` returns ``[i1 - i0, length]``.  When all M
+    vectors fit under the cap they are built once and multiplied in one
+    GEMM.  Otherwise groups of ``g`` (two groups fit) are built and every
+    pair of groups multiplied: a group is rebuilt about ``M / (2 g)`` times,
+    so the cap trades memory for ~``M / g`` extra builds (stated by
+    :func:`rebuild_factor`).
     """
-    budget = cap_elements(max_memory_mb, dtype, copies=3)
-    g = max(1, min(m, budget // max(1, 2 * length)))
+    g = group_size(m, length, dtype, max_memory_mb)
     out = torch.zeros(m, m, dtype=torch.float64, device=device)
     for i0 in range(0, m, g):
         i1 = min(m, i0 + g)
@@ -348,28 +367,59 @@ def inner_products(
     return symmetrize_upper(out)
 
 
+def group_size(m: int, length: int, dtype: torch.dtype, max_memory_mb: int) -> int:
+    """Models per group in :func:`inner_products`: all M if they fit the cap, else two groups' worth."""
+    size = torch.empty((), dtype=dtype).element_size()
+    budget = (int(max_memory_mb) << 20) // size
+    if m * length <= budget:
+        return max(1, m)
+    return max(1, min(m, budget // max(1, 2 * length)))
+
+
 def frob2_gram(feats: Sequence[Tensor], max_memory_mb: int) -> Tensor:
-    """``||F_i^T F_j||_F^2 = <F_i F_i^T, F_j F_j^T>`` via vectorised Gram matrices."""
+    """``||F_i^T F_j||_F^2 = <F_i F_i^T, F_j F_j^T>``, the Gram matrices streamed in row blocks."""
     n = feats[0].shape[0]
 
-    def grams(i0: int, i1: int) -> Tensor:
-        return torch.stack([(f @ f.T).reshape(-1) for f in feats[i0:i1]])
+    def block(i: int, r0: int, r1: int) -> Tensor:
+        f = feats[i]
+        return f[r0:r1] @ f[r0:].T
 
-    return inner_products(grams, len(feats), n * n, feats[0].dtype, feats[0].device, max_memory_mb)
+    return symmetric_kernel_products(len(feats), n, block, feats[0].dtype, feats[0].device, max_memory_mb)
+
+
+def route_costs(n: int, m: int, w: int) -> dict[str, float]:
+    """Multiply-adds (and elementwise passes) of the two routes for all-pairs ``||F_i^T F_j||_F^2``.
+
+    Every operation is counted, for ``m`` models of ``n x w`` features:
+
+    * feature route: the strip GEMMs cover the upper block triangle,
+      ``n (M w)(M w + w) / 2``, and squaring/summing each ``w x w`` block,
+      ``(M w)(M w + w) / 2``;
+    * Gram route: each model's Gram matrix is built once, upper triangle
+      only, ``M w n (n + 1) / 2``; weighting and copying it into the block
+      buffer, ``M n (n + 1) / 2``; the GEMM over the stacked triangles,
+      ``M^2 n (n + 1) / 2``.
+    """
+    mw = m * w
+    tri = n * (n + 1) / 2
+    return {
+        "feature": n * mw * (mw + w) / 2 + mw * (mw + w) / 2,
+        "gram": m * w * tri + m * tri + m * m * tri,
+    }
+
+
+def choose_route(n: int, m: int, w: int) -> str:
+    """The cheaper route by :func:`route_costs`."""
+    costs = route_costs(n, m, w)
+    return "feature" if costs["feature"] <= costs["gram"] else "gram"
 
 
 def frob2_auto(feats: Sequence[Tensor], max_memory_mb: int, route: str = "auto") -> Tensor:
-    """All-pairs ``||F_i^T F_j||_F^2``, by whichever of the two routes costs fewer flops.
-
-    Feature route: ``n (M w)^2 / 2`` multiply-adds.  Gram route (better for
-    wide features): ``M n^2 w + M^2 n^2 / 2``.
-    """
+    """All-pairs ``||F_i^T F_j||_F^2``, by whichever of the two routes costs fewer operations."""
     m, n = len(feats), feats[0].shape[0]
     w = max(int(f.shape[1]) for f in feats)
     if route == "auto":
-        feature_cost = n * (m * w) ** 2 / 2
-        gram_cost = m * n * n * w + m * m * n * n / 2
-        route = "feature" if feature_cost <= gram_cost else "gram"
+        route = choose_route(n, m, w)
     if route == "feature":
         return frob2_features(feats, None, max_memory_mb)
     if route == "gram":
@@ -409,4 +459,92 @@ def block_reduce(
         else:
             out[ii, jj] = values.to(torch.float64)
             out[jj, ii] = values.to(torch.float64)
+    return out
+
+
+# --------------------------------------------------------------------------
+# Streaming all-pairs inner products of per-model n x n objects
+# --------------------------------------------------------------------------
+#
+# Kernel and RDM metrics compare per-model objects with n^2 entries (a centred
+# kernel, an RDM's ranked upper triangle, a k-NN weight matrix).  Holding all
+# M of them (3.6 GB at M = 180, n = 3147) is not always possible, and
+# rebuilding them for every tile costs M^2 builds.  Instead each object is
+# produced in row blocks: block r of every model is built (each model's
+# block exactly once over the whole computation) and ``out += V_r V_r^T`` is
+# one GEMM over the stacked blocks, accumulated in float64.  Memory is the
+# block buffer, bounded by the cap for any M and n.
+
+SQRT2 = math.sqrt(2.0)
+
+
+def rows_per_block(m: int, row_length: int, dtype: torch.dtype, max_memory_mb: int) -> int:
+    """Rows per block so that ``m`` models' blocks (plus one model's temporaries) fit the cap."""
+    size = torch.empty((), dtype=dtype).element_size()
+    budget = (int(max_memory_mb) << 20) // size
+    return max(1, budget // max(1, (m + 3) * row_length))
+
+
+def symmetric_kernel_products(
+    m: int,
+    n: int,
+    block: Callable[[int, int, int], Tensor],
+    dtype: torch.dtype,
+    device: Any,
+    max_memory_mb: int,
+) -> Tensor:
+    """``out[i, j] = <K_i, K_j>_F`` for symmetric ``n x n`` kernels produced in row blocks.
+
+    ``block(i, r0, r1)`` returns rows ``r0:r1``, columns ``r0:n`` of model
+    ``i``'s kernel.  Only the upper triangle is streamed: off-diagonal
+    entries are weighted by sqrt(2) so each inner product counts them twice,
+    which halves the GEMM (``M^2 n (n+1) / 2`` multiply-adds).
+    """
+    out = torch.zeros(m, m, dtype=torch.float64, device=device)
+    c = rows_per_block(m, n, dtype, max_memory_mb)
+    for r0 in range(0, n, c):
+        r1 = min(n, r0 + c)
+        rows = torch.arange(r0, r1, device=device)[:, None]
+        cols = torch.arange(r0, n, device=device)[None, :]
+        # built in the compute dtype: a float32 sqrt(2) would bias float64 results by ~1e-8
+        weight = (cols > rows).to(dtype) * torch.tensor(SQRT2, dtype=dtype, device=device) + (cols == rows).to(dtype)
+        v = torch.empty(m, (r1 - r0) * (n - r0), dtype=dtype, device=device)
+        for i in range(m):
+            v[i] = (block(i, r0, r1) * weight).reshape(-1)
+        out += (v @ v.T).to(torch.float64)
+    return out
+
+
+def row_block_products(
+    m: int,
+    n: int,
+    block: Callable[[int, int, int], Tensor],
+    dtype: torch.dtype,
+    device: Any,
+    max_memory_mb: int,
+    per_row: Callable[[Tensor], Tensor] | None = None,
+) -> Tensor:
+    """``out[i, j] = sum_r f(<W_i[r], W_j[r]>)`` for ``n x n`` (not symmetric) objects in row blocks.
+
+    ``block(i, r0, r1)`` returns rows ``r0:r1`` of model ``i``'s object.
+    Without ``per_row`` (``f`` = identity) the sum is one GEMM per block;
+    with it, each row's ``M x M`` inner products come from a batched GEMM and
+    are mapped by ``per_row`` before summing (Jaccard needs that).
+    """
+    out = torch.zeros(m, m, dtype=torch.float64, device=device)
+    c = rows_per_block(m, n, dtype, max_memory_mb)
+    if per_row is not None:  # the [c, M, M] products need room too
+        size = torch.empty((), dtype=dtype).element_size()
+        c = max(1, min(c, ((int(max_memory_mb) << 20) // (4 * size)) // max(1, m * m)))
+    for r0 in range(0, n, c):
+        r1 = min(n, r0 + c)
+        v = torch.empty(m, r1 - r0, n, dtype=dtype, device=device)
+        for i in range(m):
+            v[i] = block(i, r0, r1)
+        if per_row is None:
+            flat = v.reshape(m, -1)
+            out += (flat @ flat.T).to(torch.float64)
+        else:
+            t = v.transpose(0, 1)  # [c, M, n]
+            out += per_row(torch.bmm(t, t.transpose(1, 2)).to(torch.float64)).sum(0)
     return out
