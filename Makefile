@@ -20,7 +20,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/simbench run suites/quick.toml
+	# the leaderboard goes into the run directory; only `make publish` writes leaderboards/
+	$(VENV)/bin/simbench run quick
 
 test: $(STAMP)
 	$(PY) -m pytest -q

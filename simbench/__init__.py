@@ -12,10 +12,17 @@ Importing this package is cheap (no torch); plugin authors need only::
     @simbench.hookimpl
     def register_metrics(register):
         register(MyMetric)
+
+and notebooks (``docs/api.md``)::
+
+    simbench.register_metric(MyMetric)          # no entry point needed
+    res = simbench.run("quick", overrides={"metrics": [{"name": "my_metric"}]})
+    res.leaderboard                             # a pandas DataFrame
 """
 
 from __future__ import annotations
 
+from .api import Results, list_suites, load, register, register_metric, run
 from .errors import ParamError
 from .hookspecs import hookimpl
 from .types import (
@@ -50,9 +57,15 @@ __all__ = [
     "ProbeSet",
     "Record",
     "RunContext",
+    "Results",
     "RunView",
     "Split",
     "Zoo",
     "__version__",
     "hookimpl",
+    "list_suites",
+    "load",
+    "register",
+    "register_metric",
+    "run",
 ]

@@ -49,13 +49,14 @@ def cli(ctx: click.Context, plugins: tuple[str, ...]) -> None:
     """simbench: benchmark neural-network similarity metrics against what models do.
 
     \b
-    simbench run suites/quick.toml        run a suite, write its leaderboard
+    simbench run quick                    run a shipped suite (or a path), write its leaderboard
     simbench validate SUITE               check a suite without running it
     simbench list metrics [--json]        registered metrics (zoos, perturbations, ...)
     simbench plugins                      loaded plugins and what they registered
     simbench leaderboard RUN_DIR          render a finished run's leaderboard
     simbench publish [RUNS...]            every suite's leaderboard + index.html
     simbench show mnist_c --out g.png     a picture of a perturbation's variants
+    simbench new metric NAME              a metric plugin package with its conformance test
     """
     ctx.ensure_object(dict)
     ctx.obj["plugins"] = plugins
@@ -72,60 +73,86 @@ def cli(ctx: click.Context, plugins: tuple[str, ...]) -> None:
               help="Stage cache (default .simbench-cache or $SIMBENCH_CACHE_DIR).")
 @click.option("--no-cache", is_flag=True, help="Recompute every stage (finished cells still resume).")
 @click.option("--fresh", is_flag=True, help="Delete the run directory first instead of resuming.")
-@click.option("--leaderboard-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("leaderboards"),
-              show_default=True, help="Where the leaderboard is written.")
+@click.option("--leaderboard-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where the leaderboard is written (default RUN_DIR/leaderboard; only `publish` writes leaderboards/).")
 @click.option("--no-leaderboard", is_flag=True, help="Do not write leaderboard files.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or tables.")
+@click.option("--verbose", "-v", is_flag=True, help="Also print what plugins log (e.g. per-epoch training loss).")
 @click.pass_context
 def run(ctx: click.Context, suite_file: Path, plugins: tuple[str, ...], overrides: tuple[str, ...],
-        run_dir: Path | None, cache_dir: Path | None, no_cache: bool, fresh: bool, leaderboard_dir: Path,
-        no_leaderboard: bool, quiet: bool) -> None:
-    """Run SUITE: train/load the zoo, probe, measure, benchmark, write the leaderboard."""
-    import shutil
+        run_dir: Path | None, cache_dir: Path | None, no_cache: bool, fresh: bool, leaderboard_dir: Path | None,
+        no_leaderboard: bool, quiet: bool, verbose: bool = False) -> None:
+    """Run SUITE: train/load the zoo, probe, measure, benchmark, write the leaderboard.
 
+    Rerunning the same command resumes a killed or interrupted run.  At the
+    end a short summary (80 columns) is printed; everything else is in the
+    files.  Exit status 2: a mistake in the suite or command; 3: a resource
+    problem (directory not writable, disk full, run already in progress) or
+    a failed dataset/zoo.
+    """
     from . import leaderboard
-    from .runner import Runner, default_run_dir
+    from .results import check_fresh_target
+    from .runner import Runner, default_run_dir, summary_lines
     from .suite import load_suite
 
     registry = _registry(ctx, plugins)
-    suite = load_suite(suite_file, registry, overrides)
+    suite = load_suite(resolve_suite(suite_file), registry, overrides)
     run_dir = run_dir or default_run_dir(suite)
-    if fresh and run_dir.exists():
-        shutil.rmtree(run_dir)
+    if fresh:
+        check_fresh_target(run_dir, suite.path)  # refused before anything else happens
     console = _console()
+    plain = not console.is_terminal
+    say = (lambda text: click.echo(text)) if plain else console.print
     if not quiet:
-        console.print(f"[bold]simbench[/] running suite [cyan]{suite.name}[/] -> {run_dir}")
+        say(f"simbench: running suite {suite.name} -> {run_dir}")
     runner = Runner(suite, registry, run_dir, cache_dir=cache_dir, console=console, quiet=quiet,
-                    use_cache=not no_cache)
-    result = runner.run()
+                    use_cache=not no_cache, fresh=fresh, verbose=verbose, plain=plain)
+    try:
+        result = runner.run()
+    except KeyboardInterrupt:
+        again = " ".join(a for a in sys.argv[1:] if a != "--fresh") if sys.argv[1:] else f"run {suite_file}"
+        click.echo(f"interrupted; finished cells are kept in {run_dir}. To resume: simbench {again}", err=True)
+        sys.exit(130)
     if not quiet:
-        console.print(f"cells computed {runner.computed}, reused {runner.reused}; "
-                      f"cache hits {runner.cache.hits}, misses {runner.cache.misses}")
+        say(f"cells computed {runner.computed}, reused {runner.reused}; "
+            f"cache hits {runner.cache.hits}, misses {runner.cache.misses}")
+    written = []
     if not no_leaderboard:
-        written = leaderboard.render(result.path, leaderboard_dir, registry)
-        if not quiet:
-            _, tables, _ = leaderboard.build_tables(result, registry)
-            if tables:
-                console.print(leaderboard.rich_table(tables[0]))
-            console.print("wrote " + ", ".join(str(p) for p in written if p.suffix in {".md", ".csv", ".json"}))
+        written = leaderboard.render(result.path, leaderboard_dir or result.path / "leaderboard", registry)
+    if not quiet:
+        width = min(80, console.width) if not plain else 80
+        for line in summary_lines(result, registry, width):
+            click.echo(line)
+        for path in written:
+            if path.suffix in {".md", ".csv", ".json"}:
+                click.echo(f"wrote {path}")
+        click.echo(f"results: {result.path}")
 
 
 @cli.command()
 @click.argument("suite_file", metavar="SUITE", type=click.Path(dir_okay=False, path_type=Path))
 @plugin_option
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a suite value.")
+@click.option("--no-data", is_flag=True, help="Do not load the dataset (skips the data, layer and size checks).")
 @click.pass_context
-def validate(ctx: click.Context, suite_file: Path, plugins: tuple[str, ...], overrides: tuple[str, ...]) -> None:
-    """Resolve every name and parameter of SUITE without running anything."""
+def validate(ctx: click.Context, suite_file: Path, plugins: tuple[str, ...], overrides: tuple[str, ...],
+             no_data: bool = False) -> None:
+    """Check SUITE without training: names, parameters, data files, data reachable offline, layers, size."""
     from .suite import load_suite
 
-    suite = load_suite(suite_file, _registry(ctx, plugins), overrides)
+    suite = load_suite(resolve_suite(suite_file), _registry(ctx, plugins), overrides)
+    estimate = None
+    if not no_data:
+        from .runner import load_data_offline, preflight
+
+        estimate = preflight(suite, load_data_offline(suite))
     n_models = len(suite.zoo.obj.specs())
     variants = ["clean"] + [v for u in suite.perturbations if u.obj.target == "input" for v in u.obj.variants()]
+    size = f", about {estimate.gigabytes:.2g} GB" if estimate is not None else ""
     click.echo(
         f"{suite_file}: ok — suite {suite.name!r}: {n_models} models ({suite.zoo.name}), "
         f"{len(variants)} probe sets, {len(suite.metrics)} metrics, "
-        f"benchmarks {', '.join(u.label for u in suite.benchmarks)}"
+        f"benchmarks {', '.join(u.label for u in suite.benchmarks)}{size}"
     )
 
 
@@ -150,9 +177,11 @@ def _describe(entry: Any) -> dict[str, Any]:
     return info
 
 
-def _suite_files() -> list[Path]:
-    root = Path(os.environ.get(SUITES_ENV, "suites"))
-    return sorted(root.glob("*.toml")) if root.is_dir() else []
+def resolve_suite(arg: str | Path) -> Path:
+    """A SUITE argument, a path or the name of a shipped suite, as a file (see :func:`simbench.api.resolve_suite`)."""
+    from .api import resolve_suite as resolve
+
+    return resolve(arg)
 
 
 @cli.command("list")
@@ -164,20 +193,17 @@ def _suite_files() -> list[Path]:
 def list_cmd(ctx: click.Context, what: str | None, plugins: tuple[str, ...], as_json: bool) -> None:
     """List registered plugins of one kind (default: all kinds), or the shipped suites."""
     if what == "suites":
-        rows = []
-        for path in _suite_files():
-            try:
-                doc = tomllib.loads(path.read_text())
-                meta = doc.get("suite", {})
-                rows.append({"name": meta.get("name", path.stem), "path": str(path),
-                             "description": meta.get("description", "")})
-            except (tomllib.TOMLDecodeError, OSError) as exc:
-                rows.append({"name": path.stem, "path": str(path), "description": f"(unreadable: {exc})"})
+        from .api import list_suites
+
+        rows = list_suites()  # $SIMBENCH_SUITES_DIR first, then the suites shipped with simbench
         if as_json:
             click.echo(json.dumps(rows, indent=1))
         else:
             for r in rows:
-                click.echo(f"{r['name']:<24} {r['path']:<36} {r['description']}")
+                text = r["description"] if len(r["description"]) <= 56 else r["description"][:55] + "…"
+                click.echo(f"{r['name']:<22} {text}")  # 80 columns; --json has the whole description
+            if rows:
+                click.echo("run one by name (simbench run quick) or by path; --json shows where each file is")
         return
     registry = _registry(ctx, plugins)
     kinds = [KINDS[what]] if what else list(PLURAL)
@@ -221,33 +247,69 @@ def plugins(ctx: click.Context, plugins: tuple[str, ...], as_json: bool) -> None
 @click.argument("run_dirs", metavar="RUN_DIR...", nargs=-1, required=True,
                 type=click.Path(file_okay=False, path_type=Path))
 @plugin_option
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("leaderboards"),
-              show_default=True, help="Output directory.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Output directory, everything is written inside it (default: RUN_DIR/leaderboard).")
 @click.pass_context
-def leaderboard(ctx: click.Context, run_dirs: tuple[Path, ...], plugins: tuple[str, ...], out: Path) -> None:
-    """Render leaderboard tables (md, csv, json, plots) from finished run directories."""
+def leaderboard(ctx: click.Context, run_dirs: tuple[Path, ...], plugins: tuple[str, ...], out: Path | None) -> None:
+    """Render leaderboard tables (md, csv, json, plots) from finished run directories into --out.
+
+    A run with --set overrides is written as <suite>+<hash8>, like `publish` does.
+    """
     from . import leaderboard as lb
+    from .results import RunDir
 
     registry = _registry(ctx, plugins)
     for run_dir in run_dirs:
         if not run_dir.is_dir():
             raise UserError(f"{run_dir}: no such run directory")
-        for path in lb.render(run_dir, out, registry):
+        problems: list[str] = []
+        name = lb.published_name(RunDir(run_dir).read_manifest())
+        for path in lb.render(run_dir, out or run_dir / "leaderboard", registry, name=name, problems=problems):
             click.echo(f"wrote {path}")
+        for problem in problems:
+            click.echo(f"warning: {run_dir}: {problem}", err=True)
+
+
+def _renames(values: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for text in values:
+        old, sep, new = text.partition("=")
+        if not sep or not old or not new:
+            raise UserError(f"--rename {text}: expected OLD=NEW, e.g. --rename quick+1a2b3c4d=quick-2seeds")
+        out[old] = new
+    return out
 
 
 @cli.command()
 @click.argument("paths", metavar="RUNS...", nargs=-1, type=click.Path(file_okay=False, path_type=Path))
 @plugin_option
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("leaderboards"),
-              show_default=True, help="Output directory.")
+              show_default=True, help="Output directory (everything is written inside it).")
+@click.option("--allow-dirty", is_flag=True,
+              help="Also publish runs made from a source tree with uncommitted changes.")
+@click.option("--rename", "renames", multiple=True, metavar="OLD=NEW",
+              help="Publish a run under another name, e.g. quick+1a2b3c4d=quick-2seeds (never a shipped suite's).")
 @click.pass_context
-def publish(ctx: click.Context, paths: tuple[Path, ...], plugins: tuple[str, ...], out: Path) -> None:
-    """Render the latest run of every suite under RUNS (default: runs/) plus index.html and README.md."""
+def publish(ctx: click.Context, paths: tuple[Path, ...], plugins: tuple[str, ...], out: Path, allow_dirty: bool,
+            renames: tuple[str, ...]) -> None:
+    """Render the latest run of every suite under RUNS (default: runs/) plus index.html and README.md.
+
+    \b
+    A run with --set overrides is published as <suite>+<hash8>, never under
+    the suite's own name. Runs from a modified source tree are skipped unless
+    --allow-dirty; every skipped run is listed with the reason.
+    """
     from . import leaderboard as lb
 
-    written = lb.publish(list(paths) or [Path("runs")], out, _registry(ctx, plugins))
-    click.echo(f"wrote {len(written)} files to {out} (index.html, README.md and one leaderboard per suite)")
+    report = lb.publish(list(paths) or [Path("runs")], out, _registry(ctx, plugins), allow_dirty=allow_dirty,
+                        rename=_renames(renames))
+    for name, run in report.published.items():
+        click.echo(f"published {name} from {run}")
+    for run, why in report.skipped:
+        click.echo(f"skipped {run}: {why}", err=True)
+    for problem in report.problems:
+        click.echo(f"warning: {problem}", err=True)
+    click.echo(f"wrote {len(report.written)} files to {out} (index.html, README.md and one leaderboard per suite)")
 
 
 @cli.command()
@@ -293,6 +355,25 @@ def show(ctx: click.Context, perturbation: str, plugins: tuple[str, ...], params
     click.echo(f"wrote {path}")
 
 
+@cli.group()
+def new() -> None:
+    """Start a plugin package: simbench new metric NAME."""
+
+
+@new.command("metric")
+@click.argument("name")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("."), show_default=True,
+              help="Directory in which simbench-NAME/ is created.")
+def new_metric(name: str, out: Path) -> None:
+    """Write simbench-NAME/: a metric plugin package with its entry point and conformance test."""
+    from .scaffold import new_metric as write
+
+    files = write(name, out)
+    root = files[0].parent
+    click.echo(f"wrote {root}/ ({', '.join(str(f.relative_to(root)) for f in files)})")
+    click.echo(f"next: cd {root} && pip install -e '.[dev]' && pytest")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: user mistakes print one line and exit 2, never a traceback."""
     try:
@@ -309,6 +390,13 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("interrupted; rerun the same command to resume", err=True)
         sys.exit(130)
+    except OSError as exc:  # disk full, read-only or vanished directory: one line, exit 3
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        click.echo(f"error: {where}{exc.strerror or exc}", err=True)
+        sys.exit(3)
+    except RecursionError:
+        click.echo("error: input nested too deeply", err=True)
+        sys.exit(2)
 
 
 if __name__ == "__main__":  # pragma: no cover

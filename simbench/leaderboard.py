@@ -2,15 +2,33 @@
 
 Each benchmark plugin turns its own records into tables (and plots); this
 module adds provenance and the core's own tables (failures, compute time)
-and writes ``<suite>.md``, ``<suite>.csv`` (the headline table) and
-``<suite>.json`` (everything, numbers as numbers).
+and writes ``<name>.md``, ``<name>.csv`` (the headline table) and
+``<name>.json`` (everything, numbers as numbers, with ``schema_version``;
+see ``docs/results.md``).
+
+Three rules keep what is written honest and contained:
+
+* everything goes under the output directory: names read from manifests are
+  sanitised (:func:`safe_name`) and no path component below the output
+  directory may be a symbolic link (:func:`_target`);
+* a run with ``--set`` overrides is published as ``<suite>+<hash8>``, never
+  under the suite's own name (:func:`published_name`);
+* one benchmark's ``tables``/``plots`` raising is recorded as a one-line
+  problem and the other benchmarks, suites and ``publish`` go on.
 """
 
 from __future__ import annotations
 
+import html
 import inspect
 import json
+import logging
 import math
+import re
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,25 +37,144 @@ from .registry import Registry
 from .results import RunDir
 from .types import Benchmark, ModelSpec, RunView, Table
 
+log = logging.getLogger("simbench.leaderboard")
+
+#: Version of the leaderboard JSON layout (``docs/results.md``); bump it when a key changes meaning.
+SCHEMA_VERSION = 1
+#: ``index.html`` without its images must stay below this many bytes (images are separate files).
+PAGE_BUDGET_BYTES = 2_000_000
+_SAFE_RE = re.compile(r"[^A-Za-z0-9_.+-]+")
+
+
+# ----------------------------------------------------------------------------
+# Names, paths and text that came from a manifest: never trusted
+# ----------------------------------------------------------------------------
+
+
+def safe_name(name: Any, fallback: str = "suite") -> str:
+    """A file-name stem from a manifest value: no separators, no leading dots, at most 100 characters."""
+    text = _SAFE_RE.sub("_", str(name or "")).strip("._") or fallback
+    return text[:100]
+
+
+def _target(out: Path, *parts: str) -> Path:
+    """``out/parts...`` after checking that no component below ``out`` is a symbolic link.
+
+    ``out`` itself may be a link (the user chose it); below it simbench writes
+    only real files and directories, so a planted link cannot redirect a write.
+    """
+    path = out
+    for part in parts:
+        if part in ("", ".", "..") or "/" in part or "\\" in part:
+            raise UserError(f"{out}: refusing to write {part!r} (not a plain file name)")
+        path = path / part
+        if path.is_symlink():
+            raise UserError(f"{path}: is a symbolic link; simbench does not write through links (remove it)")
+    return path
+
+
+def _write_text(out: Path, name: str, text: str) -> Path:
+    path = _target(out, name)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+_SEEDS = {
+    "000": "the astronomy out-of-distribution study (robust networks learn similar representations)",
+    "001": "the weight-CKA calibration paper",
+    "002": "the mixed-survey galaxy-morphology study",
+    "003": "the paper on the inadequacy of CKA",
+    "004": "the feature-contamination paper",
+}
+_SEED_RE = re.compile(r"\b[Ss]eed (00\d)('s)?(?:\s*(§\s*[\d.]+(?:\s*[-–]\s*[\d.]+)?))?")
+
+
+def plain_words(text: Any) -> str:
+    """Replace our internal "Seed 001 §3.2" references by what a reader knows: the paper and its section."""
+
+    def repl(match: re.Match[str]) -> str:
+        name = _SEEDS.get(match.group(1), f"reference {match.group(1)}")
+        section = match.group(3)
+        if section:
+            name += f", section {section.lstrip('§').strip()}"
+        return name + ("'s" if match.group(2) else "")
+
+    out = _SEED_RE.sub(repl, str(text))
+    return out[:1].upper() + out[1:] if str(text)[:1].isupper() else out
+
+
+def md_text(value: Any) -> str:
+    """A user-supplied string made inert in markdown: HTML escaped, newlines folded, pipes escaped."""
+    text = html.escape(str(value), quote=False)
+    text = re.sub(r"[\r\n\u2028\u2029]+", " ", text)
+    return text.replace("|", "\\|").replace("`", "'")
+
+
+# ----------------------------------------------------------------------------
+# Provenance and names
+# ----------------------------------------------------------------------------
+
+
+def _revision(manifest: Mapping[str, Any]) -> str:
+    """simbench's own revision as the manifest records it (newer manifests), else the older ``git_revision``."""
+    for key in ("simbench_revision", "simbench_git_revision"):
+        value = manifest.get(key)
+        if isinstance(value, Mapping):
+            value = value.get("revision") or value.get("sha")
+        if value:
+            return str(value)
+    prov = manifest.get("provenance")
+    if isinstance(prov, Mapping) and prov.get("simbench_revision"):
+        return str(prov["simbench_revision"])
+    return str(manifest.get("git_revision") or "unknown")
+
+
+def is_dirty(manifest: Mapping[str, Any]) -> bool:
+    """Whether the run came from a source tree with uncommitted changes."""
+    if manifest.get("dirty") is True or manifest.get("simbench_dirty") is True:
+        return True
+    return _revision(manifest).endswith("-dirty")
+
 
 def provenance(manifest: dict[str, Any]) -> dict[str, Any]:
-    suite = manifest.get("suite", {})
+    """Where a run came from, read from whatever its manifest records (older manifests lack some keys)."""
+    suite = manifest.get("suite", {}) if isinstance(manifest.get("suite"), Mapping) else {}
+    data = manifest.get("data", {}) if isinstance(manifest.get("data"), Mapping) else {}
+    probe_sets = manifest.get("probe_sets", {}) if isinstance(manifest.get("probe_sets"), Mapping) else {}
     return {
         "suite": suite.get("name"),
+        "published_name": published_name(manifest),
         "suite_path": suite.get("path"),
         "description": suite.get("description", ""),
         "suite_sha256": suite.get("sha256"),
-        "overrides": suite.get("overrides", []),
-        "dataset": manifest.get("data", {}),
+        "overrides": list(suite.get("overrides", []) or []),
+        "dataset": dict(data),
+        "data_fingerprint": manifest.get("data_fingerprint") or data.get("fingerprint"),
         "zoo": manifest.get("zoo", {}),
         "n_models": manifest.get("n_models"),
-        "probe_sets": {k: v.get("n") for k, v in manifest.get("probe_sets", {}).items()},
+        "probe_sets": {k: (v.get("n") if isinstance(v, Mapping) else v) for k, v in probe_sets.items()},
         "simbench_version": manifest.get("simbench_version"),
+        "simbench_revision": _revision(manifest),
         "git_revision": manifest.get("git_revision"),
+        "dirty": is_dirty(manifest),
         "device": manifest.get("device"),
         "seed": manifest.get("seed"),
         "finished": manifest.get("finished"),
     }
+
+
+def published_name(manifest: Mapping[str, Any]) -> str:
+    """The suite's name, or ``<name>+<hash8>`` for a run with ``--set`` overrides (a different experiment)."""
+    suite = manifest.get("suite", {}) if isinstance(manifest.get("suite"), Mapping) else {}
+    name = safe_name(suite.get("name"))
+    if suite.get("overrides"):
+        return f"{name}+{str(suite.get('sha256') or '0' * 8)[:8]}"
+    return name
+
+
+# ----------------------------------------------------------------------------
+# Tables
+# ----------------------------------------------------------------------------
 
 
 def _core_tables(run: RunDir, frame: Any) -> list[Table]:
@@ -63,21 +200,40 @@ def _core_tables(run: RunDir, frame: Any) -> list[Table]:
     return tables
 
 
-def build_tables(run: RunDir, registry: Registry | None) -> tuple[dict[str, Any], list[Table], Any]:
-    """The provenance, all tables and the records of a finished run."""
+def _problem(problems: list[str] | None, message: str) -> None:
+    log.warning(message)
+    if problems is not None:
+        problems.append(message)
+
+
+def _benchmark_class(registry: Registry | None, name: str) -> type[Benchmark] | None:
+    if registry is None:
+        return None
+    try:
+        return registry.get("benchmark", name)
+    except PluginError:  # uninstalled since the run: its records stay readable
+        return None
+
+
+def build_tables(run: RunDir, registry: Registry | None,
+                 problems: list[str] | None = None) -> tuple[dict[str, Any], list[Table], Any]:
+    """The provenance, all tables and the records of a finished run.
+
+    A benchmark whose ``tables`` raises contributes no tables; the failure is
+    appended to ``problems`` (one line) and the other benchmarks go on.
+    """
     manifest = run.read_manifest()
     frame = run.results()
     tables: list[Table] = []
     benchmarks = manifest.get("benchmarks", {})
     for label, info in benchmarks.items():
         records = frame[(frame["kind"] == "benchmark") & (frame["benchmark"] == label)]
-        cls: type[Benchmark] = Benchmark
-        if registry is not None:
-            try:
-                cls = registry.get("benchmark", info["name"])
-            except PluginError:
-                cls = Benchmark
-        benchmark_tables = cls.tables(records) if len(records) else []
+        cls = _benchmark_class(registry, info.get("name", label)) or Benchmark
+        try:
+            benchmark_tables = list(cls.tables(records)) if len(records) else []
+        except Exception as exc:  # a broken report must not hide the others
+            _problem(problems, f"benchmark {label!r}: tables failed: {type(exc).__name__}: {exc}")
+            continue
         if len(benchmarks) > 1:
             benchmark_tables = [Table(f"{label}.{t.key}", f"{label}: {t.title}", t.frame, t.caption)
                                 for t in benchmark_tables]
@@ -93,14 +249,15 @@ def _fmt(value: Any) -> str:
         if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e5):
             return f"{value:.2e}"
         return f"{value:.3f}"
-    return str(value).replace("|", "\\|")
+    return str(value)
 
 
 def markdown_table(frame: Any) -> str:
+    """A GitHub markdown table; every cell and header is made inert (:func:`md_text`)."""
     cols = list(frame.columns)
-    lines = ["| " + " | ".join(str(c) for c in cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    lines = ["| " + " | ".join(md_text(c) for c in cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     for row in frame.itertuples(index=False):
-        lines.append("| " + " | ".join(_fmt(v) for v in row) + " |")
+        lines.append("| " + " | ".join(md_text(_fmt(v)) for v in row) + " |")
     return "\n".join(lines)
 
 
@@ -133,70 +290,108 @@ def _call_plots(cls: Any, records: Any, plot_dir: Path, view: RunView) -> list[A
     return cls.plots(records, plot_dir, run=view) if takes_run else cls.plots(records, plot_dir)
 
 
-def render(run_path: str | Path, out_dir: str | Path, registry: Registry | None) -> list[Path]:
-    """Write ``<suite>.md|.csv|.json`` (and plots) for one run; return the written paths."""
+def _render_plots(run: RunDir, frame: Any, manifest: dict[str, Any], registry: Registry | None, out: Path,
+                  stem: str, problems: list[str] | None) -> list[Path]:
+    """Plots of every benchmark, drawn in a private temporary directory and copied into ``out/<stem>_plots``.
+
+    Drawing elsewhere first means a plugin cannot write outside ``out`` through
+    our directory, and only the regular files it reports are published.
+    """
+    if registry is None:
+        return []
+    view = run_view(frame, manifest, registry)
+    plot_dir = _target(out, f"{stem}_plots")
+    if plot_dir.is_dir():  # stale plots of an earlier publish would be shown as this run's
+        for old in plot_dir.iterdir():
+            if old.is_file() or old.is_symlink():
+                old.unlink()
+    written: list[Path] = []
+    for label, info in manifest.get("benchmarks", {}).items():
+        cls = _benchmark_class(registry, info.get("name", label))
+        records = frame[(frame["kind"] == "benchmark") & (frame["benchmark"] == label)]
+        if cls is None or not len(records):
+            continue
+        with tempfile.TemporaryDirectory(prefix="simbench-plots-") as tmp:
+            try:
+                produced = [Path(p) for p in _call_plots(cls, records, Path(tmp), view)]
+            except Exception as exc:  # a broken figure must not hide the tables
+                _problem(problems, f"benchmark {label!r}: plots failed: {type(exc).__name__}: {exc}")
+                continue
+            root = Path(tmp).resolve()
+            for src in produced:
+                if src.is_symlink() or not src.is_file() or root not in src.resolve().parents:
+                    continue
+                plot_dir.mkdir(parents=True, exist_ok=True)
+                dest = _target(out, f"{stem}_plots", safe_name(src.name, "plot.png"))
+                shutil.copyfile(src, dest)
+                written.append(dest)
+    return written
+
+
+def render(run_path: str | Path, out_dir: str | Path, registry: Registry | None, name: str | None = None,
+           problems: list[str] | None = None) -> list[Path]:
+    """Write ``<name>.md|.csv|.json`` (and plots) for one run; return the written paths.
+
+    ``name`` defaults to the suite's (sanitised) name; ``problems`` collects one
+    line per benchmark report that failed.
+    """
     run = RunDir(run_path)
-    prov, tables, frame = build_tables(run, registry)
+    problems = [] if problems is None else problems
+    prov, tables, frame = build_tables(run, registry, problems)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    stem = prov["suite"]
+    stem = safe_name(name or prov["suite"])
     written: list[Path] = []
-
-    plot_paths: list[Path] = []
     manifest = run.read_manifest()
-    view = run_view(frame, manifest, registry)
-    if registry is not None:
-        for label, info in manifest.get("benchmarks", {}).items():
-            try:
-                cls = registry.get("benchmark", info["name"])
-            except PluginError:
-                continue
-            records = frame[(frame["kind"] == "benchmark") & (frame["benchmark"] == label)]
-            if len(records):
-                plot_dir = out / f"{stem}_plots"
-                plot_paths.extend(Path(p) for p in _call_plots(cls, records, plot_dir, view))
+    plot_paths = _render_plots(run, frame, manifest, registry, out, stem, problems)
 
-    md = [f"# Leaderboard: {stem}", "",
-          "_Generated by `simbench leaderboard` from a run directory; do not edit by hand._", ""]
+    md = [f"# Leaderboard: {md_text(stem)}", "",
+          "_Generated by `simbench` from a run directory; do not edit by hand._", ""]
     if prov["description"]:
-        md += [f"**{prov['description']}**", ""]
-    md.append(f"- suite: `{prov['suite_path']}` (sha256 `{(prov['suite_sha256'] or '')[:12]}`)"
-              + (f", overrides {prov['overrides']}" if prov["overrides"] else ""))
-    md.append(f"- data: `{prov['dataset'].get('name')}` {json.dumps(prov['dataset'].get('params', {}))}")
-    md.append(f"- zoo: `{prov['zoo'].get('name')}`, {prov['n_models']} models")
-    md.append(f"- probe sets: {', '.join(f'{k} ({v})' for k, v in prov['probe_sets'].items())}")
-    md.append(f"- simbench {prov['simbench_version']}, git `{prov['git_revision']}`, device {prov['device']}, "
-              f"seed {prov['seed']}, finished {prov['finished']}")
+        md += [f"**{md_text(plain_words(prov['description']))}**", ""]
+    if stem != safe_name(prov["suite"]):
+        md += [f"_A variant of suite `{md_text(prov['suite'])}`, not the suite as shipped._", ""]
+    md.append(f"- suite: `{md_text(prov['suite_path'])}` (sha256 `{md_text((prov['suite_sha256'] or '')[:12])}`)"
+              + (f", overrides {md_text(prov['overrides'])}" if prov["overrides"] else ""))
+    dataset = prov["dataset"]
+    md.append(f"- data: `{md_text(dataset.get('name'))}` {md_text(json.dumps(dataset.get('params', {})))}"
+              + (f", fingerprint `{md_text(str(prov['data_fingerprint'])[:16])}`" if prov["data_fingerprint"] else ""))
+    md.append(f"- zoo: `{md_text(prov['zoo'].get('name') if isinstance(prov['zoo'], Mapping) else prov['zoo'])}`, "
+              f"{md_text(prov['n_models'])} models")
+    md.append(f"- probe sets: {', '.join(f'{md_text(k)} ({md_text(v)})' for k, v in prov['probe_sets'].items())}")
+    md.append(f"- simbench {md_text(prov['simbench_version'])}, revision `{md_text(prov['simbench_revision'])}`, "
+              f"device {md_text(prov['device'])}, seed {md_text(prov['seed'])}, finished {md_text(prov['finished'])}")
     md.append("")
+    if problems:
+        md += ["## Report problems", ""] + [f"- {md_text(p)}" for p in problems] + [""]
     for table in tables:
-        md += [f"## {table.title}", ""]
+        md += [f"## {md_text(plain_words(table.title))}", ""]
         if table.caption:
-            md += [table.caption, ""]
+            md += [md_text(plain_words(table.caption)), ""]
         md += [markdown_table(table.frame), ""]
     if plot_paths:
         md += ["## Plots", ""]
-        md += [f"![{p.stem}]({p.relative_to(out).as_posix()})" for p in plot_paths]
+        md += [f"![{md_text(p.stem)}]({p.parent.name}/{p.name})" for p in plot_paths]
         md.append("")
-    md_path = out / f"{stem}.md"
-    md_path.write_text("\n".join(md))
-    written.append(md_path)
+    written.append(_write_text(out, f"{stem}.md", "\n".join(md)))
 
     if tables:
-        csv_path = out / f"{stem}.csv"
+        csv_path = _target(out, f"{stem}.csv")
         tables[0].frame.to_csv(csv_path, index=False)
         written.append(csv_path)
     payload = {
+        "schema_version": SCHEMA_VERSION,
+        "name": stem,
         "provenance": prov,
         "tables": [
             {"key": t.key, "title": t.title, "caption": t.caption, "columns": [str(c) for c in t.frame.columns],
              "rows": [[_json_value(v) for v in row] for row in t.frame.itertuples(index=False)]}
             for t in tables
         ],
-        "plots": [p.relative_to(out).as_posix() for p in plot_paths],
+        "plots": [f"{p.parent.name}/{p.name}" for p in plot_paths],
+        "problems": list(problems),
     }
-    json_path = out / f"{stem}.json"
-    json_path.write_text(json.dumps(payload, indent=1, default=str))
-    written.append(json_path)
+    written.append(_write_text(out, f"{stem}.json", json.dumps(payload, indent=1, default=str)))
     return written + plot_paths
 
 
@@ -217,101 +412,243 @@ def rich_table(table: Table, max_rows: int = 30) -> Any:
 # ----------------------------------------------------------------------------
 
 _CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1200px;
-padding:0 1rem;color:#222}
-h1{border-bottom:2px solid #333}h2{margin-top:2.5rem;border-bottom:1px solid #aaa}
-table{border-collapse:collapse;margin:0.5rem 0 1.5rem;font-size:0.85rem}
-th,td{border:1px solid #ccc;padding:0.2rem 0.5rem;text-align:right}th{background:#f0f0f0}
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;
+padding:0 1rem;color:#222;line-height:1.45}
+h1{border-bottom:2px solid #333}h2{margin-top:3rem;border-bottom:1px solid #aaa}
+.scroll{overflow-x:auto;max-width:100%;margin:0.5rem 0 1.5rem;border:1px solid #eee}
+table{border-collapse:collapse;font-size:0.85rem}
+th,td{border:1px solid #ccc;padding:0.2rem 0.5rem;text-align:right;white-space:nowrap}th{background:#f0f0f0}
 td:first-child,th:first-child{text-align:left}.prov{font-size:0.85rem;color:#555}
-.caption{font-style:italic;color:#555}img{max-width:100%;border:1px solid #ddd;margin:0.5rem 0}
-nav a{margin-right:1rem}
+.caption{font-style:italic;color:#555}.problem{color:#a00}
+table.summary td{white-space:normal;text-align:left;vertical-align:top}
+figure{margin:1rem 0}figure img{width:100%;height:auto;border:1px solid #ddd}
+figcaption{font-size:0.8rem;color:#555}nav a{margin-right:1rem}
 """
 
 
-def find_runs(paths: list[Path]) -> list[Path]:
-    """Finished run directories under the given paths (a path may itself be a run directory)."""
+def find_runs(paths: Sequence[Path], skipped: list[tuple[Path, str]] | None = None) -> list[Path]:
+    """Finished run directories under the given paths (a path may itself be a run directory).
+
+    Unfinished runs (a manifest but no ``results.parquet``) are appended to
+    ``skipped`` with the reason.
+    """
     runs = []
     for path in paths:
+        path = Path(path)
         candidates = [path] if (path / "manifest.json").exists() else sorted(p.parent for p in path.glob("*/manifest.json"))
-        runs.extend(c for c in candidates if (c / "results.parquet").exists())
+        for candidate in candidates:
+            if (candidate / "results.parquet").exists():
+                runs.append(candidate)
+            elif skipped is not None:
+                skipped.append((candidate, "not finished (no results.parquet; rerun it to resume)"))
     return runs
 
 
 def latest_per_suite(runs: list[Path]) -> dict[str, Path]:
-    """For each suite name, the most recently finished run."""
+    """For each published name (:func:`published_name`), the most recently finished run."""
     best: dict[str, tuple[str, Path]] = {}
     for run in runs:
         manifest = RunDir(run).read_manifest()
-        name, finished = manifest["suite"]["name"], manifest.get("finished") or ""
+        name, finished = published_name(manifest), manifest.get("finished") or ""
         if name not in best or finished > best[name][0]:
             best[name] = (finished, run)
     return {name: run for name, (_, run) in sorted(best.items())}
 
 
-def _html_table(frame: Any) -> str:
-    import html
+@dataclass
+class PublishReport:
+    """What :func:`publish` did: files written, runs published under which name, runs skipped and why."""
 
+    out: Path
+    written: list[Path] = field(default_factory=list)
+    published: dict[str, Path] = field(default_factory=dict)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def _html_table(frame: Any, css_class: str = "") -> str:
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
     body = "".join(
         "<tr>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in row) + "</tr>"
         for row in frame.itertuples(index=False)
     )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    cls = f' class="{css_class}"' if css_class else ""
+    return f'<div class="scroll"><table{cls}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
-def publish(paths: list[Path], out_dir: Path, registry: Registry | None) -> list[Path]:
-    """Render every suite's latest run into ``out_dir`` plus ``index.html`` and ``README.md``."""
-    import base64
-    import html
+def _truthy(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in {"true", "yes", "y", "1", "best", "✓"}
+    try:
+        return bool(value) and not (isinstance(value, float) and math.isnan(value))
+    except (TypeError, ValueError):
+        return False
 
-    runs = latest_per_suite(find_runs(paths))
+
+def headline_rows(table: Table, limit: int = 3) -> list[str]:
+    """The best entries of a headline table in a few words each, without knowing its exact columns.
+
+    The rows flagged by an ``in_best_set``/``best_set`` column (when the table
+    has one) or else the first ``limit`` rows.  Each names its label (the
+    ``metric`` column, else the first text column), the first numeric value
+    column with the first ``*ci_low``/``*ci_high`` interval, and the rank
+    interval when there is one.
+    """
+    frame = table.frame
+    cols = [str(c) for c in frame.columns]
+    if not cols or not len(frame):
+        return []
+    text_cols = [c for c in cols if frame[c].dtype.kind not in "fiub"]
+    label = "metric" if "metric" in cols else (text_cols[0] if text_cols else cols[0])
+    rows = frame.head(limit)
+    flag = next((c for c in ("in_best_set", "best_set") if c in cols), None)
+    if flag:  # the statistically tied best set, however large (a few shown)
+        best = frame[[_truthy(v) for v in frame[flag]]]
+        rows = best.head(2 * limit) if len(best) else rows
+    values = [c for c in cols if c != label and c != flag and "ci_" not in c and "rank" not in c
+              and frame[c].dtype.kind in "f"]
+    low = next((c for c in cols if c.endswith("ci_low") and "rank" not in c), None)
+    high = f"{low[: -len('low')]}high" if low else None
+    out = []
+    for _, row in rows.iterrows():
+        text = str(row[label])
+        if values:
+            text += f": {values[0]} {_fmt(row[values[0]])}"
+            if low and high in cols:
+                text += f" [{_fmt(row[low])}, {_fmt(row[high])}]"
+        if {"rank_ci_low", "rank_ci_high"} <= set(cols):
+            text += f", rank {row['rank_ci_low']}–{row['rank_ci_high']}"
+        out.append(text)
+    return out
+
+
+def _summary_row(name: str, prov: Mapping[str, Any], tables: list[Table]) -> str:
+    best = headline_rows(tables[0]) if tables else []
+    best_html = "<br>".join(html.escape(b) for b in best) or "–"
+    title = html.escape(plain_words(tables[0].title)) if tables else ""
+    data = prov["dataset"].get("name") if isinstance(prov["dataset"], Mapping) else prov["dataset"]
+    return (f'<tr><td><a href="#{html.escape(name)}">{html.escape(name)}</a></td>'
+            f"<td>{html.escape(plain_words(prov['description'] or ''))}</td>"
+            f"<td><small>{title}</small><br>{best_html}</td>"
+            f"<td>{html.escape(str(data))}, {html.escape(str(prov['n_models']))} models</td>"
+            f"<td>{html.escape(str(prov['finished'] or '')[:10])}</td></tr>")
+
+
+def _section(name: str, prov: Mapping[str, Any], tables: list[Table], plots: list[Path], out: Path,
+             problems: list[str]) -> str:
+    parts = [f'<section id="{html.escape(name)}"><h2>{html.escape(name)}</h2>',
+             f'<p class="description">{html.escape(plain_words(prov["description"] or ""))}</p>',
+             f'<p class="prov">suite <code>{html.escape(str(prov["suite_path"]))}</code> '
+             f'(sha256 {html.escape((prov["suite_sha256"] or "")[:12])})'
+             + (f' with overrides <code>{html.escape(" ".join(map(str, prov["overrides"])))}</code>'
+                if prov["overrides"] else "")
+             + f' · data {html.escape(str(prov["dataset"].get("name")))} · '
+             f'{html.escape(str(prov["n_models"]))} models · simbench {html.escape(str(prov["simbench_version"]))} · '
+             f'revision {html.escape(str(prov["simbench_revision"])[:12])} · {html.escape(str(prov["device"]))} · '
+             f'{html.escape(str(prov["finished"]))}</p>']
+    for problem in problems:
+        parts.append(f'<p class="problem">{html.escape(problem)}</p>')
+    for table in tables:
+        parts.append(f"<h3>{html.escape(plain_words(table.title))}</h3>")
+        if table.caption:
+            parts.append(f'<p class="caption">{html.escape(plain_words(table.caption))}</p>')
+        parts.append(_html_table(table.frame))
+    for plot in plots:
+        rel = html.escape(f"{plot.parent.name}/{plot.name}")
+        parts.append(f'<figure><a href="{rel}" title="open full size"><img alt="{html.escape(plot.stem)}" '
+                     f'src="{rel}" loading="lazy"></a><figcaption>{html.escape(plot.stem)} '
+                     f"(click to enlarge)</figcaption></figure>")
+    parts.append("</section>")
+    return "\n".join(parts)
+
+
+def publish(paths: Sequence[Path], out_dir: Path, registry: Registry | None, allow_dirty: bool = False,
+            rename: Mapping[str, str] | None = None) -> PublishReport:
+    """Render every suite's latest publishable run into ``out_dir`` plus ``index.html`` and ``README.md``.
+
+    A run is skipped (and listed in the report with the reason) when it is
+    unfinished, comes from a source tree with uncommitted changes (unless
+    ``allow_dirty``) or cannot be rendered.  A run with overrides is published
+    as ``<suite>+<hash8>``; ``rename`` maps such a name to a new one, which may
+    not be the name of a suite as shipped (that would mislabel it).
+    """
+    out_dir = Path(out_dir)
+    report = PublishReport(out_dir)
+    rename = dict(rename or {})
+    candidates = find_runs(paths, report.skipped)
+    publishable = []
+    official: set[str] = set()
+    for run in candidates:
+        manifest = RunDir(run).read_manifest()
+        official.add(safe_name(manifest.get("suite", {}).get("name")))
+        if is_dirty(manifest) and not allow_dirty:
+            report.skipped.append((run, f"made from a modified source tree (revision {_revision(manifest)}); "
+                                        "commit first or pass --allow-dirty"))
+            continue
+        publishable.append(run)
+    runs = latest_per_suite(publishable)
+    for old, new in rename.items():
+        if old not in runs:
+            raise UserError(f"--rename {old}={new}: no run to publish under {old!r} "
+                            f"(available: {', '.join(runs) or 'none'})")
+        if safe_name(new) != new:
+            raise UserError(f"--rename {old}={new}: expected letters, digits, '-', '_', '.' or '+'")
+        if "+" in old and (new in official or new in runs):
+            raise UserError(f"--rename {old}={new}: {new!r} is the name of a suite as shipped; "
+                            "a run with overrides must keep a distinct name")
+    runs = {rename.get(name, name): run for name, run in runs.items()}
     if not runs:
-        raise UserError(f"no finished run directories under {', '.join(str(p) for p in paths)}")
+        reasons = "; ".join(f"{p}: {why}" for p, why in report.skipped)
+        raise UserError(f"no publishable run directories under {', '.join(str(p) for p in paths)}"
+                        + (f" ({reasons})" if reasons else ""))
     out_dir.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
-    sections, index_rows = [], []
-    for name, run_path in runs.items():
-        files = render(run_path, out_dir, registry)
-        written.extend(files)
-        prov, tables, _ = build_tables(RunDir(run_path), registry)
+    sections, summary, index_rows = [], [], []
+    for name, run_path in sorted(runs.items()):
+        problems: list[str] = []
+        try:
+            files = render(run_path, out_dir, registry, name=name, problems=problems)
+            prov, tables, _ = build_tables(RunDir(run_path), registry, [])
+        except UserError as exc:
+            report.skipped.append((run_path, str(exc)))
+            continue
+        except Exception as exc:  # one broken run must not block the others
+            report.skipped.append((run_path, f"could not be rendered: {type(exc).__name__}: {exc}"))
+            continue
+        report.written.extend(files)
+        report.published[name] = run_path
+        report.problems.extend(f"{name}: {p}" for p in problems)
         plots = [p for p in files if p.suffix == ".png"]
-        parts = [f'<section id="{html.escape(name)}"><h2>{html.escape(name)}</h2>',
-                 f'<p class="description">{html.escape(str(prov["description"]))}</p>',
-                 f'<p class="prov">suite <code>{html.escape(str(prov["suite_path"]))}</code> '
-                 f'(sha256 {html.escape((prov["suite_sha256"] or "")[:12])}) · data {html.escape(str(prov["dataset"].get("name")))} · '
-                 f'{prov["n_models"]} models · simbench {html.escape(str(prov["simbench_version"]))} · '
-                 f'git {html.escape(str(prov["git_revision"])[:12])} · {html.escape(str(prov["device"]))} · '
-                 f'{html.escape(str(prov["finished"]))}</p>']
-        for table in tables:
-            parts.append(f"<h3>{html.escape(table.title)}</h3>")
-            if table.caption:
-                parts.append(f'<p class="caption">{html.escape(table.caption)}</p>')
-            parts.append(_html_table(table.frame))
-        for plot in plots:
-            data = base64.b64encode(plot.read_bytes()).decode()
-            parts.append(f'<img alt="{html.escape(plot.stem)}" src="data:image/png;base64,{data}">')
-        parts.append("</section>")
-        sections.append("\n".join(parts))
-        headline = tables[0].title if tables else ""
-        index_rows.append((name, prov, headline))
-    nav = " ".join(f'<a href="#{html.escape(n)}">{html.escape(n)}</a>' for n in runs)
-    page = (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>simbench leaderboards</title>"
-            f"<style>{_CSS}</style></head><body><h1>simbench leaderboards</h1>"
-            f"<p>Generated by <code>simbench publish</code> from run directories; do not edit by hand.</p>"
-            f"<nav>{nav}</nav>\n" + "\n".join(sections) + "</body></html>")
-    index = out_dir / "index.html"
-    index.write_text(page)
-    written.append(index)
+        sections.append(_section(name, prov, tables, plots, out_dir, problems))
+        summary.append(_summary_row(name, prov, tables))
+        index_rows.append((name, prov))
+    if not report.published:
+        raise UserError("nothing could be published: " + "; ".join(f"{p}: {why}" for p, why in report.skipped))
+    names = list(report.published)
+    nav = " ".join(f'<a href="#{html.escape(n)}">{html.escape(n)}</a>' for n in names)
+    page = (
+        "<!doctype html><html lang=en><head><meta charset=utf-8>"
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>simbench leaderboards</title><style>{_CSS}</style></head><body>"
+        "<h1>simbench leaderboards</h1>"
+        "<p>How well do neural-network similarity metrics track what models actually do? Each suite below trains "
+        "a family of models, measures them with every metric and compares the metrics with the models' behaviour. "
+        "Generated by <code>simbench publish</code> from run directories; do not edit by hand.</p>"
+        '<h2 id="summary">Summary</h2>'
+        '<div class="scroll"><table class="summary"><thead><tr><th>suite</th><th>what it tests</th>'
+        "<th>best metrics (headline table, with intervals where it has them)</th><th>data</th><th>date</th>"
+        "</tr></thead><tbody>" + "".join(summary) + "</tbody></table></div>"
+        f"<nav>{nav}</nav>\n" + "\n".join(sections) + "</body></html>"
+    )
+    report.written.append(_write_text(out_dir, "index.html", page))
     lines = ["# Leaderboards", "",
              "Generated by `simbench publish` from run directories; do not edit by hand. "
              "Open `index.html` for every table and plot on one page.", "",
              "| suite | what it measures | data | models | device | finished | files |",
              "|---|---|---|---|---|---|---|"]
-    for name, prov, _ in index_rows:
-        what = str(prov["description"]).replace("|", "/")
-        lines.append(f"| [{name}]({name}.md) | {what} | {prov['dataset'].get('name')} | {prov['n_models']} | {prov['device']} "
-                     f"| {prov['finished']} | [md]({name}.md) · [csv]({name}.csv) · [json]({name}.json) |")
-    readme = out_dir / "README.md"
-    readme.write_text("\n".join(lines) + "\n")
-    written.append(readme)
-    return written
+    for name, prov in index_rows:
+        data = prov["dataset"].get("name") if isinstance(prov["dataset"], Mapping) else prov["dataset"]
+        lines.append(f"| [{md_text(name)}]({name}.md) | {md_text(plain_words(prov['description']))} | {md_text(data)} "
+                     f"| {md_text(prov['n_models'])} | {md_text(prov['device'])} | {md_text(prov['finished'])} "
+                     f"| [md]({name}.md) · [csv]({name}.csv) · [json]({name}.json) |")
+    report.written.append(_write_text(out_dir, "README.md", "\n".join(lines) + "\n"))
+    return report

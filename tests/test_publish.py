@@ -1,30 +1,68 @@
-"""Publishing: per-suite files, README index, and one static HTML page checked in headless Chromium."""
+"""Publishing: per-suite files, README index, one static HTML page checked in headless Chromium,
+names that cannot mislabel, dirty trees refused, everything confined to --out, markdown made inert,
+one broken benchmark report isolated."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
+import simbench
 from simbench import leaderboard
+from simbench.errors import UserError
 from simbench.runner import Runner
 from simbench.suite import load_suite
-from tests.conftest import TOY_SUITE
+from tests.conftest import TOY_PLUGINS, TOY_SUITE
 
 
 @pytest.fixture(scope="module")
-def published(tmp_path_factory):
+def toy_runs(tmp_path_factory) -> Path:
+    """``runs/toy-a`` (the suite as written) and ``runs/toy-small`` (the same with a --set override)."""
     from simbench.registry import build_registry
-    from tests.conftest import TOY_PLUGINS
 
     registry = build_registry(plugin_files=[str(TOY_PLUGINS)])
     root = tmp_path_factory.mktemp("pub")
-    suite = load_suite(TOY_SUITE, registry)
-    Runner(suite, registry, root / "runs" / "toy-a", cache_dir=root / "cache", quiet=True).run()
-    out = root / "leaderboards"
-    leaderboard.publish([root / "runs"], out, registry)
+    Runner(load_suite(TOY_SUITE, registry), registry, root / "runs" / "toy-a", cache_dir=root / "cache",
+           quiet=True).run()
+    Runner(load_suite(TOY_SUITE, registry, ["probes.n=30"]), registry, root / "runs" / "toy-small",
+           cache_dir=root / "cache", quiet=True).run()
+    return root / "runs"
+
+
+@pytest.fixture
+def toy_registry_():
+    from simbench.registry import build_registry
+
+    return build_registry(plugin_files=[str(TOY_PLUGINS)])
+
+
+@pytest.fixture(scope="module")
+def published(toy_runs) -> Path:
+    from simbench.registry import build_registry
+
+    out = toy_runs.parent / "leaderboards"
+    # the runs come from this checkout, dirty while it is being developed
+    leaderboard.publish([toy_runs], out, build_registry(plugin_files=[str(TOY_PLUGINS)]), allow_dirty=True)
     return out
+
+
+def _copy_run(src: Path, dest: Path, **manifest_changes) -> Path:
+    shutil.copytree(src, dest)
+    manifest = json.loads((dest / "manifest.json").read_text())
+    for key, value in manifest_changes.items():
+        if key == "revision":  # older manifests have only git_revision, newer ones both
+            manifest["git_revision"] = manifest["simbench_revision"] = value
+        elif key.startswith("suite_"):
+            manifest["suite"][key[len("suite_"):]] = value
+        else:
+            manifest[key] = value
+    (dest / "manifest.json").write_text(json.dumps(manifest))
+    return dest
 
 
 def test_publish_writes_every_format_and_an_index(published):
@@ -34,7 +72,213 @@ def test_publish_writes_every_format_and_an_index(published):
     assert "[toy](toy.md)" in readme and "do not edit by hand" in readme
     page = (published / "index.html").read_text()
     assert "http://" not in page and "https://" not in page  # no external assets
-    assert page.count("<table>") >= 3 and "Ranking" in page
+    assert page.count("<table") >= 3 and "Ranking" in page
+    board = json.loads((published / "toy.json").read_text())
+    assert board["schema_version"] == leaderboard.SCHEMA_VERSION == 1
+    assert board["name"] == "toy" and board["provenance"]["suite"] == "toy"
+
+
+def test_override_run_is_published_under_a_distinct_name(published, toy_runs):
+    manifest = json.loads((toy_runs / "toy-small" / "manifest.json").read_text())
+    name = f"toy+{manifest['suite']['sha256'][:8]}"
+    board = json.loads((published / f"{name}.json").read_text())
+    assert board["provenance"]["overrides"] == ["probes.n=30"] and board["name"] == name
+    assert sum(p["n"] if isinstance(p, dict) else p for p in board["provenance"]["probe_sets"].values()) < 4 * 40
+    official = json.loads((published / "toy.json").read_text())
+    assert official["provenance"]["overrides"] == []  # the official name still holds the suite as written
+    assert "not the suite as shipped" in (published / f"{name}.md").read_text()
+
+
+def test_publishing_an_override_run_under_the_official_name_is_refused(toy_runs, tmp_path, toy_registry_):
+    manifest = json.loads((toy_runs / "toy-small" / "manifest.json").read_text())
+    name = f"toy+{manifest['suite']['sha256'][:8]}"
+    with pytest.raises(UserError, match="shipped"):
+        leaderboard.publish([toy_runs], tmp_path / "out", toy_registry_, allow_dirty=True, rename={name: "toy"})
+    assert not (tmp_path / "out").exists()
+    renamed = leaderboard.publish([toy_runs], tmp_path / "ok", toy_registry_, allow_dirty=True,
+                                  rename={name: "toy-30-probes"})
+    assert set(renamed.published) == {"toy", "toy-30-probes"}
+
+
+def test_publish_cli_refuses_the_official_name(toy_runs, tmp_path, cli):
+    manifest = json.loads((toy_runs / "toy-small" / "manifest.json").read_text())
+    name = f"toy+{manifest['suite']['sha256'][:8]}"
+    proc = cli("-p", str(TOY_PLUGINS), "publish", str(toy_runs), "--out", str(tmp_path / "out"), "--allow-dirty",
+               "--rename", f"{name}=toy")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "distinct name" in proc.stderr
+
+
+def test_dirty_runs_are_skipped_with_the_reason_unless_allowed(toy_runs, tmp_path, toy_registry_):
+    runs = tmp_path / "runs"
+    _copy_run(toy_runs / "toy-a", runs / "dirty", revision="0123abcd-dirty", suite_name="dirtysuite")
+    _copy_run(toy_runs / "toy-a", runs / "clean", revision="0123abcd", suite_name="cleansuite")
+    (runs / "unfinished").mkdir()
+    (runs / "unfinished" / "manifest.json").write_text(json.dumps({"suite": {"name": "x"}}))
+    report = leaderboard.publish([runs], tmp_path / "out", toy_registry_)
+    assert set(report.published) == {"cleansuite"}
+    reasons = {p.name: why for p, why in report.skipped}
+    assert "--allow-dirty" in reasons["dirty"] and "modified source tree" in reasons["dirty"]
+    assert "not finished" in reasons["unfinished"]
+    assert not (tmp_path / "out" / "dirtysuite.md").exists()
+    assert set(leaderboard.publish([runs], tmp_path / "out2", toy_registry_, allow_dirty=True).published) == {
+        "cleansuite", "dirtysuite"}
+
+
+def test_publish_cli_lists_skipped_runs(toy_runs, tmp_path, cli):
+    runs = tmp_path / "runs"
+    _copy_run(toy_runs / "toy-a", runs / "dirty", revision="0123abcd-dirty")
+    _copy_run(toy_runs / "toy-a", runs / "clean", revision="0123abcd", suite_name="cleansuite")
+    proc = cli("-p", str(TOY_PLUGINS), "publish", str(runs), "--out", str(tmp_path / "out"))
+    assert proc.returncode == 0, proc.stderr
+    assert "published cleansuite" in proc.stdout
+    assert f"skipped {runs / 'dirty'}" in proc.stderr and "--allow-dirty" in proc.stderr
+
+
+# -- confinement (issue 13, item 4) ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("evil", ["../../escaped", "/tmp/simbench-escaped-abs", "a/../../b", ".."])
+def test_names_from_manifests_cannot_leave_out(toy_runs, tmp_path, toy_registry_, evil):
+    runs = tmp_path / "deep" / "er" / "runs"
+    _copy_run(toy_runs / "toy-a", runs / "evil", suite_name=evil, revision="0123abcd")
+    out = tmp_path / "deep" / "er" / "out"
+    before = {p for p in tmp_path.rglob("*") if not p.is_relative_to(out)}
+    report = leaderboard.publish([runs], out, toy_registry_)
+    (name,) = report.published
+    assert "/" not in name and not name.startswith(".")
+    after = {p for p in tmp_path.rglob("*") if not p.is_relative_to(out)}
+    assert after == before, sorted(map(str, after - before))
+    assert not Path("/tmp/simbench-escaped-abs.md").exists()
+    assert all(p.resolve().is_relative_to(out.resolve()) for p in report.written)
+
+
+def test_leaderboard_cli_confines_names_too(toy_runs, tmp_path, cli):
+    run = _copy_run(toy_runs / "toy-a", tmp_path / "a" / "b" / "run", suite_name="../../../escaped")
+    proc = cli("-p", str(TOY_PLUGINS), "leaderboard", str(run), "--out", str(tmp_path / "a" / "b" / "out"))
+    assert proc.returncode == 0, proc.stderr
+    assert not list(tmp_path.rglob("escaped.md")) or all(
+        p.parent == tmp_path / "a" / "b" / "out" for p in tmp_path.rglob("*escaped*.md"))
+    assert not (tmp_path / "escaped.md").exists()
+
+
+def test_symlinks_under_out_are_not_followed(toy_runs, tmp_path, toy_registry_):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    victim = outside / "victim.md"
+    victim.write_text("precious")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "toy.md").symlink_to(victim)
+    (out / "toy_plots").symlink_to(outside, target_is_directory=True)
+    runs = tmp_path / "runs"
+    _copy_run(toy_runs / "toy-a", runs / "toy", revision="0123abcd")
+    _copy_run(toy_runs / "toy-a", runs / "other", revision="0123abcd", suite_name="other")
+    report = leaderboard.publish([runs], out, toy_registry_)
+    assert victim.read_text() == "precious" and sorted(p.name for p in outside.iterdir()) == ["victim.md"]
+    assert "other" in report.published  # the other suite is still published
+    assert any("symbolic link" in why for _, why in report.skipped)
+
+
+# -- markdown made inert (issue 13, item 10) -------------------------------------------------
+
+
+def test_markdown_escapes_html_and_newlines_in_user_strings(toy_runs, tmp_path, toy_registry_):
+    evil = "<script>alert(1)</script>\n# Injected heading\n| x | y |"
+    runs = tmp_path / "runs"
+    _copy_run(toy_runs / "toy-a", runs / "toy", revision="0123abcd", suite_description=evil,
+              suite_path="<img src=x onerror=alert(1)>\n## path")
+    out = tmp_path / "out"
+    leaderboard.publish([runs], out, toy_registry_)
+    for name in ("toy.md", "README.md"):
+        text = (out / name).read_text()
+        assert "<script>" not in text and "<img" not in text, name
+        assert "&lt;script&gt;" in text, name
+        assert not any(line.startswith(("# Injected", "## path", "| x | y |")) for line in text.splitlines()), name
+    assert "<script>" not in (out / "index.html").read_text()
+
+
+def test_markdown_table_cells_are_escaped():
+    import pandas as pd
+
+    text = leaderboard.markdown_table(pd.DataFrame({"me<b>tric": ["a|b", "<i>x</i>\n# h"], "v": [1.0, 2.0]}))
+    assert "<b>" not in text and "<i>" not in text and "a\\|b" in text
+    assert len(text.splitlines()) == 4
+
+
+# -- one broken report does not block the others (issue 13, item 6) ----------------------------
+
+
+@dataclass(frozen=True)
+class BrokenReport(simbench.Benchmark):
+    """A benchmark whose tables and plots raise."""
+
+    name = "broken_report"
+
+    def evaluate(self, ctx):  # pragma: no cover - never run, the records are copied
+        return []
+
+    @classmethod
+    def tables(cls, records):
+        raise RuntimeError("tables exploded")
+
+    @classmethod
+    def plots(cls, records, out_dir):
+        raise RuntimeError("plots exploded")
+
+
+class BrokenPlugin:
+    __name__ = "broken_plugin"
+
+    @simbench.hookimpl
+    def register_benchmarks(self, register):
+        register(BrokenReport)
+
+
+def test_a_raising_benchmark_report_does_not_block_publish(toy_runs, tmp_path):
+    from simbench.registry import build_registry
+
+    registry = build_registry(plugin_files=[str(TOY_PLUGINS)], extra_plugins=[BrokenPlugin()])
+    runs = tmp_path / "runs"
+    _copy_run(toy_runs / "toy-a", runs / "toy", revision="0123abcd")
+    broken = _copy_run(toy_runs / "toy-a", runs / "broken", revision="0123abcd", suite_name="broken",
+                       benchmarks={"functional_agreement": {"name": "broken_report", "params": {}}})
+    report = leaderboard.publish([runs], tmp_path / "out", registry)
+    assert set(report.published) == {"toy", "broken"}
+    assert any("tables failed: RuntimeError: tables exploded" in p for p in report.problems)
+    assert any("plots failed: RuntimeError: plots exploded" in p for p in report.problems)
+    good = json.loads((tmp_path / "out" / "toy.json").read_text())
+    assert good["tables"][0]["key"] == "ranking" and good["plots"]
+    bad = json.loads((tmp_path / "out" / "broken.json").read_text())
+    assert [t["key"] for t in bad["tables"]] == ["timing"] and len(bad["problems"]) == 2
+    assert "tables exploded" in (tmp_path / "out" / "index.html").read_text()
+    out = tmp_path / "single"
+    written = leaderboard.render(broken, out, registry)  # `simbench leaderboard` and `run` go on too
+    assert (out / "broken.md").exists() and written
+
+
+# -- the site ------------------------------------------------------------------------------------
+
+
+def test_page_has_a_summary_first_images_as_files_and_fits_its_budget(published):
+    page = (published / "index.html").read_text()
+    assert len(page.encode()) < leaderboard.PAGE_BUDGET_BYTES
+    assert "data:image" not in page and "base64" not in page
+    assert page.index('id="summary"') < page.index('<section id="toy"')
+    assert 'class="scroll"' in page  # wide tables scroll inside their box
+    board = json.loads((published / "toy.json").read_text())
+    assert board["plots"]
+    for rel in board["plots"]:
+        assert (published / rel).is_file()
+        assert f'<a href="{rel}"' in page and f'src="{rel}"' in page  # click to enlarge
+    summary = page[page.index('id="summary"'):page.index('<section id="toy"')]
+    assert "toy_gram_corr" in summary and "Core test suite on toy plugins" in summary
+
+
+def test_internal_seed_references_become_plain_words():
+    text = leaderboard.plain_words("Seed 001 §3.2 on embedded digits28; seed 003's finding (§3.4)")
+    assert "Seed 001" not in text and "seed 003" not in text
+    assert text.startswith("The weight-CKA calibration paper, section 3.2 on embedded")
+    assert "the paper on the inadequacy of CKA's finding" in text
 
 
 def chromium() -> str | None:
@@ -49,7 +293,8 @@ def test_index_page_renders_in_headless_chromium(published, tmp_path):
     url = (published / "index.html").as_uri()
     dom = subprocess.run([chromium(), *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120)
     assert dom.returncode == 0, dom.stderr[-1000:]
-    assert "<table>" in dom.stdout and "Ranking" in dom.stdout and "toy_gram_corr" in dom.stdout
+    assert "<table" in dom.stdout and "Ranking" in dom.stdout and "toy_gram_corr" in dom.stdout
+    assert dom.stdout.index("Summary") < dom.stdout.index('<section id="toy"')
     shot = tmp_path / "page.png"
     subprocess.run([chromium(), *flags, f"--screenshot={shot}", "--window-size=1200,900", url],
                    capture_output=True, timeout=120)

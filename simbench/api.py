@@ -1,0 +1,317 @@
+"""The Python API, for notebooks and scripts (documented in ``docs/api.md``).
+
+::
+
+    import simbench
+
+    res = simbench.run("quick", overrides={"zoo.seeds": [0, 1]}, run_dir="runs/demo")
+    res.leaderboard            # the headline table (a pandas DataFrame)
+    res.tables["timing"]       # every table by key
+    res.records                # one row per measurement (docs/results.md)
+
+    simbench.register_metric(MyMetric)   # no entry point, no plugin file
+    simbench.list_suites()               # the suites shipped with the package
+
+A suite is a shipped suite's name (``"quick"``), a path to a TOML file or a
+dict with the same content.  Importing this module is cheap: torch, pandas
+and the runner are imported inside the functions.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import hashlib
+import importlib.util
+import json
+import os
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import UserError
+from .hookspecs import hookimpl
+
+SUITES_ENV = "SIMBENCH_SUITES_DIR"
+_KIND_HOOKS = {"Metric": "metric", "Zoo": "zoo", "Perturbation": "perturbation", "Benchmark": "benchmark",
+               "Dataset": "dataset"}
+
+
+# ----------------------------------------------------------------------------
+# Shipped suites: found by name wherever simbench is installed
+# ----------------------------------------------------------------------------
+
+
+def shipped_suites_dir() -> Path | None:
+    """The directory of the suites shipped with simbench (the package ``simbench_suites``).
+
+    In a wheel they are package data; in an editable install of a checkout
+    they are the checkout's ``suites/``.
+    """
+    spec = importlib.util.find_spec("simbench_suites")
+    if spec is not None and spec.submodule_search_locations:
+        for location in spec.submodule_search_locations:
+            if Path(location).is_dir():
+                return Path(location)
+    checkout = Path(__file__).resolve().parents[1] / "suites"  # an editable install older than the package
+    return checkout if checkout.is_dir() else None
+
+
+def suite_dirs() -> list[Path]:
+    """Where suite names are looked up, first match wins: ``$SIMBENCH_SUITES_DIR`` (``:``-separated), then shipped."""
+    dirs = [Path(p) for p in os.environ.get(SUITES_ENV, "").split(os.pathsep) if p]
+    shipped = shipped_suites_dir()
+    return [d for d in dirs if d.is_dir()] + ([shipped] if shipped is not None else [])
+
+
+def list_suites() -> list[dict[str, str]]:
+    """Every suite findable by name: ``name``, ``path``, ``description`` (no plugin is loaded)."""
+    rows: list[dict[str, str]] = []
+    seen: set[str] = set()
+    for directory in suite_dirs():
+        for path in sorted(directory.glob("*.toml")):
+            try:
+                meta = tomllib.loads(path.read_text(encoding="utf-8")).get("suite", {})
+                name, description = str(meta.get("name", path.stem)), str(meta.get("description", ""))
+            except (tomllib.TOMLDecodeError, OSError, UnicodeDecodeError, AttributeError) as exc:
+                name, description = path.stem, f"(unreadable: {exc})"
+            if name in seen:  # an earlier directory overrides a shipped suite of the same name
+                continue
+            seen.add(name)
+            rows.append({"name": name, "path": str(path), "description": " ".join(description.split())})
+    return rows
+
+
+def resolve_suite(suite: str | os.PathLike[str]) -> Path:
+    """A suite argument as a file: an existing path, else a suite name (file stem or ``[suite] name``).
+
+    Anything that looks like a path (a separator or ``.toml``) is returned
+    as it is, so a missing file gets the suite loader's own one-line error.
+    """
+    path = Path(suite)
+    text = str(suite)
+    if path.is_file() or os.sep in text or "/" in text or text.endswith(".toml"):
+        return path
+    rows = list_suites()
+    for row in rows:
+        if row["name"] == text or Path(row["path"]).stem == text:
+            return Path(row["path"])
+    names = [r["name"] for r in rows]
+    close = difflib.get_close_matches(text, names, n=3, cutoff=0.5)
+    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    raise UserError(f"{text}: no such suite file or shipped suite{hint} "
+                    f"(shipped: {', '.join(names) or 'none'}; see `simbench list suites`)")
+
+
+# ----------------------------------------------------------------------------
+# Registering plugin classes from a notebook
+# ----------------------------------------------------------------------------
+
+
+class _SessionPlugin:
+    """Classes registered with :func:`register_metric` / :func:`register`, offered through the normal hooks."""
+
+    __name__ = "session"
+
+    def __init__(self) -> None:
+        self.classes: dict[tuple[str, str], type] = {}
+
+    def _register(self, kind: str, register: Any) -> None:
+        for (k, _), cls in self.classes.items():
+            if k == kind:
+                register(cls)
+
+    @hookimpl
+    def register_metrics(self, register: Any) -> None:
+        self._register("metric", register)
+
+    @hookimpl
+    def register_zoos(self, register: Any) -> None:
+        self._register("zoo", register)
+
+    @hookimpl
+    def register_perturbations(self, register: Any) -> None:
+        self._register("perturbation", register)
+
+    @hookimpl
+    def register_benchmarks(self, register: Any) -> None:
+        self._register("benchmark", register)
+
+    @hookimpl
+    def register_datasets(self, register: Any) -> None:
+        self._register("dataset", register)
+
+
+SESSION = _SessionPlugin()
+
+
+def _kind_of(cls: Any) -> str:
+    if isinstance(cls, type):
+        for base in cls.__mro__:
+            if base.__module__ == "simbench.types" and base.__name__ in _KIND_HOOKS:
+                return _KIND_HOOKS[base.__name__]
+    raise UserError(f"{cls!r}: expected a subclass of simbench.Metric, Zoo, Perturbation, Benchmark or Dataset")
+
+
+def register(cls: type) -> type:
+    """Register a plugin class (metric, zoo, perturbation, benchmark or dataset) for this Python session.
+
+    Registering a class whose name is already registered this way replaces
+    it (re-running a notebook cell).  Returns ``cls``, so it works as a
+    decorator.  The class is checked like any plugin's when a run starts.
+    """
+    SESSION.classes[(_kind_of(cls), str(getattr(cls, "name", "")))] = cls
+    return cls
+
+
+def register_metric(cls: type) -> type:
+    """Register a metric class for this Python session, without an entry point or plugin file."""
+    if _kind_of(cls) != "metric":
+        raise UserError(f"{cls!r}: expected a subclass of simbench.Metric")
+    return register(cls)
+
+
+def unregister_all() -> None:
+    """Forget every class registered with :func:`register` / :func:`register_metric`."""
+    SESSION.classes.clear()
+
+
+def registry(plugins: Sequence[str | os.PathLike[str]] = ()) -> Any:
+    """A fresh registry: installed plugins, the session's classes and the given plugin files."""
+    from .registry import build_registry
+
+    extra = [SESSION] if SESSION.classes else []
+    return build_registry(plugin_files=[str(p) for p in plugins], extra_plugins=extra)
+
+
+# ----------------------------------------------------------------------------
+# Running and loading
+# ----------------------------------------------------------------------------
+
+
+@dataclass
+class Results:
+    """A finished run: its directory, manifest, records and leaderboard tables."""
+
+    path: Path
+    manifest: dict[str, Any]
+    records: Any  # pandas.DataFrame, the columns of docs/results.md
+    tables: dict[str, Any] = field(default_factory=dict)  # table key -> pandas.DataFrame
+    titles: dict[str, str] = field(default_factory=dict)  # table key -> title
+    problems: list[str] = field(default_factory=list)  # benchmark reports that failed (one line each)
+
+    @property
+    def leaderboard(self) -> Any:
+        """The headline table (the first table of the first benchmark), or an empty frame."""
+        import pandas as pd
+
+        return next(iter(self.tables.values()), pd.DataFrame())
+
+    @property
+    def suite(self) -> str:
+        """The suite's name."""
+        return str(self.manifest.get("suite", {}).get("name", ""))
+
+    def write_leaderboard(self, out_dir: str | os.PathLike[str], plugins: Sequence[str] = ()) -> list[Path]:
+        """Write ``<suite>.md|.csv|.json`` and plots into ``out_dir`` (as ``simbench leaderboard`` does)."""
+        from . import leaderboard as lb
+
+        return lb.render(self.path, Path(out_dir), registry(plugins))
+
+    def __repr__(self) -> str:
+        return (f"Results(suite={self.suite!r}, path={str(self.path)!r}, records={len(self.records)}, "
+                f"tables={list(self.tables)})")
+
+
+def load(run_dir: str | os.PathLike[str], plugins: Sequence[str | os.PathLike[str]] = ()) -> Results:
+    """The :class:`Results` of a finished run directory (nothing is recomputed)."""
+    from . import leaderboard as lb
+    from .results import RunDir
+
+    run = RunDir(run_dir)
+    problems: list[str] = []
+    _, tables, frame = lb.build_tables(run, registry(plugins), problems)
+    return Results(run.path, run.read_manifest(), frame, {t.key: t.frame for t in tables},
+                   {t.key: t.title for t in tables}, problems)
+
+
+def _toml_value(value: Any) -> str:
+    """A Python value as a TOML literal (for overrides given as a dict)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a valid TOML basic string
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + "}"
+    raise UserError(f"override value {value!r}: expected a bool, number, string, list or dict")
+
+
+def _override_texts(overrides: Mapping[str, Any] | Sequence[str]) -> list[str]:
+    if isinstance(overrides, Mapping):
+        return [f"{key}={_toml_value(value)}" for key, value in overrides.items()]
+    if isinstance(overrides, str):
+        return [overrides]
+    return [str(o) for o in overrides]
+
+
+def load_suite(suite: str | os.PathLike[str] | Mapping[str, Any], overrides: Mapping[str, Any] | Sequence[str] = (),
+               plugins: Sequence[str | os.PathLike[str]] = (), reg: Any = None) -> Any:
+    """A validated :class:`simbench.suite.Suite` from a name, a path or a dict (``--set``-style overrides)."""
+    from . import suite as suite_mod
+
+    reg = reg if reg is not None else registry(plugins)
+    texts = _override_texts(overrides)
+    if not isinstance(suite, Mapping):
+        return suite_mod.load_suite(resolve_suite(suite), reg, texts)
+    doc = copy.deepcopy(dict(suite))
+    name = str(doc.get("suite", {}).get("name", "suite")) if isinstance(doc.get("suite"), Mapping) else "suite"
+    label = f"<dict suite {name}>"
+    for text in texts:
+        keys, value = suite_mod.parse_override(text)
+        try:
+            suite_mod._apply_override(doc, keys, value)
+        except (IndexError, ValueError, TypeError, AttributeError):
+            raise UserError(f"overrides: {text}: does not name a key of the suite") from None
+    data = doc.get("data") if isinstance(doc.get("data"), dict) else {}
+    data_files = suite_mod.data_file_digests(data.get("data_files"), label)
+    # the same content hashes the same however the dict was built; data files count by content, as for files
+    digest = hashlib.sha256(json.dumps(suite, sort_keys=True, default=str).encode() + "\0".join(texts).encode()
+                            + json.dumps(data_files, sort_keys=True).encode())
+    loaded = suite_mod.validate(doc, label, reg, digest.hexdigest(), Path(f"{name}.toml"), tuple(texts))
+    return dataclasses.replace(loaded, data_files=data_files)
+
+
+def run(suite: str | os.PathLike[str] | Mapping[str, Any], overrides: Mapping[str, Any] | Sequence[str] = (),
+        run_dir: str | os.PathLike[str] | None = None, *, plugins: Sequence[str | os.PathLike[str]] = (),
+        cache_dir: str | os.PathLike[str] | None = None, use_cache: bool = True, quiet: bool = True,
+        leaderboard_dir: str | os.PathLike[str] | None = None) -> Results:
+    """Run a suite (a shipped name, a TOML path or a dict) and return its :class:`Results`.
+
+    ``overrides`` are ``--set`` values, as a dict (``{"zoo.seeds": [0, 1]}``)
+    or strings (``["zoo.seeds=[0,1]"]``).  The run directory defaults to
+    ``runs/<suite>-<hash>`` under the current directory; rerunning resumes it.
+    The leaderboard files go to ``<run_dir>/leaderboard`` unless
+    ``leaderboard_dir`` says otherwise.
+    """
+    from . import leaderboard as lb
+    from .runner import Runner, default_run_dir
+
+    reg = registry(plugins)
+    loaded = load_suite(suite, overrides, reg=reg)
+    path = Path(run_dir) if run_dir is not None else default_run_dir(loaded)
+    runner = Runner(loaded, reg, path, cache_dir=Path(cache_dir) if cache_dir else None, quiet=quiet,
+                    use_cache=use_cache)
+    result = runner.run()
+    problems: list[str] = []
+    lb.render(result.path, Path(leaderboard_dir) if leaderboard_dir else result.path / "leaderboard", reg,
+              problems=problems)
+    _, tables, frame = lb.build_tables(result, reg, [])
+    return Results(result.path, result.read_manifest(), frame, {t.key: t.frame for t in tables},
+                   {t.key: t.title for t in tables}, problems)

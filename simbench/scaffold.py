@@ -1,0 +1,130 @@
+"""``simbench new metric NAME``: a plugin package skeleton with its conformance test.
+
+The skeleton is a complete, installable package (``pip install -e .``) whose
+metric passes the conformance kit as written, so an author starts from green
+tests and edits ``__call__``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from .errors import UserError
+
+NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+
+_PYPROJECT = '''[build-system]
+requires = ["setuptools>=68"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "simbench-{dash}"
+version = "0.1.0"
+description = "The {name} similarity metric for simbench"
+requires-python = ">=3.11"
+dependencies = ["simbench"]
+
+[project.optional-dependencies]
+dev = ["pytest>=8"]
+
+# simbench finds the plugin through this entry point once the package is installed
+[project.entry-points.simbench]
+{name} = "{package}.plugin"
+
+[tool.setuptools]
+packages = ["{package}"]
+'''
+
+_PLUGIN = '''"""The {name} metric, a simbench plugin."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import simbench
+
+
+@dataclass(frozen=True)
+class {cls}(simbench.Metric):
+    """Cosine similarity of the two representations' centred n x n Gram matrices (edit me)."""
+
+    name = "{name}"
+    higher_is_more_similar = True
+    symmetric = True
+    value_range = (0.0, 1.0)
+    # declare only what holds: the conformance kit checks every declared invariance
+    invariances = frozenset({{"orthogonal", "isotropic_scaling", "permutation", "translation"}})
+
+    def __call__(self, a, b, **kwargs):  # a: Tensor[n, d1], b: Tensor[n, d2]
+        import torch
+
+        def centred_gram(x):
+            x = x.to(torch.float64)
+            x = x - x.mean(0, keepdim=True)
+            return x @ x.T
+
+        ka, kb = centred_gram(a), centred_gram(b)
+        norm = ka.norm() * kb.norm()
+        if norm == 0 or not torch.isfinite(norm):
+            raise ValueError("{name}: a representation is constant (or not finite); similarity is undefined")
+        return float((ka * kb).sum() / norm)
+
+
+@simbench.hookimpl
+def register_metrics(register):
+    register({cls})
+'''
+
+_TEST = '''"""Conformance of {name} with simbench's kit, one test per check."""
+
+import pytest
+from simbench.testing import CHECKS, run_check
+
+from {package}.plugin import {cls}
+
+
+@pytest.mark.parametrize("check", CHECKS)
+def test_conformance(check):
+    run_check({cls}(), check)
+'''
+
+_README = '''# simbench-{dash}
+
+The `{name}` similarity metric as a [simbench](https://pypi.org/project/simbench/) plugin.
+
+```
+pip install -e '.[dev]'
+pytest                                   # the conformance kit, one test per check
+simbench list metrics                    # {name} is listed, from this package
+simbench run quick --set "metrics=[{{name='{name}'}},{{name='linear_cka'}}]"
+```
+
+Edit `{package}/plugin.py`: `__call__(a, b)` compares two `Tensor[n, d]`
+representations; declare only the invariances that hold. Override
+`pairwise(reps)` to compute all pairs at once.
+'''
+
+
+def new_metric(name: str, out_dir: Path) -> list[Path]:
+    """Write the skeleton ``out_dir/simbench-<name>/``; refuse to overwrite an existing directory."""
+    if not NAME_RE.match(name):
+        raise UserError(f"NAME {name!r}: expected a snake_case metric name, e.g. my_metric")
+    dash = name.replace("_", "-")
+    package = f"simbench_{name}"
+    cls = "".join(part.capitalize() for part in name.split("_")) or "MyMetric"
+    root = out_dir / f"simbench-{dash}"
+    if root.exists():
+        raise UserError(f"{root}: already exists; choose another --out or remove it")
+    values = {"name": name, "dash": dash, "package": package, "cls": cls}
+    files = {
+        root / "pyproject.toml": _PYPROJECT,
+        root / "README.md": _README,
+        root / package / "__init__.py": f'"""simbench plugin package for the {name} metric."""\n',
+        root / package / "plugin.py": _PLUGIN,
+        root / "tests" / f"test_{name}.py": _TEST,
+    }
+    for path, template in files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(template.format(**values), encoding="utf-8")
+    return list(files)
