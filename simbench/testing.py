@@ -35,7 +35,13 @@ simbench installed.  The checks, on seeded synthetic data in float64:
                   to the single-pair calls (1e-5), for models of different widths;
 ``edge_cases``    constant, zero, rank-one, tiny- and huge-scale, wide (d > n),
                   duplicated-row and float32 inputs give a finite value in
-                  range or a clear ``ValueError`` -- never NaN.
+                  range or a clear ``ValueError`` -- never NaN;
+``probe_permutation``  a metric is a function of the *set* of probe inputs:
+                  reordering the rows of both representations (and of the
+                  probe inputs, for metrics that take them) with one
+                  permutation leaves the value unchanged, also when inputs
+                  are duplicated (ties in distances and neighbours) and for
+                  a constant representation.
 
 Importing this module is cheap: torch is imported inside the functions.
 """
@@ -57,7 +63,16 @@ try:  # the kit works without pytest; the fixture needs it
 except ImportError:  # pragma: no cover
     pytest = None  # type: ignore[assignment]
 
-CHECKS: tuple[str, ...] = ("declarations", "identity", "range", "symmetry", "invariances", "pairwise", "edge_cases")
+CHECKS: tuple[str, ...] = (
+    "declarations",
+    "identity",
+    "range",
+    "symmetry",
+    "invariances",
+    "pairwise",
+    "edge_cases",
+    "probe_permutation",
+)
 
 ACTIVATION_INVARIANCES = frozenset(
     {"orthogonal", "isotropic_scaling", "permutation", "translation", "invertible_linear"}
@@ -441,6 +456,61 @@ def check_edge_cases(metric: Any, seed: int = 0, atol: float = 1e-6) -> None:
                     )
 
 
+def _probe_permutation_cases(seed: int) -> dict[str, tuple[Any, Any, Any]]:
+    import torch
+
+    (a, b), inputs = make_activations(seed, n=48, widths=(7, 6), input_dim=9)
+    # a quarter of the inputs repeated: exact ties in distances and at the k-th neighbour
+    dup = torch.cat([torch.arange(36), torch.arange(12)])
+    # few distinct values per unit: many tied distances and tied neighbours
+    coarse = torch.round(a * 2) / 2
+    return {
+        "distinct inputs": (a, b, inputs),
+        "duplicated inputs": (a[dup], b[dup], inputs[dup]),
+        "coarse (tied) values": (coarse, b, inputs),
+        "constant representation": (torch.full_like(a, 3.7), b, inputs),
+    }
+
+
+def check_probe_permutation(metric: Any, seed: int = 0, atol: float = 1e-6) -> None:
+    """The value is a function of the set of probe inputs, not of their order.
+
+    The same random permutation is applied to the rows of both
+    representations (and of the probe inputs); ties must not be broken by
+    position.  A case that the metric refuses with a ``ValueError`` must be
+    refused in every order.  Weight metrics see no probe inputs and pass.
+    """
+    import torch
+
+    m = _instance(metric)
+    if m.kind != "activation":
+        return
+    g = _generator(seed + 104729)
+    tol = _tol(m, atol)
+    for label, (a, b, inputs) in _probe_permutation_cases(seed).items():
+        try:
+            base: float | None = _call(m, a, b, inputs)
+        except ValueError:
+            base = None
+        for _ in range(3):
+            p = torch.randperm(a.shape[0], generator=g)
+            try:
+                value: float | None = _call(m, a[p], b[p], inputs[p])
+            except ValueError as exc:
+                if base is not None:
+                    raise _fail(m, "probe_permutation", f"{label}: reordering the probe inputs raised {exc}") from exc
+                continue
+            if base is None:
+                raise _fail(m, "probe_permutation", f"{label}: refused in one order but gives {value!r} in another")
+            if not abs(value - base) <= tol:
+                raise _fail(
+                    m,
+                    "probe_permutation",
+                    f"{label}: reordering the probe inputs changes {base!r} to {value!r} "
+                    "(ties broken by position, or a position-dependent batch or seed?)",
+                )
+
+
 _CHECK_FUNCTIONS: dict[str, Callable[..., None]] = {
     "declarations": lambda m, seed, atol: check_declarations(m),
     "identity": lambda m, seed, atol: check_identity(m, seed, atol),
@@ -449,6 +519,7 @@ _CHECK_FUNCTIONS: dict[str, Callable[..., None]] = {
     "invariances": lambda m, seed, atol: check_invariances(m, seed, atol),
     "pairwise": lambda m, seed, atol: check_pairwise(m, seed, max(atol, 1e-5)),
     "edge_cases": lambda m, seed, atol: check_edge_cases(m, seed, atol),
+    "probe_permutation": lambda m, seed, atol: check_probe_permutation(m, seed, atol),
 }
 
 

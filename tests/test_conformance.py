@@ -171,6 +171,20 @@ class FirstUnits(simbench.Metric):
 
 
 @dataclass(frozen=True)
+class FirstHalfCKA(simbench.Metric):
+    """Linear CKA on the first half of the probe rows only: depends on their order."""
+
+    name = "first_half_cka"
+    invariances = frozenset({"orthogonal", "isotropic_scaling", "permutation", "translation"})
+
+    def __call__(self, a, b, **kwargs):
+        a, b = a[: a.shape[0] // 2].double(), b[: b.shape[0] // 2].double()
+        a, b = a - a.mean(0), b - b.mean(0)
+        na, nb = (a.T @ a).norm(), (b.T @ b).norm()
+        return 0.0 if na == 0 or nb == 0 else float((b.T @ a).norm() ** 2 / (na * nb))
+
+
+@dataclass(frozen=True)
 class MisfitDeclaration(simbench.Metric):
     name = "misfit"
     invariances = frozenset({"weight_permutation"})
@@ -191,6 +205,7 @@ class MisfitDeclaration(simbench.Metric):
         (OutOfRange(), "range", "outside the declared range"),
         (FirstUnits(), "invariances", "'weight_permutation'"),
         (MisfitDeclaration(), "declarations", "do not apply to a activation metric"),
+        (FirstHalfCKA(), "probe_permutation", "reordering the probe inputs"),
     ],
     ids=lambda v: getattr(v, "name", None) if isinstance(v, simbench.Metric) else None,
 )
