@@ -15,7 +15,8 @@ import simbench
 from simbench.errors import MeasurementFailed
 from simbench.results import record_row
 from simbench.types import ModelSpec
-from simbench_plugins.benchmarks import calibration_impl, calibration_report
+from simbench_plugins.benchmarks.calibration import compute as calibration_impl
+from simbench_plugins.benchmarks.calibration import report as calibration_report
 from simbench_plugins.benchmarks.calibration import Calibration, calibrated, scale_of
 from simbench_plugins.metrics import LinearCKA, Procrustes, WeightsCKA
 

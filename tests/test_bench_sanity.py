@@ -12,7 +12,7 @@ import torch
 import simbench
 from simbench.results import record_row
 from simbench.types import ModelSpec
-from simbench_plugins.benchmarks import sanity_impl
+from simbench_plugins.benchmarks.sanity import compute as sanity_impl
 from simbench_plugins.benchmarks.sanity import Sanity
 from simbench_plugins.metrics import CCAMean, LinearCKA, WeightsCKA
 from simbench_plugins.perturbations.representation import RepresentationTransform

@@ -10,7 +10,7 @@ import torch
 import simbench
 from simbench.registry import build_registry
 from simbench_plugins.benchmarks import contamination as bench_mod
-from simbench_plugins.benchmarks import contamination_impl as B
+from simbench_plugins.benchmarks.contamination import compute as B
 from simbench_plugins.data import contamination as data_mod
 from simbench_plugins.data import contamination_impl as D
 from simbench_plugins.zoos import contamination as zoo_mod

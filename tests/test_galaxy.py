@@ -12,8 +12,8 @@ import torch
 import simbench
 from simbench.errors import UserError
 from simbench.params import configure
-from simbench_plugins.benchmarks import survey_transfer_impl as sti
-from simbench_plugins.benchmarks import survey_transfer_report as str_report
+from simbench_plugins.benchmarks.survey_transfer import compute as sti
+from simbench_plugins.benchmarks.survey_transfer import report as str_report
 from simbench_plugins.benchmarks.survey_transfer import SurveyTransfer
 from simbench_plugins.data import galaxy_impl as G
 from simbench_plugins.data.galaxy import GalaxySynth, GalaxyZoo

@@ -16,7 +16,7 @@ from torch import nn
 import simbench
 from simbench.registry import build_registry
 from simbench_plugins.benchmarks import layer_map
-from simbench_plugins.benchmarks import layer_map_impl as L
+from simbench_plugins.benchmarks.layer_map import compute as L
 from fake_context import ModelsContext
 
 

@@ -61,45 +61,10 @@ from pydantic import Field
 import simbench
 from simbench.errors import ParamError
 
-#: group labels of the records
-SEPARATION = "separation"
-TIMING = "timing"
-INFO = "info"
-WEIGHTS = "weights"
-#: letter-value depths stored: quantiles 1/2^k and 1 - 1/2^k
-LETTER_DEPTHS: tuple[int, ...] = (4, 8, 16, 32, 64)
+from .._scale import calibrated, scale_of
+from .common import INFO, LETTER_DEPTHS, SEPARATION, TIMING, WEIGHTS
 
-
-def scale_of(metric: Any) -> tuple[float, float] | None:
-    """``(unrelated, identical)`` raw values of a metric, or None when its range is unbounded.
-
-    Similarities: identical = the top of ``value_range``; unrelated = 0 for a
-    range that straddles 0 (correlations such as RSA), else the bottom.
-    Distances (``higher_is_more_similar = False``): identical = the bottom,
-    unrelated = the top (Procrustes: ``1 - d^2 / 2``, the nuclear-norm
-    alignment).  A metric may override both with a ClassVar
-    ``calibration_scale = (unrelated, identical)``.
-    """
-    own = getattr(metric, "calibration_scale", None)
-    if own is not None:
-        return float(own[0]), float(own[1])
-    lo, hi = (float(v) for v in metric.value_range)
-    if not (math.isfinite(lo) and math.isfinite(hi)):
-        return None
-    if metric.higher_is_more_similar:
-        return (0.0 if lo < 0.0 < hi else lo), hi
-    return hi, lo
-
-
-def calibrated(metric: Any, oriented: Any) -> Any:
-    """Map oriented similarities (higher = more similar, as ``ctx.similarity`` returns them) to the
-    calibrated scale: 0 = unrelated, 1 = identical.  NaN everywhere when the metric has no scale."""
-    scale = scale_of(metric)
-    raw = oriented if metric.higher_is_more_similar else -oriented
-    if scale is None:
-        return raw * float("nan")
-    unrelated, identical = scale
-    return (raw - unrelated) / (identical - unrelated)
+__all__ = ["Calibration", "calibrated", "scale_of", "INFO", "LETTER_DEPTHS", "SEPARATION", "TIMING", "WEIGHTS"]
 
 
 @dataclass(frozen=True)
@@ -144,20 +109,20 @@ class Calibration(simbench.Benchmark):
             raise ParamError("probe_counts", "several metrics need at least 4 probes; use counts >= 4")
 
     def evaluate(self, ctx: simbench.BenchmarkContext) -> list[simbench.Record]:
-        from . import calibration_impl
+        from . import compute
 
-        return calibration_impl.evaluate(self, ctx)
+        return compute.evaluate(self, ctx)
 
     @classmethod
     def tables(cls, records: Any) -> list[Any]:
         """Headline distribution table, the verdict on seed 001's claims, separation, probe counts, timing."""
-        from . import calibration_report
+        from . import report
 
-        return calibration_report.tables(records)
+        return report.tables(records)
 
     @classmethod
     def plots(cls, records: Any, out_dir: Any) -> list[Any]:
         """Letter-value box plots per ensemble, calibration against probe count, time against probe count."""
-        from . import calibration_report
+        from . import report
 
-        return calibration_report.plots(records, out_dir)
+        return report.plots(records, out_dir)

@@ -13,7 +13,8 @@ import torch
 import simbench
 from simbench.errors import MeasurementFailed, UserError
 
-from .calibration import INFO, LETTER_DEPTHS, SEPARATION, TIMING, WEIGHTS, calibrated, scale_of
+from .._scale import calibrated, scale_of
+from .common import INFO, LETTER_DEPTHS, SEPARATION, TIMING, WEIGHTS
 
 #: records leave ``benchmark`` empty: the runner fills in this benchmark entry's suite label
 BENCH = ""

@@ -8,8 +8,8 @@ from typing import Any
 
 from simbench.types import Table
 
-from ._records import records_frame
-from .calibration import INFO, LETTER_DEPTHS, SEPARATION, TIMING, WEIGHTS
+from .._records import records_frame
+from .common import INFO, LETTER_DEPTHS, SEPARATION, TIMING, WEIGHTS
 
 DEFAULT_TOLERANCE = 0.1
 LOW_COLOR, HIGH_COLOR = "#1f3b73", "#E8871E"  # seed 001 Fig. 1: dark blue = random, orange = adjacent epochs
@@ -296,7 +296,7 @@ def _letter_boxes(ax: Any, x: float, stats: dict[str, float], color: str, width:
 
 
 def plots(records: Any, out_dir: Any) -> list[Path]:
-    from . import _plots
+    from .. import _plots
 
     df = frame(records)
     ok = df[df["status"] == "ok"]
@@ -322,7 +322,7 @@ def plots(records: Any, out_dir: Any) -> list[Path]:
 
 
 def _box_figure(ok: Any, weight: dict[str, bool], low: str, high: str, probe: str, path: Path) -> Path | None:
-    from . import _plots
+    from .. import _plots
 
     plt = _plots.pyplot()
     metrics = [m for m in _metrics(ok) if not math.isnan(_value(ok, "mean", m, low, _where(m, weight, probe)))]
@@ -378,7 +378,7 @@ def tol_band(ok: Any) -> float:
 
 
 def _count_figure(ok: Any, weight: dict[str, bool], low: str, high: str, probe: str, path: Path) -> Path | None:
-    from . import _plots
+    from .. import _plots
 
     plt = _plots.pyplot()
     metrics = [m for m in _metrics(ok) if count_curve(ok, m, low, "by_probes_mean")[0]]
@@ -424,7 +424,7 @@ def _count_figure(ok: Any, weight: dict[str, bool], low: str, high: str, probe: 
 
 
 def _timing_figure(ok: Any, path: Path) -> Path | None:
-    from . import _plots
+    from .. import _plots
 
     plt = _plots.pyplot()
     timing = ok[ok["group"] == TIMING]

@@ -72,16 +72,16 @@ class Contamination(simbench.Benchmark):
     linear_arch: str = "identity"
 
     def evaluate(self, ctx: simbench.BenchmarkContext) -> Iterable[simbench.Record]:
-        from . import contamination_impl
+        from . import compute
 
-        return contamination_impl.evaluate(self, ctx)
+        return compute.evaluate(self, ctx)
 
     @classmethod
     def tables(cls, records: Any) -> list[Any]:
         """Per-activation means (headline), the verdict on the seed's finding, and per-model values."""
-        from . import contamination_report
+        from . import report
 
-        return contamination_report.tables(records)
+        return report.tables(records)
 
     @classmethod
     def plots(cls, records: Any, out_dir: Any) -> list[Any]:
@@ -90,9 +90,9 @@ class Contamination(simbench.Benchmark):
 
 def plot(records: Any, out_dir: str | Path) -> list[Path]:
     """Training traces of the background / core projections and ID / OOD risk per activation, and bars."""
-    from . import contamination_report
+    from . import report
 
-    return contamination_report.plot(records, out_dir)
+    return report.plot(records, out_dir)
 
 
 @simbench.hookimpl

@@ -9,7 +9,7 @@ import numpy as np
 
 from simbench.types import Table
 
-from ._records import records_frame
+from .._records import records_frame
 
 
 def frame(records: Any) -> Any:

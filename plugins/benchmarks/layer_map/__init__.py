@@ -47,16 +47,7 @@ import simbench
 from simbench import ParamError
 
 #: summary statistics that also get a ``delta_`` row against the reference probe set
-DELTA_STATS: tuple[str, ...] = (
-    "offdiag_mean",
-    "offdiag_median",
-    "offdiag_skew",
-    "adjacent_mean",
-    "eig_1",
-    "effective_rank",
-    "block_score",
-    "task_score",
-)
+from .common import DELTA_STATS
 
 
 @dataclass(frozen=True)
@@ -105,17 +96,17 @@ class LayerMap(simbench.Benchmark):
             raise ParamError("layers", "a layer map needs at least two layers")
 
     def evaluate(self, ctx: simbench.BenchmarkContext) -> Iterable[simbench.Record]:
-        from . import layer_map_impl
+        from . import compute
 
-        return layer_map_impl.evaluate(self, ctx)
+        return compute.evaluate(self, ctx)
 
     @classmethod
     def tables(cls, records: Any) -> list[Any]:
         """Per model and probe set summaries (headline), shifted-minus-reference deltas with a verdict per
         model, the across-model correlation of task-score drop with block structure, and failures."""
-        from . import layer_map_report
+        from . import report
 
-        return layer_map_report.tables(records)
+        return report.tables(records)
 
     @classmethod
     def plots(cls, records: Any, out_dir: Any) -> list[Any]:
@@ -131,9 +122,9 @@ def plot(records: Any, out_dir: str | Path) -> list[Path]:
     heatmaps: the PDF of off-diagonal values and the eigenvalue spectrum per
     probe set, as in seed 000's Fig. 1-2.  Returns the written paths.
     """
-    from . import layer_map_report
+    from . import report
 
-    return layer_map_report.plot(records, out_dir)
+    return report.plot(records, out_dir)
 
 
 @simbench.hookimpl

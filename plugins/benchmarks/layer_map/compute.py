@@ -10,7 +10,7 @@ import torch
 
 import simbench
 
-from .layer_map import DELTA_STATS
+from .common import DELTA_STATS
 
 #: records leave ``benchmark`` empty: the runner fills in the suite label of this benchmark entry
 BENCH = ""

@@ -12,7 +12,7 @@ import numpy as np
 
 from simbench.types import Table
 
-from ._records import records_frame
+from .._records import records_frame
 
 SUMMARY = (
     "task_score",

@@ -60,8 +60,7 @@ from typing import Any, ClassVar
 
 import simbench
 
-ALL_PROBES = "(mean over probe sets)"
-REFERENCE = "reference"
+from .common import ALL_PROBES, REFERENCE
 
 
 @dataclass(frozen=True)
@@ -83,20 +82,20 @@ class Manipulation(simbench.Benchmark):
     probe_sets: tuple[str, ...] = ()
 
     def evaluate(self, ctx: simbench.BenchmarkContext) -> list[simbench.Record]:
-        from . import manipulation_impl
+        from . import compute
 
-        return manipulation_impl.evaluate(self, ctx)
+        return compute.evaluate(self, ctx)
 
     @classmethod
     def tables(cls, records: Any) -> list[Any]:
         """Ranking by displacement per target, the verdict on seed 003 §3.4, per-probe-set detail, pairs."""
-        from . import manipulation_report
+        from . import report
 
-        return manipulation_report.tables(records)
+        return report.tables(records)
 
     @classmethod
     def plots(cls, records: Any, out_dir: Any) -> list[Any]:
         """Displacement per metric and target (bars with the per-pair spread)."""
-        from . import manipulation_report
+        from . import report
 
-        return manipulation_report.plots(records, out_dir)
+        return report.plots(records, out_dir)

@@ -9,8 +9,8 @@ import numpy as np
 import simbench
 from simbench.errors import MeasurementFailed, UserError
 
-from .calibration import calibrated
-from .manipulation import ALL_PROBES, REFERENCE
+from .._scale import calibrated
+from .common import ALL_PROBES, REFERENCE
 
 BENCH = ""
 STATS = ("displacement", "closer_fraction", "movement_scaled")

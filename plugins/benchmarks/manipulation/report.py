@@ -8,8 +8,8 @@ from typing import Any
 
 from simbench.types import Table
 
-from .calibration_report import frame
-from .manipulation import ALL_PROBES, REFERENCE
+from .._records import records_frame as frame
+from .common import ALL_PROBES, REFERENCE
 
 #: "function preserved": the manipulated copy agrees with its original on at least this share of probes
 PRESERVED = 0.95
@@ -157,7 +157,7 @@ def _why(preserved: bool, map_moved: bool | None, before: float, after: float) -
 def plots(records: Any, out_dir: Any) -> list[Path]:
     import numpy as np
 
-    from . import _plots
+    from .. import _plots
 
     df = frame(records)
     ok = df[df["status"] == "ok"]

@@ -56,9 +56,7 @@ import simbench
 from simbench.errors import ParamError
 from simbench.types import INVARIANCES
 
-TRANSFORMS: tuple[str, ...] = ("class_translation", "invertible_linear", "outlier")
-INVARIANCE_GROUP = "invariance"
-INFO = "info"
+from .common import INFO, INVARIANCE_GROUP, TRANSFORMS
 
 
 @dataclass(frozen=True)
@@ -110,20 +108,20 @@ class Sanity(simbench.Benchmark):
                 raise ParamError(key, "distances must be >= 0")
 
     def evaluate(self, ctx: simbench.BenchmarkContext) -> list[simbench.Record]:
-        from . import sanity_impl
+        from . import compute
 
-        return sanity_impl.evaluate(self, ctx)
+        return compute.evaluate(self, ctx)
 
     @classmethod
     def tables(cls, records: Any) -> list[Any]:
         """Verdict on seed 003's claims, value at the strongest setting, the invariance pass/fail table, curves."""
-        from . import sanity_report
+        from . import report
 
-        return sanity_report.tables(records)
+        return report.tables(records)
 
     @classmethod
     def plots(cls, records: Any, out_dir: Any) -> list[Any]:
         """One panel per transform: each metric's calibrated value against strength, read-out accuracy below."""
-        from . import sanity_report
+        from . import report
 
-        return sanity_report.plots(records, out_dir)
+        return report.plots(records, out_dir)

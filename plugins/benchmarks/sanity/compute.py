@@ -14,8 +14,8 @@ from simbench.errors import UserError
 from simbench.testing import ACTIVATION_INVARIANCES, WEIGHT_INVARIANCES, transform_activation, transform_weights
 from simbench.types import INVARIANCES
 
-from .calibration import calibrated
-from .sanity import INFO, INVARIANCE_GROUP
+from .._scale import calibrated
+from .common import INFO, INVARIANCE_GROUP
 
 BENCH = ""
 

@@ -8,8 +8,8 @@ from typing import Any
 
 from simbench.types import Table
 
-from .calibration_report import frame
-from .sanity import INFO, INVARIANCE_GROUP, TRANSFORMS
+from .._records import records_frame as frame
+from .common import INFO, INVARIANCE_GROUP, TRANSFORMS
 
 #: seed 003: linear CKA "quickly drop[s] below 0.2"; a metric that stays above ROBUST keeps its verdict
 LOW, ROBUST = 0.2, 0.8
@@ -206,7 +206,7 @@ def verdict_rows(cur: Any, acc: Any, acc0: float, limit: dict[str, float] | None
 
 
 def plots(records: Any, out_dir: Any) -> list[Path]:
-    from . import _plots
+    from .. import _plots
 
     df = frame(records)
     if df.empty:
@@ -224,7 +224,7 @@ def plots(records: Any, out_dir: Any) -> list[Path]:
 
 
 def _curve_figure(cur: Any, acc: Any, acc0: float, path: Path) -> Path:
-    from . import _plots
+    from .. import _plots
 
     plt = _plots.pyplot()
     transforms = [t for t in TRANSFORMS if t in set(cur["transform"])]
@@ -283,7 +283,7 @@ def _invariance_figure(inv: Any, path: Path) -> Path:
     import numpy as np
     from matplotlib.colors import ListedColormap
 
-    from . import _plots
+    from .. import _plots
 
     plt = _plots.pyplot()
     wide = inv.pivot_table(index=["metric", "model_b"], columns="statistic", values="value", aggfunc="first")

@@ -20,7 +20,7 @@ statistic                    model_b      value
 ===========================  ===========  ======================================================
 
 Tables and the verdicts are computed from these rows by
-:mod:`simbench_plugins.benchmarks.survey_transfer_report`.
+:mod:`simbench_plugins.benchmarks.survey_transfer.report`.
 """
 
 from __future__ import annotations
@@ -91,24 +91,24 @@ class SurveyTransfer(simbench.Benchmark):
         return hash(json.dumps(self.params(), sort_keys=True, default=list))
 
     def evaluate(self, ctx: simbench.BenchmarkContext) -> Iterable[simbench.Record]:
-        from . import survey_transfer_impl
+        from . import compute
 
-        return survey_transfer_impl.evaluate(self, ctx)
+        return compute.evaluate(self, ctx)
 
     @classmethod
     def tables(cls, records: Any) -> list[Any]:
         """Verdicts (headline), overall scores per mix and survey, the seed's single vs mixed table on each
         unseen survey, per-task r / R² / MAE, and the layer-map separation of robust from fragile models."""
-        from . import survey_transfer_report
+        from . import report
 
-        return survey_transfer_report.tables(records)
+        return report.tables(records)
 
     @classmethod
     def plots(cls, records: Any, out_dir: Any) -> list[Any]:
         """Per-task R² and r by survey, grouped by training mix; a heatmap of per-task r."""
-        from . import survey_transfer_report
+        from . import report
 
-        return survey_transfer_report.plots(records, out_dir)
+        return report.plots(records, out_dir)
 
 
 @simbench.hookimpl

@@ -108,7 +108,7 @@ def evaluate(bench: Any, ctx: Any) -> list[Any]:
 def layer_records(bench: Any, ctx: Any, specs: Sequence[Any], groups: Sequence[str]) -> list[Any]:
     """Block score and mean off-diagonal similarity of each model's layer map on the ID and unseen probe sets,
     and their unseen-minus-ID changes (the ``layer_map`` statistics, for the separation verdict)."""
-    from .layer_map_impl import _Reps, map_summary
+    from ..layer_map.compute import _Reps, map_summary
 
     metric = ctx.make_plugin("metric", bench.layer_metric, dict(bench.layer_metric_params))
     if getattr(metric, "kind", "activation") != "activation":

@@ -10,7 +10,7 @@ import numpy as np
 
 from simbench.types import Table
 
-from ._records import records_frame
+from .._records import records_frame
 
 OVERALL = "overall"
 LAYERS = "layers"
@@ -275,7 +275,7 @@ def plots(records: Any, out_dir: str | Path) -> list[Path]:
     df = frame(records)
     if df.empty or not df["statistic"].isin(["r", "r2"]).any():
         return []
-    from . import _plots
+    from .. import _plots
 
     plt = _plots.pyplot()
     roles, _, groups = config(df)
