@@ -11,13 +11,19 @@ half-written entry.
 
 from __future__ import annotations
 
+import ast
+import functools
 import hashlib
+import importlib.util
 import json
 import logging
 import os
+import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from .errors import ResourceError
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -42,6 +48,127 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"cannot hash {type(obj).__name__} in a cache key")
 
 
+def _module_file(name: str) -> Path | None:
+    module = sys.modules.get(name)
+    file = getattr(module, "__file__", None) if module is not None else None
+    if file is None:
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError, AttributeError):
+            return None
+        file = spec.origin if spec is not None and spec.has_location else None
+    if not file or not str(file).endswith(".py"):
+        return None
+    return Path(file)
+
+
+def _imported_names(source: str, module: str, is_package: bool) -> set[str]:
+    """Module names ``source`` imports anywhere (also inside functions), relative ones resolved."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return set()
+    package = module if is_package else module.rpartition(".")[0]
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                parts = package.split(".") if package else []
+                base_parts = parts[: len(parts) - node.level + 1] if node.level <= len(parts) else []
+                base = ".".join(p for p in [*base_parts, node.module or ""] if p)
+            else:
+                base = node.module or ""
+            if base:
+                out.add(base)
+            out.update(f"{base}.{alias.name}" if base else alias.name for alias in node.names)
+    return out
+
+
+def _installed_distribution(file: Path) -> str:
+    """``name==version:<sha256 of RECORD>`` when ``file`` belongs to a regular (non-editable) install, else ``""``."""
+    import importlib.metadata
+
+    if "site-packages" not in file.parts and "dist-packages" not in file.parts:
+        return ""
+    for dist in importlib.metadata.distributions():
+        files = dist.files or []
+        record = dist.read_text("RECORD") or ""
+        if not record:
+            continue
+        for f in files:
+            try:
+                if Path(dist.locate_file(f)).resolve() == file.resolve():
+                    digest = hashlib.sha256(record.encode()).hexdigest()
+                    return f"{dist.metadata['Name']}=={dist.version}:{digest}"
+            except OSError:
+                continue
+    return ""
+
+
+def code_hash(module: str) -> str:
+    """sha256 of the code that defines a plugin living in ``module``.
+
+    For a regular installed distribution: its name, version and ``RECORD``
+    (which holds the hash of every file it installed).  Otherwise (a source
+    checkout, an editable install, a ``--plugin`` file): the source of the
+    module and, transitively, of every module of the same top-level package
+    it imports anywhere (also inside functions, where heavy implementation
+    modules are imported lazily).  Editing any of them changes the hash, so
+    cached results computed by the old code are never reused.
+    """
+    first = _module_file(module)
+    if first is None:
+        return "unknown:" + module
+    try:
+        stat = first.stat()
+        stamp = (str(first), stat.st_mtime_ns, stat.st_size)
+    except OSError:
+        stamp = (str(first), 0, 0)
+    return _code_hash(module, stamp)
+
+
+@functools.lru_cache(maxsize=256)
+def _code_hash(module: str, stamp: tuple[str, int, int]) -> str:
+    # memoised per (module, file stamp): a --plugin file edited between two runs in one process is rehashed
+    top = module.split(".")[0]
+    first = Path(stamp[0])
+    installed = _installed_distribution(first)
+    if installed:
+        return hashlib.sha256(installed.encode()).hexdigest()
+    seen: dict[str, bytes] = {}
+    todo = [module]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        file = _module_file(name) if name != module else first
+        if file is None:
+            continue
+        try:
+            blob = file.read_bytes()
+        except OSError:
+            continue
+        seen[name] = blob
+        is_package = file.name == "__init__.py"
+        for imported in _imported_names(blob.decode("utf-8", "replace"), name, is_package):
+            # only our own package: the core and third-party libraries are versioned elsewhere
+            if imported.split(".")[0] == top and imported not in seen and top != "simbench":
+                todo.append(imported)
+    h = hashlib.sha256()
+    for name in sorted(seen):
+        h.update(name.encode() + b"\0" + hashlib.sha256(seen[name]).digest())
+    return h.hexdigest()
+
+
+def class_code_hash(cls: type) -> str:
+    """:func:`code_hash` of the module defining ``cls`` and of its bases' modules (outside the core)."""
+    modules = sorted({c.__module__ for c in cls.__mro__ if c.__module__ not in ("builtins",)
+                      and not c.__module__.startswith("simbench.") and c.__module__ != "simbench"})
+    return content_hash([code_hash(m) for m in modules])
+
+
 def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -59,6 +186,38 @@ class TensorCache:
         self.hits = 0
         self.misses = 0
         self.rebuilt: list[str] = []
+
+    def check_writable(self) -> None:
+        """Create the cache directory and prove it writable, or raise a one-line :class:`ResourceError`.
+
+        Called before any training, so a read-only or misplaced cache is
+        reported at once, not after an hour of work.
+        """
+        if not self.enabled:
+            return
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            probe = self.root / f".write-test{os.getpid()}"
+            probe.write_bytes(b"x")
+            probe.unlink()
+        except OSError as exc:
+            raise ResourceError(
+                f"cache directory {self.root}: not writable ({exc.strerror or exc}); "
+                "use --cache-dir DIR or --no-cache"
+            ) from None
+
+    def clean_temp(self) -> int:
+        """Remove temporary files whose writing process is gone (another live run may be writing its own)."""
+        removed = 0
+        if not self.root.is_dir():
+            return 0
+        for p in self.root.glob("*/*.tmp*"):
+            pid_text = p.suffix[len(".tmp"):]
+            if pid_text.isdigit() and _alive(int(pid_text)):
+                continue
+            p.unlink(missing_ok=True)
+            removed += 1
+        return removed
 
     def key(self, kind: str, description: Mapping[str, Any]) -> str:
         return f"{kind}/{content_hash({'core': CORE_CACHE_VERSION, **description})}"
@@ -95,15 +254,22 @@ class TensorCache:
         from safetensors.torch import save_file
 
         data_path, meta_path = self._paths(key)
-        data_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = data_path.with_suffix(f".tmp{os.getpid()}")
-        # clone: safetensors refuses tensors that share memory (e.g. one label tensor reused)
-        save_file({k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}, str(tmp))
-        digest = file_sha256(tmp)
-        os.replace(tmp, data_path)
         tmp_meta = meta_path.with_suffix(f".tmp{os.getpid()}")
-        tmp_meta.write_text(json.dumps({"sha256": digest, "meta": dict(meta or {})}, default=_json_default))
-        os.replace(tmp_meta, meta_path)
+        try:
+            data_path.parent.mkdir(parents=True, exist_ok=True)
+            # clone: safetensors refuses tensors that share memory (e.g. one label tensor reused)
+            save_file({k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}, str(tmp))
+            digest = file_sha256(tmp)
+            os.replace(tmp, data_path)
+            tmp_meta.write_text(json.dumps({"sha256": digest, "meta": dict(meta or {})}, default=_json_default))
+            os.replace(tmp_meta, meta_path)
+        except OSError as exc:
+            # disk full or the directory became read-only: the result is still good, only not cached
+            for p in (tmp, tmp_meta, data_path, meta_path):
+                p.unlink(missing_ok=True)
+            log.warning("cache entry %s not written (%s); going on without caching it", data_path,
+                        exc.strerror or exc)
 
     def get_or_compute(
         self,
@@ -119,3 +285,13 @@ class TensorCache:
         tensors, meta = compute()
         self.save(key, tensors, meta)
         return dict(tensors), dict(meta)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True

@@ -26,8 +26,33 @@ class PluginError(UserError):
     """A plugin could not be loaded or registered, or a name is unknown."""
 
 
+class ResourceError(UserError):
+    """The machine cannot do what was asked: a directory cannot be created or written, the disk is full.
+
+    Exit status 3, so scripts can tell a resource problem from a suite mistake (2).
+    """
+
+    exit_code = 3
+
+
+class RunBusy(UserError):
+    """Another simbench process holds the run directory's lock."""
+
+    exit_code = 3
+
+
+class StageFailed(UserError):
+    """A stage the rest of the run depends on (dataset load, zoo build) failed inside a plugin.
+
+    The failure is recorded in the run directory's manifest; the message is
+    one line naming the plugin.
+    """
+
+    exit_code = 3
+
+
 class MeasurementFailed(Exception):
-    """A metric raised or returned non-finite values for a cell."""
+    """A metric raised, timed out, or returned invalid values for a cell."""
 
 
 class ParamError(ValueError):

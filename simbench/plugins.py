@@ -10,15 +10,24 @@ Plugins come from three places, loaded the same way:
 
 Environment variables choose which entry points load:
 
-``SIMBENCH_PLUGINS``         comma-separated allow-list of entry-point names
-                             (set but empty: load none)
+``SIMBENCH_PLUGINS``         comma-separated allow-list of *third-party*
+                             entry-point names; simbench's own built-ins
+                             always load (block them explicitly).  A name
+                             that no installed distribution provides is an
+                             error, so a typo never silently loads nothing.
 ``SIMBENCH_BLOCK_PLUGINS``   comma-separated entry-point names to skip
+
+An installed plugin that fails to import (``SystemExit`` included) is
+reported in one line, with the ``SIMBENCH_BLOCK_PLUGINS`` hint, and skipped:
+one broken third-party package must not break every command.  A ``--plugin``
+file the user named explicitly that fails to import is an error.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import logging
 import os
 import sys
 from collections.abc import Iterable
@@ -32,7 +41,11 @@ import pluggy
 from . import hookspecs
 from .errors import PluginError
 
+log = logging.getLogger("simbench.plugins")
+
 ENTRY_POINT_GROUP = "simbench"
+#: the distribution whose entry points are simbench's own built-ins (not subject to the allow-list)
+BUILTIN_DISTRIBUTION = "simbench"
 ALLOW_ENV = "SIMBENCH_PLUGINS"
 BLOCK_ENV = "SIMBENCH_BLOCK_PLUGINS"
 
@@ -69,9 +82,12 @@ def _load_module_from_file(path: Path) -> ModuleType:
     sys.modules[module_name] = module
     try:
         spec.loader.exec_module(module)
-    except Exception as exc:
-        del sys.modules[module_name]
-        raise PluginError(f"--plugin {path}: failed to import: {type(exc).__name__}: {exc}") from exc
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - sys.exit at import included
+        sys.modules.pop(module_name, None)
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise PluginError(f"--plugin {path}: failed to import: {type(exc).__name__}: {message}"[:400]) from None
     return module
 
 
@@ -105,6 +121,7 @@ def get_plugin_manager(
     if load_entry_points:
         allow, block = _env_list(ALLOW_ENV), _env_list(BLOCK_ENV) or set()
         seen: set[tuple[str, str]] = set()
+        found: list[tuple[Any, Any, str]] = []
         for dist in importlib.metadata.distributions():
             for ep in dist.entry_points:
                 if ep.group != ENTRY_POINT_GROUP:
@@ -113,20 +130,36 @@ def get_plugin_manager(
                 if key in seen:  # the same distribution found twice on sys.path
                     continue
                 seen.add(key)
-                if (allow is not None and ep.name not in allow) or ep.name in block:
-                    continue
-                dist_name = dist.metadata["Name"] or "?"
-                try:
-                    module = ep.load()
-                except Exception as exc:
-                    raise PluginError(
-                        f"plugin {ep.name!r} (entry point {ep.value!r} of {dist_name}) failed to import: "
-                        f"{type(exc).__name__}: {exc}; set {BLOCK_ENV}={ep.name} to skip it"
-                    ) from exc
-                add(
-                    module,
-                    PluginInfo(ep.name, "entry point", dist_name, dist.version or "", f"{dist_name}:{ep.value}"),
+                found.append((dist, ep, dist.metadata["Name"] or "?"))
+        if allow is not None:
+            unknown = sorted(allow - {ep.name for _, ep, _ in found})
+            if unknown:
+                third = sorted(ep.name for _, ep, d in found if d != BUILTIN_DISTRIBUTION)
+                raise PluginError(
+                    f"{ALLOW_ENV} names {', '.join(repr(u) for u in unknown)}, which no installed plugin provides "
+                    f"(installed third-party plugins: {', '.join(third) or 'none'}; built-ins always load)"
                 )
+        for dist, ep, dist_name in found:
+            builtin = dist_name == BUILTIN_DISTRIBUTION
+            if ep.name in block or (allow is not None and not builtin and ep.name not in allow):
+                continue
+            try:
+                module = ep.load()
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:  # noqa: BLE001 - sys.exit at import included: skip, do not die
+                message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                log.warning(
+                    "plugin %r (entry point %r of %s) failed to import (%s%s); skipped. "
+                    "Set %s=%s to stop loading it",
+                    ep.name, ep.value, dist_name, type(exc).__name__, f": {message}"[:200] if message else "",
+                    BLOCK_ENV, ep.name,
+                )
+                continue
+            add(
+                module,
+                PluginInfo(ep.name, "entry point", dist_name, dist.version or "", f"{dist_name}:{ep.value}"),
+            )
 
     for file in plugin_files:
         path = Path(file)

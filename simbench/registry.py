@@ -9,6 +9,7 @@ registered class is attributed to the plugin that supplied it.
 from __future__ import annotations
 
 import difflib
+import logging
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from typing import Any
 
 from . import params as params_mod
 from .errors import PluginError
-from .plugins import PluginInfo, get_plugin_manager
+from .plugins import BLOCK_ENV, PluginInfo, get_plugin_manager
 from .types import INVARIANCES, PLUGIN_KINDS, Benchmark, Dataset, Metric, Perturbation, Zoo
 
 BASES: dict[str, type] = {
@@ -35,6 +36,8 @@ HOOKS: dict[str, str] = {
 }
 PLURAL = {"metric": "metrics", "zoo": "zoos", "perturbation": "perturbations", "benchmark": "benchmarks", "dataset": "datasets"}
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+
+log = logging.getLogger("simbench.registry")
 
 
 @dataclass(frozen=True)
@@ -77,12 +80,35 @@ class Registry:
         self.pm = pm
         self.plugins: dict[str, PluginInfo] = dict(infos)
         self._entries: dict[str, dict[str, Entry]] = {kind: {} for kind in PLUGIN_KINDS}
+        #: plugins whose hook raised: name -> one-line reason (they registered nothing)
+        self.skipped: dict[str, str] = {}
         for kind in PLUGIN_KINDS:
             hook = getattr(pm.hook, HOOKS[kind])
             # Call each implementation on its own so we know who registered what.
             for impl in reversed(hook.get_hookimpls()):
                 plugin_name = impl.plugin_name
-                impl.function(register=self._register_callback(kind, plugin_name))
+                if plugin_name in self.skipped:
+                    continue
+                try:
+                    impl.function(register=self._register_callback(kind, plugin_name))
+                except (KeyboardInterrupt, PluginError):
+                    raise  # our own validation of what it registered stays an error
+                except BaseException as exc:  # noqa: BLE001 - one broken plugin must not break every command
+                    self._skip(plugin_name, HOOKS[kind], exc)
+
+    def _skip(self, plugin_name: str, hook: str, exc: BaseException) -> None:
+        """Forget everything ``plugin_name`` registered and report it in one line."""
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        reason = f"{hook} raised {type(exc).__name__}{': ' + text if text else ''}"[:300]
+        self.skipped[plugin_name] = reason
+        for kind in PLUGIN_KINDS:
+            for name in [n for n, e in self._entries[kind].items() if e.plugin == plugin_name]:
+                del self._entries[kind][name]
+        info = self.plugins.pop(plugin_name, None)
+        if info is not None:
+            info.registered.clear()
+        log.warning("plugin %r: %s; skipped. Set %s=%s to stop loading it", plugin_name, reason, BLOCK_ENV,
+                    plugin_name)
 
     def _register_callback(self, kind: str, plugin_name: str) -> Any:
         def register(cls: Any) -> None:

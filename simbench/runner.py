@@ -11,6 +11,14 @@ cached.  Tensor outputs are cached under content hashes in the cache
 directory; finished cells (one similarity matrix, one agreement matrix, one
 benchmark evaluation) are written to the run directory, which is what makes
 a killed run resume.
+
+Plugin code is called only through :func:`plugin_call` (or, for metric
+cells, :func:`call_with_timeout`): anything it raises — ``SystemExit``
+included, ``KeyboardInterrupt`` excepted — becomes a one-line failure of that
+plugin's stage, recorded in the run, and the rest of the run goes on where it
+can.  Plugins get copies of shared tensors (or are fingerprinted before and
+after the call), so a plugin that modifies its inputs in place fails itself
+instead of silently corrupting every later measurement.
 """
 
 from __future__ import annotations
@@ -22,16 +30,17 @@ import os
 import platform
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .cache import TensorCache, content_hash
-from .errors import MeasurementFailed, UserError
+from .cache import TensorCache, class_code_hash, content_hash
+from .errors import MeasurementFailed, StageFailed, SuiteError, UserError
 from .registry import Registry
-from .results import RunDir, record_row
+from .results import RunDir, check_fresh_target, record_row
 from .suite import PluginUse, Suite
 from .types import WEIGHTS_PROBE_SET, DataSplits, ModelSpec, PerturbContext, ProbeSet, Record, RunContext
 
@@ -40,6 +49,10 @@ log = logging.getLogger("simbench.runner")
 DEFAULT_CACHE_DIR = ".simbench-cache"
 CACHE_ENV = "SIMBENCH_CACHE_DIR"
 INFER_BATCH = 2048
+#: relative tolerance of the symmetry check (batched float32 GEMMs are not bit-symmetric)
+SYMMETRY_RTOL = 1e-5
+#: how far outside its declared range a value may fall (float rounding), relative to the range's scale
+RANGE_RTOL = 1e-6
 
 
 def derive_seed(seed: int, *tags: str) -> int:
@@ -57,6 +70,21 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
+
+
+def set_threads(threads: int) -> None:
+    """Pin torch's intra-op (and, once per process, inter-op) thread pools.
+
+    Default 1 (``[run] threads``): parallel runs and our metric worker thread
+    then never oversubscribe the cores.
+    """
+    import torch
+
+    torch.set_num_threads(max(1, int(threads)))
+    try:
+        torch.set_num_interop_threads(max(1, int(threads)))
+    except RuntimeError:  # already set, or inter-op work already started in this process
+        pass
 
 
 def resolve_device(requested: str) -> str:
@@ -77,24 +105,81 @@ def describe_device(device: str) -> str:
     return f"cpu ({platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads)"
 
 
-def git_revision(where: Path) -> str:
-    """``<sha>`` or ``<sha>-dirty`` of the repository holding ``where``; ``unknown`` outside git."""
-    try:
-        cwd = where if where.is_dir() else where.parent
-        sha = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
-        return f"{sha}-dirty" if dirty else sha
-    except (OSError, subprocess.SubprocessError):
+# ----------------------------------------------------------------------------
+# Provenance: simbench's own revision, without running anyone's git hooks
+# ----------------------------------------------------------------------------
+
+
+def _read_git_head(git_dir: Path) -> str:
+    """The commit ``HEAD`` names, read from ``.git`` files directly (no git process)."""
+    head = (git_dir / "HEAD").read_text(encoding="utf-8").strip()
+    if not head.startswith("ref:"):
+        return head
+    ref = head[4:].strip()
+    for base in (git_dir, _common_dir(git_dir)):
+        loose = base / ref
+        if loose.is_file():
+            return loose.read_text(encoding="utf-8").strip()
+        packed = base / "packed-refs"
+        if packed.is_file():
+            for line in packed.read_text(encoding="utf-8").splitlines():
+                parts = line.split()
+                if len(parts) == 2 and parts[1] == ref:
+                    return parts[0]
+    return "unknown"
+
+
+def _common_dir(git_dir: Path) -> Path:
+    common = git_dir / "commondir"
+    if common.is_file():
+        return (git_dir / common.read_text(encoding="utf-8").strip()).resolve()
+    return git_dir
+
+
+def _git_dir(root: Path) -> Path | None:
+    dot = root / ".git"
+    if dot.is_dir():
+        return dot
+    if dot.is_file():  # a worktree or submodule: "gitdir: PATH"
+        text = dot.read_text(encoding="utf-8").strip()
+        if text.startswith("gitdir:"):
+            return (root / text[7:].strip()).resolve()
+    return None
+
+
+def simbench_revision() -> str:
+    """``<sha>``, ``<sha>-dirty`` or ``unknown``: the revision of simbench's *own* source tree.
+
+    Never the repository that holds the suite file (a user's repository may
+    configure ``core.fsmonitor`` or hooks that git would run).  The commit is
+    read from ``.git`` files directly; the dirty check runs git on our own
+    tree only, with system/global config ignored, fsmonitor and hooks off and
+    no optional locks.  Installed from a wheel (no ``.git``): ``unknown``.
+    """
+    root = Path(__file__).resolve().parent.parent
+    git_dir = _git_dir(root)
+    if git_dir is None:
         return "unknown"
+    try:
+        sha = _read_git_head(git_dir)
+    except OSError:
+        return "unknown"
+    env = {**os.environ, "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull, "GIT_TERMINAL_PROMPT": "0",
+           "GIT_OPTIONAL_LOCKS": "0"}
+    try:
+        dirty = subprocess.run(
+            ["git", "-c", "core.fsmonitor=false", "-c", f"core.hooksPath={os.devnull}", "-c", "core.untrackedCache=false",
+             "--no-optional-locks", "status", "--porcelain", "--untracked-files=no", "--ignore-submodules"],
+            cwd=root, env=env, capture_output=True, text=True, timeout=10, check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return sha
+    return f"{sha}-dirty" if dirty else sha
+
+
+def git_revision(where: Path | None = None) -> str:
+    """Deprecated alias: simbench's own revision (``where`` is ignored; see :func:`simbench_revision`)."""
+    return simbench_revision()
 
 
 def _now() -> str:
@@ -102,7 +187,167 @@ def _now() -> str:
 
 
 def _plugin_key(use: PluginUse) -> dict[str, Any]:
-    return {"name": use.name, "version": use.obj.version, "params": use.params}
+    """What a plugin's cached products depend on: its name, parameters and the hash of its *code*.
+
+    The hand-bumped ``version`` stays in the key, but editing the plugin's
+    source (or installing another version of its distribution) is enough to
+    invalidate its cache entries.
+    """
+    return {"name": use.name, "version": use.obj.version, "params": use.params, "code": class_code_hash(type(use.obj))}
+
+
+# ----------------------------------------------------------------------------
+# Plugin boundaries: one-line failures, time limits, in-place modification
+# ----------------------------------------------------------------------------
+
+
+class PluginCallFailed(Exception):
+    """A plugin call raised (anything but KeyboardInterrupt); ``str`` is one line."""
+
+
+class CellTimeout(Exception):
+    """Injected into a metric worker thread whose cell ran past ``run.cell_timeout``."""
+
+
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """``Type: first line of the message`` — never a traceback."""
+    text = str(exc).strip()
+    line = text.splitlines()[0] if text else ""
+    out = f"{type(exc).__name__}: {line}" if line else type(exc).__name__
+    return out[:limit]
+
+
+def plugin_call(what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Call plugin code; any ``BaseException`` but ``KeyboardInterrupt`` becomes :class:`PluginCallFailed`.
+
+    ``UserError`` (a plugin telling the user about a mistake) and
+    ``MeasurementFailed`` pass through unchanged.  ``SystemExit`` is caught:
+    a plugin calling ``sys.exit`` must not end the run with status 0.
+    """
+    try:
+        return fn(*args, **kwargs)
+    except (KeyboardInterrupt, UserError, MeasurementFailed, PluginCallFailed):
+        raise
+    except BaseException as exc:  # noqa: BLE001 - the plugin boundary
+        raise PluginCallFailed(f"{what}: {one_line(exc)}") from exc
+
+
+def _async_raise(thread: threading.Thread, exc_type: type[BaseException]) -> None:
+    """Ask ``thread`` to raise ``exc_type`` at its next bytecode (interrupts Python-level loops)."""
+    import ctypes
+
+    if thread.ident is None:
+        return
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), ctypes.py_object(exc_type))
+
+
+def call_with_timeout(fn: Callable[[], Any], timeout: float, what: str = "cell") -> Any:
+    """``fn()`` in a daemon worker thread, waiting at most ``timeout`` seconds (0 = inline, no limit).
+
+    On timeout the worker is sent :class:`CellTimeout` (which stops a metric
+    looping in Python) and abandoned if it is stuck inside native code; it
+    only holds copies of the inputs, and its result is never used, so the
+    run goes on with :class:`MeasurementFailed` for this cell.  Ctrl-C still
+    reaches the main thread, which is only waiting.
+    """
+    if not timeout:
+        return fn()
+    outcome: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            outcome["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=work, name=f"simbench-{what}", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        _async_raise(worker, CellTimeout)
+        worker.join(0.5)
+        raise MeasurementFailed(f"timed out after {timeout:g} s (run.cell_timeout)")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+def _tensors(obj: Any) -> Iterable[Any]:
+    """Every tensor inside ``obj`` (modules' state, data splits, probe sets, containers)."""
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        yield obj
+    elif isinstance(obj, torch.nn.Module):
+        yield from obj.state_dict(keep_vars=True).values()
+    elif isinstance(obj, DataSplits):
+        for split in (obj.train, obj.val, obj.test):
+            yield split.x
+            yield split.y
+    elif isinstance(obj, ProbeSet):
+        yield obj.x
+        yield obj.y
+        yield from (obj.x_by_model or {}).values()
+    elif isinstance(obj, Mapping):
+        for value in obj.values():
+            yield from _tensors(value)
+    elif isinstance(obj, (list, tuple)):
+        for value in obj:
+            yield from _tensors(value)
+
+
+def fingerprint(*objs: Any) -> str:
+    """A content hash of every tensor in ``objs`` (no copies: hashes the bytes in place)."""
+    import torch
+
+    h = hashlib.blake2b(digest_size=16)
+    for t in _tensors(objs):
+        t = t.detach()
+        if t.device.type != "cpu":
+            t = t.cpu()
+        t = t.contiguous()
+        h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+        if t.numel():
+            h.update(t.reshape(-1).view(torch.uint8).numpy().data)
+    return h.hexdigest()
+
+
+def _clone(obj: Any) -> Any:
+    """A deep copy of the tensors in lists/tuples/dicts (what metrics and benchmarks are handed)."""
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().clone()
+    if isinstance(obj, list):
+        return [_clone(v) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(_clone(v) for v in obj)
+    if isinstance(obj, dict):
+        return {k: _clone(v) for k, v in obj.items()}
+    return obj
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Whether two (nested) tensor structures hold the same values (NaN equal to NaN)."""
+    import torch
+
+    ta, tb = list(_tensors(a)), list(_tensors(b))
+    if len(ta) != len(tb):
+        return False
+    for x, y in zip(ta, tb, strict=True):
+        if x.shape != y.shape or x.dtype != y.dtype:
+            return False
+        if x.is_floating_point() or x.is_complex():
+            if not torch.equal(x, y) and not torch.allclose(x, y, rtol=0, atol=0, equal_nan=True):
+                return False
+        elif not torch.equal(x, y):
+            return False
+    return True
+
+
+def _clone_probe_set(ps: ProbeSet) -> ProbeSet:
+    return ProbeSet(ps.name, ps.x.clone(), ps.y.clone(), dict(ps.meta),
+                    None if ps.x_by_model is None else {k: v.clone() for k, v in ps.x_by_model.items()})
 
 
 # ----------------------------------------------------------------------------
@@ -110,23 +355,51 @@ def _plugin_key(use: PluginUse) -> dict[str, Any]:
 # ----------------------------------------------------------------------------
 
 
-class ProgressUI:
-    """Rich progress bars, one task per stage; silent when ``quiet``."""
+def _clock(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
-    def __init__(self, console: Any = None, quiet: bool = False) -> None:
+
+class ProgressUI:
+    """Progress per stage, with units and an ETA; silent when ``quiet``.
+
+    On a terminal: rich progress bars.  Otherwise (redirected to a file, a
+    CI log): plain lines — the first step, then at most every
+    ``PLAIN_EVERY`` seconds, then the end — so a log shows progress without
+    carriage-return noise.
+    """
+
+    PLAIN_EVERY = 10.0
+
+    def __init__(self, console: Any = None, quiet: bool = False, plain: bool | None = None,
+                 stream: Any = None) -> None:
         self.quiet = quiet
         self._progress: Any = None
         self.console = console
+        if plain is None:
+            plain = not (console.is_terminal if console is not None else sys.stdout.isatty())
+        self.plain = plain
+        self.stream = stream
 
     def __enter__(self) -> ProgressUI:
-        if not self.quiet:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        if not self.quiet and not self.plain:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
 
             self._progress = Progress(
                 TextColumn("[bold]{task.description}"),
-                BarColumn(),
+                BarColumn(bar_width=20),
                 MofNCompleteColumn(),
+                TextColumn("{task.fields[unit]}"),
                 TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
                 console=self.console,
                 transient=False,
             )
@@ -136,17 +409,55 @@ class ProgressUI:
     def __exit__(self, *exc: Any) -> None:
         if self._progress is not None:
             self._progress.__exit__(*exc)
+            self._progress = None
 
-    def __call__(self, description: str, total: int | None = None) -> Callable[[int], None]:
-        if self._progress is None:
+    def _write(self, line: str) -> None:
+        stream = self.stream or sys.stdout
+        stream.write(line + "\n")
+        stream.flush()
+
+    def log(self, message: str) -> None:
+        """One line of information (verbose training logs, warnings) above the bars."""
+        if self.quiet:
+            return
+        if self._progress is not None:
+            self._progress.console.print(message, markup=False, highlight=False)
+        else:
+            self._write(message)
+
+    def __call__(self, description: str, total: int | None = None, unit: str = "") -> Callable[[int], None]:
+        if self.quiet:
             return lambda advance=1: None
-        task = self._progress.add_task(description, total=total)
-        progress = self._progress
+        if self._progress is not None:
+            task = self._progress.add_task(description, total=total, unit=unit)
+            progress = self._progress
 
-        def advance(step: int = 1) -> None:
-            progress.advance(task, step)
+            def advance(step: int = 1) -> None:
+                progress.advance(task, step)
 
-        return advance
+            return advance
+        started = time.monotonic()
+        state = {"done": 0, "printed": -1.0}
+        of = f"/{total}" if total else ""
+        unit_text = f" {unit}" if unit else ""
+
+        def advance_plain(step: int = 1) -> None:
+            state["done"] += step
+            done, now = state["done"], time.monotonic()
+            elapsed = now - started
+            finished = total is not None and done >= total
+            if not finished and state["printed"] >= 0 and now - state["printed"] < self.PLAIN_EVERY:
+                return
+            state["printed"] = now
+            if finished:
+                tail = f"done in {_clock(elapsed)}"
+            elif total:
+                tail = f"{_clock(elapsed)} elapsed, ETA {_clock(elapsed / done * (total - done))}"
+            else:
+                tail = f"{_clock(elapsed)} elapsed"
+            self._write(f"  {description}: {done}{of}{unit_text}, {tail}")
+
+        return advance_plain
 
 
 # ----------------------------------------------------------------------------
@@ -168,10 +479,15 @@ class _State:
     failures: dict[tuple[str, str], str] = field(default_factory=dict)
     agreements: dict[str, Any] = field(default_factory=dict)
     accuracies: dict[str, Any] = field(default_factory=dict)
+    failed_probe_sets: dict[str, str] = field(default_factory=dict)
 
 
 class RunnerContext:
-    """The runner's implementation of :class:`simbench.types.BenchmarkContext`."""
+    """The runner's implementation of :class:`simbench.types.BenchmarkContext`.
+
+    Every tensor it hands out is a copy: a benchmark that modifies what it
+    reads cannot change what the next benchmark (or metric) sees.
+    """
 
     def __init__(self, runner: Runner) -> None:
         self._runner = runner
@@ -195,7 +511,7 @@ class RunnerContext:
             runner.similarity_cell(use, where)
         if key in runner.state.failures:
             raise MeasurementFailed(runner.state.failures[key])
-        return use.obj.to_similarity(runner.state.similarities[key])
+        return use.obj.to_similarity(runner.state.similarities[key].clone())
 
     def failure(self, metric: str, probe_set: str) -> str | None:
         use = self._runner.metric_use(metric)
@@ -209,24 +525,24 @@ class RunnerContext:
     def agreement(self, probe_set: str) -> Any:
         if probe_set not in self._runner.state.agreements:
             self._runner.agreement_cell(probe_set)
-        return self._runner.state.agreements[probe_set]
+        return self._runner.state.agreements[probe_set].clone()
 
     def accuracy(self, probe_set: str) -> Any:
         if probe_set not in self._runner.state.accuracies:
             self._runner.agreement_cell(probe_set)
-        return self._runner.state.accuracies[probe_set]
+        return self._runner.state.accuracies[probe_set].clone()
 
     def probe_set(self, name: str) -> ProbeSet:
         try:
-            return self._runner.state.probe_sets[name]
+            return _clone_probe_set(self._runner.state.probe_sets[name])
         except KeyError:
             raise UserError(f"unknown probe set {name!r}; this suite has: {', '.join(self.probe_sets)}") from None
 
     def outputs(self, probe_set: str) -> list[Any]:
-        return self._runner.representations(probe_set, None)[1]
+        return _clone(self._runner.representations(probe_set, None)[1])
 
     def representations(self, probe_set: str, layer: str | None = None) -> list[Any]:
-        return self._runner.representations(probe_set, layer)[0]
+        return _clone(self._runner.representations(probe_set, layer)[0])
 
     def make_plugin(self, kind: str, name: str, params: Mapping[str, Any] | None = None) -> Any:
         obj, key, message = self._runner.registry.configure(kind, name, params or {})
@@ -236,6 +552,204 @@ class RunnerContext:
 
     def run_context(self) -> RunContext:
         return self._runner.ctx
+
+
+# ----------------------------------------------------------------------------
+# Checks before training
+# ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SizeEstimate:
+    """What a suite will hold in memory, estimated without training (models built on torch's meta device)."""
+
+    n_models: int
+    parameters: int  # all models together
+    width: int  # features per probe at the suite's layer (largest model)
+    probes: int
+    probe_sets: int
+
+    @property
+    def gigabytes(self) -> float:
+        reps = self.n_models * self.probes * self.width * self.probe_sets
+        return 4.0 * (self.parameters + reps) / 1e9
+
+
+def preflight(suite: Suite, data: DataSplits, sample: int = 64) -> SizeEstimate | None:
+    """Check what can be checked before training, raising a one-line :class:`SuiteError`.
+
+    * the number of models against ``run.max_models``;
+    * ``probes.layer`` against each model's ``readable_layers`` (models are
+      instantiated on torch's ``meta`` device: no memory, no training);
+    * a size estimate (models x parameters + probes x width) against
+      ``run.max_size_gb``.
+
+    Up to ``sample`` specs, spread over the zoo, are instantiated; the
+    estimate extrapolates.  A zoo whose ``instantiate`` cannot run on the meta
+    device is skipped silently (the layer is then checked after training).
+    """
+    import torch
+
+    file = str(suite.path)
+    try:
+        specs = list(plugin_call(f"zoo {suite.zoo.name!r} specs", suite.zoo.obj.specs))
+    except PluginCallFailed as exc:
+        raise StageFailed(str(exc)) from None
+    limit = int(suite.run["max_models"])
+    if len(specs) > limit:
+        raise SuiteError(file, "run.max_models",
+                         f"the zoo has {len(specs)} models, more than the limit of {limit}; raise run.max_models to allow it")
+    if not specs:
+        return None
+    step = max(1, len(specs) // sample)
+    chosen = specs[::step][:sample]
+    layer = suite.probes["layer"]
+    params: list[int] = []
+    width = 0
+    n = suite.probes["n"] or (len(data.test) if suite.probes["split"] == "test" else len(data.val))
+    for spec in chosen:
+        try:
+            with torch.device("meta"):
+                module = suite.zoo.obj.instantiate(spec, data)
+        except Exception:  # noqa: BLE001 - not meta-capable: checked after training instead
+            return None
+        readable = tuple(getattr(module, "readable_layers", ()) or ())
+        name = getattr(module, "default_layer", "") if layer == "default" else layer
+        if readable and name not in readable:
+            raise SuiteError(file, "probes.layer",
+                             f"model {spec.id!r} has no layer {name!r}; readable layers: {', '.join(readable)}")
+        params.append(sum(int(p.numel()) for p in module.parameters()))
+        try:
+            x = torch.empty((1, *data.input_shape), device="meta")
+            out = module.read(x, [name])[name]
+            width = max(width, int(out.reshape(1, -1).shape[1]))
+        except Exception:  # noqa: BLE001 - the estimate then counts parameters only
+            pass
+    n_probe_sets = 1 + sum(len(u.obj.variants()) for u in suite.perturbations if u.obj.target == "input")
+    n_models = len(specs) * (1 + sum(1 for u in suite.perturbations if u.obj.target == "model"))
+    estimate = SizeEstimate(n_models, int(sum(params) / len(params) * n_models), width, int(n), n_probe_sets)
+    limit_gb = float(suite.run["max_size_gb"])
+    if estimate.gigabytes > limit_gb:
+        raise SuiteError(
+            file, "run.max_size_gb",
+            f"estimated {estimate.gigabytes:.3g} GB ({n_models} models x {estimate.parameters // max(1, n_models)} "
+            f"parameters, {n_probe_sets} probe sets x {n} probes x width {width}), above the limit of {limit_gb:g} GB; "
+            "make the suite smaller or raise run.max_size_gb",
+        )
+    return estimate
+
+
+def load_data_offline(suite: Suite) -> DataSplits:
+    """Load the suite's dataset with the Hugging Face hub switched off (``validate``: never download).
+
+    A dataset that needs a download answers with a one-line error naming it.
+    """
+    saved = {k: os.environ.get(k) for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")}
+    os.environ.update({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})
+    try:
+        use = suite.data
+        ctx = RunContext(seed=derive_seed(suite.seed, "data"), device="cpu")
+        try:
+            data = plugin_call(f"dataset {use.name!r}", use.obj.load, ctx)
+        except PluginCallFailed as exc:
+            raise UserError(f"{suite.path}: data: not reachable without downloading ({exc})") from None
+        except UserError as exc:
+            raise UserError(f"{suite.path}: data: {exc}") from None
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    if not isinstance(data, DataSplits):
+        raise UserError(f"dataset {suite.data.name!r} returned {type(data).__name__}; expected simbench.DataSplits")
+    return data
+
+
+# ----------------------------------------------------------------------------
+# Output validation
+# ----------------------------------------------------------------------------
+
+
+def _declares_range(cls: type) -> bool:
+    """Whether a metric class (not just the base) declares ``value_range``."""
+    from .types import Metric
+
+    return any("value_range" in c.__dict__ for c in cls.__mro__ if c is not Metric and issubclass(c, Metric))
+
+
+def validate_matrix(raw: Any, ids: Sequence[str], metric: Any = None) -> tuple[Any, list[str]]:
+    """The metric's output as a float64 CPU matrix, and its flags; :class:`MeasurementFailed` if invalid.
+
+    Invalid: not M x M, complex, non-numeric, non-finite, outside the
+    metric's declared ``value_range`` (when the class declares one), or
+    asymmetric while declared ``symmetric``.  Flag ``"constant"``: every
+    off-diagonal entry equal (a metric that cannot tell models apart).
+    """
+    import torch
+
+    try:
+        matrix = torch.as_tensor(raw).detach()
+    except Exception as exc:  # noqa: BLE001
+        raise MeasurementFailed(f"pairwise returned {type(raw).__name__}, not a matrix ({one_line(exc)})") from None
+    if matrix.is_complex():
+        raise MeasurementFailed("pairwise returned complex values; expected real numbers")
+    if not (matrix.is_floating_point() or matrix.dtype in (torch.int8, torch.int16, torch.int32, torch.int64,
+                                                            torch.uint8)):
+        raise MeasurementFailed(f"pairwise returned dtype {matrix.dtype}; expected real numbers")
+    matrix = matrix.to("cpu", torch.float64)
+    check_matrix(matrix, ids)
+    m = len(ids)
+    flags: list[str] = []
+    if metric is not None and _declares_range(type(metric)):
+        lo, hi = (float(v) for v in metric.value_range)
+        scale = max(1.0, *(abs(v) for v in (lo, hi) if v == v and abs(v) != float("inf")))
+        tol = RANGE_RTOL * scale
+        bad = (matrix < lo - tol) | (matrix > hi + tol)
+        if bad.any():
+            i, j = (int(v) for v in bad.nonzero()[0])
+            raise MeasurementFailed(
+                f"value {float(matrix[i, j]):.6g} ({ids[i]} vs {ids[j]}) outside the declared range [{lo:g}, {hi:g}]"
+            )
+    if metric is not None and getattr(metric, "symmetric", False):
+        gap = (matrix - matrix.T).abs().max()
+        scale = float(matrix.abs().max())
+        if float(gap) > SYMMETRY_RTOL * max(scale, 1e-12):
+            i, j = (int(v) for v in ((matrix - matrix.T).abs() == gap).nonzero()[0])
+            raise MeasurementFailed(
+                f"declared symmetric but [{ids[i]}, {ids[j]}] = {float(matrix[i, j]):.6g} and "
+                f"[{ids[j]}, {ids[i]}] = {float(matrix[j, i]):.6g}"
+            )
+    if m >= 3:
+        off = matrix[~torch.eye(m, dtype=torch.bool)]
+        if float(off.max() - off.min()) <= 1e-12 * max(1.0, float(off.abs().max())):
+            flags.append("constant")
+    return matrix, flags
+
+
+def check_matrix(matrix: Any, ids: Sequence[str]) -> None:
+    """Raise :class:`MeasurementFailed` unless ``matrix`` is a finite M x M matrix."""
+    import torch
+
+    m = len(ids)
+    if tuple(matrix.shape) != (m, m):
+        raise MeasurementFailed(f"pairwise returned shape {tuple(matrix.shape)}; expected ({m}, {m})")
+    bad = ~torch.isfinite(matrix)
+    if bad.any():
+        i, j = (int(v) for v in bad.nonzero()[0])
+        raise MeasurementFailed(
+            f"returned non-finite values for {int(bad.sum())} of {m * m} entries (first: {ids[i]} vs {ids[j]})"
+        )
+
+
+def _non_finite(ps: ProbeSet) -> str:
+    """Why a probe set cannot be used (NaN/inf inputs), or ``""``."""
+    import torch
+
+    for what, t in [("inputs", ps.x), *((f"inputs for {k}", v) for k, v in (ps.x_by_model or {}).items())]:
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            return f"{what} contain {int((~torch.isfinite(t)).sum())} NaN/inf values"
+    return ""
 
 
 # ----------------------------------------------------------------------------
@@ -255,22 +769,31 @@ class Runner:
         console: Any = None,
         quiet: bool = False,
         use_cache: bool = True,
+        fresh: bool = False,
+        verbose: bool = False,
+        plain: bool | None = None,
     ) -> None:
         self.suite = suite
         self.registry = registry
-        self.run_dir = RunDir(run_dir)
+        self.run_dir = RunDir(run_dir, suite.sha256)
         cache_root = cache_dir or suite.run.get("cache_dir") or os.environ.get(CACHE_ENV) or DEFAULT_CACHE_DIR
         self.cache = TensorCache(cache_root, enabled=use_cache)
         self.console = console
         self.quiet = quiet
+        self.fresh = fresh
+        self.verbose = verbose
+        self.plain = plain
         self.state = _State()
         self.device = "cpu"
         self.ctx = RunContext()
         self.cells: list[str] = []
         self.computed = 0
         self.reused = 0
+        self.failures: list[dict[str, str]] = []  # stage failures (perturbations, probe sets), for the manifest
+        self.data_fingerprint = ""
         self._reps: dict[tuple[str, str], tuple[list[Any], list[Any]]] = {}
         self._ui: ProgressUI | None = None
+        self._model_state: dict[str, dict[str, Any]] = {}
 
     # -- helpers -----------------------------------------------------------------
 
@@ -278,7 +801,8 @@ class Runner:
         """A context whose seed is derived from the suite seed and the stage name; reseeds torch."""
         seed = derive_seed(self.suite.seed, *tags)
         seed_everything(seed)
-        return RunContext(seed=seed, device=self.device, progress=self.ctx.progress, cache=self.cache)
+        return RunContext(seed=seed, device=self.device, progress=self.ctx.progress, cache=self.cache,
+                          log=self.ctx.log, verbose=self.verbose)
 
     def metric_use(self, label: str) -> PluginUse:
         for use in self.suite.metrics:
@@ -287,8 +811,30 @@ class Runner:
         known = ", ".join(u.label for u in self.suite.metrics)
         raise UserError(f"unknown metric {label!r} in this suite; it has: {known}")
 
-    def _progress(self, description: str, total: int | None) -> Callable[[int], None]:
-        return self._ui(description, total) if self._ui is not None else (lambda advance=1: None)
+    def _progress(self, description: str, total: int | None, unit: str = "") -> Callable[[int], None]:
+        return self._ui(description, total, unit) if self._ui is not None else (lambda advance=1: None)
+
+    def _warn(self, message: str) -> None:
+        log.warning("%s", message)
+
+    def _record_stage_failure(self, cell_id: str, kind: str, label: str, error: str) -> None:
+        """A failed perturbation / probe set: a failed row in the results, a line in the manifest."""
+        self._warn(f"{cell_id} failed: {error}")
+        self.failures.append({"stage": cell_id, "error": error})
+        row = record_row(self.suite.name, kind, Record("", "status", float("nan"), probe_set=label,
+                                                       status="failed", error=error))
+        self.run_dir.write_cell(cell_id, [row], {"error": error})
+        self.cells.append(cell_id)
+
+    def _clear_stage_failure(self, cell_id: str) -> None:
+        """A stage that failed in an earlier invocation and succeeded now leaves no failure behind."""
+        self.run_dir.remove_cell(cell_id)
+
+    def _restore_models(self) -> None:
+        """Put every model's weights back (after a plugin modified them in place)."""
+        for mid, module in self.state.models.items():
+            if mid in self._model_state:
+                module.load_state_dict(self._model_state[mid], strict=True)
 
     # -- manifest -----------------------------------------------------------------
 
@@ -300,11 +846,15 @@ class Runner:
 
         previous: dict[str, Any] | None = None
         if self.run_dir.manifest_path.exists():
-            previous = self.run_dir.read_manifest()
-            if previous.get("suite", {}).get("sha256") != self.suite.sha256:
+            try:
+                previous = self.run_dir.read_manifest()
+            except UserError:
+                previous = None  # a damaged manifest: rewritten below; the cells carry their own suite hash
+                self._warn(f"{self.run_dir.manifest_path}: damaged; writing a new one")
+            if previous is not None and previous.get("suite", {}).get("sha256") != self.suite.sha256:
                 raise UserError(
                     f"{self.run_dir.path}: holds a run of a different suite "
-                    f"(sha256 {previous.get('suite', {}).get('sha256', '?')[:12]}); "
+                    f"(sha256 {str(previous.get('suite', {}).get('sha256', '?'))[:12]}); "
                     "use --fresh to start over or --run-dir to choose another directory"
                 )
         plugins = {
@@ -312,19 +862,24 @@ class Runner:
                    "location": info.location, "registered": info.registered}
             for name, info in self.registry.plugins.items()
         }
+        revision = simbench_revision()
         manifest = {
             "simbench_version": __version__,
+            "simbench_revision": revision,
             "suite": {
                 "name": self.suite.name,
                 "path": str(self.suite.path),
                 "sha256": self.suite.sha256,
                 "overrides": list(self.suite.overrides),
                 "description": self.suite.description,
+                "data_files": dict(self.suite.data_files),
             },
-            "git_revision": git_revision(self.suite.path.resolve()),
+            # kept for readers of older manifests: now simbench's own revision, never the suite file's repository
+            "git_revision": revision,
             "device": describe_device(self.device),
             "device_type": self.device,
             "seed": self.suite.seed,
+            "threads": int(self.suite.run["threads"]),
             "versions": {
                 "python": sys.version.split()[0],
                 "torch": torch.__version__,
@@ -338,28 +893,58 @@ class Runner:
             "benchmarks": {u.label: {"name": u.name, "params": u.params} for u in self.suite.benchmarks},
             "started": (previous or {}).get("started", _now()),
             "finished": None,
-            "invocations": (previous or {}).get("invocations", []) + [{"started": _now()}],
+            "invocations": list((previous or {}).get("invocations", [])) + [{"started": _now(), "pid": os.getpid()}],
         }
+        for key in ("data_fingerprint", "n_models", "models", "probe_sets", "cell_order"):
+            if previous and key in previous:
+                manifest[key] = previous[key]
         self.run_dir.write_manifest(manifest)
         return manifest
+
+    def _finish_manifest(self, manifest: dict[str, Any], **update: Any) -> None:
+        """Re-read the manifest and update *this* invocation's entry, so no invocation is ever lost."""
+        try:
+            current = self.run_dir.read_manifest()
+        except UserError:
+            current = manifest
+        invocations = list(current.get("invocations", []))
+        mine = manifest["invocations"][-1]
+        for i, entry in enumerate(invocations):
+            if entry.get("started") == mine["started"] and entry.get("pid") == mine.get("pid"):
+                invocations[i] = {**entry, **update.pop("invocation", {})}
+                break
+        else:
+            invocations.append({**mine, **update.pop("invocation", {})})
+        current.update(manifest | {"invocations": invocations})
+        current.update(update)
+        self.run_dir.write_manifest(current)
 
     # -- stages ---------------------------------------------------------------------
 
     def load_data(self) -> DataSplits:
         use = self.suite.data
         ctx = self.stage_ctx("data")
-        data = use.obj.load(ctx)
+        try:
+            data = plugin_call(f"dataset {use.name!r}", use.obj.load, ctx)
+        except PluginCallFailed as exc:
+            raise StageFailed(f"{exc}; nothing can run without data") from None
         if not isinstance(data, DataSplits):
             raise UserError(f"dataset {use.name!r} returned {type(data).__name__}; expected simbench.DataSplits")
         return data
 
     def data_key(self) -> dict[str, Any]:
-        return {**_plugin_key(self.suite.data), "seed": self.suite.seed}
+        # the loaded data's content (and the data files' sha256) are part of every downstream key
+        return {**_plugin_key(self.suite.data), "seed": self.suite.seed, "content": self.data_fingerprint,
+                "files": dict(self.suite.data_files)}
 
     def build_zoo(self, data: DataSplits) -> tuple[list[ModelSpec], dict[str, Any], str]:
         zoo_use = self.suite.zoo
         zoo = zoo_use.obj
-        specs = list(zoo.specs())
+        what = f"zoo {zoo_use.name!r}"
+        try:
+            specs = list(plugin_call(f"{what} specs", zoo.specs))
+        except PluginCallFailed as exc:
+            raise StageFailed(str(exc)) from None
         ids = [s.id for s in specs]
         if len(set(ids)) != len(ids):
             raise UserError(f"zoo {zoo_use.name!r} produced duplicate model ids")
@@ -371,20 +956,33 @@ class Runner:
 
         def compute() -> tuple[dict[str, Any], dict[str, Any]]:
             ctx = self.stage_ctx("zoo")
-            built = zoo.build(data, ctx)
+            before = fingerprint(data)
+            try:
+                built = plugin_call(f"{what} build", zoo.build, data, ctx)
+            except PluginCallFailed as exc:
+                raise StageFailed(str(exc)) from None
+            if fingerprint(data) != before:
+                raise StageFailed(f"{what} build modified the dataset's tensors in place; it must copy them")
+            if not isinstance(built, Mapping):
+                raise StageFailed(f"{what} build returned {type(built).__name__}; expected {{model id: module}}")
             missing = [i for i in ids if i not in built]
             if missing:
                 raise UserError(f"zoo {zoo_use.name!r} did not build models {missing[:3]}")
             return _flatten_state(built, ids), {"ids": ids}
 
         tensors, _ = self.cache.get_or_compute(key, compute)
-        models = {spec.id: self._restore(zoo, spec, data, tensors, spec.id) for spec in specs}
+        try:
+            models = {spec.id: self._restore(zoo, spec, data, tensors, spec.id) for spec in specs}
+        except PluginCallFailed as exc:
+            raise StageFailed(str(exc)) from None
         return specs, models, key
 
     def _restore(self, zoo: Any, spec: ModelSpec, data: DataSplits, tensors: Mapping[str, Any], prefix: str) -> Any:
-        module = zoo.instantiate(spec, data)
+        module = plugin_call(f"zoo {self.suite.zoo.name!r} instantiate", zoo.instantiate, spec, data)
         state = {k[len(prefix) + 2 :]: v for k, v in tensors.items() if k.startswith(prefix + "::")}
         module.load_state_dict(state, strict=True)
+        # kept to put weights back if a plugin modifies a model in place
+        self._model_state[prefix] = state
         return module.to(self.device).eval()
 
     def perturb_models(self, data: DataSplits) -> None:
@@ -393,51 +991,77 @@ class Runner:
         Each perturbation sees the zoo as built, not the copies an earlier
         ``[[perturbations]]`` entry added: entries are independent and their
         order does not matter (two manipulations of a zoo give 2 x M copies,
-        not copies of copies).
+        not copies of copies).  One that raises, or modifies the zoo's models
+        in place, is recorded as failed and the run goes on without it.
         """
         base_models, base_specs, base_key = dict(self.state.models), tuple(self.state.specs), self.state.zoo_key
         base_ids = [s.id for s in base_specs]
         for use in self.suite.perturbations:
             if use.obj.target != "model":
                 continue
+            cell_id = f"perturbation/{use.label}"
             key = self.cache.key("model_perturbation", {"perturbation": _plugin_key(use), "zoo": base_key})
 
             def compute(use: PluginUse = use) -> tuple[dict[str, Any], dict[str, Any]]:
                 ctx = self.stage_ctx("model_perturbation", use.label)
                 pctx = PerturbContext(
-                    seed=ctx.seed, device=ctx.device, progress=ctx.progress, cache=ctx.cache,
-                    models=dict(base_models), specs=base_specs, data=data,
+                    seed=ctx.seed, device=ctx.device, progress=ctx.progress, cache=ctx.cache, log=ctx.log,
+                    verbose=ctx.verbose, models=dict(base_models), specs=base_specs, data=data,
                 )
-                entries = use.obj.perturb_models(dict(base_models), list(base_specs), data, pctx)
+                before = fingerprint(base_models, data)
+                entries = plugin_call(f"perturbation {use.label!r}", use.obj.perturb_models,
+                                      dict(base_models), list(base_specs), data, pctx)
+                if fingerprint(base_models, data) != before:
+                    raise PluginCallFailed(f"perturbation {use.label!r} modified the zoo's models or data in place; "
+                                           "it must copy them (copy.deepcopy)")
+                entries = list(entries)
                 new_specs = [{"id": s.id, "factors": dict(s.factors)} for s, _ in entries]
                 for s, _ in entries:
                     if s.factors.get("original") not in base_ids:
-                        raise UserError(
+                        raise PluginCallFailed(
                             f"perturbation {use.name!r}: new model {s.id!r} must name its original in factors['original']"
                         )
                 return _flatten_state({s.id: m for s, m in entries}, [s.id for s, _ in entries]), {"specs": new_specs}
 
-            tensors, meta = self.cache.get_or_compute(key, compute)
-            by_id = {s.id: s for s in self.state.specs}
-            for item in meta["specs"]:
-                spec = ModelSpec(item["id"], item["factors"])
-                base = by_id[item["factors"]["original"]]
-                if spec.id in self.state.models:
-                    raise UserError(f"perturbation {use.name!r} produced model id {spec.id!r}, which already exists")
-                self.state.models[spec.id] = self._restore(self.suite.zoo.obj, base, data, tensors, spec.id)
+            try:
+                tensors, meta = self.cache.get_or_compute(key, compute)
+                by_id = {s.id: s for s in self.state.specs}
+                added = []
+                for item in meta["specs"]:
+                    spec = ModelSpec(item["id"], item["factors"])
+                    base = by_id[item["factors"]["original"]]
+                    if spec.id in self.state.models or spec.id in {s.id for s, _ in added}:
+                        raise PluginCallFailed(
+                            f"perturbation {use.name!r} produced model id {spec.id!r}, which already exists")
+                    added.append((spec, self._restore(self.suite.zoo.obj, base, data, tensors, spec.id)))
+            except PluginCallFailed as exc:
+                self._restore_models()
+                self._record_stage_failure(cell_id, "perturbation", use.label, str(exc))
+                continue
+            self._clear_stage_failure(cell_id)
+            for spec, module in added:
+                self.state.models[spec.id] = module
                 self.state.specs.append(spec)
             self.state.zoo_key = content_hash([self.state.zoo_key, key])
 
     def make_probe_sets(self, data: DataSplits) -> None:
+        """The clean probe set and every input perturbation's probe sets.
+
+        A perturbation that raises, or modifies its inputs or the models in
+        place, is recorded as failed; a probe set with NaN/inf inputs is
+        recorded as failed and left out.  Neither enters the cache.
+        """
         split = data.test if self.suite.probes["split"] == "test" else data.val
         n = self.suite.probes["n"] or len(split)
-        clean = ProbeSet("clean", split.x[:n].contiguous(), split.y[:n].contiguous(), {"split": self.suite.probes["split"]})
+        # clone: the probe set must not share memory with the dataset a plugin could modify
+        clean = ProbeSet("clean", split.x[:n].clone(), split.y[:n].clone(), {"split": self.suite.probes["split"]})
         clean_key = content_hash({"data": self.data_key(), "probes": self.suite.probes})
         self.state.probe_sets["clean"] = clean
         self.state.probe_keys["clean"] = clean_key
         inputs = [u for u in self.suite.perturbations if u.obj.target == "input"]
-        advance = self._progress("Probe sets", len(inputs))
+        advance = self._progress("Probe sets", len(inputs), "perturbations")
         for use in inputs:
+            cell_id = f"perturbation/{use.label}"
             key = self.cache.key(
                 "probe_sets", {"perturbation": _plugin_key(use), "clean": clean_key, "zoo": self.state.zoo_key}
             )
@@ -445,21 +1069,45 @@ class Runner:
             def compute(use: PluginUse = use) -> tuple[dict[str, Any], dict[str, Any]]:
                 ctx = self.stage_ctx("probe_sets", use.label)
                 pctx = PerturbContext(
-                    seed=ctx.seed, device=ctx.device, progress=ctx.progress, cache=ctx.cache,
-                    models=self.state.models, specs=tuple(self.state.specs), data=data,
+                    seed=ctx.seed, device=ctx.device, progress=ctx.progress, cache=ctx.cache, log=ctx.log,
+                    verbose=ctx.verbose, models=self.state.models, specs=tuple(self.state.specs), data=data,
                 )
-                sets = use.obj.probe_sets(clean, pctx)
+                given = _clone_probe_set(clean)
+                before = fingerprint(self.state.models, data)
+                sets = list(plugin_call(f"perturbation {use.label!r}", use.obj.probe_sets, given, pctx))
+                if not _same(given, clean) or fingerprint(self.state.models, data) != before:
+                    raise PluginCallFailed(
+                        f"perturbation {use.label!r} modified its input probe set, the models or the data in place")
                 tensors: dict[str, Any] = {}
                 metas = []
-                for j, ps in enumerate(sets):
+                rejected = []
+                for ps in sets:
+                    if not isinstance(ps, ProbeSet):
+                        raise PluginCallFailed(f"perturbation {use.label!r} returned {type(ps).__name__}; "
+                                               "expected simbench.ProbeSet")
+                    why = _non_finite(ps)
+                    if why:  # never cached: the probe set fails, the perturbation's other sets go on
+                        rejected.append({"name": ps.name, "error": why})
+                        continue
+                    j = len(metas)
                     tensors[f"{j}::x"] = ps.x
                     tensors[f"{j}::y"] = ps.y
                     for mid, xm in (ps.x_by_model or {}).items():
                         tensors[f"{j}::m::{mid}"] = xm
                     metas.append({"name": ps.name, "meta": dict(ps.meta), "per_model": ps.x_by_model is not None})
-                return tensors, {"sets": metas}
+                return tensors, {"sets": metas, "rejected": rejected}
 
-            tensors, meta = self.cache.get_or_compute(key, compute)
+            try:
+                tensors, meta = self.cache.get_or_compute(key, compute)
+            except PluginCallFailed as exc:
+                self._restore_models()
+                self._record_stage_failure(cell_id, "perturbation", use.label, str(exc))
+                advance(1)
+                continue
+            self._clear_stage_failure(cell_id)
+            for item in meta.get("rejected", []):
+                self._record_stage_failure(f"probe_set/{item['name']}", "probe_set", item["name"],
+                                           f"perturbation {use.label!r}: {item['error']}")
             for j, item in enumerate(meta["sets"]):
                 name = item["name"]
                 if name in self.state.probe_sets:
@@ -468,6 +1116,7 @@ class Runner:
                 if item["per_model"]:
                     prefix = f"{j}::m::"
                     per_model = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+                self.run_dir.remove_cell(f"probe_set/{name}")
                 self.state.probe_sets[name] = ProbeSet(name, tensors[f"{j}::x"], tensors[f"{j}::y"], item["meta"], per_model)
                 self.state.probe_keys[name] = content_hash([key, name])
             advance(1)
@@ -475,6 +1124,8 @@ class Runner:
     def representations(self, probe_set: str, layer: str | None) -> tuple[list[Any], list[Any]]:
         """Each model's activations at ``layer`` and its outputs on a probe set (cached)."""
         layer = layer or self.suite.probes["layer"]
+        if probe_set in self.state.failed_probe_sets:
+            raise MeasurementFailed(f"probe set {probe_set!r} failed: {self.state.failed_probe_sets[probe_set]}")
         memo = (probe_set, layer)
         if memo in self._reps:
             return self._reps[memo]
@@ -505,6 +1156,8 @@ class Runner:
                         outs.append(model(xb).float().cpu())
                 tensors[f"rep::{i}"] = torch.cat(reps)
                 tensors[f"out::{i}"] = torch.cat(outs)
+                if not bool(torch.isfinite(tensors[f"out::{i}"]).all()):
+                    raise MeasurementFailed(f"model {spec.id!r} gives NaN/inf outputs on probe set {probe_set!r}")
             return tensors, {"ids": [s.id for s in specs]}
 
         tensors, _ = self.cache.get_or_compute(key, compute)
@@ -515,12 +1168,12 @@ class Runner:
     # -- cells ------------------------------------------------------------------------
 
     def _cell(self, cell_id: str) -> tuple[bool, list[dict[str, Any]], dict[str, Any]]:
-        """Whether a finished cell exists; if so, its rows and meta."""
+        """Whether a finished cell exists; if so, its rows and meta (damaged or foreign cells are recomputed)."""
         self.cells.append(cell_id)
-        if self.run_dir.has_cell(cell_id):
-            rows, meta = self.run_dir.read_cell(cell_id)
+        found = self.run_dir.load_cell(cell_id)
+        if found is not None:
             self.reused += 1
-            return True, rows, meta
+            return True, found[0], found[1]
         return False, [], {}
 
     def agreement_cell(self, probe_set: str) -> None:
@@ -553,7 +1206,14 @@ class Runner:
         self.state.accuracies[probe_set] = accuracy
 
     def similarity_cell(self, use: PluginUse, where: str) -> None:
-        """Compute (or reuse) one metric's M x M matrix on one probe set ("weights" for weight metrics)."""
+        """Compute (or reuse) one metric's M x M matrix on one probe set ("weights" for weight metrics).
+
+        The metric gets copies of the representations (weights, inputs), runs
+        in a worker thread under ``run.cell_timeout``, and its output is
+        validated (:func:`validate_matrix`).  Only a valid matrix from a
+        metric that left its inputs untouched is cached; anything else is a
+        failed cell with the reason, and the run goes on.
+        """
         import torch
 
         cell_id = f"similarity/{use.label}/{where}"
@@ -569,10 +1229,10 @@ class Runner:
         metric = use.obj
         started = time.perf_counter()
         matrix = None
+        flags: list[str] = []
         try:
             if metric.kind == "weight":
-                reps = [self.state.models[i].dense_weights() for i in ids]
-                reps = [[w.detach().to(self.device) for w in ws] for ws in reps]
+                reps = [[w.detach().to(self.device) for w in self.state.models[i].dense_weights()] for i in ids]
                 rep_key = self.state.zoo_key
             else:
                 reps = [r.to(self.device) for r in self.representations(where, None)[0]]
@@ -585,18 +1245,22 @@ class Runner:
             cache_key = self.cache.key("similarity", {"metric": _plugin_key(use), "reps": rep_key})
             found = self.cache.load(cache_key)
             if found is not None:
-                matrix = found[0]["matrix"].to(torch.float64)
+                matrix, flags = validate_matrix(found[0]["matrix"], ids, metric)
             else:
                 self.stage_ctx("similarity", use.label, where)
-                matrix = torch.as_tensor(metric.pairwise(reps, **kwargs)).detach().to("cpu", torch.float64)
-                check_matrix(matrix, ids)
+                given, given_kwargs = _clone(reps), _clone(kwargs)
+                raw = call_with_timeout(lambda: metric.pairwise(given, **given_kwargs),
+                                        float(self.suite.run["cell_timeout"]), f"{use.label}@{where}")
+                if not _same(given, reps) or not _same(given_kwargs, kwargs):
+                    raise MeasurementFailed("modified its input tensors in place; a metric must not change its inputs")
+                matrix, flags = validate_matrix(raw, ids, metric)
                 self.cache.save(cache_key, {"matrix": matrix})
             error = ""
-        except Exception as exc:  # a plugin's failure is a result, not a crash
-            if isinstance(exc, UserError):
-                raise
+        except (KeyboardInterrupt, UserError):
+            raise
+        except BaseException as exc:  # noqa: BLE001 - a plugin's failure (SystemExit included) is a result
             matrix = None
-            error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, MeasurementFailed) else str(exc)
+            error = str(exc) if isinstance(exc, MeasurementFailed) else one_line(exc)
             error = error.splitlines()[0][:300] if error else type(exc).__name__
             log.warning("metric %s failed on %s: %s", use.label, where, error)
         seconds = time.perf_counter() - started
@@ -615,10 +1279,15 @@ class Runner:
                 rows.append(record_row(self.suite.name, "similarity", Record(
                     "", "value", float(matrix[i, j]), metric=use.label, probe_set=probe_label,
                     model_a=ids[i], model_b=ids[j])))
+            for flag in flags:
+                # a separate kind, so readers of similarity rows are unaffected; the leaderboard may show it
+                rows.append(record_row(self.suite.name, "flag", Record(
+                    "", flag, 1.0, metric=use.label, probe_set=probe_label,
+                    error="every pair of models gets the same value" if flag == "constant" else "")))
         self.run_dir.write_cell(
             cell_id, rows,
             {"matrix": None if matrix is None else matrix.tolist(), "error": error, "seconds": seconds,
-             "n_models": len(ids)},
+             "n_models": len(ids), "flags": flags},
         )
         self.computed += 1
 
@@ -629,17 +1298,22 @@ class Runner:
             return
         self.stage_ctx("benchmark", use.label)
         started = time.perf_counter()
+        data = self.state.data
+        before = fingerprint(self.state.models, data)
         try:
-            records = list(use.obj.evaluate(context))
+            records = list(plugin_call(f"benchmark {use.label!r}", use.obj.evaluate, context))
+            if fingerprint(self.state.models, data) != before:
+                raise PluginCallFailed(f"benchmark {use.label!r} modified the models or the data in place")
             rows = [record_row(self.suite.name, "benchmark", _with_benchmark(r, use.label)) for r in records]
             error = ""
         except UserError:
             raise
-        except Exception as exc:  # recorded, reported, and the run goes on
-            error = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+        except (PluginCallFailed, MeasurementFailed, Exception) as exc:  # recorded, reported, and the run goes on
+            error = str(exc).splitlines()[0][:300] if isinstance(exc, PluginCallFailed) else one_line(exc)
             log.warning("benchmark %s failed: %s", use.label, error)
             rows = [record_row(self.suite.name, "benchmark", Record(use.label, "evaluate", float("nan"),
                                                                     status="failed", error=error))]
+            self._restore_models()  # cheap, and undoes any in-place change the benchmark made
         self.run_dir.write_cell(cell_id, rows, {"seconds": time.perf_counter() - started, "error": error,
                                                 "benchmark": use.name})
         self.computed += 1
@@ -647,15 +1321,61 @@ class Runner:
     # -- the whole run ------------------------------------------------------------------
 
     def run(self) -> RunDir:
-        """Execute every stage; return the run directory (results.parquet written)."""
+        """Execute every stage; return the run directory (results.parquet written).
+
+        Holds the run directory's lock throughout: a second process on the
+        same directory is refused with "already running, pid N".
+        """
+        self.run_dir.acquire()
+        try:
+            return self._run_locked()
+        finally:
+            self.run_dir.release()
+
+    def _run_locked(self) -> RunDir:
+        if self.fresh:
+            check_fresh_target(self.run_dir.path, self.suite.path)
+            self.run_dir.clear()
+        self.run_dir.clean_temp()
+        self.cache.check_writable()
+        self.cache.clean_temp()
+        set_threads(int(self.suite.run["threads"]))
         self.device = resolve_device(self.suite.run["device"])
         manifest = self._start_manifest()
-        with ProgressUI(self.console, self.quiet) as ui:
+        try:
+            self._stages()
+        except StageFailed as exc:
+            self._finish_manifest(manifest, invocation={"failed": str(exc), "finished": _now()})
+            raise
+        order = list(dict.fromkeys(self.cells))
+        self.run_dir.consolidate(order)
+        finished = _now()
+        self._finish_manifest(
+            manifest,
+            invocation={"finished": finished, "cells_computed": self.computed, "cells_reused": self.reused,
+                        "cells_discarded": list(self.run_dir.discarded), "cache_hits": self.cache.hits,
+                        "cache_misses": self.cache.misses, "cache_rebuilt": self.cache.rebuilt,
+                        "stage_failures": self.failures},
+            finished=finished,
+            data_fingerprint=self.data_fingerprint,
+            n_models=len(self.state.specs),
+            probe_sets={name: {"n": int(ps.x.shape[0]), "meta": dict(ps.meta)}
+                        for name, ps in self.state.probe_sets.items()},
+            models=[{"id": s.id, "factors": dict(s.factors)} for s in self.state.specs],
+            cell_order=order,
+        )
+        return self.run_dir
+
+    def _stages(self) -> None:
+        with ProgressUI(self.console, self.quiet, self.plain) as ui:
             self._ui = ui
-            self.ctx = RunContext(seed=self.suite.seed, device=self.device, progress=ui, cache=self.cache)
-            stages = ui("Data + zoo", 2)
+            self.ctx = RunContext(seed=self.suite.seed, device=self.device, progress=ui, cache=self.cache,
+                                  log=ui.log if self.verbose else _silent, verbose=self.verbose)
+            stages = ui("Data + zoo", 2, "stages")
             data = self.load_data()
             self.state.data = data
+            self.data_fingerprint = fingerprint(data)
+            preflight(self.suite, data)  # layer names, sizes: refused before any training
             stages(1)
             specs, models, zoo_key = self.build_zoo(data)
             self.state.specs, self.state.models, self.state.zoo_key = specs, models, zoo_key
@@ -664,11 +1384,18 @@ class Runner:
             self.make_probe_sets(data)
             probe_names = list(self.state.probe_sets)
 
-            advance = ui("Representations", len(probe_names))
+            advance = ui("Representations", len(probe_names), "probe sets")
             for name in probe_names:
-                self.representations(name, None)
+                try:
+                    self.representations(name, None)
+                    self.run_dir.remove_cell(f"probe_set/{name}")
+                except MeasurementFailed as exc:
+                    self._record_stage_failure(f"probe_set/{name}", "probe_set", name, str(exc))
+                    self.state.failed_probe_sets[name] = str(exc)
+                    del self.state.probe_sets[name]
                 advance(1)
-            advance = ui("Agreement", len(probe_names))
+            probe_names = list(self.state.probe_sets)
+            advance = ui("Agreement", len(probe_names), "probe sets")
             for name in probe_names:
                 self.agreement_cell(name)
                 advance(1)
@@ -677,31 +1404,20 @@ class Runner:
                 for use in self.suite.metrics
                 for name in ([WEIGHTS_PROBE_SET] if use.obj.kind == "weight" else probe_names)
             ]
-            advance = ui("Similarity", len(cells))
+            advance = ui("Similarity", len(cells), "matrices")
             for use, where in cells:
                 self.similarity_cell(use, where)
                 advance(1)
             context = RunnerContext(self)
-            advance = ui("Benchmarks", len(self.suite.benchmarks))
+            advance = ui("Benchmarks", len(self.suite.benchmarks), "benchmarks")
             for use in self.suite.benchmarks:
                 self.benchmark_cell(use, context)
                 advance(1)
         self._ui = None
-        order = list(dict.fromkeys(self.cells))
-        self.run_dir.consolidate(order)
-        manifest["finished"] = _now()
-        manifest["invocations"][-1].update(
-            {"finished": manifest["finished"], "cells_computed": self.computed, "cells_reused": self.reused,
-             "cache_hits": self.cache.hits, "cache_misses": self.cache.misses, "cache_rebuilt": self.cache.rebuilt}
-        )
-        manifest["n_models"] = len(self.state.specs)
-        manifest["probe_sets"] = {
-            name: {"n": int(ps.x.shape[0]), "meta": dict(ps.meta)} for name, ps in self.state.probe_sets.items()
-        }
-        manifest["models"] = [{"id": s.id, "factors": dict(s.factors)} for s in self.state.specs]
-        manifest["cell_order"] = order
-        self.run_dir.write_manifest(manifest)
-        return self.run_dir
+
+
+def _silent(message: str) -> None:
+    return None
 
 
 def _with_benchmark(record: Record, label: str) -> Record:
@@ -716,21 +1432,6 @@ def _flatten_state(models: Mapping[str, Any], ids: Sequence[str]) -> dict[str, A
         for name, value in models[mid].state_dict().items():
             tensors[f"{mid}::{name}"] = value.detach().cpu().clone()
     return tensors
-
-
-def check_matrix(matrix: Any, ids: Sequence[str]) -> None:
-    """Raise :class:`MeasurementFailed` unless ``matrix`` is a finite M x M matrix."""
-    import torch
-
-    m = len(ids)
-    if tuple(matrix.shape) != (m, m):
-        raise MeasurementFailed(f"pairwise returned shape {tuple(matrix.shape)}; expected ({m}, {m})")
-    bad = ~torch.isfinite(matrix)
-    if bad.any():
-        i, j = (int(v) for v in bad.nonzero()[0])
-        raise MeasurementFailed(
-            f"returned non-finite values for {int(bad.sum())} of {m * m} entries (first: {ids[i]} vs {ids[j]})"
-        )
 
 
 def functional_agreement(outputs: Any, targets: Any, task: str) -> tuple[Any, Any]:
@@ -768,3 +1469,112 @@ def default_run_dir(suite: Suite, root: str | os.PathLike[str] = "runs") -> Path
     """``runs/<suite>-<hash8>``: a changed suite gets a new directory, the same suite resumes."""
     return Path(root) / f"{suite.name}-{suite.sha256[:8]}"
 
+
+
+# ----------------------------------------------------------------------------
+# The end-of-run summary (80 columns; the rest is in the files)
+# ----------------------------------------------------------------------------
+
+
+def _cell_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        if value != value:
+            return "-"
+        return f"{value:+.3f}" if abs(value) < 100 else f"{value:.3g}"
+    text = " ".join(str(value).split())  # newlines and tabs never break the layout
+    return text
+
+
+def format_frame(frame: Any, width: int = 80, max_rows: int = 20, max_cell: int = 28) -> list[str]:
+    """A DataFrame as plain-text lines no wider than ``width``.
+
+    Columns are kept left to right while they fit (``metric`` first,
+    ``status`` always kept at the end, cut short if need be); cells longer
+    than ``max_cell`` are cut with "…"; more than ``max_rows`` rows end with
+    a line saying how many are left out.
+    """
+    columns = [str(c) for c in frame.columns]
+    order = (["metric"] if "metric" in columns else []) + [c for c in columns if c not in ("metric", "status")]
+    cells = {c: [_cell_text(v) for v in frame[c].tolist()[:max_rows]] for c in columns}
+
+    def col_width(c: str, limit: int = max_cell) -> int:
+        return min(limit, max([len(c), *(len(v) for v in cells[c])]))
+
+    status_w = col_width("status", 24) if "status" in columns else 0
+    budget = width - (status_w + 2 if status_w else 0)
+    chosen: list[tuple[str, int]] = []
+    used = 0
+    for c in order:
+        w = col_width(c)
+        if used + w + (2 if chosen else 0) > budget:
+            if not chosen:  # even the first column is too wide: cut it
+                chosen.append((c, budget))
+            break
+        used += w + (2 if chosen else 0)
+        chosen.append((c, w))
+    if status_w:
+        chosen.append(("status", min(status_w, width - used - 2) if chosen else width))
+
+    def cut(text: str, w: int) -> str:
+        return text if len(text) <= w else text[: max(0, w - 1)] + "…"
+
+    def line(values: list[str]) -> str:
+        parts = []
+        for (c, w), v in zip(chosen, values, strict=True):
+            text = cut(v, w)
+            numeric = bool(v) and (v[0] in "+-" or v[0].isdigit()) and c != "status"
+            parts.append(text.rjust(w) if numeric else text.ljust(w))
+        return "  ".join(parts).rstrip()[:width]
+
+    out = [line([c for c, _ in chosen])]
+    out.append("  ".join("-" * w for _, w in chosen)[:width])
+    n = len(frame)
+    for i in range(min(n, max_rows)):
+        out.append(line([cells[c][i] for c, _ in chosen]))
+    if n > max_rows:
+        out.append(f"... {n - max_rows} more rows in the leaderboard files")
+    dropped = [c for c in columns if c not in {c for c, _ in chosen}]
+    if dropped:
+        out.append(cut(f"(more columns in the files: {', '.join(dropped)})", width))
+    return out
+
+
+def summary_lines(run: RunDir, registry: Registry | None, width: int = 80) -> list[str]:
+    """The end-of-run summary: per benchmark its ``summary`` frame (default: the headline table), then failures."""
+    from .types import Benchmark
+
+    manifest = run.read_manifest()
+    frame = run.results()
+    lines: list[str] = []
+    for label, info in manifest.get("benchmarks", {}).items():
+        records = frame[(frame["kind"] == "benchmark") & (frame["benchmark"] == label)]
+        cls: type[Benchmark] = Benchmark
+        if registry is not None:
+            try:
+                cls = registry.get("benchmark", info.get("name", label))
+            except UserError:
+                pass
+        failed = records[(records["status"] == "failed") & (records["statistic"] == "evaluate")]
+        lines.append(f"{label}:"[:width])
+        if len(failed):
+            lines.append(f"  FAILED: {failed['error'].iloc[0]}"[:width])
+            continue
+        try:
+            short = plugin_call(f"benchmark {label!r} summary", cls.summary, records)
+        except PluginCallFailed as exc:
+            lines.append(f"  (no summary: {exc})"[:width])
+            continue
+        if short is None or len(short) == 0:
+            lines.append("  (no rows)")
+            continue
+        lines.extend(format_frame(short, width))
+    failed = frame[(frame["status"] == "failed") & (frame["kind"] != "benchmark")]
+    if len(failed):
+        what = ", ".join(sorted({f"{r.metric or r.probe_set}" for r in failed.itertuples()}))
+        lines.append(f"{len(failed)} failed measurement(s): {what}"[: width - 1])
+    flags = frame[frame["kind"] == "flag"]
+    for row in flags.drop_duplicates(["metric", "statistic"]).itertuples():
+        lines.append(f"flag: {row.metric} gives a {row.statistic} matrix on {row.probe_set}"[:width])
+    return lines

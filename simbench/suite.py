@@ -9,6 +9,7 @@ quality of errors as the built-ins.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import re
 import tomllib
@@ -24,7 +25,20 @@ SCHEMA_VERSION = 1
 TOP_KEYS = ("schema", "suite", "data", "zoo", "perturbations", "metrics", "benchmarks", "probes", "run")
 SUITE_KEYS = {"name": str, "description": str, "extends": str}
 PROBES_DEFAULTS: dict[str, Any] = {"n": 500, "layer": "default", "split": "test"}
-RUN_DEFAULTS: dict[str, Any] = {"seed": 0, "device": "auto", "cache_dir": ""}
+RUN_DEFAULTS: dict[str, Any] = {
+    "seed": 0,
+    "device": "auto",
+    "cache_dir": "",
+    # torch threads per process: 1 so parallel runs (and our metric worker) never oversubscribe the cores
+    "threads": 1,
+    # seconds one metric cell may take before it is recorded as timed out (0 = no limit)
+    "cell_timeout": 1800.0,
+    # refuse suites whose models + representations are estimated above this (GB)
+    "max_size_gb": 32.0,
+    "max_models": 10_000,
+}
+MAX_NAME_LENGTH = 64  # suite names and labels become file and directory names
+MAX_DEPTH = 16  # tables/arrays nested deeper than this are refused (no RecursionError tracebacks)
 DEVICES = ("auto", "cpu", "cuda")
 SUITE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _TYPE_NAMES = {str: "a string", int: "an integer", bool: "a boolean", float: "a number", dict: "a table", list: "an array"}
@@ -59,6 +73,8 @@ class Suite:
     run: dict[str, Any]
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
     overrides: tuple[str, ...] = ()
+    #: ``{path: sha256}`` of the dataset's ``data_files`` (part of ``sha256``)
+    data_files: dict[str, str] = field(default_factory=dict)
 
     @property
     def seed(self) -> int:
@@ -72,15 +88,37 @@ def _type_name(value: Any) -> str:
     return type(value).__name__
 
 
+def _depth_error(value: Any, limit: int = MAX_DEPTH) -> str | None:
+    """The dotted key of the first value nested deeper than ``limit``, or None (iterative: no recursion)."""
+    stack: list[tuple[Any, str, int]] = [(value, "", 0)]
+    while stack:
+        node, key, depth = stack.pop()
+        if depth > limit:
+            return key or "(top)"
+        if isinstance(node, dict):
+            stack.extend((v, f"{key}.{k}" if key else str(k), depth + 1) for k, v in node.items())
+        elif isinstance(node, list):
+            stack.extend((v, f"{key}.{i}" if key else str(i), depth + 1) for i, v in enumerate(node))
+    return None
+
+
 def _read_toml(path: Path, file_label: str) -> dict[str, Any]:
     if not path.is_file():
         raise SuiteError(file_label, "", "no such suite file")
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise SuiteError(file_label, "", f"not valid TOML: {exc}") from None
     except UnicodeDecodeError:
         raise SuiteError(file_label, "", "not a UTF-8 text file") from None
+    except RecursionError:
+        raise SuiteError(file_label, "", f"nested too deeply; expected at most {MAX_DEPTH} levels") from None
+    except OSError as exc:
+        raise SuiteError(file_label, "", f"cannot read ({exc.strerror or exc})") from None
+    deep = _depth_error(doc)
+    if deep is not None:
+        raise SuiteError(file_label, deep, f"nested too deeply; expected at most {MAX_DEPTH} levels")
+    return doc
 
 
 def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
@@ -124,7 +162,12 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         value = tomllib.loads(f"v = {raw.strip()}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw.strip()  # bare words are strings: data.name=mnist
-    return [p for p in key.strip().split(".") if p], value
+    except RecursionError:
+        raise SuiteError("--set", text[:60], f"nested too deeply; expected at most {MAX_DEPTH} levels") from None
+    keys = [p for p in key.strip().split(".") if p]
+    if len(keys) > MAX_DEPTH or _depth_error(value, MAX_DEPTH - len(keys)) is not None:
+        raise SuiteError("--set", text[:60], f"nested too deeply; expected at most {MAX_DEPTH} levels")
+    return keys, value
 
 
 def _apply_override(doc: dict[str, Any], path: list[str], value: Any) -> None:
@@ -152,8 +195,47 @@ def load_suite(path: str | Path, registry: Registry, overrides: Sequence[str] = 
             _apply_override(doc, keys, value)
         except (IndexError, ValueError, TypeError, AttributeError):
             raise SuiteError("--set", text, "does not name a key of the suite") from None
-    digest = hashlib.sha256(b"\0".join(blobs) + "\0".join(overrides).encode()).hexdigest()
-    return validate(doc, label, registry, digest, path, tuple(overrides))
+    data_table = doc.get("data") if isinstance(doc.get("data"), dict) else {}
+    data_files = data_file_digests(data_table.get("data_files"), label)
+    # the data files' content is part of the suite's identity: a zoo trained on one file never serves another
+    digest = hashlib.sha256(
+        b"\0".join(blobs) + "\0".join(overrides).encode()
+        + "".join(f"\0{p}={h}" for p, h in data_files.items()).encode()
+    ).hexdigest()
+    suite = validate(doc, label, registry, digest, path, tuple(overrides))
+    return dataclasses.replace(suite, data_files=data_files)
+
+
+def data_file_digests(spec: Any, file: str) -> dict[str, str]:
+    """``{path: sha256}`` of every file a ``[data] data_files`` value names (paths or globs).
+
+    A name that matches nothing is a suite error now, not after training.
+    """
+    import glob
+    import os
+
+    from .cache import file_sha256
+
+    if not spec:
+        return {}
+    items: list[tuple[str, Any]] = list(spec.items()) if isinstance(spec, dict) else [("", spec)]
+    out: dict[str, str] = {}
+    for split, patterns in items:
+        key = f"data.data_files.{split}" if split else "data.data_files"
+        for pattern in [patterns] if isinstance(patterns, str) else list(patterns or ()):
+            if not isinstance(pattern, str):
+                continue  # the dataset's own schema reports the type
+            expanded = os.path.expandvars(os.path.expanduser(pattern))
+            found = sorted(glob.glob(expanded)) if glob.has_magic(expanded) else (
+                [expanded] if Path(expanded).is_file() else [])
+            if not found:
+                raise SuiteError(file, key, f"no such file {pattern!r}")
+            for p in found:
+                try:
+                    out[p] = file_sha256(Path(p))
+                except OSError as exc:
+                    raise SuiteError(file, key, f"cannot read {p!r} ({exc.strerror or exc})") from None
+    return out
 
 
 def _expect_table(doc: Mapping[str, Any], key: str, file: str, required: bool = True) -> dict[str, Any]:
@@ -173,6 +255,8 @@ def _check_fields(table: Mapping[str, Any], spec: Mapping[str, Any], file: str, 
         if key not in spec:
             raise SuiteError(file, f"{section}.{key}", f"unknown key; expected one of: {', '.join(spec)}")
         want = type(spec[key])
+        if want is float and type(value) is int:
+            value = float(value)  # 60 means 60.0 where a number is expected
         ok = isinstance(value, want) and not (want is int and isinstance(value, bool))
         if not ok:
             raise SuiteError(file, f"{section}.{key}", f"expected {_TYPE_NAMES[want]}, got {_type_name(value)} {value!r}")
@@ -192,6 +276,9 @@ def _plugin(kind: str, table: Any, key: str, file: str, registry: Registry) -> P
         raise SuiteError(file, f"{key}.name", f"expected a string, got {_type_name(name)}")
     if label is not None and not isinstance(label, str):
         raise SuiteError(file, f"{key}.label", f"expected a string, got {_type_name(label)}")
+    for what, text in (("name", name), ("label", label)):
+        if text is not None and len(text) > MAX_NAME_LENGTH:
+            raise SuiteError(file, f"{key}.{what}", f"expected at most {MAX_NAME_LENGTH} characters, got {len(text)}")
     try:
         obj, bad_key, message = registry.configure(kind, name, params)
     except PluginError as exc:
@@ -240,6 +327,8 @@ def validate(
     meta = _check_fields(_expect_table(doc, "suite", file), {"name": "", "description": "", "extends": ""}, file, "suite")
     if not meta["name"]:
         raise SuiteError(file, "suite.name", "missing; expected a name for the suite")
+    if len(meta["name"]) > MAX_NAME_LENGTH:
+        raise SuiteError(file, "suite.name", f"expected at most {MAX_NAME_LENGTH} characters, got {len(meta['name'])}")
     if not SUITE_NAME_RE.match(meta["name"]):
         raise SuiteError(file, "suite.name", f"expected letters, digits, '-', '_' or '.', got {meta['name']!r}")
 
@@ -259,6 +348,9 @@ def validate(
     run = _check_fields(_expect_table(doc, "run", file, required=False), RUN_DEFAULTS, file, "run")
     if run["device"] not in DEVICES:
         raise SuiteError(file, "run.device", f"expected one of {', '.join(DEVICES)}, got {run['device']!r}")
+    for key, low in (("threads", 1), ("cell_timeout", 0), ("max_size_gb", 0), ("max_models", 2)):
+        if run[key] < low or run[key] != run[key]:
+            raise SuiteError(file, f"run.{key}", f"expected a number >= {low}, got {run[key]!r}")
 
     variants: dict[str, str] = {}
     for use in perturbations:

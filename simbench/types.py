@@ -323,6 +323,18 @@ class Benchmark(Plugin):
         return [Table("results", f"{cls.name} results", frame)]
 
     @classmethod
+    def summary(cls, records: Any) -> Any:
+        """A short DataFrame for the end-of-run summary in the terminal (aim for 80 columns).
+
+        Default: the headline table (the first of :meth:`tables`); the
+        runner keeps the columns that fit, ``metric`` first and ``status``
+        last.  Override to show, e.g., metric, r with its interval, rank
+        interval and status only; everything else is in the leaderboard files.
+        """
+        tables = cls.tables(records)
+        return tables[0].frame if tables else None
+
+    @classmethod
     def plots(cls, records: Any, out_dir: Any, run: RunView | None = None) -> list[Any]:
         """Write PNG figures into ``out_dir``; return their paths.  Default: none.
 
@@ -392,11 +404,17 @@ class RunView:
 
 
 class Progress(Protocol):
-    def __call__(self, description: str, total: int | None = None) -> Callable[[int], None]: ...
+    """``advance = progress("Training mlp", total=64, unit="models")``; ``unit`` names what is counted."""
+
+    def __call__(self, description: str, total: int | None = None, unit: str = "") -> Callable[[int], None]: ...
 
 
-def _no_progress(description: str, total: int | None = None) -> Callable[[int], None]:
+def _no_progress(description: str, total: int | None = None, unit: str = "") -> Callable[[int], None]:
     return lambda advance=1: None
+
+
+def _no_log(message: str) -> None:
+    return None
 
 
 @dataclass(frozen=True)
@@ -414,6 +432,9 @@ class RunContext:
     device: str = "cpu"
     progress: Callable[..., Callable[[int], None]] = _no_progress
     cache: Any = None
+    #: ``ctx.log("epoch 3: loss 0.41, accuracy 0.93")`` prints a line in verbose mode (``simbench run -v``)
+    log: Callable[[str], None] = _no_log
+    verbose: bool = False
 
 
 @dataclass(frozen=True)

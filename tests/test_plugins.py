@@ -141,10 +141,23 @@ def test_allow_and_block_lists(monkeypatch, tmp_path):
     reg = build_registry()
     assert "acme" not in reg.plugins and "builtin_benchmarks" in reg.plugins
     monkeypatch.delenv("SIMBENCH_BLOCK_PLUGINS")
-    monkeypatch.setenv("SIMBENCH_PLUGINS", "acme,builtin_benchmarks")
-    assert set(build_registry().plugins) == {"acme", "builtin_benchmarks"}
+    # the allow-list selects third-party plugins; the built-ins always load (issue 16 item 7)
+    monkeypatch.setenv("SIMBENCH_PLUGINS", "acme")
+    reg = build_registry()
+    assert "acme" in reg.plugins and "builtin_metrics" in reg.plugins and reg.names("metric")
     monkeypatch.setenv("SIMBENCH_PLUGINS", "")
-    assert build_registry().plugins == {}
+    reg = build_registry()
+    assert "acme" not in reg.plugins and "builtin_benchmarks" in reg.plugins
+
+
+def test_allow_list_with_an_unknown_name_is_an_error(monkeypatch, tmp_path, cli):
+    make_distribution(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("SIMBENCH_PLUGINS", "acme,acmee")
+    with pytest.raises(PluginError, match="'acmee'"):
+        build_registry()
+    proc = cli("list", "metrics", env={"PYTHONPATH": str(tmp_path), "SIMBENCH_PLUGINS": "acmee"})
+    assert proc.returncode == 2 and "acmee" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_unknown_name_did_you_mean(registry):
