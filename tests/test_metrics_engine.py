@@ -40,6 +40,9 @@ def test_pairwise_is_unchanged_by_tiling_under_a_tiny_memory_cap(name, monkeypat
     reference = loop(metric, reps, inputs)
     # a cap of ~2 blocks per tile forces many strips, column chunks and rebuilt Gram groups
     monkeypatch.setattr(_linalg, "cap_elements", lambda *args, **kwargs: 200)
+    # and the streamed kernel / RDM / k-NN objects: 3-row blocks, RDM vectors in groups of 2 (rebuilt per group pair)
+    monkeypatch.setattr(_linalg, "rows_per_block", lambda *args, **kwargs: 3)
+    monkeypatch.setattr(_linalg, "group_size", lambda *args, **kwargs: 2)
     tiled = metric.pairwise(reps, **kw)
     # arccos turns 1e-16 rounding near identity into ~1e-8 angles
     assert torch.allclose(tiled, reference, atol=1e-6 if name == "angular_shape" else 1e-10, rtol=0)

@@ -654,7 +654,7 @@ class Neighbours:
             above = (sim > kth + KNN_TIE_TOL).sum(dim=1)
             tied = ((sim - kth).abs() <= KNN_TIE_TOL).sum(dim=1)
             self.kth[r0:r1] = kth[:, 0]
-            self.share[r0:r1] = (k - above) / tied
+            self.share[r0:r1] = (k - above).to(torch.float64) / tied
 
     def _similarities(self, r0: int, r1: int) -> Tensor:
         sim = self.z[r0:r1] @ self.z.T
