@@ -42,7 +42,7 @@ from .types import (
     Zoo,
 )
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = [
     "Benchmark",

@@ -842,7 +842,7 @@ class Runner:
         import numpy as np
         import torch
 
-        from . import __version__
+        from ._version import __version__
 
         previous: dict[str, Any] | None = None
         if self.run_dir.manifest_path.exists():

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from . import _rng
-from .mnist_c import CORRUPTIONS
+from ._mnist_c_names import CORRUPTIONS
 
 #: corruptions whose output depends on the seed
 RANDOM: frozenset[str] = frozenset(CORRUPTIONS) - {"scale", "brightness", "stripe", "canny_edges"}

@@ -9,24 +9,7 @@ from pydantic import Field
 
 import simbench
 
-#: the MNIST-C corruptions in the order of Mu & Gilmer (2019), Table 1
-CORRUPTIONS: tuple[str, ...] = (
-    "shot_noise",
-    "impulse_noise",
-    "glass_blur",
-    "motion_blur",
-    "shear",
-    "scale",
-    "rotate",
-    "brightness",
-    "translate",
-    "stripe",
-    "fog",
-    "spatter",
-    "dotted_line",
-    "zigzag",
-    "canny_edges",
-)
+from ._mnist_c_names import CORRUPTIONS
 
 
 @dataclass(frozen=True)

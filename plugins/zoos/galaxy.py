@@ -13,13 +13,7 @@ from pydantic import Field
 import simbench
 from simbench import ParamError
 
-#: a training "survey" that leaves the images as the dataset gives them
-CLEAN = "clean"
-
-
-def mix_label(surveys: tuple[str, ...]) -> str:
-    """The model-id / factor label of a training-survey mix, e.g. ``reference+deeper_sharper``."""
-    return "+".join(surveys)
+from ._galaxy_names import CLEAN, mix_label
 
 
 @dataclass(frozen=True)

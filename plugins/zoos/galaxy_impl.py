@@ -14,7 +14,7 @@ from torch import nn
 import simbench
 
 from ._models import random_square_symmetry
-from .galaxy import CLEAN, mix_label
+from ._galaxy_names import CLEAN, mix_label
 
 
 def question_groups(data: simbench.DataSplits) -> list[list[int]] | None:
