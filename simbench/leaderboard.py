@@ -421,7 +421,8 @@ th,td{border:1px solid #ccc;padding:0.2rem 0.5rem;text-align:right;white-space:n
 td:first-child,th:first-child{text-align:left}.prov{font-size:0.85rem;color:#555}
 .caption{font-style:italic;color:#555}.problem{color:#a00}
 table.summary td{white-space:normal;text-align:left;vertical-align:top}
-figure{margin:1rem 0}figure img{width:100%;height:auto;border:1px solid #ddd}
+figure{margin:1rem 0}figure img{max-width:none;height:auto;border:1px solid #ddd;display:block}
+figure .scroll{border:none}table.summary th{text-align:left}
 figcaption{font-size:0.8rem;color:#555}nav a{margin-right:1rem}
 """
 
@@ -528,10 +529,30 @@ def _summary_row(name: str, prov: Mapping[str, Any], tables: list[Table]) -> str
     title = html.escape(plain_words(tables[0].title)) if tables else ""
     data = prov["dataset"].get("name") if isinstance(prov["dataset"], Mapping) else prov["dataset"]
     return (f'<tr><td><a href="#{html.escape(name)}">{html.escape(name)}</a></td>'
-            f"<td>{html.escape(plain_words(prov['description'] or ''))}</td>"
+            f"<td>{html.escape(plain_words(prov['description'] or ''))}"
+            + (f"<br><small>variant of <code>{html.escape(str(prov['suite']))}</code> with "
+               f"<code>{html.escape(' '.join(map(str, prov['overrides'])))}</code></small>" if prov["overrides"] else "")
+            + "</td>"
             f"<td><small>{title}</small><br>{best_html}</td>"
             f"<td>{html.escape(str(data))}, {html.escape(str(prov['n_models']))} models</td>"
             f"<td>{html.escape(str(prov['finished'] or '')[:10])}</td></tr>")
+
+
+def _display_width(path: Path) -> int | None:
+    """CSS pixels at which a figure has the physical size its author chose (pixels x 96 / dpi).
+
+    Shown at that size, a figure's fonts read as designed: a small figure is not
+    blown up and a wide one is not squeezed to the page (its box scrolls
+    sideways instead); the link opens the full resolution.
+    """
+    try:
+        from PIL import Image
+
+        with Image.open(path) as image:
+            dpi = float((image.info.get("dpi") or (100, 100))[0]) or 100.0
+            return max(1, round(image.width * 96 / dpi))
+    except Exception:  # an unreadable image still gets shown, at the browser's idea of its size
+        return None
 
 
 def _section(name: str, prov: Mapping[str, Any], tables: list[Table], plots: list[Path], out: Path,
@@ -555,9 +576,12 @@ def _section(name: str, prov: Mapping[str, Any], tables: list[Table], plots: lis
         parts.append(_html_table(table.frame))
     for plot in plots:
         rel = html.escape(f"{plot.parent.name}/{plot.name}")
-        parts.append(f'<figure><a href="{rel}" title="open full size"><img alt="{html.escape(plot.stem)}" '
-                     f'src="{rel}" loading="lazy"></a><figcaption>{html.escape(plot.stem)} '
-                     f"(click to enlarge)</figcaption></figure>")
+        width = _display_width(plot)
+        size = f' width="{width}"' if width else ""
+        parts.append(f'<figure><div class="scroll"><a href="{rel}" title="open full size"><img '
+                     f'alt="{html.escape(plot.stem)}" src="{rel}"{size} loading="lazy"></a></div>'
+                     f"<figcaption>{html.escape(plot.stem.replace('_', ' '))} (click to enlarge)</figcaption>"
+                     "</figure>")
     parts.append("</section>")
     return "\n".join(parts)
 
