@@ -299,3 +299,19 @@ def test_index_page_renders_in_headless_chromium(published, tmp_path):
     subprocess.run([chromium(), *flags, f"--screenshot={shot}", "--window-size=1200,900", url],
                    capture_output=True, timeout=120)
     assert shot.exists() and shot.stat().st_size > 10_000  # a real rendering, not a blank page
+
+
+def test_docs_results_lists_every_column_and_key(published):
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "results.md").read_text()
+    from simbench.results import COLUMNS
+
+    for column in COLUMNS:
+        assert f"`{column}`" in doc, column
+    board = json.loads((published / "toy.json").read_text())
+    for key in board:
+        assert f"`{key}`" in doc, key
+    for key in board["provenance"]:
+        assert f"`{key}`" in doc, f"provenance.{key}"
+    for key in board["tables"][0]:
+        assert f"`{key}`" in doc, f"tables[].{key}"
+    assert f"schema version {leaderboard.SCHEMA_VERSION}" in doc
