@@ -87,7 +87,7 @@ def check_fresh_target(path: Path, suite_path: Path | None = None) -> None:
             raise UserError(f"--fresh: refusing to delete {path}: it holds the suite file {suite_path}")
     if not path.is_dir():
         raise UserError(f"--fresh: refusing to delete {path}: it is not a directory")
-    if any(path.iterdir()) and not is_run_dir(path):
+    if any(p.name != LOCK_FILE for p in path.iterdir()) and not is_run_dir(path):
         raise UserError(
             f"--fresh: refusing to delete {path}: not a simbench run directory (no simbench {MANIFEST_FILE}); "
             "choose another --run-dir"

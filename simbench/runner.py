@@ -1482,12 +1482,30 @@ def _cell_text(value: Any) -> str:
     if isinstance(value, float):
         if value != value:
             return "-"
+        if value.is_integer() and abs(value) < 1e6:
+            return str(int(value))
         return f"{value:+.3f}" if abs(value) < 100 else f"{value:.3g}"
     text = " ".join(str(value).split())  # newlines and tabs never break the layout
     return text
 
 
-def format_frame(frame: Any, width: int = 80, max_rows: int = 20, max_cell: int = 28) -> list[str]:
+def _merge_intervals(frame: Any) -> Any:
+    """Pairs of columns ``<stem>_low`` / ``<stem>_high`` become one column ``<stem>`` shown as ``[lo, hi]``."""
+    frame = frame.copy()
+    frame.columns = [str(c) for c in frame.columns]
+    for low in [c for c in frame.columns if c.endswith("_low")]:
+        stem = low[: -len("_low")]
+        high = f"{stem}_high"
+        if high not in frame.columns or stem in frame.columns:
+            continue
+        merged = [f"[{_cell_text(lo)}, {_cell_text(hi)}]" for lo, hi in zip(frame[low], frame[high], strict=True)]
+        at = list(frame.columns).index(low)
+        frame = frame.drop(columns=[low, high])
+        frame.insert(at, stem, merged)
+    return frame
+
+
+def format_frame(frame: Any, width: int = 80, max_rows: int = 20, max_cell: int = 24) -> list[str]:
     """A DataFrame as plain-text lines no wider than ``width``.
 
     Columns are kept left to right while they fit (``metric`` first,
@@ -1495,6 +1513,7 @@ def format_frame(frame: Any, width: int = 80, max_rows: int = 20, max_cell: int 
     than ``max_cell`` are cut with "…"; more than ``max_rows`` rows end with
     a line saying how many are left out.
     """
+    frame = _merge_intervals(frame)
     columns = [str(c) for c in frame.columns]
     order = (["metric"] if "metric" in columns else []) + [c for c in columns if c not in ("metric", "status")]
     cells = {c: [_cell_text(v) for v in frame[c].tolist()[:max_rows]] for c in columns}
@@ -1502,7 +1521,7 @@ def format_frame(frame: Any, width: int = 80, max_rows: int = 20, max_cell: int 
     def col_width(c: str, limit: int = max_cell) -> int:
         return min(limit, max([len(c), *(len(v) for v in cells[c])]))
 
-    status_w = col_width("status", 24) if "status" in columns else 0
+    status_w = col_width("status", 18) if "status" in columns else 0
     budget = width - (status_w + 2 if status_w else 0)
     chosen: list[tuple[str, int]] = []
     used = 0
