@@ -50,9 +50,9 @@ DEFAULT_CACHE_DIR = ".simbench-cache"
 CACHE_ENV = "SIMBENCH_CACHE_DIR"
 INFER_BATCH = 2048
 #: relative tolerance of the symmetry check (batched float32 GEMMs are not bit-symmetric)
-SYMMETRY_RTOL = 1e-5
+SYMMETRY_RTOL = 1e-4
 #: how far outside its declared range a value may fall (float rounding), relative to the range's scale
-RANGE_RTOL = 1e-6
+RANGE_RTOL = 1e-4
 
 
 def derive_seed(seed: int, *tags: str) -> int:
