@@ -97,24 +97,16 @@ class Analysis:
         add("clusters", n_units)
         add("few_clusters", float(few))
 
-        boot = jack = null = observed_perm = None
+        boot = jack = null = None
         if bench.n_bootstrap:
-            rng = seeded_rng(self.seed, "bootstrap", group)
-            w_counts = rng.integers(0, n_units, size=(bench.n_bootstrap, n_units))
-            counts = np.zeros((bench.n_bootstrap, n_units))
-            np.add.at(counts, (np.arange(bench.n_bootstrap)[:, None], w_counts), 1.0)
-            boot = np.empty((bench.n_bootstrap, *r.shape))
-            step = max(1, 2_000_000 // max(n, 1))
-            for start in range(0, bench.n_bootstrap, step):
-                c = counts[start:start + step]
-                w = c[:, cluster_of_pair] if cluster_of_pair is not None else c[:, iu] * c[:, ju]
-                boot[start:start + step] = stats.weighted_correlations(xv, yv, w)
+            counts = stats.bootstrap_counts(n_units, bench.n_bootstrap, seeded_rng(self.seed, "bootstrap", group))
+            boot = stats.bootstrap_replicates(xv, yv, counts, iu, ju, cluster_of_pair)
             boot[:, failed] = np.nan
             jack = stats.weighted_correlations(xv, yv, stats.jackknife_weights(iu, ju, cluster_of_pair, n_units))
             jack[:, failed] = np.nan
         if self.detail and bench.n_permutations:
             # blocks keep a single-factor group mapped onto itself under relabelling
-            observed_perm, null = stats.mantel_null(x0, y, mask, blocks, bench.n_permutations,
+            _, null = stats.mantel_null(x0, y, mask, blocks, bench.n_permutations,
                                                     seeded_rng(self.seed, "mantel", group))
             null[:, failed] = np.nan
 

@@ -1,30 +1,29 @@
-"""Statistics over model pairs.
+"""Statistics over model pairs (the functional-agreement benchmark's own; not part of the core).
 
 Everything here works on *unordered* pairs (the strict upper triangle of an
-``M x M`` matrix) with metrics oriented so that higher = more similar.
+``M x M`` matrix) with metrics oriented so that higher = more similar.  Pairs
+share models, so they are *dyadic* data, not independent observations: the
+functions that give intervals and tests for the leaderboard resample models.
 
-What is here (seed 001 §2.5; ../shared/METHODS.md "Statistics"):
-
-- :func:`pearson`, :func:`spearman`: the correlation with a Fisher-z 95 %
-  interval ``tanh(atanh(r) ± 1.96/√(n−3))`` and the two-sided p-value of
-  ``atanh(r)·√(n−3)``; :func:`mean_fisher_z` averages correlations in z space.
-- :func:`compare_dependent` (Steiger 1980, Meng, Rosenthal & Rubin 1992): are
-  two metrics' correlations with the *same* agreement vector different?  The
-  two correlations share a variable, so the independent-samples z difference
-  would be wrong.  :func:`significance_mark` turns p into n.s. / * / ** / ***.
-- :func:`mantel` and :func:`mantel_null`: a permutation p-value that permutes
-  the *model labels* of one ``M x M`` matrix (rows and columns together).
-  Pairs sharing a model are not independent, so ``n`` pairs overstate the
-  evidence behind the Fisher-z p; permuting models keeps that dependence in
-  the null distribution.  ``blocks`` restricts the relabellings to those
-  that map blocks onto blocks (:func:`block_permutations`), which keeps a
-  pair group (e.g. "pairs that differ only in seed") mapped onto itself.
-- :func:`bootstrap_correlations` and :func:`bootstrap_interval`: a
-  model-level bootstrap -- resample models with replacement, take every pair
-  of drawn models (dropping self-pairs, i.e. the same model drawn twice),
-  recompute r; with ``blocks``, resample whole blocks (a cluster bootstrap).
-- :func:`bad_fraction`: Ding et al. (2021)'s share of the pairs a metric calls
-  close that are functionally far.
+- Model-level resampling (Snijders & Borgatti 1999): :func:`resampling_units`
+  picks the units (models, or the blocks of a single-factor group),
+  :func:`bootstrap_counts` / :func:`pair_weights` turn draws of units into
+  pair weights, :func:`weighted_correlations` computes every metric's and
+  probe set's r for many weightings at once (matrix products), and
+  :func:`bootstrap_correlations` / :func:`jackknife_correlations` wrap them.
+  One set of draws serves every metric, so comparisons are paired.
+- Comparisons and ranks: :func:`bootstrap_p` (two-sided, from paired
+  replicates of a difference), :func:`holm`, :func:`model_confidence_set`
+  (Hansen, Lunde & Nason 2011), :func:`rank_intervals`.
+- :func:`mantel` and :func:`mantel_null`: permutation p-values that relabel
+  models (rows and columns together), within blocks when ``blocks`` is given.
+- Pairs-independent formulas, kept for comparison with the literature and
+  labelled as such on the page: :func:`fisher_interval`, :func:`pearson`,
+  :func:`spearman`, :func:`bonett_wright_interval`, and the dependent-correlation
+  tests :func:`steiger_z` / :func:`meng_z` (dependence between the two
+  correlations, not between pairs).
+- :func:`bad_fraction`: Ding et al. (2021)'s bad fraction and the variant
+  conditioned on the close pairs.
 
 Stacked inputs ``[K, M, M]`` (K probe sets) are combined by the mean Fisher
 z of the K correlations, with the *same* permutation / resample applied to
@@ -104,29 +103,25 @@ def correlation_from_r(r: float, n: int) -> Correlation:
     return Correlation(float(r), int(n), lo, hi, fisher_p(r, n))
 
 
-_correlation = correlation_from_r  # kept for callers of the first version
+def _scipy_correlation(x: np.ndarray, y: np.ndarray, kind: Literal["pearson", "spearman"]) -> Correlation:
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    n = len(x)
+    if n < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return Correlation(0.0, n, -1.0, 1.0, 1.0)
+    from scipy import stats as sps
+
+    fn = sps.pearsonr if kind == "pearson" else sps.spearmanr
+    return correlation_from_r(float(fn(x, y).statistic), n)
 
 
 def pearson(x: np.ndarray, y: np.ndarray) -> Correlation:
-    """Pearson r with Fisher-z interval and p (0 when either input is constant)."""
-    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    n = len(x)
-    if n < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return Correlation(0.0, n, -1.0, 1.0, 1.0)
-    from scipy.stats import pearsonr
-
-    return correlation_from_r(float(pearsonr(x, y).statistic), n)
+    """Pearson r with Fisher-z interval and p, assuming independent observations (0 when either input is constant)."""
+    return _scipy_correlation(x, y, "pearson")
 
 
 def spearman(x: np.ndarray, y: np.ndarray) -> Correlation:
-    """Spearman ρ with a Fisher-z interval (the usual large-sample approximation)."""
-    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    n = len(x)
-    if n < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return Correlation(0.0, n, -1.0, 1.0, 1.0)
-    from scipy.stats import spearmanr
-
-    return correlation_from_r(float(spearmanr(x, y).statistic), n)
+    """Spearman ρ with a Fisher-z interval (the usual large-sample approximation; independent observations)."""
+    return _scipy_correlation(x, y, "spearman")
 
 
 def mean_fisher_z(rs: list[float] | np.ndarray) -> float:
@@ -483,21 +478,37 @@ def resampling_units(
     return iu[mask], ju[mask], None, m
 
 
-def bootstrap_weights(iu: np.ndarray, ju: np.ndarray, cluster_of_pair: np.ndarray | None, n_units: int,
-                      n_boot: int, rng: np.random.Generator) -> np.ndarray:
-    """``[n_boot, P]`` pair weights of a cluster-level bootstrap.
+def bootstrap_counts(n_units: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """``[n_boot, n_units]``: how often each unit is drawn in each replicate (n_units draws with replacement)."""
+    draws = rng.integers(0, n_units, size=(n_boot, n_units))
+    counts = np.zeros((n_boot, n_units))
+    np.add.at(counts, (np.arange(n_boot)[:, None], draws), 1.0)
+    return counts
+
+
+def pair_weights(counts: np.ndarray, iu: np.ndarray, ju: np.ndarray, cluster_of_pair: np.ndarray | None) -> np.ndarray:
+    """``[R, P]`` pair weights of a cluster-level bootstrap from unit counts ``[R, U]``.
 
     Models as units (Snijders & Borgatti 1999): drawing model i ``c_i`` times
     and j ``c_j`` times yields ``c_i·c_j`` copies of the pair (i, j) and none
     of a model with itself.  Blocks as units: a pair's weight is how often its
     block was drawn.
     """
-    draws = rng.integers(0, n_units, size=(n_boot, n_units))
-    counts = np.zeros((n_boot, n_units))
-    np.add.at(counts, (np.arange(n_boot)[:, None], draws), 1.0)
     if cluster_of_pair is not None:
         return counts[:, cluster_of_pair]
     return counts[:, iu] * counts[:, ju]
+
+
+def bootstrap_replicates(xv: np.ndarray, yv: np.ndarray, counts: np.ndarray, iu: np.ndarray, ju: np.ndarray,
+                         cluster_of_pair: np.ndarray | None) -> np.ndarray:
+    """``[B, Q, K]`` weighted correlations for the unit counts ``[B, U]``, built in chunks so the
+    ``[B, P]`` weights never exist at once (P is large for big zoos)."""
+    out = np.empty((counts.shape[0], xv.shape[0], xv.shape[1]))
+    step = max(1, 2_000_000 // max(len(iu), 1))
+    for start in range(0, counts.shape[0], step):
+        w = pair_weights(counts[start:start + step], iu, ju, cluster_of_pair)
+        out[start:start + step] = weighted_correlations(xv, yv, w)
+    return out
 
 
 def jackknife_weights(iu: np.ndarray, ju: np.ndarray, cluster_of_pair: np.ndarray | None,
@@ -570,9 +581,8 @@ def bootstrap_correlations(
     m = np.shape(x)[-1]
     iu, ju, cluster_of_pair, n_units = resampling_units(m, pairs, blocks, min_clusters)
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-    w = bootstrap_weights(iu, ju, cluster_of_pair, n_units, n_boot, rng)
     xv, yv, batched = _pair_values(x, y, iu, ju)
-    out = weighted_correlations(xv, yv, w)
+    out = bootstrap_replicates(xv, yv, bootstrap_counts(n_units, n_boot, rng), iu, ju, cluster_of_pair)
     return out if batched else out[:, 0]
 
 
@@ -600,12 +610,6 @@ def jackknife_se(replicates: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.nanmean(reps, axis=0)
         return np.sqrt((u - 1) / u * np.nansum((reps - mean) ** 2, axis=0))
-
-
-def resampling_unit_count(m: int, pairs: np.ndarray | None = None, blocks: np.ndarray | None = None,
-                          min_clusters: int = 4) -> int:
-    """How many independent units (models, or blocks) a group's bootstrap resamples."""
-    return resampling_units(m, pairs, blocks, min_clusters)[3]
 
 
 def percentile_interval(replicates: np.ndarray, level: float = 0.95) -> tuple[float, float]:
