@@ -590,6 +590,9 @@ def preflight(suite: Suite, data: DataSplits, sample: int = 64) -> SizeEstimate 
     """
     import torch
 
+    from .suite import check_data_files
+
+    check_data_files(suite)
     file = str(suite.path)
     try:
         specs = list(plugin_call(f"zoo {suite.zoo.name!r} specs", suite.zoo.obj.specs))
@@ -644,6 +647,9 @@ def load_data_offline(suite: Suite) -> DataSplits:
 
     A dataset that needs a download answers with a one-line error naming it.
     """
+    from .suite import check_data_files
+
+    check_data_files(suite)  # a missing file is named as such, not as an unreachable dataset
     saved = {k: os.environ.get(k) for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")}
     os.environ.update({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})
     try:
@@ -1372,6 +1378,9 @@ class Runner:
             self.ctx = RunContext(seed=self.suite.seed, device=self.device, progress=ui, cache=self.cache,
                                   log=ui.log if self.verbose else _silent, verbose=self.verbose)
             stages = ui("Data + zoo", 2, "stages")
+            from .suite import check_data_files
+
+            check_data_files(self.suite)
             data = self.load_data()
             self.state.data = data
             self.data_fingerprint = fingerprint(data)
@@ -1581,7 +1590,14 @@ def summary_lines(run: RunDir, registry: Registry | None, width: int = 80) -> li
             lines.append(f"  FAILED: {failed['error'].iloc[0]}"[:width])
             continue
         try:
-            short = plugin_call(f"benchmark {label!r} summary", cls.summary, records)
+            if getattr(cls.summary, "__func__", None) is Benchmark.summary.__func__:
+                # the default: the headline table, under its own title
+                tables = plugin_call(f"benchmark {label!r} tables", cls.tables, records)
+                short = tables[0].frame if tables else None
+                if tables:
+                    lines[-1] = f"{label}: {tables[0].title}"[:width]
+            else:
+                short = plugin_call(f"benchmark {label!r} summary", cls.summary, records)
         except PluginCallFailed as exc:
             lines.append(f"  (no summary: {exc})"[:width])
             continue

@@ -206,10 +206,16 @@ def load_suite(path: str | Path, registry: Registry, overrides: Sequence[str] = 
     return dataclasses.replace(suite, data_files=data_files)
 
 
+MISSING = "missing:"
+
+
 def data_file_digests(spec: Any, file: str) -> dict[str, str]:
     """``{path: sha256}`` of every file a ``[data] data_files`` value names (paths or globs).
 
-    A name that matches nothing is a suite error now, not after training.
+    A pattern that matches nothing maps to ``"missing:<key>"`` (so a suite
+    whose data lives elsewhere can still be listed and loaded);
+    :func:`check_data_files` turns that into a suite error, which
+    ``validate`` and ``run`` (before training) call.
     """
     import glob
     import os
@@ -229,13 +235,21 @@ def data_file_digests(spec: Any, file: str) -> dict[str, str]:
             found = sorted(glob.glob(expanded)) if glob.has_magic(expanded) else (
                 [expanded] if Path(expanded).is_file() else [])
             if not found:
-                raise SuiteError(file, key, f"no such file {pattern!r}")
+                out[pattern] = MISSING + key
+                continue
             for p in found:
                 try:
                     out[p] = file_sha256(Path(p))
                 except OSError as exc:
                     raise SuiteError(file, key, f"cannot read {p!r} ({exc.strerror or exc})") from None
     return out
+
+
+def check_data_files(suite: Suite) -> None:
+    """Raise a one-line :class:`SuiteError` for a ``data_files`` entry that names no file."""
+    for pattern, digest in suite.data_files.items():
+        if digest.startswith(MISSING):
+            raise SuiteError(str(suite.path), digest[len(MISSING):], f"no such file {pattern!r}")
 
 
 def _expect_table(doc: Mapping[str, Any], key: str, file: str, required: bool = True) -> dict[str, Any]:
@@ -345,6 +359,10 @@ def validate(
         raise SuiteError(file, "probes.n", f"expected an integer >= 0 (0 = the whole split), got {probes['n']}")
     if probes["split"] not in ("test", "val"):
         raise SuiteError(file, "probes.split", f"expected 'test' or 'val', got {probes['split']!r}")
+    for use in metrics:  # refuse now, with the estimate, what would run out of memory mid-run
+        refusal = use.obj.memory_refusal(probes["n"]) if probes["n"] else None
+        if refusal:
+            raise SuiteError(file, "probes.n", f"metric {use.label!r} {refusal}")
     run = _check_fields(_expect_table(doc, "run", file, required=False), RUN_DEFAULTS, file, "run")
     if run["device"] not in DEVICES:
         raise SuiteError(file, "run.device", f"expected one of {', '.join(DEVICES)}, got {run['device']!r}")

@@ -17,7 +17,7 @@ import pytest
 from simbench.errors import ResourceError, RunBusy, SuiteError, UserError
 from simbench.results import RunDir
 from simbench.runner import Runner, format_frame, simbench_revision
-from simbench.suite import load_suite
+from simbench.suite import check_data_files, load_suite
 from tests.conftest import ROOT, TOY_PLUGINS, TOY_SUITE
 
 
@@ -361,11 +361,14 @@ def test_data_files_are_part_of_the_suite_hash_and_checked_by_validate(tmp_path,
     suite.write_text(text)
     first = load_suite(suite, registry)
     assert first.data_files == {str(data): __import__("hashlib").sha256(b"one").hexdigest()}
+    with pytest.raises(SuiteError, match="data.data_files.train: no such file"):
+        check_data_files(load_suite(suite, registry, ["data.data_files.train=\"nope.parquet\""]))
     data.write_bytes(b"two")
     assert load_suite(suite, registry).sha256 != first.sha256
     suite.write_text(text.replace(str(data), str(tmp_path / "missing.parquet")))
     proc = cli("validate", str(suite))
-    assert proc.returncode == 2 and "data.data_files.train: no such file" in one_error_line(proc)
+    line = one_error_line(proc)
+    assert proc.returncode == 2 and "data.data_files." in line and "no such file" in line
 
 
 def test_validate_checks_data_is_reachable_without_downloading(tmp_path, cli):
