@@ -141,6 +141,9 @@ def validate(ctx: click.Context, suite_file: Path, plugins: tuple[str, ...], ove
     from .suite import load_suite
 
     suite = load_suite(resolve_suite(suite_file), _registry(ctx, plugins), overrides)
+    from .suite import check_data_files
+
+    check_data_files(suite)
     estimate = None
     if not no_data:
         from .runner import load_data_offline, preflight
