@@ -107,6 +107,44 @@ class Metric(Plugin):
                     out[j, i] = value
         return out
 
+    def memory_bytes(self, n: int, d: int, m: int) -> int | None:
+        """Estimated peak memory (bytes) of ``pairwise`` on ``m`` representations ``[n, d]``; None = unknown."""
+        return None
+
+    def memory_limit_bytes(self) -> int | None:
+        """The memory this metric may use (its ``max_memory_mb`` for the built-ins); None = no limit."""
+        return None
+
+    def max_probes(self, d: int = 1024, m: int = 2, limit_bytes: int | None = None) -> int | None:
+        """The largest probe count whose :meth:`memory_bytes` fits ``limit_bytes`` (default: the metric's limit).
+
+        None when there is no estimate or limit, or when 10^8 probes fit.
+        """
+        limit = self.memory_limit_bytes() if limit_bytes is None else limit_bytes
+        if limit is None or self.memory_bytes(2, d, m) is None:
+            return None
+        lo, hi = 1, 10**8
+        if (self.memory_bytes(hi, d, m) or 0) <= limit:
+            return None
+        while lo < hi:  # memory grows with n: bisect for the last n that fits
+            mid = (lo + hi + 1) // 2
+            if (self.memory_bytes(mid, d, m) or 0) <= limit:
+                lo = mid
+            else:
+                hi = mid - 1
+        return lo
+
+    def memory_refusal(self, n: int, d: int = 1024, m: int = 2) -> str | None:
+        """Why ``n`` probes cannot run within the metric's memory limit (with the estimate), or None if they can."""
+        limit, need = self.memory_limit_bytes(), self.memory_bytes(n, d, m)
+        if limit is None or need is None or need <= limit:
+            return None
+        return (
+            f"needs about {need / 2**30:.2f} GiB at n = {n} probes (estimate for {m} models of width {d}), "
+            f"over its limit of {limit / 2**30:.2f} GiB; it supports at most n = {self.max_probes(d, m)} probes "
+            "-- lower probes.n or raise the metric's max_memory_mb"
+        )
+
     @classmethod
     def to_similarity(cls, value: Any) -> Any:
         """Orient a value (scalar or tensor) so that higher = more similar."""

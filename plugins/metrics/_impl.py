@@ -203,22 +203,22 @@ class RBFKernel:
     kernel.
     """
 
-    def __init__(self, x: Tensor, factor: float, triu: Tensor | None = None) -> None:
+    def __init__(self, x: Tensor, factor: float, upper: Tensor | None = None) -> None:
         self.xc = la.center(x).to(torch.float64)
         self.sq = self.xc.square().sum(dim=1)
         n = self.xc.shape[0]
         self.n = n
         dist2 = self._dist2(0, n, 0)
-        iu = torch.triu_indices(n, n, 1, device=x.device) if triu is None else triu
-        dist = dist2[iu[0], iu[1]].sqrt()
-        nonzero = dist[dist > 0]
-        self.zero = nonzero.numel() == 0
-        if self.zero:
-            return
+        dist = dist2[upper_mask(n, x.device) if upper is None else upper].sqrt_()
         med = _median(dist)
-        if float(med) <= 0:
+        if float(med) <= 0:  # more than half the pairs coincide (or all do)
+            nonzero = dist[dist > 0]
+            self.zero = nonzero.numel() == 0
+            if self.zero:
+                return
             med = _median(nonzero)
-        del dist, nonzero
+        self.zero = False
+        del dist
         self.gamma = 1.0 / (2.0 * float(factor * med) ** 2)
         self.colmean = torch.exp(dist2.mul_(-self.gamma)).mean(dim=0)
         self.grand = self.colmean.mean()
@@ -258,9 +258,9 @@ def pairwise_rbf_cka(m: Any, reps: list[Any], inputs: Any = None) -> Tensor:
     """Every model's kernel statistics once, then the centred kernels streamed in row blocks (one GEMM each)."""
     xs, dtype = la.prepare_activations(reps)
     n = xs[0].shape[0]
-    triu = torch.triu_indices(n, n, 1, device=xs[0].device)
-    kernels = [RBFKernel(x, m.bandwidth_factor, triu) for x in xs]
-    del triu
+    upper = upper_mask(n, xs[0].device)
+    kernels = [RBFKernel(x, m.bandwidth_factor, upper) for x in xs]
+    del upper
 
     def block(i: int, r0: int, r1: int) -> Tensor:
         return kernels[i].block(r0, r1, r0, dtype)
@@ -555,7 +555,12 @@ def pairwise_pwcca(m: Any, reps: list[Any], inputs: Any = None) -> Tensor:
 RDM_TIE_TOL = 1e-11
 
 
-def rdm_ranks(x: Tensor, triu: Tensor | None = None) -> Tensor:
+def upper_mask(n: int, device: Any) -> Tensor:
+    """Boolean mask of the strict upper triangle (row-major order, as ``triu_indices``; 1 byte per entry)."""
+    return torch.ones(n, n, dtype=torch.bool, device=device).triu_(1)
+
+
+def rdm_ranks(x: Tensor, upper: Tensor | None = None) -> Tensor:
     """Standardised average ranks (float64) of the RDM's upper triangle (1 - Pearson r between inputs).
 
     The correlations are computed in float64 and never rounded to a grid:
@@ -564,8 +569,8 @@ def rdm_ranks(x: Tensor, triu: Tensor | None = None) -> Tensor:
     """
     z = la.row_standardize(x.to(torch.float64))
     n = z.shape[0]
-    iu = torch.triu_indices(n, n, 1, device=x.device) if triu is None else triu
-    rdm = 1.0 - (z @ z.T)[iu[0], iu[1]]
+    rdm = (z @ z.T)[upper_mask(n, x.device) if upper is None else upper]
+    rdm = torch.sub(1.0, rdm, out=rdm)
     return la.standardize_vector(la.average_ranks(rdm, tol=RDM_TIE_TOL))
 
 
@@ -578,15 +583,19 @@ def pairwise_rsa(m: Any, reps: list[Any], inputs: Any = None) -> Tensor:
     """Each model's ranked upper triangle built once (if all fit the cap) and one GEMM over them."""
     xs, dtype = la.prepare_activations(reps, min_n=3)
     n = xs[0].shape[0]
-    triu = torch.triu_indices(n, n, 1, device=xs[0].device)
+    upper = upper_mask(n, xs[0].device)
 
     def vectors(i0: int, i1: int) -> Tensor:
         out = torch.empty(i1 - i0, n * (n - 1) // 2, dtype=dtype, device=xs[0].device)
         for k, x in enumerate(xs[i0:i1]):
-            out[k] = rdm_ranks(x, triu)
+            out[k] = rdm_ranks(x, upper)
         return out
 
-    return la.inner_products(vectors, len(xs), n * (n - 1) // 2, dtype, xs[0].device, m.max_memory_mb).clamp(-1, 1)
+    # building one ranked RDM needs ~40 bytes per n^2 (see _base.memory_estimate): keep it out of the vectors' share
+    reserve = 40 * n * n + sum(x.numel() * x.element_size() for x in xs)
+    return la.inner_products(
+        vectors, len(xs), n * (n - 1) // 2, dtype, xs[0].device, m.max_memory_mb, reserve
+    ).clamp(-1, 1)
 
 
 # --------------------------------------------------------------------------

@@ -344,7 +344,13 @@ def frob2_features(
 
 
 def inner_products(
-    make_vectors: Callable[[int, int], Tensor], m: int, length: int, dtype: torch.dtype, device: Any, max_memory_mb: int
+    make_vectors: Callable[[int, int], Tensor],
+    m: int,
+    length: int,
+    dtype: torch.dtype,
+    device: Any,
+    max_memory_mb: int,
+    reserve_bytes: int = 0,
 ) -> Tensor:
     """``out[i, j] = <v_i, v_j>`` for per-model vectors of ``length`` built on demand.
 
@@ -352,25 +358,24 @@ def inner_products(
     vectors fit under the cap they are built once and multiplied in one
     GEMM.  Otherwise groups of ``g`` (two groups fit) are built and every
     pair of groups multiplied: a group is rebuilt about ``M / (2 g)`` times,
-    so the cap trades memory for ~``M / g`` extra builds (stated by
-    :func:`rebuild_factor`).
+    so the cap trades memory for ~``M / g`` extra builds.  ``reserve_bytes``
+    (building one vector's temporaries) is kept free of the cap.
     """
-    g = group_size(m, length, dtype, max_memory_mb)
+    g = group_size(m, length, dtype, max_memory_mb, reserve_bytes)
     out = torch.zeros(m, m, dtype=torch.float64, device=device)
     for i0 in range(0, m, g):
         i1 = min(m, i0 + g)
         va = make_vectors(i0, i1)
         for j0 in range(i0, m, g):
             j1 = min(m, j0 + g)
-            vb = va if j0 == i0 else make_vectors(j0, j1)
-            out[i0:i1, j0:j1] = (va @ vb.T).to(torch.float64)
+            out[i0:i1, j0:j1] = gram_acc(va) if j0 == i0 else gram_acc(va, make_vectors(j0, j1))
     return symmetrize_upper(out)
 
 
-def group_size(m: int, length: int, dtype: torch.dtype, max_memory_mb: int) -> int:
+def group_size(m: int, length: int, dtype: torch.dtype, max_memory_mb: int, reserve_bytes: int = 0) -> int:
     """Models per group in :func:`inner_products`: all M if they fit the cap, else two groups' worth."""
     size = torch.empty((), dtype=dtype).element_size()
-    budget = (int(max_memory_mb) << 20) // size
+    budget = max(0, (int(max_memory_mb) << 20) - int(reserve_bytes)) // size
     if m * length <= budget:
         return max(1, m)
     return max(1, min(m, budget // max(1, 2 * length)))
@@ -477,11 +482,37 @@ def block_reduce(
 
 SQRT2 = math.sqrt(2.0)
 
+#: the streamed block buffer never exceeds this (MB), whatever the cap
+STREAM_BLOCK_MB = 512
+
+#: float32 products are summed over at most this many terms before the float64 accumulator
+ACC_CHUNK = 4096
+
+
+def gram_acc(va: Tensor, vb: Tensor | None = None) -> Tensor:
+    """``va @ vb^T`` (``vb = va`` if None) accumulated in float64.
+
+    Inner products of per-model objects run over millions of terms; one
+    float32 GEMM would accumulate all of them in float32 (relative error
+    ~1e-4 at n = 3147).  Pieces of :data:`ACC_CHUNK` columns are multiplied
+    in the objects' dtype (full GEMM speed) and summed in float64.
+    """
+    other = va if vb is None else vb
+    if va.dtype == torch.float64:
+        return va @ other.T
+    out = torch.zeros(va.shape[0], other.shape[0], dtype=torch.float64, device=va.device)
+    for c0 in range(0, va.shape[1], ACC_CHUNK):
+        a = va[:, c0 : c0 + ACC_CHUNK]
+        b = a if vb is None else vb[:, c0 : c0 + ACC_CHUNK]
+        out += (a @ b.T).to(torch.float64)
+    return out
+
 
 def rows_per_block(m: int, row_length: int, dtype: torch.dtype, max_memory_mb: int) -> int:
     """Rows per block so that ``m`` models' blocks (plus one model's temporaries) fit the cap."""
     size = torch.empty((), dtype=dtype).element_size()
-    budget = (int(max_memory_mb) << 20) // size
+    # blocks beyond ~512 MB make the GEMM no faster, only the peak memory higher
+    budget = (min(int(max_memory_mb), STREAM_BLOCK_MB) << 20) // size
     return max(1, budget // max(1, (m + 3) * row_length))
 
 
@@ -511,7 +542,7 @@ def symmetric_kernel_products(
         v = torch.empty(m, (r1 - r0) * (n - r0), dtype=dtype, device=device)
         for i in range(m):
             v[i] = (block(i, r0, r1) * weight).reshape(-1)
-        out += (v @ v.T).to(torch.float64)
+        out += gram_acc(v)
     return out
 
 
@@ -542,8 +573,7 @@ def row_block_products(
         for i in range(m):
             v[i] = block(i, r0, r1)
         if per_row is None:
-            flat = v.reshape(m, -1)
-            out += (flat @ flat.T).to(torch.float64)
+            out += gram_acc(v.reshape(m, -1))
         else:
             t = v.transpose(0, 1)  # [c, M, n]
             out += per_row(torch.bmm(t, t.transpose(1, 2)).to(torch.float64)).sum(0)
