@@ -221,6 +221,13 @@ class Results:
 
         return lb.render(self.path, Path(out_dir), registry(plugins))
 
+    def _repr_html_(self) -> str:
+        """Jupyter shows the suite, the run directory and the headline table."""
+        import html
+
+        head = f"<p><b>{html.escape(self.suite)}</b> — <code>{html.escape(str(self.path))}</code></p>"
+        return head + self.leaderboard.head(30).to_html(index=False)
+
     def __repr__(self) -> str:
         return (f"Results(suite={self.suite!r}, path={str(self.path)!r}, records={len(self.records)}, "
                 f"tables={list(self.tables)})")

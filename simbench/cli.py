@@ -256,7 +256,7 @@ def plugins(ctx: click.Context, plugins: tuple[str, ...], as_json: bool) -> None
 def leaderboard(ctx: click.Context, run_dirs: tuple[Path, ...], plugins: tuple[str, ...], out: Path | None) -> None:
     """Render leaderboard tables (md, csv, json, plots) from finished run directories into --out.
 
-    A run with --set overrides is written as <suite>+<hash8>, like `publish` does.
+    In --out, a run with --set overrides is written as <suite>+<hash8>, like `publish` does.
     """
     from . import leaderboard as lb
     from .results import RunDir
@@ -266,7 +266,8 @@ def leaderboard(ctx: click.Context, run_dirs: tuple[Path, ...], plugins: tuple[s
         if not run_dir.is_dir():
             raise UserError(f"{run_dir}: no such run directory")
         problems: list[str] = []
-        name = lb.published_name(RunDir(run_dir).read_manifest())
+        # in a shared --out an override run must not take the suite's name; inside its own run directory it may
+        name = lb.published_name(RunDir(run_dir).read_manifest()) if out is not None else None
         for path in lb.render(run_dir, out or run_dir / "leaderboard", registry, name=name, problems=problems):
             click.echo(f"wrote {path}")
         for problem in problems:

@@ -80,7 +80,7 @@ def _write_text(out: Path, name: str, text: str) -> Path:
 
 
 _SEEDS = {
-    "000": "the astronomy out-of-distribution study (robust networks learn similar representations)",
+    "000": "the astronomy out-of-distribution study",
     "001": "the weight-CKA calibration paper",
     "002": "the mixed-survey galaxy-morphology study",
     "003": "the paper on the inadequacy of CKA",
@@ -99,7 +99,7 @@ def plain_words(text: Any) -> str:
             name += f", section {section.lstrip('§').strip()}"
         return name + ("'s" if match.group(2) else "")
 
-    out = _SEED_RE.sub(repl, str(text))
+    out = _SEED_RE.sub(repl, str(text)).replace("§", "section ").replace("section  ", "section ")
     return out[:1].upper() + out[1:] if str(text)[:1].isupper() else out
 
 
