@@ -11,8 +11,10 @@ from simbench_plugins.data.datasets import Digits28
 from simbench_plugins.zoos._mlp_impl import member
 from simbench_plugins.zoos._train import (
     TrainConfig,
+    adversarial_inputs,
     batched_mlp_forward,
     batched_mlp_input_grad,
+    fgsm,
     fgsm_fast,
     pgd,
     plain_mlp,
@@ -31,7 +33,7 @@ def _max_diff(a: list, b: list) -> float:
     return max(float((p - q).abs().max()) for (wa, ba), (wb, bb) in zip(a, b) for p, q in ((wa, wb), (ba, bb)))
 
 
-@pytest.mark.parametrize("strategy", ["standard", "fgsm", "pgd"])
+@pytest.mark.parametrize("strategy", ["standard", "fgsm", "fgsm_rs", "pgd"])
 @pytest.mark.parametrize("optimizer", ["adam", "sgd"])
 def test_vectorised_training_equals_one_model_at_a_time(strategy: str, optimizer: str) -> None:
     gen = torch.Generator().manual_seed(0)
@@ -106,7 +108,11 @@ def test_attacks_stay_in_the_eps_ball_and_increase_the_loss() -> None:
     y = model(x).argmax(1)
     loss = lambda z: F.cross_entropy(model(z), y)  # noqa: E731
     noise = (torch.rand(x.shape, generator=gen, dtype=torch.float64) * 2 - 1) * 0.2
-    for adv in (fgsm_fast(loss, x, noise, eps=0.2, alpha=0.25), pgd(loss, x, noise, eps=0.2, alpha=0.05, steps=10)):
+    for adv in (
+        fgsm(loss, x, eps=0.2),
+        fgsm_fast(loss, x, noise, eps=0.2, alpha=0.25),
+        pgd(loss, x, noise, eps=0.2, alpha=0.05, steps=10),
+    ):
         assert float((adv - x).abs().max()) <= 0.2 + 1e-12
         assert float(adv.min()) >= 0.0 and float(adv.max()) <= 1.0
         with torch.no_grad():
@@ -140,3 +146,60 @@ def test_pgd_training_makes_models_more_robust_to_pgd(digits012: simbench.DataSp
         robust[spec.factors["strategy"]].append(float((model(adv).argmax(1) == y).float().mean()))
     gap = sum(robust["pgd"]) / 2 - sum(robust["standard"]) / 2
     assert gap > 0.15, robust
+
+
+def test_fgsm_strategy_is_plain_fgsm_and_fgsm_rs_has_a_random_start() -> None:
+    """``fgsm`` = Goodfellow et al. (the seed's citation): exactly clip(x + eps * sign(grad_x loss(x)), 0, 1)
+    from the clean input, no noise drawn; ``fgsm_rs`` = Wong et al.: random start, step 1.25 eps."""
+    model = _tiny_model()
+    gen = torch.Generator().manual_seed(4)
+    x = torch.rand(64, 16, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, 3, (64,), generator=gen)
+    loss = lambda z: F.cross_entropy(model(z), y)  # noqa: E731
+    xg = x.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(loss(xg), xg)
+    eps = 0.1
+    expected = (x + eps * grad.sign()).clamp(0, 1)
+    drawn: list[torch.Tensor] = []
+
+    def noise() -> torch.Tensor:
+        drawn.append((torch.rand(x.shape, generator=gen, dtype=x.dtype) * 2 - 1) * eps)
+        return drawn[-1]
+
+    plain = adversarial_inputs(loss, x.clone(), TrainConfig(epochs=1, checkpoints=(1,), strategy="fgsm", eps=eps), noise)
+    assert not drawn  # no random start
+    assert torch.equal(plain, expected)
+    assert float((plain - x).abs().max()) <= eps + 1e-12
+    # every pixel that is not clipped moved by exactly eps
+    inside = (expected > 0) & (expected < 1)
+    assert torch.allclose((plain - x).abs()[inside], torch.full_like(plain[inside], eps))
+
+    rs = adversarial_inputs(loss, x.clone(), TrainConfig(epochs=1, checkpoints=(1,), strategy="fgsm_rs", eps=eps), noise)
+    assert len(drawn) == 1  # one random start
+    assert not torch.allclose(rs, expected)
+    assert float((rs - x).abs().max()) <= eps + 1e-12 and float(rs.min()) >= 0 and float(rs.max()) <= 1
+    # Wong et al.: step 1.25 eps from the random start, then projected back to the eps-ball
+    start = (x + drawn[0]).clamp(0, 1)
+    sg = start.clone().requires_grad_(True)
+    (g0,) = torch.autograd.grad(loss(sg), sg)
+    wong = torch.maximum(torch.minimum(start + 1.25 * eps * g0.sign(), (x + eps).clamp(max=1)), (x - eps).clamp(min=0))
+    assert torch.allclose(rs, wong, atol=1e-12)
+
+
+def test_plain_fgsm_training_draws_no_attack_noise() -> None:
+    """Zoo level: members that differ only in their attack-noise seed train identically under ``fgsm``
+    (no random start) and differently under ``fgsm_rs`` and ``pgd``."""
+    gen = torch.Generator().manual_seed(5)
+    x, y = torch.rand(64, 10, generator=gen), torch.randint(0, 3, (64,), generator=gen)
+    widths = (10, 8, 3)
+    base = member(widths, 0, "fgsm", 0)
+    other_noise = type(base)(init=base.init, data_seed=base.data_seed, attack_seed=base.attack_seed + 1)
+    for strategy, same in (("fgsm", True), ("fgsm_rs", False), ("pgd", False)):
+        cfg = TrainConfig(epochs=2, checkpoints=(2,), strategy=strategy, batch_size=16, lr=0.01, eps=0.1, steps=2)
+        res = train_ensemble(widths, [base, other_noise], x, y, cfg, dtype=torch.float64)
+        diff = _max_diff(res.snapshots[2][0], res.snapshots[2][1])
+        assert (diff == 0.0) if same else (diff > 1e-6), (strategy, diff)
+
+
+def test_zoos_accept_fgsm_rs() -> None:
+    assert MlpZoo(strategies=("standard", "fgsm", "fgsm_rs", "pgd")).specs()[-1].factors["strategy"] == "pgd"

@@ -13,9 +13,13 @@ benchmark compare against.
 
 Adversarial training (inputs in [0, 1]):
 
-* ``fgsm`` -- Wong, Rice & Kolter 2020, "Fast is better than free": start
-  from uniform noise in the eps-ball, one signed-gradient step of size
-  ``fgsm_alpha`` (default 1.25 eps), project back to the eps-ball and [0, 1].
+* ``fgsm`` -- Goodfellow, Shlens & Szegedy 2015 (the FGSM training seed 001
+  cites): no random start, one signed-gradient step of size eps from the
+  clean input, clipped to [0, 1]: ``x + eps * sign(grad_x loss(x))``.
+* ``fgsm_rs`` -- Wong, Rice & Kolter 2020, "Fast is better than free" (FGSM
+  with a random start): start from uniform noise in the eps-ball, one
+  signed-gradient step of size ``fgsm_alpha`` (default 1.25 eps), project
+  back to the eps-ball and [0, 1].
 * ``pgd``  -- Madry et al. 2018: uniform random start, ``steps`` signed
   gradient steps of size ``alpha``, each projected to the eps-ball and [0, 1].
 """
@@ -49,7 +53,7 @@ class TrainConfig:
     eps: float = 0.3
     alpha: float = 0.01
     steps: int = 40
-    fgsm_alpha: float = 0.0  # 0 = 1.25 * eps (Wong et al.)
+    fgsm_alpha: float = 0.0  # step of fgsm_rs; 0 = 1.25 * eps (Wong et al.)
     warmup_epochs: int = 0
 
     @property
@@ -109,6 +113,15 @@ def _input_grad(loss_fn: LossFn, x: torch.Tensor) -> torch.Tensor:
     return grad
 
 
+def fgsm(loss_fn: LossFn, x: torch.Tensor, eps: float, grad_fn: GradFn | None = None) -> torch.Tensor:
+    """Plain FGSM (Goodfellow et al. 2015): ``clip(x + eps * sign(grad_x loss(x)), 0, 1)``, no random start.
+
+    ``grad_fn``, if given, replaces autograd on ``loss_fn`` for the input gradient.
+    """
+    grad = grad_fn(x) if grad_fn is not None else _input_grad(loss_fn, x)
+    return (x + eps * grad.sign_()).clamp_(0, 1)
+
+
 def fgsm_fast(
     loss_fn: LossFn, x: torch.Tensor, noise: torch.Tensor, eps: float, alpha: float, grad_fn: GradFn | None = None
 ) -> torch.Tensor:
@@ -155,6 +168,8 @@ def adversarial_inputs(
     if cfg.strategy == "standard":
         return x
     if cfg.strategy == "fgsm":
+        return fgsm(loss_fn, x, cfg.eps, grad_fn=grad_fn)
+    if cfg.strategy == "fgsm_rs":
         return fgsm_fast(loss_fn, x, noise(), cfg.eps, cfg.fgsm_step, grad_fn=grad_fn)
     if cfg.strategy == "pgd":
         return pgd(loss_fn, x, noise(), cfg.eps, cfg.alpha, cfg.steps, grad_fn=grad_fn)

@@ -10,8 +10,8 @@ from pydantic import Field
 
 from simbench.errors import ParamError, UserError
 
-Strategy = Literal["standard", "fgsm", "pgd"]
-STRATEGIES: tuple[str, ...] = ("standard", "fgsm", "pgd")
+Strategy = Literal["standard", "fgsm", "fgsm_rs", "pgd"]
+STRATEGIES: tuple[str, ...] = ("standard", "fgsm", "fgsm_rs", "pgd")
 PositiveInt = Annotated[int, Field(ge=1)]
 PositiveFloat = Annotated[float, Field(gt=0.0)]
 NonNegativeFloat = Annotated[float, Field(ge=0.0)]

@@ -25,7 +25,8 @@ class FinetunedCnnZoo(TrainingParams, simbench.Zoo):
     Its convolutions are then frozen and new dense ReLU ``heads`` (the paper's
     ``"1x32"``, ``"1x1024"``, ``"10x32"``; depth x width) are fine-tuned on the
     suite's classes (e.g. digits 0-2) with ``standard`` or ``pgd`` (or
-    ``fgsm``) training, for every seed, with checkpoints at ``epochs``.  The
+    ``fgsm`` / ``fgsm_rs``, as for ``mlp``) training, for every seed, with
+    checkpoints at ``epochs``.  The
     attacks perturb the input images, through the frozen convolutions.
 
     The factor ``arch`` names the head.  Readable layers are ``conv1``,
@@ -37,7 +38,7 @@ class FinetunedCnnZoo(TrainingParams, simbench.Zoo):
 
     name: ClassVar[str] = "finetuned_cnn"
     description: ClassVar[str] = "frozen conv base (all classes) + fine-tuned dense heads (seed 001 §3.3)"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"  # 2: fgsm is plain FGSM (was random-start FGSM, now fgsm_rs)
 
     heads: tuple[str, ...] = ("1x32", "1x1024", "10x32")
     seeds: tuple[int, ...] = (0, 1, 2)

@@ -63,10 +63,12 @@ class MlpZoo(TrainingParams, simbench.Zoo):
     hidden layers; input and output sizes from the data) or by all layer sizes
     (``"784-32-32-32-32-3"``); every ``seed`` gives its own initialisation and
     data order; checkpoints at each of ``epochs`` (0 = untrained); training
-    ``strategies``: ``standard``, ``fgsm`` (fast FGSM adversarial training with
-    random start, Wong et al. 2020, step ``fgsm_alpha``, default 1.25 eps) and
-    ``pgd`` (Madry et al. 2018: ``steps`` steps of size ``alpha`` from a
-    random start), all in an L-inf ball of radius ``eps`` (MNIST default 0.3).
+    ``strategies``: ``standard``, ``fgsm`` (plain FGSM adversarial training,
+    Goodfellow et al. 2015 as cited by seed 001: one step of size ``eps`` from
+    the clean input, no random start), ``fgsm_rs`` (FGSM with a random start,
+    Wong et al. 2020, step ``fgsm_alpha``, default 1.25 eps) and ``pgd``
+    (Madry et al. 2018: ``steps`` steps of size ``alpha`` from a random
+    start), all in an L-inf ball of radius ``eps`` (MNIST default 0.3).
     Adam (or SGD) with learning rate ``lr`` and mini-batches of ``batch_size``
     (32, Keras' default; the paper gives no training details).  With
     ``warmup_epochs = k`` the attack radius grows linearly over the first
@@ -82,7 +84,7 @@ class MlpZoo(TrainingParams, simbench.Zoo):
 
     name: ClassVar[str] = "mlp"
     description: ClassVar[str] = "fully connected ReLU nets (seed 001 §3.2): archs x seeds x epochs x standard/FGSM/PGD"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"  # 2: fgsm is plain FGSM (was random-start FGSM, now fgsm_rs)
 
     archs: tuple[str, ...] = ("1x8", "4x8", "4x32")
     seeds: tuple[int, ...] = (0, 1, 2)
