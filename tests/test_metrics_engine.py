@@ -164,3 +164,24 @@ def test_docs_describe_every_builtin_metric_and_parameter():
         assert ("yes" if cls.symmetric else "**no**") in row
         for invariance in cls.invariances:
             assert invariance.replace("_", " ") in row, (name, invariance)
+
+
+@pytest.mark.parametrize("d,route", [(32, "feature"), (256, "gram"), (1024, "gram")])
+def test_linear_cka_route_cost_model_at_the_issue_widths(d, route):
+    # n = 3147 probes, M = 50 models: the feature route's (M d)^2 n GEMM loses to the Gram route's M^2 n^2 / 2
+    # once d exceeds ~sqrt(n / 2) plus the Gram build; every multiply-add and elementwise pass is counted
+    costs = _linalg.route_costs(3147, 50, d)
+    assert _linalg.choose_route(3147, 50, d) == route
+    assert min(costs, key=costs.get) == route
+    # the counts follow the tiles and blocks actually computed: the feature route covers at least the
+    # upper block triangle and less than the full square
+    full, upper = 3147 * (50 * d) ** 2, 3147 * (50 * d) * (50 * d + d) / 2
+    assert upper <= costs["feature"] < full * 1.01
+
+
+def test_gram_route_streams_the_same_value_as_the_feature_route_for_wide_features():
+    reps, _ = make_activations(5, n=30, widths=(40, 25, 33), input_dim=4)
+    feats = [_linalg.compress(_linalg.center(x)) for x in reps]
+    assert torch.allclose(
+        _linalg.frob2_auto(feats, 1, route="gram"), _linalg.frob2_auto(feats, 1, route="feature"), rtol=1e-12, atol=0
+    )

@@ -298,30 +298,36 @@ def stack_padded(feats: Sequence[Tensor], width: int | None = None) -> tuple[Ten
     return z.reshape(n, len(feats) * w), w
 
 
+def tile_ranges(
+    m: int, wa: int, wb: int, symmetric: bool, max_memory_mb: int, dtype: torch.dtype
+) -> Iterator[tuple[int, int, int, int]]:
+    """The ``(i0, i1, j0, j1)`` model ranges :func:`iter_tiles` multiplies (also used to count its cost).
+
+    Symmetric: only strips ``j >= i0``, at most ~M/8 models tall so the
+    saving over the full square is real; every tile at most as large as the
+    memory cap allows.
+    """
+    budget = cap_elements(max_memory_mb, dtype)
+    per_block = wa * wb
+    g = max(1, min(math.ceil(m / 8) if symmetric else m, math.isqrt(max(1, budget // per_block))))
+    for i0 in range(0, m, g):
+        i1 = min(m, i0 + g)
+        h = max(1, budget // (per_block * (i1 - i0)))
+        for j0 in range(i0 if symmetric else 0, m, h):
+            yield i0, i1, j0, min(m, j0 + h)
+
+
 def iter_tiles(
     za: Tensor, wa: int, zb: Tensor | None, wb: int, m: int, max_memory_mb: int
 ) -> Iterator[tuple[int, int, int, int, Tensor]]:
     """Yield ``(i0, i1, j0, j1, tile)`` with ``tile[p, :, q, :] = Za_{i0+p}^T Zb_{j0+q}``.
 
-    ``zb is None`` means ``zb = za`` and a symmetric result: only strips
-    ``j >= i0`` are computed, which halves the work for large M.  Strips are
-    at most ~M/8 models tall so the saving is real, and at most as wide as
-    the memory cap allows.
+    ``zb is None`` means ``zb = za`` and a symmetric result (see :func:`tile_ranges`).
     """
-    symmetric = zb is None
     zb_ = za if zb is None else zb
-    budget = cap_elements(max_memory_mb, za.dtype)
-    per_block = wa * wb
-    g = max(1, min(math.ceil(m / 8) if symmetric else m, math.isqrt(max(1, budget // per_block))))
-    for i0 in range(0, m, g):
-        i1 = min(m, i0 + g)
-        start = i0 if symmetric else 0
-        h = max(1, budget // (per_block * (i1 - i0)))
-        a = za[:, i0 * wa : i1 * wa]
-        for j0 in range(start, m, h):
-            j1 = min(m, j0 + h)
-            tile = a.T @ zb_[:, j0 * wb : j1 * wb]
-            yield i0, i1, j0, j1, tile.view(i1 - i0, wa, j1 - j0, wb)
+    for i0, i1, j0, j1 in tile_ranges(m, wa, wb, zb is None, max_memory_mb, za.dtype):
+        tile = za[:, i0 * wa : i1 * wa].T @ zb_[:, j0 * wb : j1 * wb]
+        yield i0, i1, j0, j1, tile.view(i1 - i0, wa, j1 - j0, wb)
 
 
 def symmetrize_upper(out: Tensor) -> Tensor:
@@ -392,30 +398,35 @@ def frob2_gram(feats: Sequence[Tensor], max_memory_mb: int) -> Tensor:
     return symmetric_kernel_products(len(feats), n, block, feats[0].dtype, feats[0].device, max_memory_mb)
 
 
-def route_costs(n: int, m: int, w: int) -> dict[str, float]:
-    """Multiply-adds (and elementwise passes) of the two routes for all-pairs ``||F_i^T F_j||_F^2``.
+def route_costs(
+    n: int, m: int, w: int, max_memory_mb: int = 4096, dtype: torch.dtype = torch.float32
+) -> dict[str, float]:
+    """Multiply-adds and elementwise operations of the two routes for all-pairs ``||F_i^T F_j||_F^2``.
 
-    Every operation is counted, for ``m`` models of ``n x w`` features:
+    Counted by walking the same tiles and blocks the routes compute, for
+    ``m`` models of ``n x w`` features:
 
-    * feature route: the strip GEMMs cover the upper block triangle,
-      ``n (M w)(M w + w) / 2``, and squaring/summing each ``w x w`` block,
-      ``(M w)(M w + w) / 2``;
-    * Gram route: each model's Gram matrix is built once, upper triangle
-      only, ``M w n (n + 1) / 2``; weighting and copying it into the block
-      buffer, ``M n (n + 1) / 2``; the GEMM over the stacked triangles,
-      ``M^2 n (n + 1) / 2``.
+    * feature route: each strip tile ``[n, a w]^T [n, b w]`` costs
+      ``n a b w^2`` multiply-adds, and squaring and summing it ``a b w^2``;
+    * Gram route: each row block ``r0:r1`` of each model's Gram triangle
+      costs ``(r1 - r0)(n - r0) w`` to build, the same again to weight and
+      copy into the buffer, and ``M^2 (r1 - r0)(n - r0)`` in the GEMM.
     """
-    mw = m * w
-    tri = n * (n + 1) / 2
-    return {
-        "feature": n * mw * (mw + w) / 2 + mw * (mw + w) / 2,
-        "gram": m * w * tri + m * tri + m * m * tri,
-    }
+    feature = 0.0
+    for i0, i1, j0, j1 in tile_ranges(m, w, w, True, max_memory_mb, dtype):
+        entries = (i1 - i0) * (j1 - j0) * w * w
+        feature += entries * n + entries
+    gram = 0.0
+    c = rows_per_block(m, n, dtype, max_memory_mb)
+    for r0 in range(0, n, c):
+        entries = (min(n, r0 + c) - r0) * (n - r0)
+        gram += m * entries * w + m * entries + m * m * entries
+    return {"feature": feature, "gram": gram}
 
 
-def choose_route(n: int, m: int, w: int) -> str:
+def choose_route(n: int, m: int, w: int, max_memory_mb: int = 4096, dtype: torch.dtype = torch.float32) -> str:
     """The cheaper route by :func:`route_costs`."""
-    costs = route_costs(n, m, w)
+    costs = route_costs(n, m, w, max_memory_mb, dtype)
     return "feature" if costs["feature"] <= costs["gram"] else "gram"
 
 
@@ -424,7 +435,7 @@ def frob2_auto(feats: Sequence[Tensor], max_memory_mb: int, route: str = "auto")
     m, n = len(feats), feats[0].shape[0]
     w = max(int(f.shape[1]) for f in feats)
     if route == "auto":
-        route = choose_route(n, m, w)
+        route = choose_route(n, m, w, max_memory_mb, feats[0].dtype)
     if route == "feature":
         return frob2_features(feats, None, max_memory_mb)
     if route == "gram":
