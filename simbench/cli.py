@@ -7,9 +7,7 @@ Importing this module must not import torch: ``simbench --help`` and
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,7 +18,6 @@ from .errors import UserError
 from .registry import PLURAL, Registry, build_registry
 
 KINDS = {plural: kind for kind, plural in PLURAL.items()}
-SUITES_ENV = "SIMBENCH_SUITES_DIR"
 
 
 def _registry(ctx: click.Context, files: tuple[str, ...] = ()) -> Registry:
