@@ -34,7 +34,10 @@ class UnbiasedCKA(BuiltinMetric):
 
     Removes the positive bias of CKA at small n (independent Gaussian
     features: biased ~0.20, unbiased ~0.02 at n = 32, d = 8).  Needs n >= 4.
-    Negative HSIC estimates are clipped, so values lie in [0, 1].
+    Negative HSIC estimates are clipped, so values lie in [0, 1].  A
+    representation whose self-HSIC is zero or at rounding level (a collapsed
+    model) makes the value 0/0: it raises ``MeasurementFailed`` (also a
+    ``ValueError``) naming it, which the runner records as a failed cell.
     """
 
     name = "unbiased_cka"
@@ -51,8 +54,9 @@ class RBFCKA(BuiltinMetric):
     """CKA on Gaussian kernels (Kornblith et al. 2019).
 
     Bandwidth = ``bandwidth_factor`` x the median pairwise Euclidean distance
-    of each representation, so the measure is scale-invariant.  Gram-matrix
-    form (O(n^2) memory per model).
+    of each representation, so the measure is scale-invariant.  All pairs:
+    each model's bandwidth and kernel column means once, then the centred
+    kernels' upper triangles streamed in row blocks (one GEMM per block).
     """
 
     name = "rbf_cka"
@@ -71,8 +75,12 @@ class MinibatchCKA(BuiltinMetric):
     """Minibatch linear CKA (Nguyen et al. 2021; used by seed 000).
 
     ``sum_b HSIC1(K_b, L_b) / sqrt(sum_b HSIC1(K_b, K_b) sum_b HSIC1(L_b, L_b))``
-    over ``n // batch_size`` batches of a permutation of the probe inputs
-    fixed by ``seed`` (unbiased HSIC per batch).
+    over ``n // batch_size`` batches, averaged over the assignment of probe
+    inputs to batches so that the value does not depend on their order.
+    HSIC1 is a U-statistic, so each expected batch sum is (#batches) x HSIC1
+    of the whole set and the value equals ``unbiased_cka``; ``batch_size``
+    and ``seed`` are accepted and do not change it.  Undefined (raises
+    ``MeasurementFailed``) for a representation without variance beyond rounding.
     """
 
     name = "minibatch_cka"

@@ -13,8 +13,10 @@ class RSA(BuiltinMetric):
 
     Each representation's RDM holds 1 - Pearson r between the activation
     vectors of two probe inputs; RDMs are compared by the Spearman
-    correlation of their upper triangles (ties get average ranks).  An input
-    with constant activations correlates 0 with every other.
+    correlation of their upper triangles (ties get average ranks; distances
+    are float64 and never rounded, values within 1e-11 count as tied).  An
+    input with constant activations correlates 0 with every other.  All
+    pairs: each model's ranked triangle built once, one GEMM over them.
     """
 
     name = "rsa"
