@@ -335,8 +335,13 @@ def render(run_path: str | Path, out_dir: str | Path, registry: Registry | None,
     ``name`` defaults to the suite's (sanitised) name; ``problems`` collects one
     line per benchmark report that failed.
     """
+    return _render(run_path, out_dir, registry, name, [] if problems is None else problems)[0]
+
+
+def _render(run_path: str | Path, out_dir: str | Path, registry: Registry | None, name: str | None,
+            problems: list[str]) -> tuple[list[Path], dict[str, Any], list[Table]]:
+    """:func:`render`, also returning the provenance and tables (publish reuses them: tables can be slow)."""
     run = RunDir(run_path)
-    problems = [] if problems is None else problems
     prov, tables, frame = build_tables(run, registry, problems)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -392,7 +397,7 @@ def render(run_path: str | Path, out_dir: str | Path, registry: Registry | None,
         "problems": list(problems),
     }
     written.append(_write_text(out, f"{stem}.json", json.dumps(payload, indent=1, default=str)))
-    return written + plot_paths
+    return written + plot_paths, prov, tables
 
 
 def rich_table(table: Table, max_rows: int = 30) -> Any:
@@ -631,8 +636,7 @@ def publish(paths: Sequence[Path], out_dir: Path, registry: Registry | None, all
     for name, run_path in sorted(runs.items()):
         problems: list[str] = []
         try:
-            files = render(run_path, out_dir, registry, name=name, problems=problems)
-            prov, tables, _ = build_tables(RunDir(run_path), registry, [])
+            files, prov, tables = _render(run_path, out_dir, registry, name, problems)
         except UserError as exc:
             report.skipped.append((run_path, str(exc)))
             continue
