@@ -91,7 +91,7 @@ def test_conformance(check):
 
 _README = '''# simbench-{dash}
 
-The `{name}` similarity metric as a [simbench](https://pypi.org/project/simbench/) plugin.
+The `{name}` similarity metric as a simbench plugin.
 
 ```
 pip install -e '.[dev]'
