@@ -827,8 +827,9 @@ class Runner:
         """A failed perturbation / probe set: a failed row in the results, a line in the manifest."""
         self._warn(f"{cell_id} failed: {error}")
         self.failures.append({"stage": cell_id, "error": error})
-        row = record_row(self.suite.name, kind, Record("", "status", float("nan"), probe_set=label,
-                                                       status="failed", error=error))
+        where = {"model_a": label} if kind == "zoo" else {"probe_set": label}
+        row = record_row(self.suite.name, kind, Record("", "status", float("nan"), status="failed", error=error,
+                                                       **where))
         self.run_dir.write_cell(cell_id, [row], {"error": error})
         self.cells.append(cell_id)
 
@@ -944,11 +945,19 @@ class Runner:
                 "files": dict(self.suite.data_files)}
 
     def build_zoo(self, data: DataSplits) -> tuple[list[ModelSpec], dict[str, Any], str]:
+        """Train (or load from the cache) every model; each of the zoo's groups on its own.
+
+        A zoo with one group (the default) is one stage: if it fails the run
+        stops with one line.  With several groups, a group that fails is
+        recorded (``zoo/<first id>``) and the run goes on with the others,
+        as long as two models are left.
+        """
         zoo_use = self.suite.zoo
         zoo = zoo_use.obj
         what = f"zoo {zoo_use.name!r}"
         try:
             specs = list(plugin_call(f"{what} specs", zoo.specs))
+            groups = [list(g) for g in plugin_call(f"{what} groups", zoo.groups)]
         except PluginCallFailed as exc:
             raise StageFailed(str(exc)) from None
         ids = [s.id for s in specs]
@@ -956,32 +965,60 @@ class Runner:
             raise UserError(f"zoo {zoo_use.name!r} produced duplicate model ids")
         if len(specs) < 2:
             raise UserError(f"zoo {zoo_use.name!r} with these parameters has {len(specs)} model(s); need at least 2")
-        key = self.cache.key(
-            "zoo", {"zoo": _plugin_key(zoo_use), "data": self.data_key(), "device": self.device}
-        )
+        grouped = [i for g in groups for i in g]
+        if sorted(grouped) != sorted(ids):
+            raise UserError(f"zoo {zoo_use.name!r}: groups() must list every model id exactly once")
+        base = {"zoo": _plugin_key(zoo_use), "data": self.data_key(), "device": self.device}
+        whole = len(groups) == 1
 
-        def compute() -> tuple[dict[str, Any], dict[str, Any]]:
-            ctx = self.stage_ctx("zoo")
-            before = fingerprint(data)
+        def compute_for(group: list[str]) -> Callable[[], tuple[dict[str, Any], dict[str, Any]]]:
+            def compute() -> tuple[dict[str, Any], dict[str, Any]]:
+                ctx = self.stage_ctx("zoo") if whole else self.stage_ctx("zoo", group[0])
+                before = fingerprint(data)
+                try:
+                    if whole:
+                        built = plugin_call(f"{what} build", zoo.build, data, ctx)
+                    else:
+                        built = plugin_call(f"{what} build_group", zoo.build_group, list(group), data, ctx)
+                except PluginCallFailed as exc:
+                    raise StageFailed(str(exc)) from None
+                if fingerprint(data) != before:
+                    raise StageFailed(f"{what} build modified the dataset's tensors in place; it must copy them")
+                if not isinstance(built, Mapping):
+                    raise StageFailed(f"{what} build returned {type(built).__name__}; expected {{model id: module}}")
+                missing = [i for i in group if i not in built]
+                if missing:
+                    raise StageFailed(f"zoo {zoo_use.name!r} did not build models {missing[:3]}")
+                return _flatten_state(built, group), {"ids": group}
+
+            return compute
+
+        keys: list[str] = []
+        models: dict[str, Any] = {}
+        kept: set[str] = set()
+        for group in groups:
+            key = self.cache.key("zoo", base if whole else {**base, "group": group})
+            cell_id = f"zoo/{group[0]}"
             try:
-                built = plugin_call(f"{what} build", zoo.build, data, ctx)
-            except PluginCallFailed as exc:
-                raise StageFailed(str(exc)) from None
-            if fingerprint(data) != before:
-                raise StageFailed(f"{what} build modified the dataset's tensors in place; it must copy them")
-            if not isinstance(built, Mapping):
-                raise StageFailed(f"{what} build returned {type(built).__name__}; expected {{model id: module}}")
-            missing = [i for i in ids if i not in built]
-            if missing:
-                raise UserError(f"zoo {zoo_use.name!r} did not build models {missing[:3]}")
-            return _flatten_state(built, ids), {"ids": ids}
-
-        tensors, _ = self.cache.get_or_compute(key, compute)
-        try:
-            models = {spec.id: self._restore(zoo, spec, data, tensors, spec.id) for spec in specs}
-        except PluginCallFailed as exc:
-            raise StageFailed(str(exc)) from None
-        return specs, models, key
+                tensors, _ = self.cache.get_or_compute(key, compute_for(group))
+                by_id = {s.id: s for s in specs}
+                for mid in group:
+                    models[mid] = self._restore(zoo, by_id[mid], data, tensors, mid)
+            except (StageFailed, PluginCallFailed) as exc:
+                if whole:
+                    raise StageFailed(str(exc)) from None
+                self._record_stage_failure(cell_id, "zoo", group[0], f"group of {len(group)} models: {exc}")
+                for mid in group:
+                    models.pop(mid, None)
+                continue
+            if not whole:
+                self._clear_stage_failure(cell_id)
+            keys.append(key)
+            kept.update(group)
+        if len(kept) < 2:
+            raise StageFailed(f"{what}: fewer than two models were built (every failing group is listed above)")
+        specs = [s for s in specs if s.id in kept]
+        return specs, models, keys[0] if whole else content_hash(keys)
 
     def _restore(self, zoo: Any, spec: ModelSpec, data: DataSplits, tensors: Mapping[str, Any], prefix: str) -> Any:
         module = plugin_call(f"zoo {self.suite.zoo.name!r} instantiate", zoo.instantiate, spec, data)

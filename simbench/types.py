@@ -252,6 +252,20 @@ class Zoo(Plugin):
         """An untrained module with the architecture of ``spec``."""
         raise NotImplementedError(f"zoo {self.name!r} does not implement instantiate")
 
+    def groups(self) -> list[list[str]]:
+        """Model ids trained together (cheap, like ``specs``); every id in exactly one group.
+
+        The runner builds and caches each group on its own: a group whose
+        training fails is recorded and the run goes on with the others.
+        Default: one group, the whole zoo (``build``).
+        """
+        return [[s.id for s in self.specs()]]
+
+    def build_group(self, ids: Sequence[str], data: DataSplits, ctx: RunContext) -> dict[str, Any]:
+        """Train the models ``ids`` (one of :meth:`groups`); default: ``build`` restricted to them."""
+        built = self.build(data, ctx)
+        return {i: built[i] for i in ids if i in built}
+
 
 # --------------------------------------------------------------------------
 # Perturbations

@@ -170,6 +170,16 @@ def test_system_exit_and_timeouts_in_metrics_are_failed_cells(tmp_path, toy_regi
     assert (by_metric.get_group("toy_gram_corr")["status"] == "ok").all()
 
 
+def test_a_failing_zoo_group_is_recorded_and_the_others_run(tmp_path, toy_registry, shared_cache):
+    _, run = run_toy(tmp_path, toy_registry, ["zoo.name='toy_grouped_zoo'"], cache=shared_cache)
+    frame = run.results()
+    failed = frame[frame["kind"] == "zoo"]
+    assert list(failed["model_a"]) == ["w16/s0"] and "width 16 diverged" in failed["error"].iloc[0]
+    models = {m["id"] for m in run.read_manifest()["models"]}
+    assert models == {"w8/s0", "w8/s1", "w8/s2"}
+    assert (frame[frame["kind"] == "similarity"]["status"] == "ok").all()
+
+
 def test_failing_dataset_or_zoo_is_one_line(tmp_path, cli):
     base = ["-p", str(TOY_PLUGINS), "run", str(TOY_SUITE), "-q", "--no-leaderboard", "--cache-dir",
             str(tmp_path / "c")]
