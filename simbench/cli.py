@@ -234,10 +234,15 @@ def plugins(ctx: click.Context, plugins: tuple[str, ...], as_json: bool) -> None
          "location": i.location, "registered": i.registered}
         for i in registry.plugins.values()
     ]
+    # a plugin whose register hook raised is listed as skipped (the warning said why)
+    rows += [{"name": name, "skipped": reason} for name, reason in getattr(registry, "skipped", {}).items()]
     if as_json:
         click.echo(json.dumps(rows, indent=1))
         return
     for r in rows:
+        if "skipped" in r:
+            click.echo(f"{r['name']} — SKIPPED: {r['skipped']}")
+            continue
         what = "; ".join(f"{k}: {', '.join(v)}" for k, v in sorted(r["registered"].items())) or "nothing"
         version = f" {r['version']}" if r["version"] else ""
         click.echo(f"{r['name']} ({r['source']}{': ' + r['distribution'] if r['distribution'] else ''}{version}) — {what}")

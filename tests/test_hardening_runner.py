@@ -198,6 +198,8 @@ def test_broken_plugins_are_skipped_or_refused_in_one_line(tmp_path, cli):
     proc = cli("-p", str(raising), "list", "metrics")
     assert proc.returncode == 0 and "linear_cka" in proc.stdout
     assert "cannot register today" in proc.stderr and "SIMBENCH_BLOCK_PLUGINS=raising" in proc.stderr
+    proc = cli("-p", str(raising), "plugins")
+    assert proc.returncode == 0 and "raising — SKIPPED: register_metrics raised RuntimeError" in proc.stdout
     exits = tmp_path / "exits.py"
     exits.write_text("import sys\nsys.exit(0)\n")
     proc = cli("-p", str(exits), "list")
