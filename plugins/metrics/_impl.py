@@ -427,8 +427,9 @@ def _pair_shape(a: Any, b: Any) -> tuple[Tensor, Tensor, Tensor]:
 def _pairwise_shape(m: Any, reps: list[Any]) -> tuple[Tensor, Tensor, Tensor]:
     xs, _ = la.prepare_activations(reps)
     feats = [_shape_features(x) for x in xs]
-    nuc = la.block_reduce(feats, lambda blocks, i, j: la.nuclear_norms(blocks), m.max_memory_mb)
     sq = torch.stack([la.frob2(f) for f in feats])
+    # X^T X is PSD: its nuclear norm is its trace, ||X||_F^2 -- no SVD needed on the diagonal
+    nuc = la.block_reduce(feats, lambda blocks, i, j: la.nuclear_norms(blocks), m.max_memory_mb, diagonal=sq)
     return nuc, sq[:, None], sq[None, :]
 
 
@@ -473,10 +474,14 @@ def _pair_cca(a: Any, b: Any, variance_kept: float | None) -> float:
 def _pairwise_cca(m: Any, reps: list[Any], variance_kept: float | None) -> Tensor:
     xs, _ = la.prepare_activations(reps)
     bases = _bases(xs, variance_kept)
+    ranks = torch.tensor([q.shape[1] for q in bases], device=xs[0].device)
+    # Q^T Q = I: the nuclear norm of a basis with itself is its rank
     nuc = la.block_reduce(
-        [q.to(torch.float64) for q in bases], lambda blocks, i, j: la.nuclear_norms(blocks), m.max_memory_mb
+        [q.to(torch.float64) for q in bases],
+        lambda blocks, i, j: la.nuclear_norms(blocks),
+        m.max_memory_mb,
+        diagonal=ranks.to(torch.float64),
     )
-    ranks = torch.tensor([q.shape[1] for q in bases], device=nuc.device)
     return _mean_cca(nuc, ranks[:, None], ranks[None, :])
 
 

@@ -448,22 +448,27 @@ def block_reduce(
     reduce: Callable[[Tensor, Tensor, Tensor], Reduced],
     max_memory_mb: int,
     width: int | None = None,
+    diagonal: Tensor | None = None,
 ) -> Tensor:
     """All pairs ``i <= j`` of ``B_ij = F_i^T F_j`` reduced by ``reduce(blocks, i, j)``.
 
     ``blocks`` is ``[P, w, w]`` (zero-padded), ``i`` and ``j`` are ``[P]``
     model indices.  ``reduce`` returns the value of each pair ``(i, j)``, or a
     tuple ``(value(i, j), value(j, i))`` for asymmetric metrics; otherwise the
-    result is symmetric.
+    result is symmetric.  ``diagonal`` (``[M]``), when the value of a model
+    with itself is known in closed form, skips the ``i == j`` blocks: at
+    large widths their SVDs would cost as much as M more pairs.
     """
     m = len(feats)
     z, w = stack_padded(feats, width)
     out = torch.zeros(m, m, dtype=torch.float64, device=z.device)
+    if diagonal is not None:
+        out.diagonal().copy_(diagonal.to(torch.float64))
     for i0, i1, j0, j1, tile in iter_tiles(z, w, None, w, m, max_memory_mb):
         ii, jj = torch.meshgrid(
             torch.arange(i0, i1, device=z.device), torch.arange(j0, j1, device=z.device), indexing="ij"
         )
-        keep = jj >= ii
+        keep = jj > ii if diagonal is not None else jj >= ii
         ii, jj = ii[keep], jj[keep]
         if ii.numel() == 0:
             continue
