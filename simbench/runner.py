@@ -1369,6 +1369,8 @@ class Runner:
         Holds the run directory's lock throughout: a second process on the
         same directory is refused with "already running, pid N".
         """
+        if self.fresh:
+            check_fresh_target(self.run_dir.path, self.suite.path)  # before the lock file is created in it
         self.run_dir.acquire()
         try:
             return self._run_locked()
