@@ -407,6 +407,14 @@ def test_plain_progress_and_an_80_column_summary(tmp_path, cli):
     assert "\x1b[" not in proc.stdout  # no terminal escape codes in a log file
 
 
+def test_verbose_prints_what_plugins_log(tmp_path, cli):
+    common = ["-p", str(TOY_PLUGINS), "run", str(TOY_SUITE), "--no-leaderboard", "--cache-dir", str(tmp_path / "c")]
+    proc = cli(*common, "-v", "--run-dir", str(tmp_path / "a"))
+    assert proc.returncode == 0 and "w8/s0: final loss" in proc.stdout, proc.stderr
+    proc = cli(*common, "--run-dir", str(tmp_path / "b"), "--set", "run.seed=3")
+    assert proc.returncode == 0 and "final loss" not in proc.stdout
+
+
 def test_interrupt_says_how_to_resume(tmp_path, cli):
     proc = cli("-p", str(TOY_PLUGINS), "run", str(TOY_SUITE), "-q", "--set", "metrics=[{name='toy_interrupt'}]",
                "--run-dir", str(tmp_path / "r"), "--cache-dir", str(tmp_path / "c"))
