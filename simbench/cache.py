@@ -30,6 +30,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger("simbench.cache")
 
+#: refuse to start (before training) when the cache's disk has less free space than this
+MIN_FREE_BYTES = 64 * 2**20
+
 #: Bump to invalidate every cache entry when the core's stage code changes.
 CORE_CACHE_VERSION = "1"
 
@@ -205,6 +208,12 @@ class TensorCache:
                 f"cache directory {self.root}: not writable ({exc.strerror or exc}); "
                 "use --cache-dir DIR or --no-cache"
             ) from None
+        free = _free_bytes(self.root)
+        if free is not None and free < MIN_FREE_BYTES:
+            raise ResourceError(
+                f"cache directory {self.root}: only {free // 2**20} MB free on its disk; "
+                "free some space or use --cache-dir DIR on another disk"
+            )
 
     def clean_temp(self) -> int:
         """Remove temporary files whose writing process is gone (another live run may be writing its own)."""
@@ -295,3 +304,12 @@ def _alive(pid: int) -> bool:
     except OSError:  # exists, owned by someone else
         return True
     return True
+
+
+def _free_bytes(path: Path) -> int | None:
+    import shutil
+
+    try:
+        return shutil.disk_usage(path).free
+    except OSError:
+        return None

@@ -442,3 +442,14 @@ def test_user_errors_from_runner_are_user_errors(tmp_path, toy_registry):
     runner = Runner(suite, toy_registry, tmp_path / "r", cache_dir=tmp_path / "c", quiet=True)
     with pytest.raises(UserError, match="unknown metric"):
         runner.metric_use("nope")
+
+
+def test_a_full_cache_disk_is_refused_before_training(tmp_path, monkeypatch):
+    import shutil
+
+    from simbench.cache import TensorCache
+
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9 - 1000, 1000))
+    with pytest.raises(ResourceError, match="MB free on its disk") as info:
+        TensorCache(tmp_path / "cache").check_writable()
+    assert info.value.exit_code == 3
