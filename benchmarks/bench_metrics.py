@@ -169,7 +169,7 @@ def kernel_section(args: argparse.Namespace, all_pairs: dict[str, float]) -> Non
     print(HEADER)
     for m in args.models:
         reps, inputs = make_reps(m, n, d)
-        for name in ("rsa", "rbf_cka", "unbiased_cka", "dcka", "mutual_knn"):
+        for name in args.kernel_metrics:
             metric = BY_NAME[name]()
             kw = {"inputs": inputs} if metric.needs_inputs else {}
             batched_s, out = timed(lambda: metric.pairwise(reps, **kw))
@@ -250,6 +250,9 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=3147, help="probe inputs (the MNIST 0-2 test split)")
     parser.add_argument("--models", type=int, nargs="+", default=[50, 180])
     parser.add_argument("--widths", type=int, nargs="+", default=[32, 256, 1024])
+    parser.add_argument(
+        "--kernel-metrics", nargs="+", default=["rsa", "rbf_cka", "unbiased_cka", "dcka", "mutual_knn"]
+    )
     parser.add_argument("--feature-models", type=int, default=16, help="M for the d < 1024 feature rows")
     parser.add_argument("--wide-models", type=int, default=6, help="M for the d = 1024 feature rows")
     parser.add_argument("--loop-pairs", type=int, default=4, help="pairs timed for the extrapolated loops")

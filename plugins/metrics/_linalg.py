@@ -92,11 +92,15 @@ def pow2_normalize(x: Tensor) -> Tensor:
     fourth powers behind CKA, HSIC and nuclear norms from overflowing (scale
     1e20) or underflowing (1e-20) in float32.  A zero matrix is returned as is.
     """
-    peak = x.abs().max()
-    if not bool(peak > 0):
+    peak = float(x.abs().max())
+    if not peak > 0:
         return x
-    _, exponent = torch.frexp(peak.to(torch.float64))
-    return torch.ldexp(x, torch.tensor(-int(exponent), device=x.device)).to(x.dtype)
+    exponent = -math.frexp(peak)[1]
+    if exponent == 0:
+        return x
+    # a multiplication by a power of two is exact; two halves keep each factor representable in float32
+    half = exponent // 2
+    return x * (2.0**half) * (2.0 ** (exponent - half))
 
 
 def prepare_inputs(inputs: Any, n: int, dtype: torch.dtype, device: torch.device) -> Tensor:
