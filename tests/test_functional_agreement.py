@@ -506,3 +506,20 @@ def test_run_view_orients_distances_like_the_benchmark():
     oriented = RunView(view.frame, view.specs, {}, {"good": Procrustes})
     assert not Procrustes.higher_is_more_similar
     assert (oriented.pairs("clean")["good"] == -view.pairs("clean")["good"]).all()
+
+
+def test_metric_undefined_for_collapsed_models_only_is_kept():
+    """NaN rows for an excluded (collapsed) model are harmless; for a kept model they fail that probe set."""
+    ctx = FakeContext(metrics=("good", "noisy"), collapsed=(0,))
+    for p in ctx.probe_sets:
+        ctx.sim[("good", p)] = ctx.sim[("good", p)].copy()
+        ctx.sim[("good", p)][0, 1:] = ctx.sim[("good", p)][1:, 0] = np.nan  # model 0: collapsed and undefined
+        ctx.sim[("noisy", p)] = ctx.sim[("noisy", p)].copy()
+        ctx.sim[("noisy", p)][3, 4] = ctx.sim[("noisy", p)][4, 3] = np.nan  # kept models: a real failure
+    frame = as_frame(FunctionalAgreement(n_permutations=0, n_bootstrap=50, groups=("all",)).evaluate(ctx))
+    assert math.isfinite(value(frame, "pearson_r", "good"))
+    failed = frame[frame["status"] == "failed"]
+    assert set(failed["metric"]) == {"noisy"} and failed["error"].str.contains("undefined for 2 model").all()
+    # with the collapsed model included, "good" is undefined: no ranking row for it there
+    assert not ((frame["group"] == WITH_EXCLUDED) & (frame["metric"] == "good")
+                & (frame["statistic"] == "pearson_r")).any()

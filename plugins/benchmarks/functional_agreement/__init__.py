@@ -123,7 +123,18 @@ class FunctionalAgreement(simbench.Benchmark):
                     records.append(Record(self.name, "pearson_r", float("nan"), metric=metric, probe_set=probe,
                                           group="all", status="failed", error=str(exc)))
                     continue
-                layer[k] = 0.5 * (s + s.T)  # unordered pairs: symmetrise asymmetric metrics
+                s = 0.5 * (s + s.T)  # unordered pairs: symmetrise asymmetric metrics
+                # a metric may be undefined for some models (NaN rows, e.g. a collapsed model's constant
+                # representation); harmless when those models are excluded, a failure otherwise
+                defined = np.isfinite(s[np.ix_(kept, kept)]) | np.eye(len(kept), dtype=bool)
+                undefined = [ids[kept[i]] for i in np.flatnonzero(~defined.all(axis=1))]
+                if undefined:
+                    records.append(Record(self.name, "pearson_r", float("nan"), metric=metric, probe_set=probe,
+                                          group="all", status="failed",
+                                          error=f"undefined for {len(undefined)} model(s) that are not excluded: "
+                                                f"{', '.join(undefined[:5])}"))
+                    continue
+                layer[k] = s
             if np.isfinite(layer).any():
                 metrics.append(metric)
                 layers.append(layer)
