@@ -523,3 +523,15 @@ def test_metric_undefined_for_collapsed_models_only_is_kept():
     # with the collapsed model included, "good" is undefined: no ranking row for it there
     assert not ((frame["group"] == WITH_EXCLUDED) & (frame["metric"] == "good")
                 & (frame["statistic"] == "pearson_r")).any()
+
+
+def test_terminal_summary_is_short_and_fits_80_columns(result):
+    from simbench.runner import format_frame
+
+    _, _, frame = result
+    summary = FunctionalAgreement.summary(frame)
+    assert list(summary.columns) == ["metric", "r", "r_95_low", "r_95_high", "rank_low", "rank_high", "best",
+                                     "vs_best", "status"]
+    lines = format_frame(summary, width=80)
+    assert max(len(line) for line in lines) <= 80
+    assert "[" in lines[2] and "good" in lines[2]  # intervals merged, best metric first

@@ -200,6 +200,13 @@ class FunctionalAgreement(simbench.Benchmark):
         return tables(records)
 
     @classmethod
+    def summary(cls, records: Any) -> Any:
+        """For the terminal: metric, r with its model-bootstrap interval, rank interval, best set, status."""
+        from .report import summary
+
+        return summary(records)
+
+    @classmethod
     def plots(cls, records: Any, out_dir: Any, run: simbench.RunView | None = None) -> list[Any]:
         """A forest plot (r with model-bootstrap interval per metric, best set marked, per probe
         family), a metric x probe-set heatmap of r, a bad-fraction heatmap and, given the run, a

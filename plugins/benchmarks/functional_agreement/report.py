@@ -162,6 +162,18 @@ def _exclusion_note(parts: _Parts) -> str:
             "margin); the ranking with them is a separate table.")
 
 
+def summary(records: Any) -> Any:
+    """The headline ranking in a few columns (the runner merges ``*_low``/``*_high`` into intervals)."""
+    parts = _Parts(records)
+    head = parts.ranking(parts.headline)
+    cols = ["metric", "pearson_r", "pearson_boot_ci_low", "pearson_boot_ci_high", "rank_ci_low", "rank_ci_high",
+            "best_set", "vs_best", "status"]
+    out = head[[c for c in cols if c in head.columns]].rename(columns={
+        "pearson_r": "r", "pearson_boot_ci_low": "r_95_low", "pearson_boot_ci_high": "r_95_high",
+        "rank_ci_low": "rank_low", "rank_ci_high": "rank_high", "best_set": "best"})
+    return out
+
+
 def tables(records: Any) -> list[Table]:
     """Every table of the benchmark, the headline ranking first."""
     import pandas as pd
