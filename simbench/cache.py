@@ -235,6 +235,11 @@ class TensorCache:
         base = self.root / key
         return base.with_suffix(".safetensors"), base.with_suffix(".json")
 
+    def has(self, key: str) -> bool:
+        """Whether an entry exists (not checked: :meth:`load` verifies it)."""
+        data_path, meta_path = self._paths(key)
+        return self.enabled and data_path.exists() and meta_path.exists()
+
     def load(self, key: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
         """The stored tensors and metadata, or ``None`` if absent or damaged."""
         if not self.enabled:

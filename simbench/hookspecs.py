@@ -37,3 +37,8 @@ def register_benchmarks(register):  # type: ignore[no-untyped-def]
 @hookspec
 def register_datasets(register):  # type: ignore[no-untyped-def]
     """Register datasets (subclasses of ``simbench.Dataset``)."""
+
+
+@hookspec
+def register_executors(register):  # type: ignore[no-untyped-def]
+    """Register executors that run a suite's plan (subclasses of ``simbench.executors.Executor``)."""

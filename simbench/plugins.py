@@ -25,6 +25,7 @@ file the user named explicitly that fails to import is an error.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import importlib.util
 import logging
@@ -74,7 +75,10 @@ def _load_module_from_file(path: Path) -> ModuleType:
         raise PluginError(f"--plugin {path}: no such file")
     if path.suffix != ".py":
         raise PluginError(f"--plugin {path}: expected a Python file ending in .py")
-    module_name = f"simbench_file_plugin_{path.stem}_{abs(hash(str(path.resolve()))) & 0xFFFFFF:x}"
+    # a stable name (not Python's per-process salted hash): the module name is part of the plugin's code
+    # hash, so cache keys and a dask worker's plugin check must agree across processes
+    digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:6]
+    module_name = f"simbench_file_plugin_{path.stem}_{digest}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:  # pragma: no cover - defensive
         raise PluginError(f"--plugin {path}: cannot be imported")
@@ -160,6 +164,12 @@ def get_plugin_manager(
                 module,
                 PluginInfo(ep.name, "entry point", dist_name, dist.version or "", f"{dist_name}:{ep.value}"),
             )
+
+    # the core's own executors ("local", "dask"): infrastructure, not science, so registered here and not
+    # listed among the plugins (a lab's executor package registers through the entry point group instead)
+    from . import executors as core_executors
+
+    pm.register(core_executors, name="simbench.executors")
 
     for file in plugin_files:
         path = Path(file)

@@ -17,6 +17,7 @@ from typing import Any
 
 from . import params as params_mod
 from .errors import PluginError
+from .executors import Executor
 from .plugins import BLOCK_ENV, PluginInfo, get_plugin_manager
 from .types import INVARIANCES, PLUGIN_KINDS, Benchmark, Dataset, Metric, Perturbation, Zoo
 
@@ -26,6 +27,7 @@ BASES: dict[str, type] = {
     "perturbation": Perturbation,
     "benchmark": Benchmark,
     "dataset": Dataset,
+    "executor": Executor,
 }
 HOOKS: dict[str, str] = {
     "metric": "register_metrics",
@@ -33,8 +35,12 @@ HOOKS: dict[str, str] = {
     "perturbation": "register_perturbations",
     "benchmark": "register_benchmarks",
     "dataset": "register_datasets",
+    "executor": "register_executors",
 }
-PLURAL = {"metric": "metrics", "zoo": "zoos", "perturbation": "perturbations", "benchmark": "benchmarks", "dataset": "datasets"}
+PLURAL = {"metric": "metrics", "zoo": "zoos", "perturbation": "perturbations", "benchmark": "benchmarks", "dataset": "datasets",
+          "executor": "executors"}
+#: the science kinds plus executors (how a plan runs; see simbench/executors.py)
+KINDS: tuple[str, ...] = (*PLUGIN_KINDS, "executor")
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 
 log = logging.getLogger("simbench.registry")
@@ -79,10 +85,10 @@ class Registry:
     def __init__(self, pm: Any, infos: Mapping[str, PluginInfo]) -> None:
         self.pm = pm
         self.plugins: dict[str, PluginInfo] = dict(infos)
-        self._entries: dict[str, dict[str, Entry]] = {kind: {} for kind in PLUGIN_KINDS}
+        self._entries: dict[str, dict[str, Entry]] = {kind: {} for kind in KINDS}
         #: plugins whose hook raised: name -> one-line reason (they registered nothing)
         self.skipped: dict[str, str] = {}
-        for kind in PLUGIN_KINDS:
+        for kind in KINDS:
             hook = getattr(pm.hook, HOOKS[kind])
             # Call each implementation on its own so we know who registered what.
             for impl in reversed(hook.get_hookimpls()):
@@ -101,7 +107,7 @@ class Registry:
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         reason = f"{hook} raised {type(exc).__name__}{': ' + text if text else ''}"[:300]
         self.skipped[plugin_name] = reason
-        for kind in PLUGIN_KINDS:
+        for kind in KINDS:
             for name in [n for n, e in self._entries[kind].items() if e.plugin == plugin_name]:
                 del self._entries[kind][name]
         info = self.plugins.pop(plugin_name, None)

@@ -39,6 +39,7 @@ from typing import Any
 
 from .cache import TensorCache, class_code_hash, content_hash
 from .errors import MeasurementFailed, StageFailed, SuiteError, UserError
+from .plan import Stage, Task
 from .registry import Registry
 from .results import RunDir, check_fresh_target, record_row
 from .suite import PluginUse, Suite
@@ -778,6 +779,9 @@ class Runner:
         fresh: bool = False,
         verbose: bool = False,
         plain: bool | None = None,
+        executor: Any = None,
+        scheduler: str | None = None,
+        workers: int | None = None,
     ) -> None:
         self.suite = suite
         self.registry = registry
@@ -800,6 +804,14 @@ class Runner:
         self._reps: dict[tuple[str, str], tuple[list[Any], list[Any]]] = {}
         self._ui: ProgressUI | None = None
         self._model_state: dict[str, dict[str, Any]] = {}
+        #: who runs the plan's tasks: an Executor, or the name of a registered one ([run] executor by default)
+        self._executor_spec = (executor or suite.run.get("executor", "local"),
+                               scheduler if scheduler is not None else suite.run.get("scheduler", ""),
+                               workers if workers is not None else suite.run.get("workers", 0))
+        self.executor: Any = None
+        #: output key -> one-line error / seconds of tasks an executor ran (the client writes their cells)
+        self._task_failures: dict[str, str] = {}
+        self._task_seconds: dict[str, float] = {}
 
     # -- helpers -----------------------------------------------------------------
 
@@ -955,52 +967,16 @@ class Runner:
         zoo_use = self.suite.zoo
         zoo = zoo_use.obj
         what = f"zoo {zoo_use.name!r}"
-        try:
-            specs = list(plugin_call(f"{what} specs", zoo.specs))
-            groups = [list(g) for g in plugin_call(f"{what} groups", zoo.groups)]
-        except PluginCallFailed as exc:
-            raise StageFailed(str(exc)) from None
-        ids = [s.id for s in specs]
-        if len(set(ids)) != len(ids):
-            raise UserError(f"zoo {zoo_use.name!r} produced duplicate model ids")
-        if len(specs) < 2:
-            raise UserError(f"zoo {zoo_use.name!r} with these parameters has {len(specs)} model(s); need at least 2")
-        grouped = [i for g in groups for i in g]
-        if sorted(grouped) != sorted(ids):
-            raise UserError(f"zoo {zoo_use.name!r}: groups() must list every model id exactly once")
-        base = {"zoo": _plugin_key(zoo_use), "data": self.data_key(), "device": self.device}
-        whole = len(groups) == 1
-
-        def compute_for(group: list[str]) -> Callable[[], tuple[dict[str, Any], dict[str, Any]]]:
-            def compute() -> tuple[dict[str, Any], dict[str, Any]]:
-                ctx = self.stage_ctx("zoo") if whole else self.stage_ctx("zoo", group[0])
-                before = fingerprint(data)
-                try:
-                    if whole:
-                        built = plugin_call(f"{what} build", zoo.build, data, ctx)
-                    else:
-                        built = plugin_call(f"{what} build_group", zoo.build_group, list(group), data, ctx)
-                except PluginCallFailed as exc:
-                    raise StageFailed(str(exc)) from None
-                if fingerprint(data) != before:
-                    raise StageFailed(f"{what} build modified the dataset's tensors in place; it must copy them")
-                if not isinstance(built, Mapping):
-                    raise StageFailed(f"{what} build returned {type(built).__name__}; expected {{model id: module}}")
-                missing = [i for i in group if i not in built]
-                if missing:
-                    raise StageFailed(f"zoo {zoo_use.name!r} did not build models {missing[:3]}")
-                return _flatten_state(built, group), {"ids": group}
-
-            return compute
+        specs, groups, whole = self.zoo_layout()
 
         keys: list[str] = []
         models: dict[str, Any] = {}
         kept: set[str] = set()
         for group in groups:
-            key = self.cache.key("zoo", base if whole else {**base, "group": group})
+            key = self.zoo_group_key(group, whole)
             cell_id = f"zoo/{group[0]}"
             try:
-                tensors, _ = self.cache.get_or_compute(key, compute_for(group))
+                tensors, _ = self._get_or_compute(key, self._zoo_compute(data, group, whole))
                 by_id = {s.id: s for s in specs}
                 for mid in group:
                     models[mid] = self._restore(zoo, by_id[mid], data, tensors, mid)
@@ -1019,6 +995,69 @@ class Runner:
             raise StageFailed(f"{what}: fewer than two models were built (every failing group is listed above)")
         specs = [s for s in specs if s.id in kept]
         return specs, models, keys[0] if whole else content_hash(keys)
+
+    def zoo_layout(self) -> tuple[list[ModelSpec], list[list[str]], bool]:
+        """The zoo's specs and groups (cheap, nothing trained), checked; and whether it is one group."""
+        zoo_use = self.suite.zoo
+        zoo = zoo_use.obj
+        what = f"zoo {zoo_use.name!r}"
+        try:
+            specs = list(plugin_call(f"{what} specs", zoo.specs))
+            groups = [list(g) for g in plugin_call(f"{what} groups", zoo.groups)]
+        except PluginCallFailed as exc:
+            raise StageFailed(str(exc)) from None
+        ids = [s.id for s in specs]
+        if len(set(ids)) != len(ids):
+            raise UserError(f"zoo {zoo_use.name!r} produced duplicate model ids")
+        if len(specs) < 2:
+            raise UserError(f"zoo {zoo_use.name!r} with these parameters has {len(specs)} model(s); need at least 2")
+        grouped = [i for g in groups for i in g]
+        if sorted(grouped) != sorted(ids):
+            raise UserError(f"zoo {zoo_use.name!r}: groups() must list every model id exactly once")
+        return specs, groups, len(groups) == 1
+
+    def zoo_group_key(self, group: Sequence[str], whole: bool) -> str:
+        """The cache key of one zoo group's trained weights (the whole zoo when it is one group)."""
+        base = {"zoo": _plugin_key(self.suite.zoo), "data": self.data_key(), "device": self.device}
+        return self.cache.key("zoo", base if whole else {**base, "group": list(group)})
+
+    def _zoo_compute(self, data: DataSplits, group: Sequence[str],
+                     whole: bool) -> Callable[[], tuple[dict[str, Any], dict[str, Any]]]:
+        """Train one group (the whole zoo when ``whole``): its flattened state dicts, for the cache."""
+        zoo_use = self.suite.zoo
+        zoo = zoo_use.obj
+        what = f"zoo {zoo_use.name!r}"
+        group = list(group)
+
+        def compute() -> tuple[dict[str, Any], dict[str, Any]]:
+            ctx = self.stage_ctx("zoo") if whole else self.stage_ctx("zoo", group[0])
+            before = fingerprint(data)
+            try:
+                if whole:
+                    built = plugin_call(f"{what} build", zoo.build, data, ctx)
+                else:
+                    built = plugin_call(f"{what} build_group", zoo.build_group, list(group), data, ctx)
+            except PluginCallFailed as exc:
+                raise StageFailed(str(exc)) from None
+            if fingerprint(data) != before:
+                raise StageFailed(f"{what} build modified the dataset's tensors in place; it must copy them")
+            if not isinstance(built, Mapping):
+                raise StageFailed(f"{what} build returned {type(built).__name__}; expected {{model id: module}}")
+            missing = [i for i in group if i not in built]
+            if missing:
+                raise StageFailed(f"zoo {zoo_use.name!r} did not build models {missing[:3]}")
+            return _flatten_state(built, group), {"ids": group}
+
+        return compute
+
+    def _get_or_compute(self, key: str,
+                        compute: Callable[[], tuple[Mapping[str, Any], Mapping[str, Any]]]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The cache's ``get_or_compute``, except that a task an executor already ran and saw fail is not rerun."""
+        failed = self._task_failures.get(key)
+        if failed is not None and self.cache.load(key) is None:
+            self.cache.misses += 1
+            raise StageFailed(failed)
+        return self.cache.get_or_compute(key, compute)
 
     def _restore(self, zoo: Any, spec: ModelSpec, data: DataSplits, tensors: Mapping[str, Any], prefix: str) -> Any:
         module = plugin_call(f"zoo {self.suite.zoo.name!r} instantiate", zoo.instantiate, spec, data)
@@ -1174,9 +1213,7 @@ class Runner:
             return self._reps[memo]
         ps = self.state.probe_sets[probe_set]
         specs = self.state.specs
-        key = self.cache.key(
-            "representations", {"zoo": self.state.zoo_key, "probe_set": self.state.probe_keys[probe_set], "layer": layer}
-        )
+        key = self.representations_key(probe_set, layer)
 
         def compute() -> tuple[dict[str, Any], dict[str, Any]]:
             import torch
@@ -1207,6 +1244,13 @@ class Runner:
         result = ([tensors[f"rep::{i}"] for i in range(len(specs))], [tensors[f"out::{i}"] for i in range(len(specs))])
         self._reps[memo] = result
         return result
+
+    def representations_key(self, probe_set: str, layer: str | None = None) -> str:
+        """The cache key of every model's activations and outputs on one probe set."""
+        layer = layer or self.suite.probes["layer"]
+        return self.cache.key(
+            "representations", {"zoo": self.state.zoo_key, "probe_set": self.state.probe_keys[probe_set], "layer": layer}
+        )
 
     # -- cells ------------------------------------------------------------------------
 
@@ -1273,31 +1317,23 @@ class Runner:
         started = time.perf_counter()
         matrix = None
         flags: list[str] = []
+        cache_key = ""
         try:
-            if metric.kind == "weight":
-                reps = [[w.detach().to(self.device) for w in self.state.models[i].dense_weights()] for i in ids]
-                rep_key = self.state.zoo_key
-            else:
-                reps = [r.to(self.device) for r in self.representations(where, None)[0]]
-                rep_key = content_hash([self.state.zoo_key, self.state.probe_keys[where], self.suite.probes["layer"]])
-            kwargs = {}
-            if metric.needs_inputs:
-                kwargs["inputs"] = self.state.probe_sets[where].x.reshape(len(self.state.probe_sets[where].x), -1).to(
-                    self.device
-                )
-            cache_key = self.cache.key("similarity", {"metric": _plugin_key(use), "reps": rep_key})
+            cache_key = self.similarity_key(use, where)
             found = self.cache.load(cache_key)
             if found is not None:
                 matrix, flags = validate_matrix(found[0]["matrix"], ids, metric)
+            elif cache_key in self._task_failures:  # an executor ran it and it failed: not run twice
+                raise MeasurementFailed(self._task_failures[cache_key])
             else:
-                self.stage_ctx("similarity", use.label, where)
-                given, given_kwargs = _clone(reps), _clone(kwargs)
-                raw = call_with_timeout(lambda: metric.pairwise(given, **given_kwargs),
-                                        float(self.suite.run["cell_timeout"]), f"{use.label}@{where}")
-                if not _same(given, reps) or not _same(given_kwargs, kwargs):
-                    raise MeasurementFailed("modified its input tensors in place; a metric must not change its inputs")
-                matrix, flags = validate_matrix(raw, ids, metric)
-                self.cache.save(cache_key, {"matrix": matrix})
+                if metric.kind == "weight":
+                    reps = [[w.detach().to(self.device) for w in self.state.models[i].dense_weights()] for i in ids]
+                else:
+                    reps = [r.to(self.device) for r in self.representations(where, None)[0]]
+                kwargs = {}
+                if metric.needs_inputs:
+                    kwargs["inputs"] = self._inputs(where).to(self.device)
+                matrix, flags = self._measure(use, where, ids, reps, kwargs, cache_key)
             error = ""
         except (KeyboardInterrupt, UserError):
             raise
@@ -1307,6 +1343,8 @@ class Runner:
             error = error.splitlines()[0][:300] if error else type(exc).__name__
             log.warning("metric %s failed on %s: %s", use.label, where, error)
         seconds = time.perf_counter() - started
+        # computed by an executor's worker: its time, not the time it took to read the result
+        seconds = self._task_seconds.get(cache_key, seconds)
         rows = []
         probe_label = where
         if matrix is None:
@@ -1333,6 +1371,38 @@ class Runner:
              "n_models": len(ids), "flags": flags},
         )
         self.computed += 1
+
+    def similarity_key(self, use: PluginUse, where: str) -> str:
+        """The cache key of one metric's validated M x M matrix on one probe set (or the weights)."""
+        if use.obj.kind == "weight":
+            rep_key = self.state.zoo_key
+        else:
+            rep_key = content_hash([self.state.zoo_key, self.state.probe_keys[where], self.suite.probes["layer"]])
+        return self.cache.key("similarity", {"metric": _plugin_key(use), "reps": rep_key})
+
+    def _inputs(self, where: str) -> Any:
+        """A probe set's inputs flattened to ``[n, features]`` (what ``needs_inputs`` metrics get)."""
+        x = self.state.probe_sets[where].x
+        return x.reshape(len(x), -1)
+
+    def _measure(self, use: PluginUse, where: str, ids: Sequence[str], reps: Any, kwargs: Mapping[str, Any],
+                 cache_key: str) -> tuple[Any, list[str]]:
+        """Run a metric on copies of its inputs under the cell time limit; validate and cache the matrix.
+
+        The one place a metric runs, in the client (local executor) or on a
+        worker (a similarity task): :class:`MeasurementFailed` or the metric's
+        own exception if it fails.
+        """
+        metric = use.obj
+        self.stage_ctx("similarity", use.label, where)
+        given, given_kwargs = _clone(reps), _clone(dict(kwargs))
+        raw = call_with_timeout(lambda: metric.pairwise(given, **given_kwargs),
+                                float(self.suite.run["cell_timeout"]), f"{use.label}@{where}")
+        if not _same(given, reps) or not _same(given_kwargs, dict(kwargs)):
+            raise MeasurementFailed("modified its input tensors in place; a metric must not change its inputs")
+        matrix, flags = validate_matrix(raw, ids, metric)
+        self.cache.save(cache_key, {"matrix": matrix})
+        return matrix, flags
 
     def benchmark_cell(self, use: PluginUse, context: RunnerContext) -> None:
         cell_id = f"benchmark/{use.label}"
@@ -1361,6 +1431,147 @@ class Runner:
                                                 "benchmark": use.name})
         self.computed += 1
 
+    # -- the plan: stages of tasks an executor may run elsewhere --------------------------
+
+    def zoo_stage(self) -> Stage:
+        """One task per zoo group whose weights are not in the cache yet."""
+        _, groups, whole = self.zoo_layout()
+        tasks = []
+        for group in groups:
+            key = self.zoo_group_key(group, whole)
+            if not self.cache.has(key):
+                tasks.append(Task(f"zoo/{group[0]}", "zoo_group", key, (), {"group": list(group), "whole": whole}))
+        return Stage("Zoo groups", tuple(tasks))
+
+    def similarity_stage(self, cells: Sequence[tuple[PluginUse, str]]) -> Stage:
+        """One task per (metric, probe set) whose cell is not finished and whose matrix is not cached.
+
+        Its inputs (representations, weights, probe inputs) are put in the
+        cache first, so a worker reads them from the shared directory.
+        """
+        tasks = []
+        for use, where in cells:
+            cell_id = f"similarity/{use.label}/{where}"
+            key = self.similarity_key(use, where)
+            if self.run_dir._cell_path(cell_id).exists() or self.cache.has(key):
+                continue
+            if use.obj.kind == "weight":
+                inputs = [self._weights_entry()]
+            else:
+                self.representations(where, None)  # cached by the representations stage; a no-op here
+                inputs = [self.representations_key(where)]
+            if use.obj.needs_inputs:
+                inputs.append(self._inputs_entry(where))
+            tasks.append(Task(cell_id, "similarity", key, tuple(inputs),
+                              {"metric": use.label, "where": where, "ids": [s.id for s in self.state.specs]}))
+        return Stage("Similarity", tuple(tasks))
+
+    def _weights_entry(self) -> str:
+        """Every model's dense weights in the cache (what weight metrics read on a worker)."""
+        key = self.cache.key("weights", {"zoo": self.state.zoo_key})
+        if not self.cache.has(key):
+            tensors, counts = {}, []
+            for i, spec in enumerate(self.state.specs):
+                ws = list(self.state.models[spec.id].dense_weights())
+                counts.append(len(ws))
+                for j, w in enumerate(ws):
+                    tensors[f"w::{i}::{j}"] = w.detach()
+            self.cache.save(key, tensors, {"counts": counts, "ids": [s.id for s in self.state.specs]})
+        return key
+
+    def _inputs_entry(self, where: str) -> str:
+        key = self.cache.key("inputs", {"probe_set": self.state.probe_keys[where]})
+        if not self.cache.has(key):
+            self.cache.save(key, {"x": self._inputs(where)})
+        return key
+
+    def _load_entry(self, key: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        found = self.cache.load(key)
+        if found is None:
+            raise UserError(f"cache entry {key} is missing from {self.cache.root} on this worker; the cache "
+                            "directory must be shared by the client and every worker (--cache-dir)")
+        return found
+
+    def run_task(self, task: Task) -> dict[str, Any]:
+        """Run one task in this process (a worker): read its inputs from the cache, write its output there.
+
+        Raises what the stage raises (a plugin failure, :class:`MeasurementFailed`);
+        :func:`simbench.executors.run_task` turns that into a failed result.
+        """
+        if task.kind == "zoo_group":
+            data = self._worker_data()
+            self.cache.get_or_compute(task.output, self._zoo_compute(data, task.args["group"], task.args["whole"]))
+            return {}
+        if task.kind == "similarity":
+            use = self.metric_use(task.args["metric"])
+            ids = list(task.args["ids"])
+            tensors, meta = self._load_entry(task.inputs[0])
+            if list(meta.get("ids", ids)) != ids:
+                raise UserError(f"cache entry {task.inputs[0]} holds other models than the plan")
+            if use.obj.kind == "weight":
+                reps: Any = [[tensors[f"w::{i}::{j}"].to(self.device) for j in range(n)]
+                             for i, n in enumerate(meta["counts"])]
+            else:
+                reps = [tensors[f"rep::{i}"].to(self.device) for i in range(len(ids))]
+            kwargs = {}
+            if use.obj.needs_inputs:
+                kwargs["inputs"] = self._load_entry(task.inputs[1])[0]["x"].to(self.device)
+            _, flags = self._measure(use, task.args["where"], ids, reps, kwargs, task.output)
+            return {"flags": flags}
+        raise UserError(f"unknown task kind {task.kind!r}")
+
+    def _worker_data(self) -> DataSplits:
+        """The dataset, loaded once per worker and checked against the client's by content."""
+        if self.state.data is None:
+            data = self.load_data()
+            if self.data_fingerprint and fingerprint(data) != self.data_fingerprint:
+                raise UserError(f"dataset {self.suite.data.name!r} loads other data on this worker than on the "
+                                "client; share the data files (and the Hugging Face cache)")
+            self.state.data = data
+        return self.state.data
+
+    def _job(self) -> Any:
+        from .executors import WorkerJob, suite_plugins
+
+        files = tuple(str(Path(info.location).resolve()) for info in self.registry.plugins.values()
+                      if info.source == "file")
+        return WorkerJob(
+            suite_path=str(Path(self.suite.path).resolve()), overrides=tuple(self.suite.overrides),
+            plugin_files=files, suite_sha256=self.suite.sha256, cache_dir=str(self.cache.root.resolve()),
+            device=str(self.suite.run["device"]), threads=int(self.suite.run["threads"]),
+            data_fingerprint=self.data_fingerprint, plugins=suite_plugins(self.suite, self.registry),
+        )
+
+    def _dispatch(self, stage: Stage) -> None:
+        """Hand a stage's tasks to a remote executor; remember failures and times for the client's cells.
+
+        The local executor sends nothing: the stage code computes each task
+        when it reaches it, as it always did.  After a remote stage the same
+        stage code finds every output in the cache.
+        """
+        if self.executor is None or not self.executor.remote or not stage.tasks:
+            return
+        advance = self._progress(f"{stage.name} ({self.executor.name})", len(stage.tasks), "tasks")
+        results = self.executor.run(stage.tasks, self._job())
+        for task in stage.tasks:
+            result = results[task.id]
+            self._task_seconds[task.output] = result.seconds
+            if not result.ok:
+                self._task_failures[task.output] = result.error
+        advance(len(stage.tasks))
+
+    def _open_executor(self) -> None:
+        from .executors import Executor, make_executor
+
+        name, scheduler, workers = self._executor_spec
+        executor = name if isinstance(name, Executor) else make_executor(
+            self.registry, str(name), scheduler=scheduler, workers=workers)
+        if executor.remote and not self.cache.enabled:
+            raise UserError(f"executor {executor.name!r} moves arrays through the cache directory; "
+                            "drop --no-cache (use --cache-dir DIR on a shared disk)")
+        executor.open(self)
+        self.executor = executor
+
     # -- the whole run ------------------------------------------------------------------
 
     def run(self) -> RunDir:
@@ -1387,11 +1598,15 @@ class Runner:
         set_threads(int(self.suite.run["threads"]))
         self.device = resolve_device(self.suite.run["device"])
         manifest = self._start_manifest()
+        self._open_executor()
         try:
             self._stages()
         except StageFailed as exc:
-            self._finish_manifest(manifest, invocation={"failed": str(exc), "finished": _now()})
+            self._finish_manifest(manifest, invocation={"failed": str(exc), "finished": _now(),
+                                                        "executor": self.executor.name})
             raise
+        finally:
+            self.executor.close()
         order = list(dict.fromkeys(self.cells))
         self.run_dir.consolidate(order)
         finished = _now()
@@ -1400,7 +1615,7 @@ class Runner:
             invocation={"finished": finished, "cells_computed": self.computed, "cells_reused": self.reused,
                         "cells_discarded": list(self.run_dir.discarded), "cache_hits": self.cache.hits,
                         "cache_misses": self.cache.misses, "cache_rebuilt": self.cache.rebuilt,
-                        "stage_failures": self.failures},
+                        "stage_failures": self.failures, "executor": self.executor.name},
             finished=finished,
             data_fingerprint=self.data_fingerprint,
             n_models=len(self.state.specs),
@@ -1425,6 +1640,7 @@ class Runner:
             self.data_fingerprint = fingerprint(data)
             preflight(self.suite, data)  # layer names, sizes: refused before any training
             stages(1)
+            self._dispatch(self.zoo_stage())
             specs, models, zoo_key = self.build_zoo(data)
             self.state.specs, self.state.models, self.state.zoo_key = specs, models, zoo_key
             self.perturb_models(data)
@@ -1452,6 +1668,7 @@ class Runner:
                 for use in self.suite.metrics
                 for name in ([WEIGHTS_PROBE_SET] if use.obj.kind == "weight" else probe_names)
             ]
+            self._dispatch(self.similarity_stage(cells))
             advance = ui("Similarity", len(cells), "matrices")
             for use, where in cells:
                 self.similarity_cell(use, where)

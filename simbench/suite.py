@@ -36,6 +36,12 @@ RUN_DEFAULTS: dict[str, Any] = {
     # refuse suites whose models + representations are estimated above this (GB)
     "max_size_gb": 32.0,
     "max_models": 10_000,
+    # who runs the plan's tasks (a registered executor: "local" in this process, "dask"); not part of any result
+    "executor": "local",
+    # dask: an existing scheduler (tcp://host:8786; default $SIMBENCH_DASK_SCHEDULER, else a LocalCluster)
+    "scheduler": "",
+    # dask LocalCluster: worker processes (0 = one per core)
+    "workers": 0,
 }
 MAX_NAME_LENGTH = 64  # suite names and labels become file and directory names
 MAX_DEPTH = 16  # tables/arrays nested deeper than this are refused (no RecursionError tracebacks)
@@ -364,8 +370,15 @@ def validate(
         if refusal:
             raise SuiteError(file, "probes.n", f"metric {use.label!r} {refusal}")
     run = _check_fields(_expect_table(doc, "run", file, required=False), RUN_DEFAULTS, file, "run")
-    if run["device"] not in DEVICES:
-        raise SuiteError(file, "run.device", f"expected one of {', '.join(DEVICES)}, got {run['device']!r}")
+    if run["device"] not in DEVICES and not re.fullmatch(r"cuda:[0-9]+", str(run["device"])):
+        raise SuiteError(file, "run.device", f"expected one of {', '.join(DEVICES)} or cuda:N, got {run['device']!r}")
+    if run["executor"] not in registry.names("executor"):
+        from .registry import unknown_name_message
+
+        raise SuiteError(file, "run.executor", unknown_name_message("executor", run["executor"],
+                                                                    registry.names("executor")))
+    if run["workers"] < 0:
+        raise SuiteError(file, "run.workers", f"expected a number >= 0, got {run['workers']!r}")
     for key, low in (("threads", 1), ("cell_timeout", 0), ("max_size_gb", 0), ("max_models", 2)):
         if run[key] < low or run[key] != run[key]:
             raise SuiteError(file, f"run.{key}", f"expected a number >= {low}, got {run[key]!r}")
