@@ -402,29 +402,38 @@ def frob2_gram(feats: Sequence[Tensor], max_memory_mb: int) -> Tensor:
     return symmetric_kernel_products(len(feats), n, block, feats[0].dtype, feats[0].device, max_memory_mb)
 
 
+#: one memory-bound elementwise pass over an entry costs about this many GEMM multiply-adds
+#: (measured on the 2-core development CPU, one thread: ~0.024 ns per float32 multiply-add in a
+#: large GEMM, ~1.3 ns per entry of a weighting/copy pass over an n x n block)
+ELEMENTWISE_COST = 50.0
+
+
 def route_costs(
     n: int, m: int, w: int, max_memory_mb: int = 4096, dtype: torch.dtype = torch.float32
 ) -> dict[str, float]:
-    """Multiply-adds and elementwise operations of the two routes for all-pairs ``||F_i^T F_j||_F^2``.
+    """Cost (in GEMM multiply-adds) of the two routes for all-pairs ``||F_i^T F_j||_F^2``.
 
     Counted by walking the same tiles and blocks the routes compute, for
-    ``m`` models of ``n x w`` features:
+    ``m`` models of ``n x w`` features; elementwise passes weigh
+    :data:`ELEMENTWISE_COST` multiply-adds each:
 
     * feature route: each strip tile ``[n, a w]^T [n, b w]`` costs
-      ``n a b w^2`` multiply-adds, and squaring and summing it ``a b w^2``;
+      ``n a b w^2`` multiply-adds, and one pass (square and sum) over its
+      ``a b w^2`` entries;
     * Gram route: each row block ``r0:r1`` of each model's Gram triangle
-      costs ``(r1 - r0)(n - r0) w`` to build, the same again to weight and
-      copy into the buffer, and ``M^2 (r1 - r0)(n - r0)`` in the GEMM.
+      (``e = (r1 - r0)(n - r0)`` entries) costs ``e w`` multiply-adds to build,
+      four passes (write, weight, copy into the buffer, read back in pieces),
+      and ``M^2 e`` multiply-adds in the GEMM.
     """
     feature = 0.0
     for i0, i1, j0, j1 in tile_ranges(m, w, w, True, max_memory_mb, dtype):
         entries = (i1 - i0) * (j1 - j0) * w * w
-        feature += entries * n + entries
+        feature += entries * n + entries * ELEMENTWISE_COST
     gram = 0.0
-    c = rows_per_block(m, n, dtype, max_memory_mb)
+    c = triangle_rows_per_block(m, n, dtype, max_memory_mb)
     for r0 in range(0, n, c):
         entries = (min(n, r0 + c) - r0) * (n - r0)
-        gram += m * entries * w + m * entries + m * m * entries
+        gram += m * entries * w + 4 * m * entries * ELEMENTWISE_COST + m * m * entries
     return {"feature": feature, "gram": gram}
 
 
@@ -536,6 +545,11 @@ def rows_per_block(m: int, row_length: int, dtype: torch.dtype, max_memory_mb: i
     return max(1, budget // max(1, (m + 3) * row_length))
 
 
+def triangle_rows_per_block(m: int, n: int, dtype: torch.dtype, max_memory_mb: int) -> int:
+    """Row blocks for the upper triangle: at most n/8 rows, so blocks skip ~7/16 of the square."""
+    return max(1, min(rows_per_block(m, n, dtype, max_memory_mb), math.ceil(n / 8)))
+
+
 def symmetric_kernel_products(
     m: int,
     n: int,
@@ -552,7 +566,7 @@ def symmetric_kernel_products(
     which halves the GEMM (``M^2 n (n+1) / 2`` multiply-adds).
     """
     out = torch.zeros(m, m, dtype=torch.float64, device=device)
-    c = rows_per_block(m, n, dtype, max_memory_mb)
+    c = triangle_rows_per_block(m, n, dtype, max_memory_mb)
     for r0 in range(0, n, c):
         r1 = min(n, r0 + c)
         rows = torch.arange(r0, r1, device=device)[:, None]
