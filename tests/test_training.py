@@ -203,3 +203,24 @@ def test_plain_fgsm_training_draws_no_attack_noise() -> None:
 
 def test_zoos_accept_fgsm_rs() -> None:
     assert MlpZoo(strategies=("standard", "fgsm", "fgsm_rs", "pgd")).specs()[-1].factors["strategy"] == "pgd"
+
+
+def test_epoch_log_reports_loss_and_accuracy_without_changing_training():
+    """Verbose runs log one line per epoch; the logged path trains exactly like the silent one."""
+    from simbench_plugins.zoos._train import TrainConfig, init_mlp, Member, train_ensemble
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(64, 12, generator=gen)
+    y = (x[:, 0] > 0.5).long()
+    widths = (12, 6, 2)
+    members = [Member(init=init_mlp(widths, torch.Generator().manual_seed(s)), data_seed=s, attack_seed=s)
+               for s in (1, 2)]
+    cfg = TrainConfig(epochs=3, checkpoints=(3,), batch_size=16, lr=0.01)
+    lines: list[str] = []
+    logged = train_ensemble(widths, members, x, y, cfg, log=lines.append, label="toy: ")
+    silent = train_ensemble(widths, members, x, y, cfg)
+    assert len(lines) == 3 and lines[0].startswith("toy: epoch 1/3: train loss")
+    assert "accuracy" in lines[-1]
+    for a, b in zip(logged.snapshots[3], silent.snapshots[3]):
+        for (wa, ba), (wb, bb) in zip(a, b):
+            assert torch.allclose(wa, wb, atol=1e-6) and torch.allclose(ba, bb, atol=1e-6)

@@ -64,7 +64,7 @@ def train_base(zoo: FinetunedCnnZoo, data: simbench.DataSplits, ctx: simbench.Ru
     x, y = data.train.x.to(device), data.train.y.to(device)
     has_val = len(data.val) > 0
     best = (-1.0, 0, copy.deepcopy(model.state_dict()))
-    advance = ctx.progress("Training finetuned_cnn base", total=zoo.base_epochs)
+    advance = ctx.progress("Training finetuned_cnn base network", total=zoo.base_epochs, unit="epochs")
     for epoch in range(1, zoo.base_epochs + 1):
         model.train()
         perm = torch.randperm(len(y), generator=order).to(device)
@@ -135,7 +135,9 @@ def build_finetuned_cnn_zoo(zoo: FinetunedCnnZoo, data: simbench.DataSplits, ctx
         if spec.factors["seed"] not in groups[key]:
             groups[key].append(spec.factors["seed"])
     checkpoints = tuple(sorted(zoo.epochs))
-    advance = ctx.progress(f"Fine-tuning zoo {zoo.name}", total=len(groups) * max(checkpoints))
+    n_models = sum(len(seeds) for seeds in groups.values()) * len(checkpoints)
+    advance = ctx.progress(f"Fine-tuning zoo {zoo.name} ({len(groups)} ensembles, {n_models} models)",
+                           total=len(groups) * max(checkpoints), unit="ensemble epochs")
     # Standard fine-tuning never changes the frozen convolutions' output: compute the features once.
     train_features = _features(trunk, data.train.x) if "standard" in zoo.strategies else None
     trained: dict[tuple[str, str, int, int], FinetunedCNN] = {}
@@ -145,11 +147,12 @@ def build_finetuned_cnn_zoo(zoo: FinetunedCnnZoo, data: simbench.DataSplits, ctx
         cfg = zoo.train_config(max(checkpoints), checkpoints, strategy)
         if strategy == "standard":
             assert train_features is not None
-            result = train_ensemble(widths, members, train_features, data.train.y, cfg, ctx.device, advance=advance)
+            result = train_ensemble(widths, members, train_features, data.train.y, cfg, ctx.device, advance=advance,
+                                    log=getattr(ctx, "log", None), label=f"{head} {strategy}: ")
         else:  # the attack perturbs images, through the frozen convolutions
             result = train_ensemble(
-                widths, members, data.train.x, data.train.y, cfg, ctx.device, encode=trunk, advance=advance
-            )
+                widths, members, data.train.x, data.train.y, cfg, ctx.device, encode=trunk, advance=advance,
+                log=getattr(ctx, "log", None), label=f"{head} {strategy}: ")
         for epoch, snaps in result.snapshots.items():
             for seed, snap in zip(seeds, snaps):
                 model = FinetunedCNN(data.input_shape, widths)

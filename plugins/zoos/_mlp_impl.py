@@ -58,7 +58,10 @@ def train_group(
     members = [member(widths, s, strategy, ctx.seed) for s in seeds]
     cfg = params.train_config(max(checkpoints), checkpoints, strategy)
     x = data.train.x.reshape(len(data.train), -1)
-    result = train_ensemble(widths, members, x, data.train.y, cfg, device=ctx.device, advance=advance)
+    log = getattr(ctx, "log", None)
+    label = f"{'-'.join(map(str, widths))} {strategy} (seeds {', '.join(map(str, seeds))}): "
+    result = train_ensemble(widths, members, x, data.train.y, cfg, device=ctx.device, advance=advance, log=log,
+                            label=label)
     models: dict[tuple[int, int], MLP] = {}
     for epoch, snaps in result.snapshots.items():
         for seed, snap in zip(seeds, snaps):
@@ -81,7 +84,9 @@ def build_mlp_zoo(zoo: MlpZoo, data: simbench.DataSplits, ctx: simbench.RunConte
         if spec.factors["seed"] not in groups[key]:
             groups[key].append(spec.factors["seed"])
     checkpoints = tuple(sorted(zoo.epochs))
-    advance = ctx.progress(f"Training zoo {zoo.name}", total=len(groups) * max(checkpoints))
+    n_models = sum(len(seeds) for seeds in groups.values()) * len(checkpoints)
+    advance = ctx.progress(f"Training zoo {zoo.name} ({len(groups)} ensembles, {n_models} models)",
+                           total=len(groups) * max(checkpoints), unit="ensemble epochs")
     trained: dict[tuple[str, str, int, int], MLP] = {}
     for (arch, strategy), seeds in groups.items():
         widths = data_widths(arch, data)
@@ -98,7 +103,8 @@ def build_calibration_zoo(zoo: CalibrationZoo, data: simbench.DataSplits, ctx: s
     widths = data_widths(zoo.arch, data)
     specs = zoo.specs()
     checkpoints = zoo.converged_epochs()
-    advance = ctx.progress(f"Training zoo {zoo.name}", total=max(checkpoints))
+    advance = ctx.progress(f"Training zoo {zoo.name} (1 network, {len(checkpoints)} checkpoints)",
+                           total=max(checkpoints), unit="epochs")
     trained = train_group(zoo, widths, "standard", [zoo.seed], checkpoints, data, ctx, advance)
     out: dict[str, Any] = {}
     for spec in specs:

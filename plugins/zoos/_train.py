@@ -273,12 +273,16 @@ def train_ensemble(
     dtype: torch.dtype = torch.float32,
     encode: Callable[[torch.Tensor], torch.Tensor] | None = None,
     advance: Callable[[int], None] | None = None,
+    log: Callable[[str], None] | None = None,
+    label: str = "",
 ) -> EnsembleResult:
     """Train all ``members`` (same ``widths``) at once; return their parameters at ``cfg.checkpoints``.
 
     ``x`` is ``[N, ...]``; ``encode`` maps a batch ``[K, ...]`` to features
     ``[K, widths[0]]`` (a frozen feature extractor; default: flatten).
-    Attacks perturb ``x`` itself, through ``encode``.
+    Attacks perturb ``x`` itself, through ``encode``.  ``log`` (verbose runs)
+    receives one line per epoch: the members' mean training loss and accuracy
+    on the (possibly adversarial) batches they trained on, prefixed by ``label``.
     """
     device = torch.device(device)
     m = len(members)
@@ -312,6 +316,7 @@ def train_ensemble(
     result = EnsembleResult()
     if 0 in cfg.checkpoints:
         result.snapshots[0] = snapshot()
+    seen, loss_sum, correct = 0, torch.zeros(m, device=device), torch.zeros(m, device=device)
     for epoch in range(1, cfg.epochs + 1):
         ecfg = cfg.at_epoch(epoch)
         perms = torch.stack([torch.randperm(n, generator=g) for g in data_gens]).to(device)
@@ -337,8 +342,22 @@ def train_ensemble(
             # the hand-written input gradient covers the plain MLP; through an encoder, autograd
             xb = adversarial_inputs(loss_fn, xb, ecfg, noise, grad_fn=grad_fn if encode is None else None)
             opt.zero_grad(set_to_none=True)
-            loss_fn(xb).backward()
+            if log is None:
+                loss_fn(xb).backward()
+            else:  # the same loss, read per member for the epoch line
+                logits = forward(xb)
+                per = F.cross_entropy(logits.reshape(m * bsz, -1), yb.reshape(-1), reduction="none").view(m, bsz)
+                (per.sum() / bsz).backward()
+                seen += bsz
+                loss_sum += per.detach().sum(dim=1)
+                correct += (logits.detach().argmax(-1) == yb).sum(dim=1)
             opt.step()
+        if log is not None:
+            losses, accs = (loss_sum / max(seen, 1)).tolist(), (correct / max(seen, 1)).tolist()
+            log(f"{label}epoch {epoch}/{cfg.epochs}: train loss {sum(losses) / m:.4f} "
+                f"(members {min(losses):.3f}-{max(losses):.3f}), accuracy {sum(accs) / m:.3f} "
+                f"({min(accs):.3f}-{max(accs):.3f})")
+            seen, loss_sum, correct = 0, torch.zeros(m, device=device), torch.zeros(m, device=device)
         if epoch in cfg.checkpoints:
             result.snapshots[epoch] = snapshot()
         if advance is not None:
