@@ -23,9 +23,9 @@ worker) and the client writes the cells from the cache entries.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 #: the kinds of task the core ships to executors; the rest of the plan runs on the client
 TASK_KINDS = ("zoo_group", "similarity")
@@ -68,3 +68,52 @@ class Stage:
             ins = ", ".join(k.split("/")[0] + "/" + k.split("/")[-1][:8] for k in t.inputs) or "-"
             out.append(f"{t.id}  <- {ins}  -> {t.output.split('/')[0]}/{t.output.split('/')[-1][:8]}")
         return out
+
+
+@dataclass(frozen=True)
+class WorkerJob:
+    """What a worker needs to rebuild the client's suite and plugins (all plain data)."""
+
+    suite_path: str
+    overrides: tuple[str, ...]
+    plugin_files: tuple[str, ...]
+    suite_sha256: str
+    cache_dir: str  # absolute; shared by the client and every worker
+    device: str  # as the suite asks: "auto", "cpu", "cuda", "cuda:N"
+    threads: int
+    data_fingerprint: str = ""
+    #: (kind, name, plugin, code hash) of every plugin the suite names, as the client has them
+    plugins: tuple[tuple[str, str, str, str], ...] = ()
+
+
+#: the worker-side entry points the runner hands an executor (module-level functions, picklable by name):
+#: "run_task"(job, task) -> TaskResult, "plugins"(job) -> plugins as the worker has them (or a reason),
+#: "set_device"(device) -> device (one GPU per worker)
+WorkerCalls = Mapping[str, Callable[..., Any]]
+
+
+@dataclass(frozen=True)
+class Executor:
+    """Runs a stage's tasks; the runner (the client) stays the only writer of the run directory.
+
+    Register a subclass (a frozen dataclass whose fields are its settings:
+    ``scheduler`` and ``workers`` are filled from ``[run]`` / the command
+    line when declared) through ``register_executors``.  ``remote`` executors
+    send tasks to other processes: the runner then requires the tensor cache
+    (the shared directory large arrays move through) and expects
+    :meth:`run` to check every worker's plugins before sending anything.
+    """
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    remote: ClassVar[bool] = False
+
+    def open(self, calls: WorkerCalls, settings: Mapping[str, Any]) -> None:
+        """Start (or connect to) whatever runs the tasks.  ``settings``: the suite's ``[run]`` table."""
+
+    def run(self, tasks: Sequence[Task], job: WorkerJob, calls: WorkerCalls) -> dict[str, TaskResult]:
+        """Run ``tasks`` (independent of each other); return one result per task id."""
+        return {t.id: calls["run_task"](job, t) for t in tasks}
+
+    def close(self) -> None:
+        """Release what :meth:`open` started (never a cluster someone else started)."""

@@ -17,7 +17,7 @@ from typing import Any
 
 from . import params as params_mod
 from .errors import PluginError
-from .executors import Executor
+from .plan import Executor
 from .plugins import BLOCK_ENV, PluginInfo, get_plugin_manager
 from .types import INVARIANCES, PLUGIN_KINDS, Benchmark, Dataset, Metric, Perturbation, Zoo
 

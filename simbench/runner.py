@@ -39,7 +39,7 @@ from typing import Any
 
 from .cache import TensorCache, class_code_hash, content_hash
 from .errors import MeasurementFailed, StageFailed, SuiteError, UserError
-from .plan import Stage, Task
+from .plan import Executor, Stage, Task, TaskResult, WorkerJob
 from .registry import Registry
 from .results import RunDir, check_fresh_target, record_row
 from .suite import PluginUse, Suite
@@ -1530,9 +1530,7 @@ class Runner:
             self.state.data = data
         return self.state.data
 
-    def _job(self) -> Any:
-        from .executors import WorkerJob, suite_plugins
-
+    def _job(self) -> WorkerJob:
         files = tuple(str(Path(info.location).resolve()) for info in self.registry.plugins.values()
                       if info.source == "file")
         return WorkerJob(
@@ -1552,7 +1550,7 @@ class Runner:
         if self.executor is None or not self.executor.remote or not stage.tasks:
             return
         advance = self._progress(f"{stage.name} ({self.executor.name})", len(stage.tasks), "tasks")
-        results = self.executor.run(stage.tasks, self._job())
+        results = self.executor.run(stage.tasks, self._job(), WORKER_CALLS)
         for task in stage.tasks:
             result = results[task.id]
             self._task_seconds[task.output] = result.seconds
@@ -1561,15 +1559,20 @@ class Runner:
         advance(len(stage.tasks))
 
     def _open_executor(self) -> None:
-        from .executors import Executor, make_executor
+        import dataclasses
 
         name, scheduler, workers = self._executor_spec
-        executor = name if isinstance(name, Executor) else make_executor(
-            self.registry, str(name), scheduler=scheduler, workers=workers)
+        if isinstance(name, Executor):
+            executor = name
+        else:
+            cls = self.registry.get("executor", str(name))
+            declared = {f.name for f in dataclasses.fields(cls)}
+            given = {"scheduler": scheduler, "workers": workers}
+            executor = cls(**{k: v for k, v in given.items() if k in declared and v not in (None, "")})
         if executor.remote and not self.cache.enabled:
             raise UserError(f"executor {executor.name!r} moves arrays through the cache directory; "
                             "drop --no-cache (use --cache-dir DIR on a shared disk)")
-        executor.open(self)
+        executor.open(WORKER_CALLS, dict(self.suite.run))
         self.executor = executor
 
     # -- the whole run ------------------------------------------------------------------
@@ -1683,6 +1686,111 @@ class Runner:
 
 def _silent(message: str) -> None:
     return None
+
+
+# ----------------------------------------------------------------------------
+# The worker side of a remote executor (module-level: Dask pickles these by name)
+# ----------------------------------------------------------------------------
+
+_WORKER_RUNNERS: dict[WorkerJob, Runner] = {}
+#: set per worker by the executor when several GPUs are visible: one device per worker
+_WORKER_DEVICE: dict[str, str] = {}
+
+
+def suite_plugins(suite: Suite, registry: Registry) -> tuple[tuple[str, str, str, str], ...]:
+    """``(kind, name, plugin, code hash)`` of every plugin the suite names, as this process has them."""
+    uses = [suite.data, suite.zoo, *suite.perturbations, *suite.metrics, *suite.benchmarks]
+    out = []
+    for use in uses:
+        try:
+            entry = registry.entry(use.kind, use.name)
+        except Exception:  # noqa: BLE001 - not registered in this process
+            out.append((use.kind, use.name, "", ""))
+            continue
+        out.append((use.kind, use.name, entry.plugin, class_code_hash(entry.cls)))
+    return tuple(dict.fromkeys(out))
+
+
+def worker_plugins(job: WorkerJob) -> tuple[tuple[str, str, str, str], ...] | str:
+    """On a worker: the job's plugins as this worker has them, or a one-line reason it cannot load any."""
+    from .registry import build_registry
+
+    try:
+        registry = build_registry(plugin_files=list(job.plugin_files))
+    except Exception as exc:  # noqa: BLE001 - reported to the client in one line
+        return f"cannot load plugins ({one_line(exc)})"
+    out = []
+    for kind, name, _, _ in job.plugins:
+        try:
+            entry = registry.entry(kind, name)
+        except Exception:  # noqa: BLE001
+            out.append((kind, name, "", ""))
+            continue
+        out.append((kind, name, entry.plugin, class_code_hash(entry.cls)))
+    return tuple(out)
+
+
+def worker_runner(job: WorkerJob) -> Runner:
+    """This process's runner for ``job``, built once per worker (it never writes a run directory)."""
+    found = _WORKER_RUNNERS.get(job)
+    if found is not None:
+        return found
+    from .registry import build_registry
+    from .suite import load_suite
+
+    registry = build_registry(plugin_files=list(job.plugin_files))
+    suite = load_suite(Path(job.suite_path), registry, job.overrides)
+    if suite.sha256 != job.suite_sha256:
+        raise UserError(f"{job.suite_path}: differs on this worker from the client's (suite sha256 "
+                        f"{suite.sha256[:12]} vs {job.suite_sha256[:12]}); share the suite file")
+    runner = Runner(suite, registry, Path(job.cache_dir) / ".worker-run-dir-unused", cache_dir=job.cache_dir,
+                    quiet=True)
+    set_threads(job.threads)
+    runner.device = _WORKER_DEVICE.get("device") or resolve_device(job.device)
+    runner.data_fingerprint = job.data_fingerprint
+    _WORKER_RUNNERS.clear()  # one job at a time: an old suite's data and models are not kept alive
+    _WORKER_RUNNERS[job] = runner
+    return runner
+
+
+def run_task(job: WorkerJob, task: Task) -> TaskResult:
+    """Run one task in this process; a plugin's failure comes back as ``ok=False`` (and is never retried).
+
+    ``UserError`` (the worker cannot serve this job: another suite, no shared
+    cache) propagates: the client stops with its one line.
+    """
+    started = time.perf_counter()
+    worker = _worker_name()
+    try:
+        meta = worker_runner(job).run_task(task)
+    except (KeyboardInterrupt, UserError):
+        raise
+    except BaseException as exc:  # noqa: BLE001 - the plugin boundary, as in the client
+        error = str(exc) if isinstance(exc, (MeasurementFailed, PluginCallFailed, StageFailed)) else one_line(exc)
+        error = (error.splitlines()[0] if error else type(exc).__name__)[:300]
+        log.warning("task %s failed on %s: %s", task.id, worker, error)
+        return TaskResult(task.id, False, error, time.perf_counter() - started, worker)
+    return TaskResult(task.id, True, "", time.perf_counter() - started, worker, dict(meta or {}))
+
+
+def set_worker_device(device: str) -> str:
+    """Pin this worker to one device (e.g. ``cuda:1``) for every later task."""
+    _WORKER_DEVICE["device"] = device
+    _WORKER_RUNNERS.clear()
+    return device
+
+
+def _worker_name() -> str:
+    try:
+        from distributed import get_worker
+
+        return str(get_worker().address)
+    except Exception:  # noqa: BLE001 - not on a dask worker
+        return f"pid {os.getpid()}"
+
+
+#: what the runner hands an executor (see simbench.plan.WorkerCalls)
+WORKER_CALLS = {"run_task": run_task, "plugins": worker_plugins, "set_device": set_worker_device}
 
 
 def _with_benchmark(record: Record, label: str) -> Record:
