@@ -75,10 +75,18 @@ def cli(ctx: click.Context, plugins: tuple[str, ...]) -> None:
 @click.option("--no-leaderboard", is_flag=True, help="Do not write leaderboard files.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or tables.")
 @click.option("--verbose", "-v", is_flag=True, help="Also print what plugins log (e.g. per-epoch training loss).")
+@click.option("--executor", default=None, metavar="NAME",
+              help="Who runs the plan: 'local' (default, this process) or 'dask' (default [run] executor).")
+@click.option("--scheduler", default=None, metavar="ADDRESS",
+              help="dask: an existing cluster, e.g. tcp://host:8786 (default $SIMBENCH_DASK_SCHEDULER, "
+                   "else a LocalCluster); implies --executor dask.")
+@click.option("--workers", type=click.IntRange(min=0), default=None,
+              help="dask LocalCluster: worker processes (default [run] workers; 0 = one per core).")
 @click.pass_context
 def run(ctx: click.Context, suite_file: Path, plugins: tuple[str, ...], overrides: tuple[str, ...],
         run_dir: Path | None, cache_dir: Path | None, no_cache: bool, fresh: bool, leaderboard_dir: Path | None,
-        no_leaderboard: bool, quiet: bool, verbose: bool = False) -> None:
+        no_leaderboard: bool, quiet: bool, verbose: bool = False, executor: str | None = None,
+        scheduler: str | None = None, workers: int | None = None) -> None:
     """Run SUITE: train/load the zoo, probe, measure, benchmark, write the leaderboard.
 
     Rerunning the same command resumes a killed or interrupted run.  At the
@@ -102,8 +110,11 @@ def run(ctx: click.Context, suite_file: Path, plugins: tuple[str, ...], override
     say = (lambda text: click.echo(text)) if plain else console.print
     if not quiet:
         say(f"simbench: running suite {suite.name} -> {run_dir}")
+    if executor is not None:
+        registry.entry("executor", executor)  # an unknown name: one line with the known ones
     runner = Runner(suite, registry, run_dir, cache_dir=cache_dir, console=console, quiet=quiet,
-                    use_cache=not no_cache, fresh=fresh, verbose=verbose, plain=plain)
+                    use_cache=not no_cache, fresh=fresh, verbose=verbose, plain=plain,
+                    executor=executor or ("dask" if scheduler else None), scheduler=scheduler, workers=workers)
     try:
         result = runner.run()
     except KeyboardInterrupt:
