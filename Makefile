@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	# torch first and pinned: an unpinned torch pulls a multi-GB CUDA build
 	$(PIP) torch==2.13.0
-	$(PIP) -e '.[dev]'
+	$(PIP) -e '.[dev,dask]'
 	# torchattacks declares torchvision and an old requests; it needs only torch/numpy/scipy
 	$(PIP) --no-deps torchattacks==3.5.1
 	touch $(STAMP)
