@@ -812,6 +812,8 @@ class Runner:
         #: output key -> one-line error / seconds of tasks an executor ran (the client writes their cells)
         self._task_failures: dict[str, str] = {}
         self._task_seconds: dict[str, float] = {}
+        #: wall seconds per stage in this invocation (client's view; in the manifest's invocation entry)
+        self.stage_seconds: dict[str, float] = {}
 
     # -- helpers -----------------------------------------------------------------
 
@@ -1618,7 +1620,8 @@ class Runner:
             invocation={"finished": finished, "cells_computed": self.computed, "cells_reused": self.reused,
                         "cells_discarded": list(self.run_dir.discarded), "cache_hits": self.cache.hits,
                         "cache_misses": self.cache.misses, "cache_rebuilt": self.cache.rebuilt,
-                        "stage_failures": self.failures, "executor": self.executor.name},
+                        "stage_failures": self.failures, "executor": self.executor.name,
+                        "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()}},
             finished=finished,
             data_fingerprint=self.data_fingerprint,
             n_models=len(self.state.specs),
@@ -1638,18 +1641,23 @@ class Runner:
             from .suite import check_data_files
 
             check_data_files(self.suite)
+            lap = self._lap()
             data = self.load_data()
             self.state.data = data
             self.data_fingerprint = fingerprint(data)
             preflight(self.suite, data)  # layer names, sizes: refused before any training
             stages(1)
+            lap("data")
             self._dispatch(self.zoo_stage())
             specs, models, zoo_key = self.build_zoo(data)
             self.state.specs, self.state.models, self.state.zoo_key = specs, models, zoo_key
+            lap("zoo")
             self.perturb_models(data)
             stages(1)
+            lap("model perturbations")
             self.make_probe_sets(data)
             probe_names = list(self.state.probe_sets)
+            lap("probe sets")
 
             advance = ui("Representations", len(probe_names), "probe sets")
             for name in probe_names:
@@ -1661,11 +1669,13 @@ class Runner:
                     self.state.failed_probe_sets[name] = str(exc)
                     del self.state.probe_sets[name]
                 advance(1)
+            lap("representations")
             probe_names = list(self.state.probe_sets)
             advance = ui("Agreement", len(probe_names), "probe sets")
             for name in probe_names:
                 self.agreement_cell(name)
                 advance(1)
+            lap("agreement")
             cells = [
                 (use, WEIGHTS_PROBE_SET if use.obj.kind == "weight" else name)
                 for use in self.suite.metrics
@@ -1676,12 +1686,25 @@ class Runner:
             for use, where in cells:
                 self.similarity_cell(use, where)
                 advance(1)
+            lap("similarity")
             context = RunnerContext(self)
             advance = ui("Benchmarks", len(self.suite.benchmarks), "benchmarks")
             for use in self.suite.benchmarks:
                 self.benchmark_cell(use, context)
                 advance(1)
+            lap("benchmarks")
         self._ui = None
+
+    def _lap(self) -> Callable[[str], None]:
+        """``lap(stage)`` adds the seconds since the previous lap to ``stage_seconds[stage]`` (the manifest's)."""
+        last = [time.perf_counter()]
+
+        def lap(stage: str) -> None:
+            now = time.perf_counter()
+            self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + now - last[0]
+            last[0] = now
+
+        return lap
 
 
 def _silent(message: str) -> None:
