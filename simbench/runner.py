@@ -95,6 +95,11 @@ def resolve_device(requested: str) -> str:
         return "cuda" if torch.cuda.is_available() else "cpu"
     if requested == "cuda" and not torch.cuda.is_available():
         raise UserError("run.device = 'cuda' but no CUDA device is available; use 'auto' or 'cpu'")
+    if requested.startswith("cuda:"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if int(requested[5:]) >= count:
+            raise UserError(f"run.device = {requested!r} but this machine has {count} CUDA device(s); "
+                            "use 'auto', 'cuda' or a smaller index")
     return requested
 
 
@@ -102,7 +107,8 @@ def describe_device(device: str) -> str:
     import torch
 
     if device.startswith("cuda"):
-        return f"cuda ({torch.cuda.get_device_name(0)})"
+        index = int(device[5:]) if device.startswith("cuda:") else torch.cuda.current_device()
+        return f"{device} ({torch.cuda.get_device_name(index)})"
     return f"cpu ({platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads)"
 
 
@@ -1985,6 +1991,9 @@ def summary_lines(run: RunDir, registry: Registry | None, width: int = 80) -> li
                     lines[-1] = f"{label}: {tables[0].title}"[:width]
             else:
                 short = plugin_call(f"benchmark {label!r} summary", cls.summary, records)
+                title = getattr(short, "attrs", {}).get("title")
+                if title:
+                    lines[-1] = f"{label}: {title}"[:width]
         except PluginCallFailed as exc:
             lines.append(f"  (no summary: {exc})"[:width])
             continue
