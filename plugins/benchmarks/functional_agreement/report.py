@@ -171,6 +171,7 @@ def summary(records: Any) -> Any:
     out = head[[c for c in cols if c in head.columns]].rename(columns={
         "pearson_r": "r", "pearson_boot_ci_low": "r_95_low", "pearson_boot_ci_high": "r_95_high",
         "rank_ci_low": "rank_low", "rank_ci_high": "rank_high", "best_set": "best"})
+    out.attrs["title"] = f"Ranking ({group_label(parts.headline)}){_best_title(parts, parts.headline)}"
     return out
 
 
