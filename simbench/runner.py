@@ -711,9 +711,9 @@ def validate_matrix(raw: Any, ids: Sequence[str], metric: Any = None) -> tuple[A
                                                             torch.uint8)):
         raise MeasurementFailed(f"pairwise returned dtype {matrix.dtype}; expected real numbers")
     matrix = matrix.to("cpu", torch.float64)
-    check_matrix(matrix, ids)
     m = len(ids)
-    flags: list[str] = []
+    flags: list[str] = [f"undefined:{ids[i]}" for i in _undefined_models(matrix, ids)]
+    check_matrix(matrix, ids, allow_nan_models=[i for i, model in enumerate(ids) if f"undefined:{model}" in flags])
     if metric is not None and _declares_range(type(metric)):
         lo, hi = (float(v) for v in metric.value_range)
         scale = max(1.0, *(abs(v) for v in (lo, hi) if v == v and abs(v) != float("inf")))
@@ -740,14 +740,33 @@ def validate_matrix(raw: Any, ids: Sequence[str], metric: Any = None) -> tuple[A
     return matrix, flags
 
 
-def check_matrix(matrix: Any, ids: Sequence[str]) -> None:
-    """Raise :class:`MeasurementFailed` unless ``matrix`` is a finite M x M matrix."""
+def _undefined_models(matrix: Any, ids: Sequence[str]) -> list[int]:
+    """Models whose every pair is NaN while at least two other models stay defined: the metric says it has
+    no value for that model (e.g. unbiased CKA of a collapsed model's constant representation)."""
+    import torch
+
+    m = len(ids)
+    if tuple(matrix.shape) != (m, m) or m < 3:
+        return []
+    off = ~torch.eye(m, dtype=torch.bool)
+    nan = torch.isnan(matrix) & off
+    whole = [i for i in range(m) if bool(nan[i][off[i]].all()) and bool(nan[:, i][off[:, i]].all())]
+    return whole if m - len(whole) >= 2 else []
+
+
+def check_matrix(matrix: Any, ids: Sequence[str], allow_nan_models: Sequence[int] = ()) -> None:
+    """Raise :class:`MeasurementFailed` unless ``matrix`` is a finite M x M matrix (NaN allowed only in the
+    rows and columns of ``allow_nan_models``)."""
     import torch
 
     m = len(ids)
     if tuple(matrix.shape) != (m, m):
         raise MeasurementFailed(f"pairwise returned shape {tuple(matrix.shape)}; expected ({m}, {m})")
     bad = ~torch.isfinite(matrix)
+    if len(allow_nan_models):
+        allowed = torch.zeros(m, dtype=torch.bool)
+        allowed[list(allow_nan_models)] = True
+        bad &= ~(allowed[:, None] | allowed[None, :])
     if bad.any():
         i, j = (int(v) for v in bad.nonzero()[0])
         raise MeasurementFailed(
@@ -1370,9 +1389,11 @@ class Runner:
                     model_a=ids[i], model_b=ids[j])))
             for flag in flags:
                 # a separate kind, so readers of similarity rows are unaffected; the leaderboard may show it
+                name, _, model = flag.partition(":")
                 rows.append(record_row(self.suite.name, "flag", Record(
-                    "", flag, 1.0, metric=use.label, probe_set=probe_label,
-                    error="every pair of models gets the same value" if flag == "constant" else "")))
+                    "", name, 1.0, metric=use.label, probe_set=probe_label, model_a=model,
+                    error={"constant": "every pair of models gets the same value",
+                           "undefined": "the metric has no value for any pair with this model"}.get(name, ""))))
         self.run_dir.write_cell(
             cell_id, rows,
             {"matrix": None if matrix is None else matrix.tolist(), "error": error, "seconds": seconds,
@@ -1609,7 +1630,9 @@ class Runner:
         set_threads(int(self.suite.run["threads"]))
         self.device = resolve_device(self.suite.run["device"])
         manifest = self._start_manifest()
+        started = time.perf_counter()
         self._open_executor()
+        self.stage_seconds["executor start"] = time.perf_counter() - started
         try:
             self._stages()
         except StageFailed as exc:
@@ -2007,5 +2030,10 @@ def summary_lines(run: RunDir, registry: Registry | None, width: int = 80) -> li
         lines.append(f"{len(failed)} failed measurement(s): {what}"[: width - 1])
     flags = frame[frame["kind"] == "flag"]
     for row in flags.drop_duplicates(["metric", "statistic"]).itertuples():
-        lines.append(f"flag: {row.metric} gives a {row.statistic} matrix on {row.probe_set}"[:width])
+        if row.statistic == "undefined":
+            models = sorted(set(flags.loc[(flags["metric"] == row.metric) & (flags["statistic"] == "undefined"),
+                                          "model_a"]))
+            lines.append(f"flag: {row.metric} is undefined for {len(models)} model(s): {', '.join(models)}"[:width])
+        else:
+            lines.append(f"flag: {row.metric} gives a {row.statistic} matrix on {row.probe_set}"[:width])
     return lines
