@@ -160,9 +160,14 @@ def test_degenerate_representation_makes_unbiased_cka_undefined(name, which):
     for x, y in ((bad, b), (a, bad)):
         with pytest.raises(MeasurementFailed, match="undefined"):
             metric(x, y)
+    # all pairs: only the degenerate representation's row and column are undefined (NaN)
+    matrix = metric.pairwise([a, bad, b, a])
+    undefined = ~torch.isfinite(matrix)
+    assert undefined[1].sum() == 4 and undefined[:, 1].sum() == 4 and undefined.sum() == 7
+    assert matrix[0, 2] == pytest.approx(metric(a, b), abs=1e-6)  # well-defined pairs are unaffected
+    assert 0.0 < metric(a, b) < 1.0
     with pytest.raises(MeasurementFailed, match="undefined for representation.*1"):
-        metric.pairwise([a, bad, b])
-    assert 0.0 < metric(a, b) < 1.0  # well-defined pairs are unaffected
+        metric.pairwise([a, bad])  # nothing left to compare
 
 
 # --------------------------------------------------------------------------

@@ -110,7 +110,11 @@ def _refuse_degenerate(name: str, bad: list[int], n: int) -> None:
         )
 
 
-def _unbiased_hsic_matrix(name: str, xs: Sequence[Tensor], max_memory_mb: int) -> Tensor:
+def _unbiased_hsic_matrix(name: str, xs: Sequence[Tensor], max_memory_mb: int) -> tuple[Tensor, list[int]]:
+    """All pairs' unbiased HSIC and the indices of degenerate representations (their pairs are undefined).
+
+    Raises :class:`UndefinedSimilarity` when fewer than two representations are
+    defined: there is no pair left to compare."""
     n = xs[0].shape[0]
     if n < 4:
         raise ValueError(f"unbiased HSIC needs at least 4 probe inputs, got {n}")
@@ -121,16 +125,24 @@ def _unbiased_hsic_matrix(name: str, xs: Sequence[Tensor], max_memory_mb: int) -
     t = rownorms.sum(dim=1)
     h = la.unbiased_hsic(cross, kk, t[:, None], t[None, :], n)
     scale = _self_hsic_scale(cross.diagonal(), kk.diagonal(), t, n)
-    bad = _degenerate(h.diagonal(), scale, n, xs[0].dtype)
-    _refuse_degenerate(name, [int(i) for i in torch.nonzero(bad).flatten()], n)
-    return h
+    bad = [int(i) for i in torch.nonzero(_degenerate(h.diagonal(), scale, n, xs[0].dtype)).flatten()]
+    if len(xs) - len(bad) < 2:
+        _refuse_degenerate(name, bad, n)
+    return h, bad
 
 
 def _unbiased_cka_pairwise(name: str, reps: list[Any], max_memory_mb: int) -> Tensor:
     xs, _ = la.prepare_activations(reps)
     if xs[0].shape[0] < 4:
         raise ValueError(f"{name} needs at least 4 probe inputs (unbiased HSIC), got {xs[0].shape[0]}")
-    return la.normalize_kernel_matrix(_unbiased_hsic_matrix(name, xs, max_memory_mb))
+    h, bad = _unbiased_hsic_matrix(name, xs, max_memory_mb)
+    out = la.normalize_kernel_matrix(h)
+    if bad:
+        # a degenerate representation (e.g. a collapsed model's) has no CKA with anything: its row and column
+        # are NaN, and the runner records the matrix as undefined for those models only, not as failed
+        out[bad, :] = float("nan")
+        out[:, bad] = float("nan")
+    return out
 
 
 def _unbiased_cka_pair(name: str, a: Any, b: Any) -> float:

@@ -605,11 +605,14 @@ def jackknife_correlations(
 
 def jackknife_se(replicates: np.ndarray) -> np.ndarray:
     """The jackknife standard error ``√((U−1)/U · Σ(θ₍ᵤ₎ − θ̄)²)`` over axis 0 (NaN rows dropped per column)."""
+    import warnings
+
     reps = np.asarray(replicates, dtype=np.float64)
     u = np.isfinite(reps).sum(axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN column has no SE: NaN, not a warning
         mean = np.nanmean(reps, axis=0)
-        return np.sqrt((u - 1) / u * np.nansum((reps - mean) ** 2, axis=0))
+        return np.where(u > 1, np.sqrt((u - 1) / np.maximum(u, 1) * np.nansum((reps - mean) ** 2, axis=0)), np.nan)
 
 
 def percentile_interval(replicates: np.ndarray, level: float = 0.95) -> tuple[float, float]:
