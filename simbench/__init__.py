@@ -39,6 +39,7 @@ from .types import (
     RunContext,
     RunView,
     Split,
+    Table,
     Zoo,
 )
 
@@ -59,6 +60,7 @@ __all__ = [
     "RunContext",
     "Results",
     "RunView",
+    "Table",
     "Split",
     "Zoo",
     "__version__",
