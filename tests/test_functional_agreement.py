@@ -535,3 +535,16 @@ def test_terminal_summary_is_short_and_fits_80_columns(result):
     lines = format_frame(summary, width=80)
     assert max(len(line) for line in lines) <= 80
     assert "[" in lines[2] and "good" in lines[2]  # intervals merged, best metric first
+
+
+def test_tied_best_metrics_keep_the_comparison_partner_first():
+    """Two identical metrics tie for first: the one the others were compared with is shown as best,
+    and its twin gets a comparison (n.s.), not a blank."""
+    ctx = FakeContext(metrics=("twin_b", "twin_a", "noisy"))
+    for p in ctx.probe_sets:
+        ctx.sim[("twin_b", p)] = ctx.sim[("twin_a", p)] = ctx.sim[("good", p)]
+    frame = as_frame(FunctionalAgreement(n_permutations=0, n_bootstrap=200, min_clusters=5,
+                                         groups=("all",)).evaluate(ctx))
+    head = FunctionalAgreement.tables(frame)[0].frame
+    assert list(head["metric"][:2]) == ["twin_b", "twin_a"]  # twin_b comes first in the suite: compared with
+    assert list(head["vs_best"][:2]) == ["(best)", "n.s."]

@@ -89,6 +89,8 @@ class _Parts:
         rows = self.per_metric[(self.per_metric["group"] == group) & (self.per_metric["probe_set"] == probe_set)]
         table = _wide(rows, ["metric"])
         vs = self.vs_best[(self.vs_best["group"] == group) & (self.vs_best["probe_set"] == probe_set)]
+        # the metric every other one was compared with (ties: the one the analysis picked)
+        compared_with = vs["model_b"].iloc[0] if len(vs) else None
         vs = _wide(vs, ["metric"]).drop(columns=["n"], errors="ignore")
         if len(vs):
             table = table.merge(vs, on="metric", how="left")
@@ -98,8 +100,10 @@ class _Parts:
         if group == self.headline and probe_set == ALL_PROBES:
             for metric in sorted(set(self.failed["metric"]) - set(table["metric"])):
                 table = pd.concat([table, pd.DataFrame([{"metric": metric}])], ignore_index=True)
-        table = table.sort_values(["pearson_r", "metric"], ascending=[False, True], na_position="last")
-        table = table.reset_index(drop=True)
+        table["_is_best"] = table["metric"] == compared_with
+        table = table.sort_values(["pearson_r", "_is_best", "metric"], ascending=[False, False, True],
+                                  na_position="last")
+        table = table.drop(columns="_is_best").reset_index(drop=True)
         few = self.group_stat(group, "few_clusters") == 1.0
         best = table["metric"].iloc[0] if len(table) and pd.notna(table["pearson_r"].iloc[0]) else None
         table["best_set"] = ["yes" if v == 1.0 else ("" if pd.notna(v) else "") for v in table["in_best_set"]]
