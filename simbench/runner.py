@@ -1499,13 +1499,17 @@ class Runner:
         """Every model's dense weights in the cache (what weight metrics read on a worker)."""
         key = self.cache.key("weights", {"zoo": self.state.zoo_key})
         if not self.cache.has(key):
-            tensors, counts = {}, []
+            tensors, counts, strides = {}, [], {}
             for i, spec in enumerate(self.state.specs):
                 ws = list(self.state.models[spec.id].dense_weights())
                 counts.append(len(ws))
                 for j, w in enumerate(ws):
                     tensors[f"w::{i}::{j}"] = w.detach()
-            self.cache.save(key, tensors, {"counts": counts, "ids": [s.id for s in self.state.specs]})
+                    strides[f"w::{i}::{j}"] = list(w.stride())
+            # the layout too (dense_weights often returns transposed views): BLAS rounds differently for
+            # another memory layout, and a worker must compute the client's numbers to the last bit
+            self.cache.save(key, tensors, {"counts": counts, "ids": [s.id for s in self.state.specs],
+                                           "strides": strides})
         return key
 
     def _inputs_entry(self, where: str) -> str:
@@ -1538,8 +1542,9 @@ class Runner:
             if list(meta.get("ids", ids)) != ids:
                 raise UserError(f"cache entry {task.inputs[0]} holds other models than the plan")
             if use.obj.kind == "weight":
-                reps: Any = [[tensors[f"w::{i}::{j}"].to(self.device) for j in range(n)]
-                             for i, n in enumerate(meta["counts"])]
+                strides = meta.get("strides", {})
+                reps: Any = [[_with_strides(tensors[f"w::{i}::{j}"], strides.get(f"w::{i}::{j}")).to(self.device)
+                              for j in range(n)] for i, n in enumerate(meta["counts"])]
             else:
                 reps = [tensors[f"rep::{i}"].to(self.device) for i in range(len(ids))]
             kwargs = {}
@@ -1849,6 +1854,16 @@ def _with_benchmark(record: Record, label: str) -> Record:
     from dataclasses import replace
 
     return replace(record, benchmark=record.benchmark or label)
+
+
+def _with_strides(t: Any, stride: Sequence[int] | None) -> Any:
+    """``t`` laid out in memory with ``stride`` (as the tensor it was saved from), values unchanged."""
+    import torch
+
+    if stride is None or tuple(stride) == tuple(t.stride()):
+        return t
+    out = torch.empty_strided(tuple(t.shape), tuple(stride), dtype=t.dtype, device=t.device)
+    return out.copy_(t)
 
 
 def _flatten_state(models: Mapping[str, Any], ids: Sequence[str]) -> dict[str, Any]:

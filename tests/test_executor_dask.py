@@ -195,3 +195,16 @@ def test_core_imports_without_dask():
     code = ("import sys, simbench, simbench.runner, simbench.executors, simbench.plan, simbench.cli; "
             "assert 'distributed' not in sys.modules and 'dask' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_weights_reach_workers_in_the_clients_memory_layout(tmp_path, toy_registry):
+    """dense_weights() often returns transposed views; BLAS rounds differently for another layout."""
+    runner, _ = _run(tmp_path, toy_registry, [METRICS], "run")
+    key = runner._weights_entry()
+    tensors, meta = runner.cache.load(key)
+    from simbench.runner import _with_strides
+
+    for i, spec in enumerate(runner.state.specs):
+        for j, w in enumerate(runner.state.models[spec.id].dense_weights()):
+            got = _with_strides(tensors[f"w::{i}::{j}"], meta["strides"][f"w::{i}::{j}"])
+            assert got.stride() == w.stride() and bool((got == w).all())
