@@ -257,17 +257,46 @@ def test_holm_bootstrap_p_bonett_and_ding_known_values():
     assert (bad.fraction, bad.chance, bad.close_fraction, bad.close_chance) == pytest.approx((0.1, 0.04, 0.5, 0.2))
 
 
-def test_model_confidence_set_keeps_equals_and_drops_the_clearly_worse():
+def test_best_set_keeps_equals_and_drops_the_clearly_worse():
     rng = np.random.default_rng(0)
     common = rng.normal(size=(2000, 1))
     reps = 0.5 + common + 0.05 * rng.normal(size=(2000, 4))
     reps[:, 3] -= 0.5  # clearly worse
     obs = reps.mean(axis=0)
-    p = stats.model_confidence_set(obs, reps)
+    p = stats.best_set_pvalues(obs, reps)
     assert p[3] < 0.01 and (p[:3] > 0.05).all()
     ranks = stats.rank_intervals(obs, reps)
     assert ranks[3].rank == 4 and ranks[3].low == ranks[3].high == 4
     assert {ranks[i].low for i in range(3)} == {1}
+    # identical metrics are never separated; a lone metric is the best
+    twins = stats.best_set_pvalues(np.array([0.3, 0.3]), np.tile(reps[:, :1], (1, 2)))
+    assert (twins == 1.0).all()
+    assert stats.best_set_pvalues(np.array([0.3, np.nan]), reps[:, :2]).tolist()[0] == 1.0
+
+
+def test_best_set_covers_the_true_best_under_a_shared_model_design():
+    """Coverage: the set holds the truly best metric in at least 95 % of trials (minus Monte Carlo error),
+    and excludes a clearly worse metric most of the time."""
+    rng = np.random.default_rng(11)
+    trials, covered, excluded = 120, 0, 0
+    for _ in range(trials):
+        m = 30
+        pos = rng.normal(size=(m, 2))
+        y = np.exp(-((pos[:, None] - pos[None]) ** 2).sum(-1) / 2)[None]
+        x = np.empty((3, 1, m, m))
+        for a, noise in enumerate((0.25, 0.25, 1.5)):  # metric 2 is much noisier: worse
+            u = rng.normal(size=m)
+            e = rng.normal(size=(m, m))
+            x[a, 0] = y[0] + noise * (0.25 * (u[:, None] + u[None, :]) + 0.1 * (e + e.T))
+        reps = stats.bootstrap_correlations(x, y, n_boot=300, seed=rng)
+        z = np.arctanh(reps[:, :, 0])
+        obs = np.arctanh(stats.row_pearson(x[:, 0][:, *stats.upper_pairs(m)], y[0][stats.upper_pairs(m)]))
+        p = stats.best_set_pvalues(obs, z)
+        covered += bool(p[0] >= 0.05 or p[1] >= 0.05)  # metrics 0 and 1 are equally the best
+        excluded += bool(p[2] < 0.05)
+    mc = math.sqrt(0.05 * 0.95 / trials)
+    assert covered / trials >= 0.95 - 2 * mc
+    assert excluded / trials > 0.8
 
 
 def _null_trial(rng, m=30, q=4, k=2, n_boot=300):

@@ -19,8 +19,9 @@ blocks of models that share every other factor), paired across metrics:
 - probe sets are aggregated by the mean Fisher z, with one draw applied to
   every probe set, so aggregates have honest intervals too; aggregates are
   formed over all probe sets and per family (clean, each perturbation);
-- ranks carry a bootstrap rank interval and P(rank 1); the *best set* is the
-  model confidence set (Hansen, Lunde & Nason 2011, T_max) at 5 %;
+- ranks carry a bootstrap rank interval and P(rank 1); the *best set* holds
+  the metrics that multiple comparisons with the best (Hsu 1981) on the
+  paired bootstrap cannot reject as the best at 5 %;
 - ``vs_best``: each metric against the best by the paired bootstrap of the
   difference of mean Fisher z, Holm-corrected over the metrics compared; a
   mark needs both that test and exclusion from the best set;

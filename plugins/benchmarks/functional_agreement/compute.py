@@ -192,16 +192,16 @@ class Analysis:
             add("pearson_boot_ci_high", hi, metric, label)
             add("pearson_jack_se", float(stats.jackknife_se(zj[:, q])), metric, label)
         ranks = stats.rank_intervals(z, zb)
-        mcs = stats.model_confidence_set(z, zb)
+        best_p = stats.best_set_pvalues(z, zb)
         for q in np.flatnonzero(ok):
             metric, ri = self.metrics[q], ranks[q]
             add("rank", ri.rank, metric, label)
             add("rank_ci_low", ri.low, metric, label)
             add("rank_ci_high", ri.high, metric, label)
             add("p_rank_first", ri.p_first, metric, label)
-            add("mcs_p", mcs[q], metric, label)
-            add("in_best_set", float(mcs[q] >= bench.level), metric, label)
-        add("best_set_size", float((mcs[ok] >= bench.level).sum()), "", label)
+            add("best_p", best_p[q], metric, label)
+            add("in_best_set", float(best_p[q] >= bench.level), metric, label)
+        add("best_set_size", float((best_p[ok] >= bench.level).sum()), "", label)
         # every metric against the observed best: paired bootstrap of the difference in mean z
         best = int(np.flatnonzero(ok)[np.argmax(z[ok])])
         others = [q for q in np.flatnonzero(ok) if q != best]
@@ -215,8 +215,8 @@ class Analysis:
             add("vs_best_diff_ci_high", hi, metric, label, model_b=self.metrics[best])
             add("vs_best_boot_p", p_raw, metric, label, model_b=self.metrics[best])
             add("vs_best_holm_p", p_holm, metric, label, model_b=self.metrics[best])
-            # marked only when both the paired test and the confidence set say "worse than the best"
-            add("vs_best_p", max(p_holm, mcs[q]), metric, label, model_b=self.metrics[best])
+            # marked only when both the paired test and the best set say "worse than the best"
+            add("vs_best_p", max(p_holm, best_p[q]), metric, label, model_b=self.metrics[best])
             add("vs_best_jack_z", float((z[best] - z[q]) / max(stats.jackknife_se(zj[:, best] - zj[:, q]), 1e-300)),
                 metric, label, model_b=self.metrics[best])
         if self.detail and label == ALL_PROBES:

@@ -21,8 +21,8 @@ RANK_CAPTION = (
     "r = Pearson correlation of the metric's similarity with prediction agreement over model pairs, averaged over "
     "probe sets in Fisher z. boot_ci = 95 % model-level bootstrap interval (models resampled, so pairs sharing a "
     "model stay dependent). rank_ci = 95 % bootstrap interval of the rank; p_rank_first = share of resamples in "
-    "which the metric ranks first. best_set = the metrics not distinguishable from the best at 5 % (model "
-    "confidence set, Hansen et al. 2011). vs_best: worse than the best metric at * 5 %, ** 1 %, *** 0.1 % by the "
+    "which the metric ranks first. best_set = the metrics not distinguishable from the best at 5 % (multiple "
+    "comparisons with the best, Hsu 1981, on the paired model bootstrap). vs_best: worse than the best metric at * 5 %, ** 1 %, *** 0.1 % by the "
     "paired bootstrap of the difference (Holm-corrected) and outside the best set; n.s. otherwise. bad_fraction = "
     "Ding et al. (2021): share of all pairs that the metric puts among its closest 20 % while they are among the "
     "20 % least agreeing (chance 0.04). n = model pairs.")

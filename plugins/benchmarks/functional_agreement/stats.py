@@ -13,8 +13,8 @@ functions that give intervals and tests for the leaderboard resample models.
   :func:`bootstrap_correlations` / :func:`jackknife_correlations` wrap them.
   One set of draws serves every metric, so comparisons are paired.
 - Comparisons and ranks: :func:`bootstrap_p` (two-sided, from paired
-  replicates of a difference), :func:`holm`, :func:`model_confidence_set`
-  (Hansen, Lunde & Nason 2011), :func:`rank_intervals`.
+  replicates of a difference), :func:`holm`, :func:`best_set_pvalues`
+  (multiple comparisons with the best, Hsu 1981), :func:`rank_intervals`.
 - :func:`mantel` and :func:`mantel_null`: permutation p-values that relabel
   models (rows and columns together), within blocks when ``blocks`` is given.
 - Pairs-independent formulas, kept for comparison with the literature and
@@ -678,45 +678,47 @@ def holm(pvalues: np.ndarray | list[float]) -> np.ndarray:
     return out
 
 
-def model_confidence_set(observed: np.ndarray, replicates: np.ndarray) -> np.ndarray:
-    """Model confidence set p-values (Hansen, Lunde & Nason 2011, T_max statistic) for "higher is better".
+def best_set_pvalues(observed: np.ndarray, replicates: np.ndarray) -> np.ndarray:
+    """For each metric, the p-value of "this metric is the best" (higher is better): multiple
+    comparisons with the best (Hsu 1981) on the paired bootstrap.
 
     ``observed`` ``[Q]`` are the metrics' scores (mean Fisher z), ``replicates``
     ``[B, Q]`` paired bootstrap replicates (rows with any NaN are dropped).
-    Starting from all metrics, the test of equal performance uses
-    ``T = max_i d_i/se_i`` with ``d_i`` = mean score of the set minus metric
-    i's score and ``se_i`` its bootstrap standard error; its null
-    distribution is that of the re-centred bootstrap statistic.  While the
-    set has more than one metric, the worst is eliminated with the running
-    maximum of the p-values as its MCS p-value; the last one gets 1.  The
-    metrics with MCS p ≥ α form a set that contains the best metric with
-    probability ≥ 1 − α (asymptotically), and when all metrics are equally
-    good, the chance that any is eliminated at level α is at most α.
-    Returns ``[Q]`` MCS p-values (NaN for a NaN observation).
+    For metric j the statistic is ``T_j = max_{i≠j} (s_i − s_j) / se_ij``,
+    its strongest studentised deficit against any other metric, with
+    ``se_ij`` the bootstrap standard error of the paired difference; its null
+    distribution is that of the re-centred bootstrap maximum
+    ``max_{i≠j} ((s*_i − s*_j) − (s_i − s_j)) / se_ij``.  The metrics with
+    p ≥ α form a set that contains the truly best metric with probability
+    ≥ 1 − α (asymptotically): for the best metric every true difference
+    ``s_i − s_j`` is ≤ 0, so its statistic is dominated by the re-centred one.
+    Identical metrics (``se_ij = 0``) carry no evidence against each other.
+    Returns ``[Q]`` p-values (NaN for a NaN observation; 1 for a lone metric).
     """
     obs = np.asarray(observed, dtype=np.float64)
     reps = np.asarray(replicates, dtype=np.float64)
     out = np.full(obs.shape, np.nan)
-    alive = list(np.flatnonzero(np.isfinite(obs)))
-    if not alive:
+    ok = np.flatnonzero(np.isfinite(obs))
+    if len(ok) == 1:
+        out[ok] = 1.0
+    if len(ok) < 2:
         return out
-    reps = reps[np.isfinite(reps[:, alive]).all(axis=1)][:, :]
-    running = 0.0
-    while len(alive) > 1 and len(reps) >= 2:
-        o, r = obs[alive], reps[:, alive]
-        d = o.mean() - o  # [q]: > 0 when worse than the set's mean
-        d_star = r.mean(axis=1, keepdims=True) - r  # [B, q]
-        se = d_star.std(axis=0)
-        se = np.where(se > 1e-12, se, np.inf)  # an exact tie with the mean carries no evidence
-        t = d / se
-        t_star = ((d_star - d) / se).max(axis=1)
-        p = float((1 + (t_star >= t.max()).sum()) / (1 + len(t_star)))
-        running = max(running, p)
-        worst = alive[int(np.argmax(t))]
-        out[worst] = running
-        alive.remove(worst)
-    for i in alive:
-        out[i] = 1.0
+    reps = reps[:, ok][np.isfinite(reps[:, ok]).all(axis=1)]
+    o = obs[ok]
+    if len(reps) < 2:
+        out[ok] = 1.0
+        return out
+    diff = o[:, None] - o[None, :]  # [i, j] = s_i - s_j
+    boot = reps[:, :, None] - reps[:, None, :]  # [B, i, j]
+    se = boot.std(axis=0)
+    usable = (se > 1e-12) & ~np.eye(len(ok), dtype=bool)
+    safe = np.where(usable, se, 1.0)
+    t = np.where(usable, diff / safe, -np.inf)  # [i, j]
+    t_star = np.where(usable[None], (boot - diff[None]) / safe[None], -np.inf)  # [B, i, j]
+    stat = t.max(axis=0)  # [j]
+    null = t_star.max(axis=1)  # [B, j]
+    p = (1 + (null >= stat[None, :]).sum(axis=0)) / (1 + len(reps))
+    out[ok] = np.where(np.isfinite(stat), p, 1.0)
     return out
 
 
