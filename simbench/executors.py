@@ -126,7 +126,7 @@ class DaskExecutor(Executor):
             # BLAS/OpenMP pools pinned like torch's: N processes never oversubscribe the cores
             env = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads,
                    **dict(self.worker_env)}
-            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
                                    env=env, silence_logs=logging.ERROR)
             client = Client(cluster)
         _DASK_STATE[id(self)] = {"client": client, "cluster": cluster}

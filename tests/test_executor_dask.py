@@ -36,7 +36,7 @@ def cluster(kill_marker):
 
     import logging
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
                       env={"SIMBENCH_TEST_KILL_FILE": str(kill_marker), "OMP_NUM_THREADS": "1"},
                       silence_logs=logging.ERROR) as cl:
         yield cl
@@ -123,7 +123,7 @@ def test_cli_missing_plugin_on_an_existing_cluster_is_one_line_exit_2(tmp_path):
 
     from distributed import LocalCluster
 
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0",
                       env={"SIMBENCH_BLOCK_PLUGINS": "builtin_metrics"}, silence_logs=logging.ERROR) as cl:
         out = run_cli("run", str(TOY_SUITE), "--plugin", str(ROOT / "tests" / "fixtures" / "toy_plugins.py"),
                       "--set", "metrics=[{name='linear_cka'}]", "-q", "--run-dir", str(tmp_path / "run2"),
