@@ -208,3 +208,49 @@ def test_weights_reach_workers_in_the_clients_memory_layout(tmp_path, toy_regist
         for j, w in enumerate(runner.state.models[spec.id].dense_weights()):
             got = _with_strides(tensors[f"w::{i}::{j}"], meta["strides"][f"w::{i}::{j}"])
             assert got.stride() == w.stride() and bool((got == w).all())
+
+
+ALWAYS_KILL = '''
+import os, signal
+from dataclasses import dataclass
+import simbench
+
+
+@dataclass(frozen=True)
+class AlwaysKill(simbench.Metric):
+    """SIGKILLs any dask worker that runs it (never the client)."""
+
+    name = "toy_always_kill"
+
+    def __call__(self, a, b):
+        if os.environ.get("SIMBENCH_TEST_ALWAYS_KILL"):  # set on the workers only
+            os.kill(os.getpid(), signal.SIGKILL)
+        return 0.0
+
+
+@simbench.hookimpl
+def register_metrics(register):
+    register(AlwaysKill)
+'''
+
+
+def test_a_task_that_kills_every_worker_is_a_failed_cell_not_retried_forever(tmp_path):
+    import logging
+
+    from distributed import LocalCluster
+
+    from simbench.executors import ALLOWED_FAILURES
+    from simbench.registry import build_registry
+
+    plugin = tmp_path / "always_kill.py"
+    plugin.write_text(ALWAYS_KILL)
+    registry = build_registry(plugin_files=[str(ROOT / "tests" / "fixtures" / "toy_plugins.py"), str(plugin)])
+    overrides = ["metrics=[{name='toy_gram_corr'},{name='toy_always_kill'}]", "perturbations=[]"]
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
+                      env={"SIMBENCH_TEST_ALWAYS_KILL": "1"}, silence_logs=logging.CRITICAL) as cl:
+        runner, run = _run(tmp_path, registry, overrides, "run", DaskExecutor(scheduler=cl.scheduler_address))
+    frame = run.results()
+    killed = frame[(frame["metric"] == "toy_always_kill") & (frame["kind"] == "similarity")]
+    assert len(killed) == 1 and killed["status"].iloc[0] == "failed"
+    assert f"worker died {ALLOWED_FAILURES} times" in killed["error"].iloc[0]
+    assert (frame[frame["metric"] == "toy_gram_corr"]["status"] == "ok").all()
