@@ -1583,6 +1583,9 @@ class Runner:
         """
         if self.executor is None or not self.executor.remote or not stage.tasks:
             return
+        if self.verbose:  # the plan itself: each task, the cache entries it reads and the one it writes
+            for line in stage.describe():
+                self.ctx.log(f"task {line}")
         advance = self._progress(f"{stage.name} ({self.executor.name})", len(stage.tasks), "tasks")
         results = self.executor.run(stage.tasks, self._job(), WORKER_CALLS)
         for task in stage.tasks:
