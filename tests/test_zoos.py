@@ -124,7 +124,7 @@ def mlp_zoo_models(digits012: simbench.DataSplits) -> tuple[MlpZoo, dict]:
     )
     calls: list[tuple[str, int | None]] = []
 
-    def progress(description: str, total: int | None = None):  # type: ignore[no-untyped-def]
+    def progress(description: str, total: int | None = None, unit: str = ""):  # type: ignore[no-untyped-def]
         calls.append((description, total))
         return lambda advance=1: None
 
