@@ -274,3 +274,17 @@ def test_finetuned_cnn_reuses_cached_base_and_reloads(cnn_build, digits012) -> N
         fresh.load_state_dict(models[spec.id].state_dict())
         with torch.no_grad():
             assert torch.equal(fresh.eval()(digits012.test.x), models[spec.id](digits012.test.x))
+
+
+def test_mlp_groups_build_the_same_models_as_the_whole_zoo(mlp_zoo_models, digits012) -> None:  # type: ignore[no-untyped-def]
+    """One group per (arch, strategy); building the groups one by one equals building the zoo at once."""
+    zoo, models = mlp_zoo_models
+    groups = zoo.groups()
+    assert sorted(i for g in groups for i in g) == sorted(s.id for s in zoo.specs())
+    assert len(groups) == len(zoo.archs) * len(zoo.strategies)
+    for group in groups:
+        assert len({(i.split("/")[0], i.split("/")[-1]) for i in group}) == 1  # one arch and strategy each
+    built = zoo.build_group(groups[-1], digits012, simbench.RunContext(seed=0))
+    assert sorted(built) == sorted(groups[-1])
+    for model_id, model in built.items():
+        assert _same_state(model, models[model_id])

@@ -76,8 +76,13 @@ def finish(model: torch.nn.Module, data: simbench.DataSplits, device: str) -> to
     return model
 
 
-def build_mlp_zoo(zoo: MlpZoo, data: simbench.DataSplits, ctx: simbench.RunContext) -> dict[str, Any]:
-    specs = zoo.specs()
+def build_mlp_zoo(zoo: MlpZoo, data: simbench.DataSplits, ctx: simbench.RunContext,
+                  only: set[str] | None = None) -> dict[str, Any]:
+    """Train the zoo (or the models ``only``, whole (arch, strategy) ensembles) -> {model id: MLP}.
+
+    A model's training depends on its ensemble alone, so building groups one
+    by one gives the same models as building the zoo at once."""
+    specs = [s for s in zoo.specs() if only is None or s.id in only]
     groups: dict[tuple[str, str], list[int]] = defaultdict(list)
     for spec in specs:
         key = (spec.factors["arch"], spec.factors["strategy"])

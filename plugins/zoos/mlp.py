@@ -111,10 +111,23 @@ class MlpZoo(TrainingParams, simbench.Zoo):
             for epoch in sorted(self.epochs)
         ]
 
+    def groups(self) -> list[list[str]]:
+        """One group per (architecture, strategy): its seeds and epochs train as one ensemble, so the runner
+        (and a Dask executor) can build, cache and isolate each on its own."""
+        out: dict[tuple[str, str], list[str]] = {}
+        for spec in self.specs():
+            out.setdefault((str(spec.factors["arch"]), str(spec.factors["strategy"])), []).append(spec.id)
+        return list(out.values())
+
     def build(self, data: simbench.DataSplits, ctx: simbench.RunContext) -> dict[str, Any]:
         from ._mlp_impl import build_mlp_zoo
 
         return build_mlp_zoo(self, data, ctx)
+
+    def build_group(self, ids: Any, data: simbench.DataSplits, ctx: simbench.RunContext) -> dict[str, Any]:
+        from ._mlp_impl import build_mlp_zoo
+
+        return build_mlp_zoo(self, data, ctx, only=set(ids))
 
     def instantiate(self, spec: simbench.ModelSpec, data: simbench.DataSplits) -> Any:
         from ._mlp_impl import make_mlp
