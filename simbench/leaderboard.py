@@ -24,6 +24,7 @@ import inspect
 import json
 import logging
 import math
+import os
 import re
 import shutil
 import tempfile
@@ -150,6 +151,7 @@ def provenance(manifest: dict[str, Any]) -> dict[str, Any]:
         "overrides": list(suite.get("overrides", []) or []),
         "dataset": dict(data),
         "data_fingerprint": manifest.get("data_fingerprint") or data.get("fingerprint"),
+        "data_files": data_file_rows(suite),
         "zoo": manifest.get("zoo", {}),
         "n_models": manifest.get("n_models"),
         "probe_sets": {k: (v.get("n") if isinstance(v, Mapping) else v) for k, v in probe_sets.items()},
@@ -161,6 +163,31 @@ def provenance(manifest: dict[str, Any]) -> dict[str, Any]:
         "seed": manifest.get("seed"),
         "finished": manifest.get("finished"),
     }
+
+
+def data_file_rows(suite: Mapping[str, Any]) -> list[tuple[str, int | None, str]]:
+    """``(file name, size in bytes or None, sha256)`` of every data file a run's suite named.
+
+    The size is the one the manifest recorded; for older manifests it is read
+    from the file when it still exists *and* still has the recorded sha256.
+    """
+    import hashlib
+
+    digests = suite.get("data_files") or {}
+    sizes = suite.get("data_file_bytes") or {}
+    rows = []
+    if not isinstance(digests, Mapping):
+        return rows
+    for path, digest in sorted(digests.items()):
+        size = sizes.get(path) if isinstance(sizes, Mapping) else None
+        if size is None and os.path.isfile(path):
+            h = hashlib.sha256()
+            with open(path, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+            size = os.path.getsize(path) if h.hexdigest() == digest else None
+        rows.append((os.path.basename(str(path)), size, str(digest)))
+    return rows
 
 
 def published_name(manifest: Mapping[str, Any]) -> str:
@@ -361,6 +388,9 @@ def _render(run_path: str | Path, out_dir: str | Path, registry: Registry | None
     dataset = prov["dataset"]
     md.append(f"- data: `{md_text(dataset.get('name'))}` {md_text(json.dumps(dataset.get('params', {})))}"
               + (f", fingerprint `{md_text(str(prov['data_fingerprint'])[:16])}`" if prov["data_fingerprint"] else ""))
+    for name, size, digest in prov["data_files"]:
+        md.append(f"- data file: `{md_text(name)}`" + (f", {md_text(f'{size:,}')} bytes" if size is not None else "")
+                  + f", sha256 `{md_text(digest)}`")
     md.append(f"- zoo: `{md_text(prov['zoo'].get('name') if isinstance(prov['zoo'], Mapping) else prov['zoo'])}`, "
               f"{md_text(prov['n_models'])} models")
     md.append(f"- probe sets: {', '.join(f'{md_text(k)} ({md_text(v)})' for k, v in prov['probe_sets'].items())}")
@@ -568,7 +598,9 @@ def _section(name: str, prov: Mapping[str, Any], tables: list[Table], plots: lis
              f'(sha256 {html.escape((prov["suite_sha256"] or "")[:12])})'
              + (f' with overrides <code>{html.escape(" ".join(map(str, prov["overrides"])))}</code>'
                 if prov["overrides"] else "")
-             + f' · data {html.escape(str(prov["dataset"].get("name")))} · '
+             + f' · data {html.escape(str(prov["dataset"].get("name")))}'
+             + "".join(f' ({html.escape(name)}, sha256 {html.escape(digest[:12])}…)' for name, _, digest in prov["data_files"])
+             + ' · '
              f'{html.escape(str(prov["n_models"]))} models · simbench {html.escape(str(prov["simbench_version"]))} · '
              f'revision {html.escape(str(prov["simbench_revision"])[:12])}'
              + (f' · data fingerprint {html.escape(str(prov["data_fingerprint"])[:12])}' if prov["data_fingerprint"] else "")

@@ -919,6 +919,7 @@ class Runner:
                 "overrides": list(self.suite.overrides),
                 "description": self.suite.description,
                 "data_files": dict(self.suite.data_files),
+                "data_file_bytes": {path: _file_size(path) for path in self.suite.data_files},
             },
             # kept for readers of older manifests: now simbench's own revision, never the suite file's repository
             "git_revision": revision,
@@ -1906,6 +1907,14 @@ def functional_agreement(outputs: Any, targets: Any, task: str) -> tuple[Any, An
     resid = ((out - y[None]) ** 2).mean(1)
     r2 = (1.0 - resid / var).mean(-1)
     return agreement, r2
+
+
+def _file_size(path: str) -> int | None:
+    """Size in bytes of a data file the suite names (None if it vanished since it was hashed)."""
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return None
 
 
 def default_run_dir(suite: Suite, root: str | os.PathLike[str] = "runs") -> Path:

@@ -315,3 +315,22 @@ def test_docs_results_lists_every_column_and_key(published):
     for key in board["tables"][0]:
         assert f"`{key}`" in doc, f"tables[].{key}"
     assert f"schema version {leaderboard.SCHEMA_VERSION}" in doc
+
+
+def test_pages_name_the_data_files_with_size_and_sha256(tmp_path):
+    """A reader can tell real MNIST from a stand-in: every data file's name, size and sha256 is on the page."""
+    import hashlib
+
+    from simbench.leaderboard import data_file_rows
+
+    data = tmp_path / "test.parquet"
+    data.write_bytes(b"0123456789" * 10)
+    digest = hashlib.sha256(data.read_bytes()).hexdigest()
+    recorded = {"data_files": {str(data): digest}, "data_file_bytes": {str(data): 100}}
+    assert data_file_rows(recorded) == [("test.parquet", 100, digest)]
+    # an older manifest without sizes: read from the file only while it still has the recorded content
+    older = {"data_files": {str(data): digest}}
+    assert data_file_rows(older) == [("test.parquet", 100, digest)]
+    data.write_bytes(b"changed")
+    assert data_file_rows(older) == [("test.parquet", None, digest)]
+    assert data_file_rows({}) == []
