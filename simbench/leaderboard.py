@@ -145,7 +145,7 @@ def provenance(manifest: dict[str, Any]) -> dict[str, Any]:
     return {
         "suite": suite.get("name"),
         "published_name": published_name(manifest),
-        "suite_path": suite.get("path"),
+        "suite_path": shown_suite_path(suite.get("path")),
         "description": suite.get("description", ""),
         "suite_sha256": suite.get("sha256"),
         "overrides": list(suite.get("overrides", []) or []),
@@ -163,6 +163,17 @@ def provenance(manifest: dict[str, Any]) -> dict[str, Any]:
         "seed": manifest.get("seed"),
         "finished": manifest.get("finished"),
     }
+
+
+def shown_suite_path(path: Any) -> str:
+    """The suite file as a reader can find it: ``suites/<file>`` for a shipped suite, else the file name
+    (the sha256 beside it identifies the content; the machine's directories mean nothing to a reader)."""
+    if not path:
+        return ""
+    parts = Path(str(path)).parts
+    if len(parts) >= 2 and parts[-2] in ("suites", "simbench_suites"):
+        return f"suites/{parts[-1]}"
+    return parts[-1]
 
 
 def data_file_rows(suite: Mapping[str, Any]) -> list[tuple[str, int | None, str]]:
