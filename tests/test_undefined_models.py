@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
+from simbench.errors import MeasurementFailed
 from simbench.runner import Runner, summary_lines, validate_matrix
 from simbench.suite import load_suite
 from tests.conftest import TOY_SUITE
@@ -21,20 +23,11 @@ def test_validate_matrix_accepts_whole_nan_rows_only():
     assert flags == ["undefined:b"] and torch.isnan(matrix[1, 0])
     scattered = m.clone()
     scattered[0, 2] = scattered[2, 0] = float("nan")  # one pair, not a whole model: a failure
-    try:
-        validate_matrix(scattered, ids)
-    except Exception as exc:  # noqa: BLE001
-        assert "non-finite" in str(exc)
-    else:
-        raise AssertionError("a scattered NaN must fail the cell")
     all_but_one = m.clone()
     all_but_one[:3, :] = all_but_one[:, :3] = float("nan")  # fewer than two defined models: nothing measured
-    try:
-        validate_matrix(all_but_one, ids)
-    except Exception as exc:  # noqa: BLE001
-        assert "non-finite" in str(exc)
-    else:
-        raise AssertionError("a matrix with fewer than two defined models must fail")
+    for bad in (scattered, all_but_one):
+        with pytest.raises(MeasurementFailed, match="non-finite"):
+            validate_matrix(bad, ids)
 
 
 def test_runner_records_undefined_models_and_the_benchmark_ranks_the_rest(tmp_path, toy_registry):
