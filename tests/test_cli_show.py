@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import pytest
 
+
+@pytest.mark.slow
 def test_show_writes_a_gallery_and_rejects_bad_params(tmp_path, cli):
     out = tmp_path / "g.png"
     proc = cli("show", "mnist_c", "--param", 'corruptions=["stripe", "fog"]', "--n", "3", "--out", str(out))

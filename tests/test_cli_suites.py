@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import json
 import os
 import subprocess
@@ -42,6 +44,7 @@ def test_validate_by_name_and_by_path_from_anywhere(tmp_path, cli):
     assert missing.returncode == 2 and "no such suite file" in missing.stderr
 
 
+@pytest.mark.slow
 def test_run_writes_its_leaderboard_into_the_run_directory(tmp_path, cli):
     proc = cli("-p", str(TOY_PLUGINS), "run", str(TOY_SUITE), "-q", "--run-dir", str(tmp_path / "run"),
                "--cache-dir", str(tmp_path / "cache"), cwd=tmp_path)
@@ -53,6 +56,7 @@ def test_run_writes_its_leaderboard_into_the_run_directory(tmp_path, cli):
     assert again.returncode == 0 and (tmp_path / "lb" / "toy.md").exists(), again.stderr
 
 
+@pytest.mark.slow
 def test_new_metric_writes_a_package_whose_conformance_tests_pass(tmp_path, cli):
     proc = cli("new", "metric", "my_sim", "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stderr

@@ -58,6 +58,7 @@ def assert_same_results(a: pd.DataFrame, b: pd.DataFrame, atol: float = 1e-12) -
     assert np.nanmax(np.abs(x - y)) <= atol
 
 
+@pytest.mark.slow
 def test_dask_gives_the_local_results(tmp_path, toy_registry, cluster):
     _, local = _run(tmp_path, toy_registry, [METRICS], "local", cache="cache-local")
     runner, remote = _run(tmp_path, toy_registry, [METRICS], "dask", DaskExecutor(scheduler=cluster.scheduler_address),
@@ -79,6 +80,7 @@ def test_dask_gives_the_local_results(tmp_path, toy_registry, cluster):
     assert_same_results(local.results(), again.results())
 
 
+@pytest.mark.slow
 def test_a_worker_killed_mid_task_is_retried_elsewhere(tmp_path, toy_registry, cluster, kill_marker):
     overrides = ["metrics=[{name='toy_kill'},{name='toy_gram_corr'}]", "zoo.widths=[16]"]
     _, local = _run(tmp_path, toy_registry, overrides, "local", cache="cache-local")
@@ -90,6 +92,7 @@ def test_a_worker_killed_mid_task_is_retried_elsewhere(tmp_path, toy_registry, c
     assert_same_results(local.results(), remote.results())
 
 
+@pytest.mark.slow
 def test_killed_client_resumes_from_the_store_on_dask(tmp_path, cluster):
     """The client killed (SIGKILL) mid-run: rerunning, now on the cluster, resumes and matches an uninterrupted run."""
     suite = str(TOY_SUITE)
@@ -118,6 +121,7 @@ def test_a_worker_without_a_plugin_is_named_in_one_line(tmp_path, toy_registry):
     assert "benchmark 'functional_agreement' (plugin 'builtin_benchmarks') is not installed there" in message
 
 
+@pytest.mark.slow
 def test_cli_missing_plugin_on_an_existing_cluster_is_one_line_exit_2(tmp_path):
     import logging
 
@@ -234,6 +238,7 @@ def register_metrics(register):
 '''
 
 
+@pytest.mark.slow
 def test_a_task_that_kills_every_worker_is_a_failed_cell_not_retried_forever(tmp_path):
     import logging
 

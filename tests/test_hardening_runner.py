@@ -180,6 +180,7 @@ def test_a_failing_zoo_group_is_recorded_and_the_others_run(tmp_path, toy_regist
     assert (frame[frame["kind"] == "similarity"]["status"] == "ok").all()
 
 
+@pytest.mark.slow
 def test_failing_dataset_or_zoo_is_one_line(tmp_path, cli):
     base = ["-p", str(TOY_PLUGINS), "run", str(TOY_SUITE), "-q", "--no-leaderboard", "--cache-dir",
             str(tmp_path / "c")]
@@ -395,6 +396,7 @@ def test_validate_checks_data_is_reachable_without_downloading(tmp_path, cli):
 # -- issue 16 item 5: readable output on the plain-text path -------------------------------------
 
 
+@pytest.mark.slow
 def test_plain_progress_and_an_80_column_summary(tmp_path, cli):
     proc = cli("-p", str(TOY_PLUGINS), "run", str(TOY_SUITE), "--run-dir", str(tmp_path / "r"),
                "--cache-dir", str(tmp_path / "c"), env={"COLUMNS": "200"})
@@ -407,6 +409,7 @@ def test_plain_progress_and_an_80_column_summary(tmp_path, cli):
     assert "\x1b[" not in proc.stdout  # no terminal escape codes in a log file
 
 
+@pytest.mark.slow
 def test_verbose_prints_what_plugins_log(tmp_path, cli):
     common = ["-p", str(TOY_PLUGINS), "run", str(TOY_SUITE), "--no-leaderboard", "--cache-dir", str(tmp_path / "c")]
     proc = cli(*common, "-v", "--run-dir", str(tmp_path / "a"))
@@ -415,6 +418,7 @@ def test_verbose_prints_what_plugins_log(tmp_path, cli):
     assert proc.returncode == 0 and "final loss" not in proc.stdout
 
 
+@pytest.mark.slow
 def test_interrupt_says_how_to_resume(tmp_path, cli):
     proc = cli("-p", str(TOY_PLUGINS), "run", str(TOY_SUITE), "-q", "--set", "metrics=[{name='toy_interrupt'}]",
                "--run-dir", str(tmp_path / "r"), "--cache-dir", str(tmp_path / "c"))

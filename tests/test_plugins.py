@@ -43,6 +43,7 @@ def make_distribution(root, module="acme_simbench", metric="acme_cosine", dist="
     return root
 
 
+@pytest.mark.slow
 def test_entry_point_plugin_is_listed_and_ranked(tmp_path, cli):
     site = make_distribution(tmp_path / "site" if (tmp_path / "site").mkdir() is None else tmp_path)
     env = {"PYTHONPATH": str(site)}
@@ -64,6 +65,7 @@ def test_entry_point_plugin_is_listed_and_ranked(tmp_path, cli):
     assert [row[ranking["columns"].index("metric")] for row in ranking["rows"]] == ["acme_cosine"]
 
 
+@pytest.mark.slow
 def test_plugin_file_is_loaded(tmp_path, cli):
     plugin = tmp_path / "my_metric.py"
     plugin.write_text(THIRD_PARTY.format(name="file_cosine"))

@@ -81,6 +81,7 @@ def test_raising_and_nan_metrics_are_recorded_and_run_goes_on(tmp_path, toy_regi
     assert "Failed measurements" in (out / "toy.md").read_text()
 
 
+@pytest.mark.slow
 def test_kill_and_resume_gives_the_identical_table(tmp_path, cli):
     metrics = "metrics=[{name='toy_gram_corr'}, {name='toy_kill'}]"
     common = ["-p", str(TOY_PLUGINS), "run", str(TOY_SUITE), "-q", "--no-leaderboard", "--set", metrics]

@@ -19,6 +19,7 @@ def test_shipped_suite_validates(path, registry):
     assert len(suite.zoo.obj.specs()) >= 2
 
 
+@pytest.mark.slow
 def test_quick_suite_end_to_end(tmp_path, cli):
     # the demo suite at reduced size (two seeds, short training) through the real console entry point
     out = tmp_path
