@@ -1058,7 +1058,9 @@ class Runner:
         group = list(group)
 
         def compute() -> tuple[dict[str, Any], dict[str, Any]]:
-            ctx = self.stage_ctx("zoo") if whole else self.stage_ctx("zoo", group[0])
+            # every group sees the zoo stage's seed: a zoo derives each model's seeds from it (and the model's
+            # own factors), so a model does not depend on how the zoo is split into groups
+            ctx = self.stage_ctx("zoo")
             before = fingerprint(data)
             try:
                 if whole:

@@ -288,3 +288,16 @@ def test_mlp_groups_build_the_same_models_as_the_whole_zoo(mlp_zoo_models, digit
     assert sorted(built) == sorted(groups[-1])
     for model_id, model in built.items():
         assert _same_state(model, models[model_id])
+
+
+def test_grouped_mlp_zoo_in_the_runner_gives_the_models_of_the_whole_zoo(tmp_path, digits012) -> None:  # type: ignore[no-untyped-def]
+    """Given the zoo stage's seed (what the runner hands every group), each group's models are the whole
+    zoo's: a run reproduces whether or not the zoo is split into groups."""
+    from simbench.runner import derive_seed
+
+    zoo = MlpZoo(archs=("784-8-3", "784-16-3"), seeds=(0,), epochs=(1,), strategies=("standard",), batch_size=64)
+    stage_seed = derive_seed(0, "zoo")
+    whole = zoo.build(digits012, simbench.RunContext(seed=stage_seed))
+    for group in zoo.groups():
+        for model_id, model in zoo.build_group(group, digits012, simbench.RunContext(seed=stage_seed)).items():
+            assert _same_state(model, whole[model_id])
