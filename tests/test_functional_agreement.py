@@ -577,3 +577,15 @@ def test_tied_best_metrics_keep_the_comparison_partner_first():
     head = FunctionalAgreement.tables(frame)[0].frame
     assert list(head["metric"][:2]) == ["twin_b", "twin_a"]  # twin_b comes first in the suite: compared with
     assert list(head["vs_best"][:2]) == ["(best)", "n.s."]
+
+
+def test_min_accuracy_out_of_range_is_a_one_line_suite_error():
+    from pathlib import Path
+
+    from simbench.errors import SuiteError
+    from simbench.registry import build_registry
+    from simbench.suite import load_suite
+
+    quick = Path(__file__).resolve().parents[1] / "suites" / "quick.toml"
+    with pytest.raises(SuiteError, match=r"benchmarks\[0\]\.min_accuracy: input should be less than or equal to 1"):
+        load_suite(quick, build_registry(), ["benchmarks=[{name='functional_agreement', min_accuracy=1.5}]"])

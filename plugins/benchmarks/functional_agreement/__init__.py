@@ -87,7 +87,7 @@ class FunctionalAgreement(simbench.Benchmark):
     min_clusters: Annotated[int, Field(ge=2)] = 20
     level: Annotated[float, Field(gt=0.0, lt=0.5)] = 0.05
     bad_fraction_quantile: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.2
-    min_accuracy: float | None = None
+    min_accuracy: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
     collapse_margin: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.1
     similarity_probe_set: str = ""
 
