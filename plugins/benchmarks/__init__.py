@@ -9,6 +9,7 @@ import simbench
 def register_benchmarks(register):  # type: ignore[no-untyped-def]
     from .calibration import Calibration
     from .functional_agreement import FunctionalAgreement
+    from .layer_map import LayerMap
     from .manipulation import Manipulation
     from .sanity import Sanity
 
@@ -16,3 +17,4 @@ def register_benchmarks(register):  # type: ignore[no-untyped-def]
     register(Calibration)
     register(Sanity)
     register(Manipulation)
+    register(LayerMap)

@@ -84,8 +84,3 @@ class CamelsCMD(simbench.Dataset):
             task="regression",
             meta=meta,
         )
-
-
-@simbench.hookimpl
-def register_datasets(register):  # type: ignore[no-untyped-def]
-    register(CamelsCMD)

@@ -106,13 +106,3 @@ class BackgroundShift(simbench.Perturbation):
                 name=f"{self.name}/{self.label}", x=x, y=clean.y, meta={"background": [self.low, self.high]}
             )
         ]
-
-
-@simbench.hookimpl
-def register_datasets(register):  # type: ignore[no-untyped-def]
-    register(FeatureContamination)
-
-
-@simbench.hookimpl
-def register_perturbations(register):  # type: ignore[no-untyped-def]
-    register(BackgroundShift)

@@ -72,8 +72,3 @@ class CosmoFields(simbench.Dataset):
             task="regression",
             meta=meta,
         )
-
-
-@simbench.hookimpl
-def register_datasets(register):  # type: ignore[no-untyped-def]
-    register(CosmoFields)

@@ -120,9 +120,3 @@ class GalaxyZoo(simbench.Dataset):
         from . import galaxy_impl
 
         return galaxy_impl.load_zoo(self, ctx)
-
-
-@simbench.hookimpl
-def register_datasets(register):  # type: ignore[no-untyped-def]
-    register(GalaxySynth)
-    register(GalaxyZoo)

@@ -59,8 +59,3 @@ class CosmoShift(simbench.Perturbation):
                 )
             )
         return out
-
-
-@simbench.hookimpl
-def register_perturbations(register):  # type: ignore[no-untyped-def]
-    register(CosmoShift)

@@ -80,8 +80,3 @@ class ContaminationNet(simbench.Zoo):
         from . import contamination_impl
 
         return contamination_impl.build(self, data, ctx)
-
-
-@simbench.hookimpl
-def register_zoos(register):  # type: ignore[no-untyped-def]
-    register(ContaminationNet)

@@ -77,8 +77,3 @@ class CosmoCNN(simbench.Zoo):
         from . import cosmo_impl
 
         return cosmo_impl.build(self, data, ctx)
-
-
-@simbench.hookimpl
-def register_zoos(register):  # type: ignore[no-untyped-def]
-    register(CosmoCNN)

@@ -107,8 +107,3 @@ class GalaxyCNN(simbench.Zoo):
         from . import galaxy_impl
 
         return galaxy_impl.build(self, data, ctx)
-
-
-@simbench.hookimpl
-def register_zoos(register):  # type: ignore[no-untyped-def]
-    register(GalaxyCNN)

@@ -93,8 +93,3 @@ def plot(records: Any, out_dir: str | Path) -> list[Path]:
     from . import report
 
     return report.plot(records, out_dir)
-
-
-@simbench.hookimpl
-def register_benchmarks(register):  # type: ignore[no-untyped-def]
-    register(Contamination)

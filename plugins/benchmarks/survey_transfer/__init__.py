@@ -109,8 +109,3 @@ class SurveyTransfer(simbench.Benchmark):
         from . import report
 
         return report.plots(records, out_dir)
-
-
-@simbench.hookimpl
-def register_benchmarks(register):  # type: ignore[no-untyped-def]
-    register(SurveyTransfer)
