@@ -90,12 +90,3 @@ def test_suite_argument_forms(tmp_path):
     assert list(a.zoo.params["seeds"]) == [0, 1]
     with pytest.raises(UserError):
         simbench.api.load_suite(doc, {"zoo.seeds": object()})
-
-
-def test_importing_simbench_stays_cheap():
-    import subprocess
-    import sys
-
-    code = "import sys, simbench; print(any(m in sys.modules for m in ('torch', 'pandas', 'matplotlib')))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"

@@ -4,8 +4,6 @@ representations, precision, input validation, and cheap plugin imports."""
 from __future__ import annotations
 
 import dataclasses
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -137,18 +135,6 @@ def test_invalid_inputs_give_clear_errors(args, kwargs, error, match):
 def test_integer_inputs_are_accepted():
     x = torch.randint(0, 5, (20, 4))
     assert abs(METRICS["linear_cka"]()(x, x) - 1.0) < 1e-6
-
-
-def test_listing_the_metrics_does_not_import_torch():
-    code = (
-        "import sys\n"
-        "from simbench.registry import build_registry\n"
-        "r = build_registry()\n"
-        "assert 'linear_cka' in r.names('metric')\n"
-        "[e.cls() for e in r.entries('metric')]\n"
-        "assert 'torch' not in sys.modules, 'torch imported'\n"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_docs_describe_every_builtin_metric_and_parameter():

@@ -165,19 +165,3 @@ def test_allow_list_with_an_unknown_name_is_an_error(monkeypatch, tmp_path, cli)
 def test_unknown_name_did_you_mean(registry):
     with pytest.raises(PluginError, match="did you mean 'functional_agreement'"):
         registry.get("benchmark", "functional_agrement")
-
-
-def test_help_and_list_do_not_import_torch(cli):
-    probe = (
-        "import sys, runpy; sys.argv = ['simbench'] + sys.argv[1:];\n"
-        "from simbench.cli import cli\n"
-        "try:\n    cli.main(standalone_mode=False)\nexcept SystemExit:\n    pass\n"
-        "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')\n"
-    )
-    import subprocess
-    import sys
-
-    for args in (["--help"], ["list"], ["list", "metrics", "--json"], ["plugins"]):
-        proc = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, timeout=120)
-        assert proc.returncode == 0, proc.stderr
-        assert proc.stdout.strip().endswith("NO-TORCH"), (args, proc.stdout[-200:])
