@@ -9,6 +9,7 @@ registered class is attributed to the plugin that supplied it.
 from __future__ import annotations
 
 import difflib
+import inspect
 import logging
 import re
 from collections.abc import Iterable, Mapping
@@ -77,6 +78,9 @@ def _check_class(kind: str, cls: Any, plugin: str) -> None:
             raise PluginError(f"{what}: kind must be 'activation' or 'weight', got {cls.kind!r}")
     if kind == "perturbation" and cls.target not in ("input", "model", "representation"):
         raise PluginError(f"{what}: target must be 'input', 'model' or 'representation', got {cls.target!r}")
+    if kind == "benchmark" and "run" not in inspect.signature(cls.plots).parameters:
+        # the leaderboard always passes the run view; one signature for every benchmark, no shim
+        raise PluginError(f"{what}: plots must accept the run view: def plots(cls, records, out_dir, run=None)")
 
 
 class Registry:

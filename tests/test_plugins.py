@@ -130,6 +130,23 @@ def test_registered_object_is_validated(tmp_path):
     '''))
     with pytest.raises(PluginError, match="unknown invariances"):
         build_registry(plugin_files=[str(worse)])
+    narrow = tmp_path / "plots.py"
+    narrow.write_text(textwrap.dedent('''
+        from dataclasses import dataclass
+        import simbench
+        @dataclass(frozen=True)
+        class B(simbench.Benchmark):
+            name = "two_argument_plots"
+            @classmethod
+            def plots(cls, records, out_dir):
+                return []
+        @simbench.hookimpl
+        def register_benchmarks(register):
+            register(B)
+    '''))
+    # one plots signature for every benchmark: the leaderboard always passes the run view
+    with pytest.raises(PluginError, match=r"plots must accept the run view"):
+        build_registry(plugin_files=[str(narrow)])
 
 
 def test_allow_and_block_lists(monkeypatch, tmp_path):

@@ -84,7 +84,7 @@ class Contamination(simbench.Benchmark):
         return report.tables(records)
 
     @classmethod
-    def plots(cls, records: Any, out_dir: Any) -> list[Any]:
+    def plots(cls, records: Any, out_dir: Any, run: simbench.RunView | None = None) -> list[Any]:
         return plot(records, out_dir)
 
 

@@ -94,7 +94,7 @@ class Manipulation(simbench.Benchmark):
         return report.tables(records)
 
     @classmethod
-    def plots(cls, records: Any, out_dir: Any) -> list[Any]:
+    def plots(cls, records: Any, out_dir: Any, run: simbench.RunView | None = None) -> list[Any]:
         """Displacement per metric and target (bars with the per-pair spread)."""
         from . import report
 

@@ -104,7 +104,7 @@ class SurveyTransfer(simbench.Benchmark):
         return report.tables(records)
 
     @classmethod
-    def plots(cls, records: Any, out_dir: Any) -> list[Any]:
+    def plots(cls, records: Any, out_dir: Any, run: simbench.RunView | None = None) -> list[Any]:
         """Per-task R² and r by survey, grouped by training mix; a heatmap of per-task r."""
         from . import report
 
