@@ -109,7 +109,7 @@ class LayerMap(simbench.Benchmark):
         return report.tables(records)
 
     @classmethod
-    def plots(cls, records: Any, out_dir: Any) -> list[Any]:
+    def plots(cls, records: Any, out_dir: Any, run: simbench.RunView | None = None) -> list[Any]:
         """Heatmaps per model (probe sets side by side, scores in the titles), PDFs and spectra."""
         return plot(records, out_dir)
 
