@@ -20,7 +20,6 @@ Three rules keep what is written honest and contained:
 from __future__ import annotations
 
 import html
-import inspect
 import json
 import logging
 import math
@@ -319,15 +318,6 @@ def run_view(frame: Any, manifest: dict[str, Any], registry: Registry | None) ->
     return RunView(frame, specs, manifest, {k: v for k, v in metrics.items() if v is not None})
 
 
-def _call_plots(cls: Any, records: Any, plot_dir: Path, view: RunView) -> list[Any]:
-    """``cls.plots`` with the run view when its signature takes one (older plugins take two arguments)."""
-    try:
-        takes_run = "run" in inspect.signature(cls.plots).parameters
-    except (TypeError, ValueError):
-        takes_run = False
-    return cls.plots(records, plot_dir, run=view) if takes_run else cls.plots(records, plot_dir)
-
-
 def _render_plots(run: RunDir, frame: Any, manifest: dict[str, Any], registry: Registry | None, out: Path,
                   stem: str, problems: list[str] | None) -> list[Path]:
     """Plots of every benchmark, drawn in a private temporary directory and copied into ``out/<stem>_plots``.
@@ -351,7 +341,7 @@ def _render_plots(run: RunDir, frame: Any, manifest: dict[str, Any], registry: R
             continue
         with tempfile.TemporaryDirectory(prefix="simbench-plots-") as tmp:
             try:
-                produced = [Path(p) for p in _call_plots(cls, records, Path(tmp), view)]
+                produced = [Path(p) for p in cls.plots(records, Path(tmp), run=view)]
             except Exception as exc:  # a broken figure must not hide the tables
                 _problem(problems, f"benchmark {label!r}: plots failed: {type(exc).__name__}: {exc}")
                 continue
