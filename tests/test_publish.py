@@ -222,7 +222,7 @@ class BrokenReport(simbench.Benchmark):
         raise RuntimeError("tables exploded")
 
     @classmethod
-    def plots(cls, records, out_dir):
+    def plots(cls, records, out_dir, run=None):
         raise RuntimeError("plots exploded")
 
 
