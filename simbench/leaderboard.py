@@ -210,6 +210,152 @@ def published_name(manifest: Mapping[str, Any]) -> str:
 
 
 # ----------------------------------------------------------------------------
+# Declared cuts: a run of a suite that `extends` a full grid, published under the full grid's name
+# ----------------------------------------------------------------------------
+
+
+def _suite_chain(path: Path) -> list[tuple[Path, str]]:
+    """``(file, [suite] name)`` of a suite file and every file it ``extends``, the file itself first."""
+    import tomllib
+
+    chain: list[tuple[Path, str]] = []
+    seen: set[Path] = set()
+    current: Path | None = path
+    while current is not None and current.is_file() and current.resolve() not in seen:
+        seen.add(current.resolve())
+        try:
+            meta = tomllib.loads(current.read_text(encoding="utf-8")).get("suite", {})
+        except (tomllib.TOMLDecodeError, OSError, UnicodeDecodeError):
+            break  # publish refuses below; the loader gives the exact error when the suite is run
+        meta = meta if isinstance(meta, dict) else {}
+        chain.append((current, str(meta.get("name", current.stem))))
+        parent = meta.get("extends")
+        current = current.parent / parent if isinstance(parent, str) else None
+    return chain
+
+
+def header_comment(path: Path) -> list[str]:
+    """The comment lines a suite file opens with (``# `` removed): where a cut says what it cuts and why."""
+    lines: list[str] = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.startswith("#"):
+            break
+        lines.append(line[2:] if line.startswith("# ") else line[1:])
+    while lines and not lines[-1].strip():
+        lines.pop()
+    return lines
+
+
+def _plain(value: Any) -> Any:
+    """A value as its JSON reads back (tuples become lists), so a suite and a manifest compare equal."""
+    return json.loads(json.dumps(value, default=str, sort_keys=True))
+
+
+def _flat_suite(suite: Any) -> dict[str, Any]:
+    """A validated suite (defaults filled in) as ``{dotted key: value}``; plugins are keyed by label."""
+    out: dict[str, Any] = {}
+    uses = [("data", suite.data), ("zoo", suite.zoo)]
+    for section in ("perturbations", "metrics", "benchmarks"):
+        uses += [(f"{section}.{use.label}", use) for use in getattr(suite, section)]
+    for key, use in uses:
+        out[key] = use.name
+        out.update({f"{key}.{param}": _plain(value) for param, value in use.params.items()})
+    for section in ("probes", "run"):
+        out.update({f"{section}.{param}": _plain(value) for param, value in getattr(suite, section).items()})
+    return out
+
+
+def suite_cut(full: Any, run: Any) -> list[dict[str, Any]]:
+    """Every key whose resolved value differs between the full suite and the cut that ran.
+
+    One row ``{"key", "full", "run"}`` per key (``None`` where a side lacks
+    it); a plugin present on one side only is one row (its name), not one per
+    parameter.
+    """
+    a, b = _flat_suite(full), _flat_suite(run)
+    rows = []
+    for key in list(a) + [k for k in b if k not in a]:
+        parent = key.rsplit(".", 1)[0] if "." in key else None
+        if parent in (a.keys() ^ b.keys()):
+            continue  # the whole plugin is missing on one side: its own row says so
+        if a.get(key) != b.get(key) or (key in a) != (key in b):
+            rows.append({"key": key, "full": a.get(key), "run": b.get(key)})
+    return rows
+
+
+def _run_mismatch(suite: Any, manifest: Mapping[str, Any]) -> str | None:
+    """The first recorded setting of the run that the suite file no longer gives (None: they agree)."""
+    def recorded(section: str) -> dict[str, Any]:
+        table = manifest.get(section)
+        return {label: (info or {}).get("params") for label, info in table.items()} if isinstance(table, Mapping) else {}
+
+    checks = [
+        ("data", _plain({"name": suite.data.name, "params": suite.data.params}), _plain(manifest.get("data"))),
+        ("zoo", _plain({"name": suite.zoo.name, "params": suite.zoo.params}), _plain(manifest.get("zoo"))),
+        ("metrics", _plain({u.label: u.params for u in suite.metrics}), _plain(recorded("metrics"))),
+        ("benchmarks", _plain({u.label: u.params for u in suite.benchmarks}), _plain(recorded("benchmarks"))),
+        ("run.seed", suite.seed, manifest.get("seed")),
+    ]
+    probe_sets = manifest.get("probe_sets") if isinstance(manifest.get("probe_sets"), Mapping) else {}
+    variants = sorted({"clean"} | {v for use in suite.perturbations for v in use.obj.variants()})
+    checks.append(("perturbations (probe sets)", variants, sorted(probe_sets)))
+    clean = probe_sets.get("clean")
+    if suite.probes["n"] and isinstance(clean, Mapping):
+        checks.append(("probes.n", suite.probes["n"], clean.get("n")))
+    for what, now, then in checks:
+        if now != then:
+            return what
+    return None
+
+
+def declared_cut(manifest: Mapping[str, Any], new: str, registry: Registry | None,
+                 suites: Mapping[str, Path]) -> dict[str, Any] | None:
+    """What a run cut from suite ``new`` when its suite ``extends`` ``new`` (directly or transitively).
+
+    Returns ``{"cut_from", "cut", "cut_why"}`` (``cut``: :func:`suite_cut`;
+    ``cut_why``: the cut suite's header comment, else its description) or
+    ``None`` when the run's suite does not extend a suite named ``new``.  The
+    run's suite file is the one its manifest names, else the suite findable
+    by that name; it must still resolve to what the run recorded (comments may
+    have changed since, settings may not), otherwise :class:`UserError`.
+    """
+    from .suite import load_suite
+
+    info = manifest.get("suite") if isinstance(manifest.get("suite"), Mapping) else {}
+    run_name = str(info.get("name"))
+    recorded = Path(str(info.get("path") or ""))
+    path = recorded if info.get("path") and recorded.is_file() else suites.get(run_name)
+    if path is None or not Path(path).is_file():
+        return None
+    chain = _suite_chain(Path(path))
+    parents = [p for p, name in chain[1:] if name == new]
+    if not parents:
+        return None
+    full_path = parents[0]
+    shipped = suites.get(new)
+    if shipped is not None and Path(shipped).read_bytes() != full_path.read_bytes():
+        return None  # it extends some other file that happens to share the name
+    if registry is None:
+        raise UserError(f"--rename {run_name}={new}: listing what the cut changed needs the plugins (no registry)")
+    try:
+        run_suite = load_suite(path, registry, list(info.get("overrides") or []))
+        full_suite = load_suite(full_path, registry)
+    except UserError as exc:
+        raise UserError(f"--rename {run_name}={new}: cannot read the suites to compare: {exc}") from None
+    mismatch = _run_mismatch(run_suite, manifest)
+    if mismatch:
+        raise UserError(f"--rename {run_name}={new}: {shown_suite_path(path)} no longer gives the run's {mismatch}; "
+                        "publish from the commit the run was made from")
+    why = [plain_words(line) for line in header_comment(Path(path))] or [plain_words(run_suite.description)]
+    return {"cut_from": new, "cut": suite_cut(full_suite, run_suite), "cut_why": why}
+
+
+def _cut_value(value: Any) -> str:
+    """A suite value as the cut table shows it (``—`` where the suite lacks the key)."""
+    return "—" if value is None else json.dumps(value, default=str, ensure_ascii=False)
+
+
+# ----------------------------------------------------------------------------
 # Tables
 # ----------------------------------------------------------------------------
 
@@ -306,8 +452,10 @@ def _json_value(value: Any) -> Any:
     return value
 
 
-def run_view(frame: Any, manifest: dict[str, Any], registry: Registry | None) -> RunView:
-    """The whole run as benchmark plots read it (rows, the zoo's models and metric classes from the manifest)."""
+def run_view(frame: Any, manifest: dict[str, Any], registry: Registry | None,
+             store: RunDir | None = None) -> RunView:
+    """The whole run as benchmark plots read it: records, the stored matrices (``store``, the run
+    directory; either store format), the zoo's models and metric classes from the manifest."""
     specs = [ModelSpec(m["id"], dict(m.get("factors", {}))) for m in manifest.get("models", [])]
     metrics = {}
     for label, info in manifest.get("metrics", {}).items():
@@ -315,7 +463,7 @@ def run_view(frame: Any, manifest: dict[str, Any], registry: Registry | None) ->
             metrics[label] = registry.get("metric", info["name"]) if registry is not None else None
         except PluginError:  # uninstalled since the run: its values stay as stored
             continue
-    return RunView(frame, specs, manifest, {k: v for k, v in metrics.items() if v is not None})
+    return RunView(frame, specs, manifest, {k: v for k, v in metrics.items() if v is not None}, store)
 
 
 def _render_plots(run: RunDir, frame: Any, manifest: dict[str, Any], registry: Registry | None, out: Path,
@@ -327,7 +475,7 @@ def _render_plots(run: RunDir, frame: Any, manifest: dict[str, Any], registry: R
     """
     if registry is None:
         return []
-    view = run_view(frame, manifest, registry)
+    view = run_view(frame, manifest, registry, run)
     plot_dir = _target(out, f"{stem}_plots")
     if plot_dir.is_dir():  # stale plots of an earlier publish would be shown as this run's
         for old in plot_dir.iterdir():
@@ -367,10 +515,18 @@ def render(run_path: str | Path, out_dir: str | Path, registry: Registry | None,
 
 
 def _render(run_path: str | Path, out_dir: str | Path, registry: Registry | None, name: str | None,
-            problems: list[str]) -> tuple[list[Path], dict[str, Any], list[Table]]:
-    """:func:`render`, also returning the provenance and tables (publish reuses them: tables can be slow)."""
+            problems: list[str], cut: Mapping[str, Any] | None = None
+            ) -> tuple[list[Path], dict[str, Any], list[Table]]:
+    """:func:`render`, also returning the provenance and tables (publish reuses them: tables can be slow).
+
+    ``cut`` (from :func:`declared_cut`) marks a board published under the name
+    of the full suite its run was cut from: the title says so, a section lists
+    every setting that differs and why, and the JSON/CSV carry the same.
+    """
     run = RunDir(run_path)
     prov, tables, frame = build_tables(run, registry, problems)
+    if cut:
+        prov.update(cut_from=cut["cut_from"], cut=list(cut["cut"]), cut_why=list(cut["cut_why"]))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     stem = safe_name(name or prov["suite"])
@@ -378,11 +534,16 @@ def _render(run_path: str | Path, out_dir: str | Path, registry: Registry | None
     manifest = run.read_manifest()
     plot_paths = _render_plots(run, frame, manifest, registry, out, stem, problems)
 
-    md = [f"# Leaderboard: {md_text(stem)}", "",
-          "_Generated by `simbench` from a run directory; do not edit by hand._", ""]
+    title = f"# Leaderboard: {md_text(stem)}"
+    if cut:
+        title += f" (a cut of the full `{md_text(cut['cut_from'])}` grid, run as suite `{md_text(prov['suite'])}`)"
+    md = [title, "", "_Generated by `simbench` from a run directory; do not edit by hand._", ""]
     if prov["description"]:
         md += [f"**{md_text(plain_words(prov['description']))}**", ""]
-    if stem != safe_name(prov["suite"]):
+    if cut:
+        md += [f"_Not the full `{md_text(cut['cut_from'])}` grid: a declared cut of it (see "
+               "\"Cut from the full grid\" below)._", ""]
+    elif stem != safe_name(prov["suite"]):
         md += [f"_A variant of suite `{md_text(prov['suite'])}`, not the suite as shipped._", ""]
     md.append(f"- suite: `{md_text(prov['suite_path'])}` (sha256 `{md_text((prov['suite_sha256'] or '')[:12])}`)"
               + (f", overrides {md_text(prov['overrides'])}" if prov["overrides"] else ""))
@@ -398,6 +559,8 @@ def _render(run_path: str | Path, out_dir: str | Path, registry: Registry | None
     md.append(f"- simbench {md_text(prov['simbench_version'])}, revision `{md_text(prov['simbench_revision'])}`, "
               f"device {md_text(prov['device'])}, seed {md_text(prov['seed'])}, finished {md_text(prov['finished'])}")
     md.append("")
+    if cut:
+        md += _cut_markdown(prov)
     if problems:
         md += ["## Report problems", ""] + [f"- {md_text(p)}" for p in problems] + [""]
     for table in tables:
@@ -413,7 +576,12 @@ def _render(run_path: str | Path, out_dir: str | Path, registry: Registry | None
 
     if tables:
         csv_path = _target(out, f"{stem}.csv")
-        tables[0].frame.to_csv(csv_path, index=False)
+        headline = tables[0].frame
+        if cut:  # every row says the numbers come from the cut (a CSV travels without its page)
+            headline = headline.assign(cut_from=cut["cut_from"],
+                                       cut="; ".join(f"{r['key']}: {_cut_value(r['full'])} -> {_cut_value(r['run'])}"
+                                                     for r in cut["cut"]))
+        headline.to_csv(csv_path, index=False)
         written.append(csv_path)
     payload = {
         "schema_version": SCHEMA_VERSION,
@@ -429,6 +597,23 @@ def _render(run_path: str | Path, out_dir: str | Path, registry: Registry | None
     }
     written.append(_write_text(out, f"{stem}.json", json.dumps(payload, indent=1, default=str)))
     return written + plot_paths, prov, tables
+
+
+def _cut_markdown(prov: Mapping[str, Any]) -> list[str]:
+    """The page's "Cut from the full grid" section: what differs from the full suite, and why."""
+    md = ["## Cut from the full grid", "",
+          f"Published under the name of the full suite `{md_text(prov['cut_from'])}`, but the run is of suite "
+          f"`{md_text(prov['suite'])}` (`{md_text(prov['suite_path'])}`), which extends it. Every setting that "
+          "differs, as both suites resolve (defaults filled in):", "",
+          "| key | full grid | this run |", "|---|---|---|"]
+    md += [f"| `{md_text(r['key'])}` | {md_text(_cut_value(r['full']))} | {md_text(_cut_value(r['run']))} |"
+           for r in prov["cut"]]
+    if not prov["cut"]:
+        md.append("| (none) | | |")
+    md += ["", f"Why, in `{md_text(prov['suite_path'])}`'s own words:", "", "```text"]
+    md += [line.replace("```", "` ` `") for line in prov["cut_why"]]  # a fence inside would end the block
+    md += ["```", ""]
+    return md
 
 
 def rich_table(table: Table, max_rows: int = 30) -> Any:
@@ -568,10 +753,24 @@ def _summary_row(name: str, prov: Mapping[str, Any], tables: list[Table]) -> str
             f"<td>{html.escape(plain_words(prov['description'] or ''))}"
             + (f"<br><small>variant of <code>{html.escape(str(prov['suite']))}</code> with "
                f"<code>{html.escape(' '.join(map(str, prov['overrides'])))}</code></small>" if prov["overrides"] else "")
+            + (f"<br><small>a cut of the full <code>{html.escape(str(prov['cut_from']))}</code> grid (suite "
+               f"<code>{html.escape(str(prov['suite']))}</code>): see its section</small>" if prov.get("cut_from") else "")
             + "</td>"
             f"<td><small>{title}</small><br>{best_html}</td>"
             f"<td>{html.escape(str(data))}, {html.escape(str(prov['n_models']))} models</td>"
             f"<td>{html.escape(str(prov['finished'] or '')[:10])}</td></tr>")
+
+
+def _cut_html(prov: Mapping[str, Any]) -> str:
+    """The index page's version of the "Cut from the full grid" section."""
+    rows = "".join(f"<tr><td><code>{html.escape(r['key'])}</code></td><td>{html.escape(_cut_value(r['full']))}</td>"
+                   f"<td>{html.escape(_cut_value(r['run']))}</td></tr>" for r in prov["cut"])
+    return (f'<h3>Cut from the full grid</h3><p class="cut">Published under the name of the full suite '
+            f'<code>{html.escape(str(prov["cut_from"]))}</code>; the run is of suite '
+            f'<code>{html.escape(str(prov["suite"]))}</code>, which extends it. Every setting that differs:</p>'
+            '<div class="scroll"><table><thead><tr><th>key</th><th>full grid</th><th>this run</th></tr></thead>'
+            f"<tbody>{rows}</tbody></table></div>"
+            f'<pre class="why">{html.escape(chr(10).join(prov["cut_why"]))}</pre>')
 
 
 def _display_width(path: Path) -> int | None:
@@ -606,6 +805,8 @@ def _section(name: str, prov: Mapping[str, Any], tables: list[Table], plots: lis
              f'revision {html.escape(str(prov["simbench_revision"])[:12])}'
              + (f' · data fingerprint {html.escape(str(prov["data_fingerprint"])[:12])}' if prov["data_fingerprint"] else "")
              + f' · {html.escape(str(prov["device"]))} · {html.escape(str(prov["finished"]))}</p>']
+    if prov.get("cut_from"):
+        parts.append(_cut_html(prov))
     for problem in problems:
         parts.append(f'<p class="problem">{html.escape(problem)}</p>')
     for table in tables:
@@ -626,18 +827,25 @@ def _section(name: str, prov: Mapping[str, Any], tables: list[Table], plots: lis
 
 
 def publish(paths: Sequence[Path], out_dir: Path, registry: Registry | None, allow_dirty: bool = False,
-            rename: Mapping[str, str] | None = None) -> PublishReport:
+            rename: Mapping[str, str] | None = None, suites: Mapping[str, Path] | None = None) -> PublishReport:
     """Render every suite's latest publishable run into ``out_dir`` plus ``index.html`` and ``README.md``.
 
     A run is skipped (and listed in the report with the reason) when it is
     unfinished, comes from a source tree with uncommitted changes (unless
     ``allow_dirty``) or cannot be rendered.  A run with overrides is published
-    as ``<suite>+<hash8>``; ``rename`` maps such a name to a new one, which may
-    not be the name of a suite as shipped (that would mislabel it).
+    as ``<suite>+<hash8>``; ``rename`` maps a name to a new one.  The new name
+    may be that of a suite as shipped (``suites``: name -> file, the suites
+    findable by name; or of a suite a run under ``paths`` ran) only when the
+    run is a *declared cut* of it: a run, without overrides, of a suite that
+    ``extends`` it.  The board then says so in its title, lists every setting
+    that differs from the full suite and the cut's reasons
+    (:func:`declared_cut`).  Any other rename onto such a name is refused: it
+    would mislabel the run.
     """
     out_dir = Path(out_dir)
     report = PublishReport(out_dir)
     rename = dict(rename or {})
+    suites = {str(k): Path(v) for k, v in (suites or {}).items()}
     candidates = find_runs(paths, report.skipped)
     publishable = []
     official: set[str] = set()
@@ -650,15 +858,28 @@ def publish(paths: Sequence[Path], out_dir: Path, registry: Registry | None, all
             continue
         publishable.append(run)
     runs = latest_per_suite(publishable)
+    cuts: dict[str, dict[str, Any]] = {}
     for old, new in rename.items():
         if old not in runs:
             raise UserError(f"--rename {old}={new}: no run to publish under {old!r} "
                             f"(available: {', '.join(runs) or 'none'})")
         if safe_name(new) != new:
             raise UserError(f"--rename {old}={new}: expected letters, digits, '-', '_', '.' or '+'")
-        if "+" in old and (new in official or new in runs):
+        taken = new in official or new in suites or (new in runs and rename.get(new, new) == new)
+        if "+" in old and taken:
             raise UserError(f"--rename {old}={new}: {new!r} is the name of a suite as shipped; "
                             "a run with overrides must keep a distinct name")
+        if new in runs and rename.get(new, new) == new:
+            raise UserError(f"--rename {old}={new}: a run of suite {new!r} itself is published too; "
+                            "one name cannot hold both")
+        cut = None if "+" in old else declared_cut(RunDir(runs[old]).read_manifest(), new, registry, suites)
+        if cut is not None:
+            cuts[new] = cut
+        elif taken:
+            raise UserError(f"--rename {old}={new}: {new!r} is the name of a suite as shipped; only a run of a "
+                            f"suite that extends it (a declared cut) may be published under it")
+    if len(set(rename.values())) < len(rename):
+        raise UserError(f"--rename: two runs renamed to one name ({', '.join(f'{o}={n}' for o, n in rename.items())})")
     runs = {rename.get(name, name): run for name, run in runs.items()}
     if not runs:
         reasons = "; ".join(f"{p}: {why}" for p, why in report.skipped)
@@ -669,7 +890,7 @@ def publish(paths: Sequence[Path], out_dir: Path, registry: Registry | None, all
     for name, run_path in sorted(runs.items()):
         problems: list[str] = []
         try:
-            files, prov, tables = _render(run_path, out_dir, registry, name, problems)
+            files, prov, tables = _render(run_path, out_dir, registry, name, problems, cuts.get(name))
         except UserError as exc:
             report.skipped.append((run_path, str(exc)))
             continue

@@ -7,11 +7,21 @@ skips the cells already there, so a killed run resumes without recomputing
 finished work and without losing or duplicating rows.  At the end the cells
 are concatenated, in plan order, into ``results.parquet`` (long format, one
 number per row, numbers stored as numbers).
+
+Matrices are not rows: each similarity matrix (one per metric and probe set,
+or ``weights``) and each agreement matrix (one per probe set) is one ``.npy``
+file under ``matrices/`` (float64, written atomically like a cell), the model
+order is written once to ``matrices/models.json``, and the cell keeps only a
+pointer and the file's sha256.  ``results.parquet`` has one row per matrix
+(``statistic == "matrix"``).  Run directories written before this store
+(``store_format`` 1, one row per model pair) are still read: their matrices are
+rebuilt from those rows (:meth:`RunDir.matrix`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import os
@@ -22,8 +32,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from .errors import ResourceError, RunBusy, UserError
-from .types import Record
+from .errors import MeasurementFailed, ResourceError, RunBusy, UserError
+from .types import Record, matrix_from_rows
 
 COLUMNS = (
     "suite",
@@ -43,21 +53,77 @@ COLUMNS = (
 RESULTS_FILE = "results.parquet"
 MANIFEST_FILE = "manifest.json"
 LOCK_FILE = ".lock"
+MATRICES_DIR = "matrices"
+#: the model order of every stored matrix (rows and columns), written once per run directory
+MODELS_FILE = f"{MATRICES_DIR}/models.json"
+#: 1: every matrix entry was a row of results.parquet (and the whole matrix a JSON list in the cell);
+#: 2: one .npy file per matrix, one row per matrix.  Recorded in the manifest as ``store_format``.
+STORE_FORMAT = 2
+#: ``statistic`` of the one results row that stands for a stored matrix
+MATRIX_STATISTIC = "matrix"
 
 log = logging.getLogger("simbench.results")
 
 
-def _atomic_write(path: Path, text: str) -> None:
+def _atomic_write(path: Path, text: str | bytes) -> None:
+    """Write ``path`` so that a reader (or a crash) only ever sees the old or the whole new file:
+    temp file in the same directory, fsync, rename."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    data = text.encode("utf-8") if isinstance(text, str) else text
     try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        with open(tmp, "wb") as fh:
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise ResourceError(f"{path}: cannot write ({exc.strerror or exc})") from None
+
+
+def _file_name(label: str) -> str:
+    """``label`` as one safe path component: letters, digits, ``_`` and ``-`` kept, every other byte
+    ``%XX`` (so ``mnist_c/fog`` -> ``mnist_c%2Ffog``, never a subdirectory, never ``..``); reversible."""
+    text = "".join(ch if ch.isascii() and (ch.isalnum() or ch in "_-") else
+                   "".join(f"%{b:02X}" for b in ch.encode("utf-8")) for ch in label)
+    if not text:
+        return "%00"
+    if len(text) > 180:  # file names stop at 255 bytes; the digest keeps long labels apart
+        text = f"{text[:160]}~{hashlib.sha1(label.encode()).hexdigest()[:16]}"
+    return text
+
+
+def matrix_path(kind: str, metric: str, probe_set: str) -> str:
+    """Where a matrix lives, relative to the run directory.
+
+    ``matrices/similarity/<metric>/<probe_set>.npy`` and
+    ``matrices/agreement/<probe_set>.npy``, each label through
+    :func:`_file_name` (weight metrics use the probe set ``weights``).
+    """
+    if kind == "similarity":
+        return f"{MATRICES_DIR}/similarity/{_file_name(metric)}/{_file_name(probe_set)}.npy"
+    if kind == "agreement":
+        return f"{MATRICES_DIR}/agreement/{_file_name(probe_set)}.npy"
+    raise ValueError(f"unknown matrix kind {kind!r}; expected 'similarity' or 'agreement'")
+
+
+def matrix_cell_id(kind: str, metric: str, probe_set: str) -> str:
+    """The id of the cell that produced a matrix (the runner's naming)."""
+    return f"similarity/{metric}/{probe_set}" if kind == "similarity" else f"agreement/{probe_set}"
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _npy_bytes(matrix: Any) -> bytes:
+    import numpy as np
+
+    if hasattr(matrix, "detach"):  # a torch tensor, possibly on an accelerator (no torch import here)
+        matrix = matrix.detach().cpu().numpy()
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(np.asarray(matrix, dtype=np.float64)), allow_pickle=False)
+    return buf.getvalue()
 
 
 def is_run_dir(path: Path) -> bool:
@@ -100,10 +166,25 @@ def _finite_or_none(value: Any) -> Any:
     return value
 
 
+#: prefix of the results columns that hold a record's numeric coordinates (``coords={"strength": 3.0}``
+#: -> column ``coord_strength``, float64, NaN where a row has no such coordinate)
+COORD_PREFIX = "coord_"
+
+
 def record_row(suite: str, kind: str, record: Record) -> dict[str, Any]:
     row = {"suite": suite, "kind": kind, **asdict(record)}
     row["value"] = _finite_or_none(float(record.value)) if record.value is not None else None
-    return {c: row.get(c) for c in COLUMNS}
+    out = {c: row.get(c) for c in COLUMNS}
+    for name, value in (record.coords or {}).items():
+        out[f"{COORD_PREFIX}{name}"] = _finite_or_none(float(value))
+    return out
+
+
+def matrix_row(suite: str, kind: str, metric: str, probe_set: str, n_models: int) -> dict[str, Any]:
+    """The one results row that stands for a stored matrix: ``statistic == "matrix"``, ``n`` = models,
+    no value (the numbers are in the array file; read them with :meth:`RunDir.matrix`)."""
+    return record_row(suite, kind, Record("", MATRIX_STATISTIC, float("nan"), metric=metric, probe_set=probe_set,
+                                          n=n_models))
 
 
 class RunDir:
@@ -120,6 +201,11 @@ class RunDir:
         self.suite_sha256 = suite_sha256
         self._lock_fh: Any = None
         self.discarded: list[str] = []
+        #: sha256 of the current models.json (set by the writer, :meth:`set_models`): an array cell
+        #: written for another model list is discarded like a cell of another suite
+        self._models_sha256 = ""
+        self._frame: Any = None  # results.parquet, read once for legacy matrices
+        self._format: int | None = None  # the manifest's store_format, read once by matrix()
 
     # -- lock ----------------------------------------------------------------
 
@@ -184,7 +270,11 @@ class RunDir:
     def clean_temp(self) -> int:
         """Remove temporary files left by killed writes (call with the lock held); return how many."""
         removed = 0
-        for folder in (self.path, self.cells_dir):
+        matrices = self.path / MATRICES_DIR
+        folders = [self.path, self.cells_dir, *(p for p in matrices.rglob("*") if p.is_dir())]
+        if matrices.is_dir():
+            folders.append(matrices)
+        for folder in folders:
             if not folder.is_dir():
                 continue
             for p in folder.glob(".*.tmp*"):
@@ -212,8 +302,150 @@ class RunDir:
         return manifest
 
     def write_manifest(self, manifest: Mapping[str, Any]) -> None:
+        """Write the manifest, stamped with the :data:`STORE_FORMAT` this code writes matrices in."""
         self.path.mkdir(parents=True, exist_ok=True)
-        _atomic_write(self.manifest_path, json.dumps(manifest, indent=2, sort_keys=True, default=str))
+        stamped = {**manifest, "store_format": STORE_FORMAT}
+        _atomic_write(self.manifest_path, json.dumps(stamped, indent=2, sort_keys=True, default=str))
+
+    def store_format(self) -> int:
+        """1 for run directories written before matrices were arrays (no ``store_format`` key), else the key."""
+        value = self.read_manifest().get("store_format", 1)
+        return value if isinstance(value, int) else 1
+
+    # -- matrices ------------------------------------------------------------
+
+    def set_models(self, ids: Sequence[str]) -> None:
+        """Record the model order of every matrix this writer stores (``matrices/models.json``).
+
+        Written once (rewritten only if the zoo changed since an earlier
+        invocation); afterwards a finished matrix cell written for another
+        model list is discarded and recomputed, never read in the wrong order.
+        """
+        text = json.dumps({"ids": list(ids)}, indent=1)
+        digest = _sha256(text.encode("utf-8"))
+        if digest == self._models_sha256:
+            return
+        path = self.path / MODELS_FILE
+        try:
+            current = path.read_bytes()
+        except OSError:
+            current = b""
+        if _sha256(current) != digest:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _atomic_write(path, text)
+        self._models_sha256 = digest
+
+    def models(self) -> list[str]:
+        """The model order of the stored matrices: ``matrices/models.json``, or for run directories
+        written before it existed, the manifest's zoo order (what their per-pair rows name)."""
+        path = self.path / MODELS_FILE
+        if path.exists():
+            try:
+                ids = json.loads(path.read_text(encoding="utf-8"))["ids"]
+                if isinstance(ids, list) and all(isinstance(i, str) for i in ids):
+                    return ids
+            except (OSError, ValueError, KeyError, TypeError):
+                pass
+            raise UserError(f"{path}: damaged model list; rerun the suite to rewrite it")
+        return [m["id"] for m in self.read_manifest().get("models", []) if isinstance(m, dict) and "id" in m]
+
+    def write_matrix(self, kind: str, metric: str, probe_set: str, matrix: Any) -> dict[str, Any]:
+        """Store one M x M matrix (float64 ``.npy``, atomically) and return the pointer its cell keeps.
+
+        Call :meth:`set_models` first: the pointer names the model list the
+        rows and columns follow.  Write the cell *after* this returns, so a
+        crash in between leaves an orphan array (overwritten on resume), never
+        a cell pointing at a missing one.
+        """
+        if not self._models_sha256:
+            raise RuntimeError("RunDir.set_models must be called before write_matrix")
+        rel = matrix_path(kind, metric, probe_set)
+        data = _npy_bytes(matrix)
+        target = self.path / rel
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ResourceError(f"{target.parent}: cannot create ({exc.strerror or exc})") from None
+        _atomic_write(target, data)
+        return {"array": rel, "array_sha256": _sha256(data), "models_sha256": self._models_sha256}
+
+    def _array_problem(self, meta: Mapping[str, Any]) -> str:
+        """Why a cell's array cannot be used ('' when it can): missing, damaged, or for another model list."""
+        rel = meta.get("array")
+        parts = Path(rel).parts if isinstance(rel, str) else ()
+        # a pointer is data from disk: it may only name a .npy file inside matrices/
+        if (len(parts) < 3 or parts[0] != MATRICES_DIR or ".." in parts or Path(rel).is_absolute()
+                or not rel.endswith(".npy")):
+            return "pointing at no valid array path"
+        if self._models_sha256 and meta.get("models_sha256") != self._models_sha256:
+            return "computed for another model list"
+        try:
+            data = (self.path / rel).read_bytes()
+        except OSError:
+            return f"missing its array {rel}"
+        if _sha256(data) != meta.get("array_sha256"):
+            return f"pointing at a damaged array {rel} (sha256 differs)"
+        return ""
+
+    def read_array(self, meta: Mapping[str, Any]) -> Any:
+        """The float64 matrix a cell's meta points to, checked against its sha256 (:class:`UserError` if not)."""
+        import numpy as np
+
+        problem = self._array_problem(meta)
+        data = b"" if problem else (self.path / meta["array"]).read_bytes()
+        if not problem and _sha256(data) != meta.get("array_sha256"):  # changed since the check
+            problem = f"pointing at a damaged array {meta['array']} (sha256 differs)"
+        if problem:
+            raise UserError(f"{self.path}: matrix cell {problem}; rerun the suite to recompute it")
+        try:
+            values = np.load(io.BytesIO(data), allow_pickle=False)
+        except ValueError as exc:
+            raise UserError(f"{self.path / meta['array']}: not a .npy matrix ({exc})") from None
+        if values.dtype != np.float64 or values.ndim != 2 or values.shape[0] != values.shape[1]:
+            raise UserError(f"{self.path / meta['array']}: expected a square float64 matrix, "
+                            f"found {values.dtype} {values.shape}")
+        return values
+
+    def matrix(self, kind: str, metric: str = "", probe_set: str = "clean") -> tuple[list[str], Any]:
+        """``(model ids, M x M float64 ndarray)`` of one stored matrix, rows and columns in ``ids`` order.
+
+        ``kind`` is ``"similarity"`` (``metric`` = the metric's label;
+        ``probe_set="weights"`` for weight metrics) or ``"agreement"`` (no
+        metric).  Values are as the metric returned them (not oriented).  For
+        a run directory of ``store_format`` 1 the matrix is rebuilt from its
+        per-pair rows: entries never stored (the diagonal; the lower triangle
+        of a symmetric metric is mirrored from the upper) are NaN.  Raises
+        :class:`MeasurementFailed` (the cell's error) for a failed cell and
+        :class:`KeyError` when the run has no such matrix.
+        """
+        if kind not in ("similarity", "agreement"):
+            raise ValueError(f"unknown matrix kind {kind!r}; expected 'similarity' or 'agreement'")
+        metric = metric if kind == "similarity" else ""
+        cell_id = matrix_cell_id(kind, metric, probe_set)
+        payload = self._payload(cell_id)
+        meta = payload.get("meta", {}) if payload is not None else {}
+        if isinstance(meta, dict) and meta.get("array"):
+            return self.models(), self.read_array(meta)
+        if isinstance(meta, dict) and meta.get("error"):
+            raise MeasurementFailed(str(meta["error"]))
+        missing = KeyError(f"{self.path}: no {kind} matrix{f' for metric {metric!r}' if metric else ''} "
+                           f"on probe set {probe_set!r}")
+        if self._format is None:
+            self._format = self.store_format()
+        if self._format >= 2:
+            raise missing
+        if self._frame is None:
+            self._frame = self.results()
+        frame = self._frame
+        ids = self.models()
+        rows = frame[(frame["kind"] == kind) & (frame["metric"] == metric) & (frame["probe_set"] == probe_set)]
+        failed = rows[rows["status"] == "failed"]
+        if len(failed) and not (rows["status"] == "ok").any():
+            raise MeasurementFailed(str(failed["error"].iloc[0]))
+        values = matrix_from_rows(rows, ids)
+        if values is None:
+            raise missing
+        return ids, values
 
     # -- cells ---------------------------------------------------------------
 
@@ -253,6 +485,12 @@ class RunDir:
                 reason = "not a complete cell file"
             elif self.suite_sha256 and payload.get("suite_sha256") != self.suite_sha256:
                 reason = f"written by another suite (sha256 {str(payload.get('suite_sha256'))[:12]})"
+            elif payload["meta"].get("array") is not None:
+                reason = self._array_problem(payload["meta"])
+            elif self.suite_sha256 and payload["meta"].get("matrix") is not None:
+                # store format 1 (matrix as a JSON list and one row per pair): the writer redoes it as an
+                # array (the similarity cache usually still holds the matrix, so nothing is recomputed)
+                reason = "in the old store format (matrix as rows)"
         except (OSError, ValueError) as exc:
             reason = f"unreadable ({type(exc).__name__})"
         if reason:
@@ -267,6 +505,14 @@ class RunDir:
         if found is None:
             raise UserError(f"{self.path}: cell {cell_id!r} is missing or damaged; rerun the suite to recompute it")
         return found
+
+    def _payload(self, cell_id: str) -> dict[str, Any] | None:
+        """One cell's file as stored (no checks, nothing deleted: for readers of a finished run)."""
+        try:
+            payload = json.loads(self._cell_path(cell_id).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return payload if isinstance(payload, dict) and payload.get("cell") == cell_id else None
 
     def _payloads(self) -> list[dict[str, Any]]:
         """Every readable cell file of this suite (damaged or foreign ones skipped)."""
@@ -296,7 +542,8 @@ class RunDir:
         for cell_id in cell_order:
             cell_rows, _ = self.read_cell(cell_id)
             rows.extend(cell_rows)
-        frame = pd.DataFrame(rows, columns=list(COLUMNS))
+        coords = sorted({c for row in rows for c in row if c.startswith(COORD_PREFIX)})
+        frame = pd.DataFrame(rows, columns=[*COLUMNS, *coords])
         frame = normalise_frame(frame)
         tmp = self.path / f".{RESULTS_FILE}.tmp{os.getpid()}"
         try:
@@ -307,13 +554,46 @@ class RunDir:
             raise ResourceError(f"{self.path / RESULTS_FILE}: cannot write ({exc.strerror or exc})") from None
         return frame
 
-    def results(self) -> Any:
+    def results(self, matrices: bool = False) -> Any:
+        """``results.parquet`` as a DataFrame.
+
+        ``matrices=True`` also expands every stored matrix into the long format:
+        its one ``statistic == "matrix"`` row is replaced, in place, by one row
+        per ordered model pair ``a != b`` (statistic ``value`` for similarity,
+        ``agreement`` for agreement).  M(M-1) rows per matrix: for small runs,
+        tests and comparisons, not for a large grid (use :meth:`matrix`).
+        """
         import pandas as pd
 
         path = self.path / RESULTS_FILE
         if not path.exists():
             raise UserError(f"{self.path}: no {RESULTS_FILE}; the run has not finished (rerun it to resume)")
-        return pd.read_parquet(path)
+        frame = pd.read_parquet(path)
+        if not matrices:
+            return frame
+        is_matrix = ((frame["statistic"] == MATRIX_STATISTIC) & (frame["status"] == "ok")
+                     & frame["kind"].isin(["similarity", "agreement"]))
+        if not is_matrix.any():
+            return frame
+        import numpy as np
+
+        parts = []
+        start = 0
+        for pos in np.flatnonzero(is_matrix.to_numpy()):
+            row = frame.iloc[pos]
+            ids, values = self.matrix(row["kind"], row["metric"], row["probe_set"])
+            m = len(ids)
+            a, b = np.nonzero(~np.eye(m, dtype=bool))  # row-major: (0, 1), (0, 2), ... (1, 0), ...
+            entries = pd.DataFrame({c: [row[c]] * len(a) for c in COLUMNS})
+            entries["model_a"] = np.asarray(ids, dtype=object)[a]
+            entries["model_b"] = np.asarray(ids, dtype=object)[b]
+            entries["statistic"] = "value" if row["kind"] == "similarity" else "agreement"
+            entries["value"] = values[a, b]
+            entries["n"] = pd.array([pd.NA] * len(a), dtype="Int64")
+            parts += [frame.iloc[start:pos], entries]
+            start = pos + 1
+        parts.append(frame.iloc[start:])
+        return normalise_frame(pd.concat(parts, ignore_index=True))
 
     def cell_meta(self) -> dict[str, dict[str, Any]]:
         return {p["cell"]: p.get("meta", {}) for p in self._payloads() if isinstance(p.get("meta"), dict)}
@@ -330,4 +610,6 @@ def normalise_frame(frame: Any) -> Any:
             frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("Int64")
         else:
             frame[col] = frame[col].fillna("").astype(str)
+    for col in [c for c in frame.columns if str(c).startswith(COORD_PREFIX)]:
+        frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("float64")
     return frame

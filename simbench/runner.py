@@ -41,9 +41,19 @@ from .cache import TensorCache, class_code_hash, content_hash
 from .errors import MeasurementFailed, StageFailed, SuiteError, UserError
 from .plan import Executor, Stage, Task, TaskResult, WorkerJob
 from .registry import Registry
-from .results import RunDir, check_fresh_target, record_row
+from .results import MATRIX_STATISTIC, RunDir, check_fresh_target, matrix_row, record_row
 from .suite import PluginUse, Suite
-from .types import WEIGHTS_PROBE_SET, DataSplits, ModelSpec, PerturbContext, ProbeSet, Record, RunContext
+from .types import (
+    WEIGHTS_PROBE_SET,
+    DataSplits,
+    MatrixRequest,
+    ModelSpec,
+    PerturbContext,
+    ProbeSet,
+    Record,
+    RunContext,
+    Source,
+)
 
 log = logging.getLogger("simbench.runner")
 
@@ -487,69 +497,126 @@ class _State:
     agreements: dict[str, Any] = field(default_factory=dict)
     accuracies: dict[str, Any] = field(default_factory=dict)
     failed_probe_sets: dict[str, str] = field(default_factory=dict)
+    #: benchmarks' declared matrices: (benchmark label, request key) -> matrix / one-line error
+    matrices: dict[tuple[str, str], Any] = field(default_factory=dict)
+    matrix_failures: dict[tuple[str, str], str] = field(default_factory=dict)
+    matrix_metrics: dict[tuple[str, str], Any] = field(default_factory=dict)
 
 
-class RunnerContext:
-    """The runner's implementation of :class:`simbench.types.BenchmarkContext`.
+class RunnerView:
+    """The runner's implementation of :class:`simbench.types.StoreView`: read-only, every tensor a copy.
 
-    Every tensor it hands out is a copy: a benchmark that modifies what it
-    reads cannot change what the next benchmark (or metric) sees.
+    It never creates a similarity or agreement cell: the runner computes
+    every one the suite names before the benchmark stage, and asking for one
+    that is not there is an error in the runner, not a computation.
+    ``benchmark`` is the label of the benchmark it serves (whose declared
+    matrices :meth:`matrix` reads); ``None`` for the view ``requests`` gets.
     """
 
-    def __init__(self, runner: Runner) -> None:
+    def __init__(self, runner: Runner, benchmark: str | None = None) -> None:
         self._runner = runner
+        self._benchmark = benchmark
         state = runner.state
         assert state.data is not None
         self.suite_name = runner.suite.name
         self.seed = runner.suite.seed
         self.device = runner.device
         self.specs = list(state.specs)
-        self.models = state.models
         self.data = state.data
         self.metrics = {use.label: use.obj for use in runner.suite.metrics}
         self.probe_sets = list(state.probe_sets)
 
+    def _where(self, metric: str, probe_set: str) -> tuple[str, str]:
+        use = self._runner.metric_use(metric)
+        if use.obj.kind == "weight":
+            return metric, WEIGHTS_PROBE_SET
+        self._known_probe_set(probe_set)
+        return metric, probe_set
+
+    def _known_probe_set(self, name: str) -> None:
+        state = self._runner.state
+        if name in state.failed_probe_sets:
+            raise MeasurementFailed(f"probe set {name!r} failed: {state.failed_probe_sets[name]}")
+        if name not in state.probe_sets:
+            raise UserError(f"unknown probe set {name!r}; this suite has: {', '.join(self.probe_sets)}")
+
     def similarity(self, metric: str, probe_set: str) -> Any:
-        runner = self._runner
-        use = runner.metric_use(metric)
-        where = WEIGHTS_PROBE_SET if use.obj.kind == "weight" else probe_set
-        key = (metric, where)
-        if key not in runner.state.similarities and key not in runner.state.failures:
-            runner.similarity_cell(use, where)
-        if key in runner.state.failures:
-            raise MeasurementFailed(runner.state.failures[key])
-        return use.obj.to_similarity(runner.state.similarities[key].clone())
+        state = self._runner.state
+        key = self._where(metric, probe_set)
+        if key in state.failures:
+            raise MeasurementFailed(state.failures[key])
+        if key not in state.similarities:
+            raise RuntimeError(f"similarity/{key[0]}/{key[1]} was not computed before the benchmark stage")
+        return self._runner.metric_use(metric).obj.to_similarity(state.similarities[key].clone())
 
     def failure(self, metric: str, probe_set: str) -> str | None:
-        use = self._runner.metric_use(metric)
-        where = WEIGHTS_PROBE_SET if use.obj.kind == "weight" else probe_set
         try:
-            self.similarity(metric, probe_set)
-        except MeasurementFailed:
-            pass
-        return self._runner.state.failures.get((metric, where))
+            key = self._where(metric, probe_set)
+        except MeasurementFailed as exc:
+            return str(exc)
+        return self._runner.state.failures.get(key)
+
+    def _agreement_state(self, probe_set: str, table: dict[str, Any]) -> Any:
+        self._known_probe_set(probe_set)
+        if probe_set not in table:
+            raise RuntimeError(f"agreement/{probe_set} was not computed before the benchmark stage")
+        return table[probe_set].clone()
 
     def agreement(self, probe_set: str) -> Any:
-        if probe_set not in self._runner.state.agreements:
-            self._runner.agreement_cell(probe_set)
-        return self._runner.state.agreements[probe_set].clone()
+        return self._agreement_state(probe_set, self._runner.state.agreements)
 
     def accuracy(self, probe_set: str) -> Any:
-        if probe_set not in self._runner.state.accuracies:
-            self._runner.agreement_cell(probe_set)
-        return self._runner.state.accuracies[probe_set].clone()
+        return self._agreement_state(probe_set, self._runner.state.accuracies)
 
     def probe_set(self, name: str) -> ProbeSet:
-        try:
-            return _clone_probe_set(self._runner.state.probe_sets[name])
-        except KeyError:
-            raise UserError(f"unknown probe set {name!r}; this suite has: {', '.join(self.probe_sets)}") from None
+        self._known_probe_set(name)
+        return _clone_probe_set(self._runner.state.probe_sets[name])
 
     def outputs(self, probe_set: str) -> list[Any]:
+        self._known_probe_set(probe_set)
         return _clone(self._runner.representations(probe_set, None)[1])
 
     def representations(self, probe_set: str, layer: str | None = None) -> list[Any]:
+        self._known_probe_set(probe_set)
         return _clone(self._runner.representations(probe_set, layer)[0])
+
+    def layers(self, model_id: str) -> tuple[str, ...]:
+        return tuple(self._runner.model(model_id).readable_layers)
+
+    def weights(self, model_id: str) -> list[Any]:
+        return [w.detach().clone() for w in self._runner.model(model_id).dense_weights()]
+
+    def representation(self, source: Source) -> Any:
+        self._runner.check_source(source, f"representation({source!r})")
+        found = self._runner.source_tensor(source)
+        return _clone(found)
+
+    def matrix(self, key: str) -> Any:
+        state = self._runner.state
+        cell = (self._benchmark or "", key)
+        if cell in state.matrix_failures:
+            raise MeasurementFailed(state.matrix_failures[cell])
+        if cell not in state.matrices:
+            raise UserError(f"benchmark {self._benchmark!r} reads matrix {key!r}, which its requests() did not declare")
+        return state.matrices[cell].clone()
+
+    def matrix_failure(self, key: str) -> str | None:
+        return self._runner.state.matrix_failures.get((self._benchmark or "", key))
+
+    def matrix_metric(self, key: str) -> Any:
+        found = self._runner.state.matrix_metrics.get((self._benchmark or "", key))
+        if found is None:
+            raise UserError(f"benchmark {self._benchmark!r} reads matrix {key!r}, which its requests() did not declare")
+        return found
+
+
+class LegacyRunnerView(RunnerView):
+    """TRANSITIONAL: the view plus ``models`` and ``make_plugin``, for built-in benchmarks not yet converted
+    to declaring their matrices (:data:`LEGACY_BENCHMARKS`).  Remove it when that set is empty."""
+
+    def __init__(self, runner: Runner, benchmark: str | None = None) -> None:
+        super().__init__(runner, benchmark)
+        self.models = runner.state.models
 
     def make_plugin(self, kind: str, name: str, params: Mapping[str, Any] | None = None) -> Any:
         obj, key, message = self._runner.registry.configure(kind, name, params or {})
@@ -559,6 +626,14 @@ class RunnerContext:
 
     def run_context(self) -> RunContext:
         return self._runner.ctx
+
+
+#: TRANSITIONAL: built-in benchmarks that still run models or metrics themselves and get a
+#: :class:`LegacyRunnerView`; each conversion to ``requests`` removes its name (then the class goes)
+LEGACY_BENCHMARKS = frozenset({"sanity", "calibration", "contamination", "survey_transfer"})
+
+#: the former name of :class:`RunnerView`
+RunnerContext = RunnerView
 
 
 # ----------------------------------------------------------------------------
@@ -839,6 +914,10 @@ class Runner:
         self._task_seconds: dict[str, float] = {}
         #: wall seconds per stage in this invocation (client's view; in the manifest's invocation entry)
         self.stage_seconds: dict[str, float] = {}
+        #: benchmark label -> one-line error of its ``requests`` (the benchmark's cell fails with it)
+        self._request_failures: dict[str, str] = {}
+        #: (probe set, layer) -> activations per model, for the declared matrices being computed
+        self._layer_memo: dict[tuple[str, str], Any] = {}
 
     # -- helpers -----------------------------------------------------------------
 
@@ -1297,9 +1376,11 @@ class Runner:
         import torch
 
         cell_id = f"agreement/{probe_set}"
+        ids = [s.id for s in self.state.specs]
+        self.run_dir.set_models(ids)  # before the cell is read: a cell for another model list is recomputed
         done, rows, meta = self._cell(cell_id)
         if done:
-            self.state.agreements[probe_set] = torch.tensor(meta["matrix"], dtype=torch.float64)
+            self.state.agreements[probe_set] = torch.from_numpy(self.run_dir.read_array(meta))
             self.state.accuracies[probe_set] = torch.tensor(meta["accuracy"], dtype=torch.float64)
             return
         data = self.state.data
@@ -1307,17 +1388,15 @@ class Runner:
         outputs = torch.stack(self.representations(probe_set, None)[1])  # [M, n, C]
         y = self.state.probe_sets[probe_set].y
         agreement, accuracy = functional_agreement(outputs, y, data.task)
-        ids = [s.id for s in self.state.specs]
         rows = []
         for i in range(len(ids)):
             rows.append(record_row(self.suite.name, "accuracy", Record(
                 "", "accuracy" if data.task == "classification" else "r2", float(accuracy[i]),
                 probe_set=probe_set, model_a=ids[i], n=int(y.shape[0]))))
-        for i, j in zip(*torch.triu_indices(len(ids), len(ids), 1).tolist(), strict=True):
-            rows.append(record_row(self.suite.name, "agreement", Record(
-                "", "agreement", float(agreement[i, j]), probe_set=probe_set, model_a=ids[i], model_b=ids[j],
-                n=int(y.shape[0]))))
-        self.run_dir.write_cell(cell_id, rows, {"matrix": agreement.tolist(), "accuracy": accuracy.tolist()})
+        # the matrix is one array file (the cell keeps a pointer and its sha256) and one row, not M^2 rows
+        rows.append(matrix_row(self.suite.name, "agreement", "", probe_set, len(ids)))
+        pointer = self.run_dir.write_matrix("agreement", "", probe_set, agreement)
+        self.run_dir.write_cell(cell_id, rows, {**pointer, "accuracy": accuracy.tolist(), "n_models": len(ids)})
         self.computed += 1
         self.state.agreements[probe_set] = agreement
         self.state.accuracies[probe_set] = accuracy
@@ -1335,42 +1414,32 @@ class Runner:
 
         cell_id = f"similarity/{use.label}/{where}"
         key = (use.label, where)
+        ids = [s.id for s in self.state.specs]
+        self.run_dir.set_models(ids)  # before the cell is read: a cell for another model list is recomputed
         done, rows, meta = self._cell(cell_id)
         if done:
-            if meta.get("matrix") is None:
+            if meta.get("array") is None:
                 self.state.failures[key] = meta.get("error", "failed")
             else:
-                self.state.similarities[key] = torch.tensor(meta["matrix"], dtype=torch.float64)
+                self.state.similarities[key] = torch.from_numpy(self.run_dir.read_array(meta))
             return
-        ids = [s.id for s in self.state.specs]
         metric = use.obj
         started = time.perf_counter()
-        matrix = None
-        flags: list[str] = []
-        cache_key = ""
-        try:
-            cache_key = self.similarity_key(use, where)
-            found = self.cache.load(cache_key)
-            if found is not None:
-                matrix, flags = validate_matrix(found[0]["matrix"], ids, metric)
-            elif cache_key in self._task_failures:  # an executor ran it and it failed: not run twice
-                raise MeasurementFailed(self._task_failures[cache_key])
+
+        def inputs() -> tuple[Any, dict[str, Any]]:
+            if metric.kind == "weight":
+                reps = [[w.detach().to(self.device) for w in self.state.models[i].dense_weights()] for i in ids]
             else:
-                if metric.kind == "weight":
-                    reps = [[w.detach().to(self.device) for w in self.state.models[i].dense_weights()] for i in ids]
-                else:
-                    reps = [r.to(self.device) for r in self.representations(where, None)[0]]
-                kwargs = {}
-                if metric.needs_inputs:
-                    kwargs["inputs"] = self._inputs(where).to(self.device)
-                matrix, flags = self._measure(use, where, ids, reps, kwargs, cache_key)
-            error = ""
-        except (KeyboardInterrupt, UserError):
-            raise
-        except BaseException as exc:  # noqa: BLE001 - a plugin's failure (SystemExit included) is a result
-            matrix = None
-            error = str(exc) if isinstance(exc, MeasurementFailed) else one_line(exc)
-            error = error.splitlines()[0][:300] if error else type(exc).__name__
+                reps = [r.to(self.device) for r in self.representations(where, None)[0]]
+            kwargs = {}
+            if metric.needs_inputs:
+                kwargs["inputs"] = self._inputs(where).to(self.device)
+            return reps, kwargs
+
+        cache_key = self.similarity_key(use, where)
+        matrix, flags, error = self._matrix_or_error(metric, ids, cache_key, inputs, ("similarity", use.label, where),
+                                                     f"{use.label}@{where}")
+        if error:
             log.warning("metric %s failed on %s: %s", use.label, where, error)
         seconds = time.perf_counter() - started
         # computed by an executor's worker: its time, not the time it took to read the result
@@ -1380,16 +1449,12 @@ class Runner:
         if matrix is None:
             self.state.failures[key] = error
             rows.append(record_row(self.suite.name, "similarity", Record(
-                "", "value", float("nan"), metric=use.label, probe_set=probe_label, status="failed", error=error)))
+                "", MATRIX_STATISTIC, float("nan"), metric=use.label, probe_set=probe_label, status="failed",
+                error=error)))
         else:
             self.state.similarities[key] = matrix
-            m = len(ids)
-            pairs = torch.triu_indices(m, m, 1).tolist() if metric.symmetric else [
-                [i for i in range(m) for j in range(m) if i != j], [j for i in range(m) for j in range(m) if i != j]]
-            for i, j in zip(*pairs, strict=True):
-                rows.append(record_row(self.suite.name, "similarity", Record(
-                    "", "value", float(matrix[i, j]), metric=use.label, probe_set=probe_label,
-                    model_a=ids[i], model_b=ids[j])))
+            # the whole matrix (asymmetric metrics: both directions) is one array file, and one row here
+            rows.append(matrix_row(self.suite.name, "similarity", use.label, probe_label, len(ids)))
             for flag in flags:
                 # a separate kind, so readers of similarity rows are unaffected; the leaderboard may show it
                 name, _, model = flag.partition(":")
@@ -1397,11 +1462,9 @@ class Runner:
                     "", name, 1.0, metric=use.label, probe_set=probe_label, model_a=model,
                     error={"constant": "every pair of models gets the same value",
                            "undefined": "the metric has no value for any pair with this model"}.get(name, ""))))
-        self.run_dir.write_cell(
-            cell_id, rows,
-            {"matrix": None if matrix is None else matrix.tolist(), "error": error, "seconds": seconds,
-             "n_models": len(ids), "flags": flags},
-        )
+        pointer = {} if matrix is None else self.run_dir.write_matrix("similarity", use.label, probe_label, matrix)
+        self.run_dir.write_cell(cell_id, rows, {**pointer, "error": error, "seconds": seconds, "n_models": len(ids),
+                                                "flags": flags})
         self.computed += 1
 
     def similarity_key(self, use: PluginUse, where: str) -> str:
@@ -1417,26 +1480,55 @@ class Runner:
         x = self.state.probe_sets[where].x
         return x.reshape(len(x), -1)
 
-    def _measure(self, use: PluginUse, where: str, ids: Sequence[str], reps: Any, kwargs: Mapping[str, Any],
-                 cache_key: str) -> tuple[Any, list[str]]:
+    def _matrix_or_error(self, metric: Any, ids: Sequence[str], cache_key: str,
+                         inputs: Callable[[], tuple[Any, Mapping[str, Any]]], seed_tags: Sequence[str],
+                         what: str) -> tuple[Any, list[str], str]:
+        """``(matrix, flags, "")`` or ``(None, [], one-line error)``: the cached matrix, the error of a task an
+        executor ran and saw fail, or the metric run now on ``inputs()`` (:meth:`_measure`).
+
+        The one failure boundary of every metric cell (similarity cells and benchmarks' declared matrices):
+        anything but ``KeyboardInterrupt``/``UserError`` becomes the cell's one-line error.
+        """
+        try:
+            found = self.cache.load(cache_key)
+            if found is not None:
+                matrix, flags = validate_matrix(found[0]["matrix"], ids, metric)
+            elif cache_key in self._task_failures:  # an executor ran it and it failed: not run twice
+                raise MeasurementFailed(self._task_failures[cache_key])
+            else:
+                reps, kwargs = inputs()
+                matrix, flags = self._measure(metric, seed_tags, what, ids, reps, kwargs, cache_key)
+            return matrix, flags, ""
+        except (KeyboardInterrupt, UserError):
+            raise
+        except BaseException as exc:  # noqa: BLE001 - a plugin's failure (SystemExit included) is a result
+            error = str(exc) if isinstance(exc, MeasurementFailed) else one_line(exc)
+            return None, [], (error.splitlines()[0][:300] if error else type(exc).__name__)
+
+    def _measure(self, metric: Any, seed_tags: Sequence[str], what: str, ids: Sequence[str], reps: Any,
+                 kwargs: Mapping[str, Any], cache_key: str) -> tuple[Any, list[str]]:
         """Run a metric on copies of its inputs under the cell time limit; validate and cache the matrix.
 
         The one place a metric runs, in the client (local executor) or on a
-        worker (a similarity task): :class:`MeasurementFailed` or the metric's
-        own exception if it fails.
+        worker (a similarity or matrix task): :class:`MeasurementFailed` or the
+        metric's own exception if it fails.  ``ids`` label the matrix's rows.
         """
-        metric = use.obj
-        self.stage_ctx("similarity", use.label, where)
+        self.stage_ctx(*seed_tags)
         given, given_kwargs = _clone(reps), _clone(dict(kwargs))
         raw = call_with_timeout(lambda: metric.pairwise(given, **given_kwargs),
-                                float(self.suite.run["cell_timeout"]), f"{use.label}@{where}")
+                                float(self.suite.run["cell_timeout"]), what)
         if not _same(given, reps) or not _same(given_kwargs, dict(kwargs)):
             raise MeasurementFailed("modified its input tensors in place; a metric must not change its inputs")
         matrix, flags = validate_matrix(raw, ids, metric)
         self.cache.save(cache_key, {"matrix": matrix})
         return matrix, flags
 
-    def benchmark_cell(self, use: PluginUse, context: RunnerContext) -> None:
+    def benchmark_cell(self, use: PluginUse, context: RunnerView | None = None) -> None:
+        """Evaluate one benchmark on a read-only view of the store (its declared matrices computed before).
+
+        A benchmark whose ``requests`` raised, or that raises, modifies the
+        models or the data, is one failed row; the run goes on.
+        """
         cell_id = f"benchmark/{use.label}"
         done, _, _ = self._cell(cell_id)
         if done:
@@ -1445,7 +1537,12 @@ class Runner:
         started = time.perf_counter()
         data = self.state.data
         before = fingerprint(self.state.models, data)
+        if context is None:
+            view_cls = LegacyRunnerView if use.name in LEGACY_BENCHMARKS else RunnerView
+            context = view_cls(self, use.label)
         try:
+            if use.label in self._request_failures:
+                raise PluginCallFailed(self._request_failures[use.label])
             records = list(plugin_call(f"benchmark {use.label!r}", use.obj.evaluate, context))
             if fingerprint(self.state.models, data) != before:
                 raise PluginCallFailed(f"benchmark {use.label!r} modified the models or the data in place")
@@ -1461,6 +1558,255 @@ class Runner:
             self._restore_models()  # cheap, and undoes any in-place change the benchmark made
         self.run_dir.write_cell(cell_id, rows, {"seconds": time.perf_counter() - started, "error": error,
                                                 "benchmark": use.name})
+        self.computed += 1
+
+    # -- benchmarks' declared matrices ----------------------------------------------------
+
+    def model(self, model_id: str) -> Any:
+        try:
+            return self.state.models[model_id]
+        except KeyError:
+            raise UserError(f"unknown model {model_id!r}; this run has {len(self.state.specs)} models "
+                            f"({', '.join(s.id for s in self.state.specs[:5])}, ...)") from None
+
+    def request_metric(self, metric: str, params: Sequence[tuple[str, Any]] | Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:
+        """A request's metric object and its cache key part: the suite's metric ``metric`` (a label, when no
+        parameters are given), else the registered metric ``metric`` configured with ``params``."""
+        params = dict(params)
+        if not params:
+            for use in self.suite.metrics:
+                if use.label == metric:
+                    return use.obj, _plugin_key(use)
+        obj, key, message = self.registry.configure("metric", metric, params)
+        if obj is None:
+            raise UserError(f"metric {metric!r}: parameter {key!r}: {message}")
+        cls = type(obj)
+        return obj, {"name": cls.name, "version": obj.version, "params": obj.params(), "code": class_code_hash(cls)}
+
+    def _transform(self, source: Source) -> Any:
+        obj, key, message = self.registry.configure("perturbation", source.transform, dict(source.transform_params))
+        if obj is None:
+            raise UserError(f"perturbation {source.transform!r}: parameter {key!r}: {message}")
+        if obj.target != "representation":
+            raise UserError(f"perturbation {source.transform!r} has target {obj.target!r}; a source's transform "
+                            "must be a target = 'representation' perturbation")
+        return obj
+
+    def check_source(self, source: Source, where: str) -> None:
+        """``UserError`` (one line, naming ``where``) if a source names an unknown model, layer, probe set or
+        transform; a source on a failed probe set passes (its matrix fails when computed)."""
+        try:
+            if not isinstance(source, Source):
+                raise UserError(f"expected simbench.Source, got {type(source).__name__}")
+            model = self.model(source.model)
+            if source.is_weights:
+                return
+            if source.probe_set not in self.state.probe_sets and source.probe_set not in self.state.failed_probe_sets:
+                raise UserError(f"unknown probe set {source.probe_set!r}; this suite has: "
+                                f"{', '.join(self.state.probe_sets)}")
+            if source.layer != "default" and source.layer not in model.readable_layers:
+                raise UserError(f"model {source.model!r} has no layer {source.layer!r}; readable layers: "
+                                f"{', '.join(model.readable_layers)}")
+            if source.rows is not None and source.probe_set in self.state.probe_sets:
+                n = int(self.state.probe_sets[source.probe_set].x.shape[0])
+                if not source.rows or min(source.rows) < 0 or max(source.rows) >= n:
+                    raise UserError(f"rows must be non-empty indices in [0, {n}) of probe set {source.probe_set!r}")
+            if source.transform:
+                self._transform(source)
+        except UserError as exc:
+            raise UserError(f"{where}: {exc}") from None
+
+    def _source_key(self, source: Source) -> Any:
+        """What one source's tensor depends on (part of a declared matrix's cache key)."""
+        if source.is_weights:
+            return {"weights": self.state.zoo_key, "model": source.model}
+        layer = self.suite.probes["layer"] if source.layer == "default" else source.layer
+        key: dict[str, Any] = {"zoo": self.state.zoo_key, "probe_set": self.state.probe_keys.get(source.probe_set, ""),
+                               "model": source.model, "layer": layer, "rows": source.rows}
+        if source.transform:
+            use = self._transform(source)
+            cls = type(use)
+            key["transform"] = {"name": cls.name, "version": use.version, "params": use.params(),
+                                "code": class_code_hash(cls), "seed": source.transform_seed}
+        return key
+
+    def _model_layer(self, probe_set: str, layer: str, model_id: str) -> Any:
+        """One model's activations at ``layer`` on a probe set: from the run's representations when every model
+        has the layer (the same tensors ``representations`` gives), else read from that model alone (cached)."""
+        if probe_set in self.state.failed_probe_sets:
+            raise MeasurementFailed(f"probe set {probe_set!r} failed: {self.state.failed_probe_sets[probe_set]}")
+        index = [s.id for s in self.state.specs].index(model_id)
+        if layer == "default":
+            return self.representations(probe_set, None)[0][index]
+        memo = (probe_set, layer)
+        if memo not in self._layer_memo:
+            if len(self._layer_memo) >= 2:  # requests are grouped by probe set: keep little in memory
+                self._layer_memo.clear()
+            if all(layer in self.state.models[s.id].readable_layers for s in self.state.specs):
+                suite_layer = (probe_set, self.suite.probes["layer"])
+                self._layer_memo[memo] = self.representations(probe_set, layer)[0]
+                if memo != suite_layer:
+                    self._reps.pop(memo, None)  # not kept alive for the rest of the run
+            else:
+                self._layer_memo[memo] = {}
+        found = self._layer_memo[memo]
+        if isinstance(found, list):
+            return found[index]
+        if model_id not in found:
+            found[model_id] = self._read_one(probe_set, layer, model_id)
+        return found[model_id]
+
+    def _read_one(self, probe_set: str, layer: str, model_id: str) -> Any:
+        """A layer that not every model has, read from one model (batched as the representations stage)."""
+        key = self.cache.key("representations", {"zoo": self.state.zoo_key, "probe_set": self.state.probe_keys[probe_set],
+                                                 "layer": layer, "model": model_id})
+
+        def compute() -> tuple[dict[str, Any], dict[str, Any]]:
+            import torch
+
+            model = self.state.models[model_id]
+            x = self.state.probe_sets[probe_set].inputs_for(model_id)
+            reps = []
+            with torch.no_grad():
+                for start in range(0, x.shape[0], INFER_BATCH):
+                    xb = x[start : start + INFER_BATCH].to(self.device)
+                    reps.append(model.read(xb, [layer])[layer].reshape(xb.shape[0], -1).float().cpu())
+            return {"rep": torch.cat(reps)}, {}
+
+        return self.cache.get_or_compute(key, compute)[0]["rep"]
+
+    def source_tensor(self, source: Source) -> Any:
+        """One source materialised: a model's weights, or its activations with the transform and rows applied."""
+        import torch
+
+        if source.is_weights:
+            return [w.detach() for w in self.model(source.model).dense_weights()]
+        x = self._model_layer(source.probe_set, source.layer, source.model)
+        if source.transform:
+            use = self._transform(source)
+            y = self.state.probe_sets[source.probe_set].y
+            ctx = RunContext(seed=source.transform_seed, device=self.device)
+            x = plugin_call(f"perturbation {source.transform!r}", use.transform_representation, x.clone(), y.clone(),
+                            ctx)
+            x = torch.as_tensor(x)
+        if source.rows is not None:
+            x = x[list(source.rows)]
+        return x
+
+    def _request_inputs(self, request: MatrixRequest, metric: Any) -> tuple[Any, dict[str, Any]]:
+        first = request.sources[0]
+        reps = [self.source_tensor(src) for src in request.sources]
+        reps = [[w.to(self.device) for w in r] if isinstance(r, list) else r.to(self.device) for r in reps]
+        kwargs: dict[str, Any] = {}
+        if metric.needs_inputs and not first.is_weights:
+            x = self.state.probe_sets[first.probe_set].inputs_for(first.model)
+            x = x.reshape(len(x), -1)
+            kwargs["inputs"] = (x[list(first.rows)] if first.rows is not None else x).to(self.device)
+        return reps, kwargs
+
+    def collect_requests(self) -> list[_Planned]:
+        """Every unfinished benchmark's declared matrices, checked (``UserError`` names benchmark and key).
+
+        A benchmark whose ``requests`` raises is remembered as failed (its
+        cell becomes one failed row); the others go on.
+        """
+        planned: list[_Planned] = []
+        for use in self.suite.benchmarks:
+            if self.run_dir.load_cell(f"benchmark/{use.label}") is not None:
+                continue  # finished: it reads nothing
+            try:
+                view = RunnerView(self)
+                requests = list(plugin_call(f"benchmark {use.label!r} requests", use.obj.requests, view))
+            except (PluginCallFailed, MeasurementFailed) as exc:
+                self._request_failures[use.label] = str(exc).splitlines()[0][:300]
+                continue
+            seen: set[str] = set()
+            for request in requests:
+                where = f"benchmark {use.label!r} request {getattr(request, 'key', request)!r}"
+                if not isinstance(request, MatrixRequest):
+                    raise UserError(f"{where}: expected simbench.MatrixRequest, got {type(request).__name__}")
+                if not request.key or len(request.key) > 200 or not request.key.isprintable() or any(
+                        c.isspace() for c in request.key):
+                    raise UserError(f"{where}: key must be 1 to 200 printable characters without spaces")
+                if request.key in seen:
+                    raise UserError(f"{where}: the key is declared twice")
+                seen.add(request.key)
+                if len(request.sources) < 1:
+                    raise UserError(f"{where}: needs at least one source")
+                try:
+                    metric, metric_key = self.request_metric(request.metric, request.metric_params)
+                except UserError as exc:
+                    raise UserError(f"{where}: {exc}") from None
+                weights = [src.is_weights for src in request.sources if isinstance(src, Source)]
+                if any(weights) != (metric.kind == "weight") or (any(weights) and not all(weights)):
+                    raise UserError(f"{where}: metric {request.metric!r} is a {metric.kind} metric; its sources must "
+                                    f"all be {'weights' if metric.kind == 'weight' else 'activations'}")
+                for src in request.sources:
+                    self.check_source(src, where)
+                labels = [f"{src.model}@{src.layer}" for src in request.sources]
+                labels = labels if len(set(labels)) == len(labels) else [f"{i}:{lab}" for i, lab in enumerate(labels)]
+                key = self.cache.key("matrix", {"metric": metric_key,
+                                                "sources": [self._source_key(src) for src in request.sources]})
+                planned.append(_Planned(use.label, request, metric, key, tuple(labels)))
+                self.state.matrix_metrics[(use.label, request.key)] = metric
+        return planned
+
+    def matrix_stage(self, planned: Sequence[_Planned]) -> Stage:
+        """One task per declared matrix whose cell is not finished and whose matrix is not cached.
+
+        For a remote executor the client materialises the sources (layer
+        reads, transforms, rows) into the cache first; a worker only runs the
+        metric.  The local executor computes each when it reaches the cell.
+        """
+        remote = self.executor is not None and self.executor.remote
+        tasks = []
+        for item in planned:
+            cell_id = f"matrix/{item.benchmark}/{item.request.key}"
+            if self.run_dir._cell_path(cell_id).exists() or self.cache.has(item.cache_key):
+                continue
+            inputs_key = self.cache.key("matrix_inputs", {"matrix": item.cache_key})
+            if remote and not self.cache.has(inputs_key):
+                try:
+                    reps, kwargs = self._request_inputs(item.request, item.metric)
+                except (PluginCallFailed, MeasurementFailed) as exc:  # the cell records it
+                    self._task_failures[item.cache_key] = str(exc).splitlines()[0][:300]
+                    continue
+                self.cache.save(inputs_key, *_pack_sources(reps, kwargs.get("inputs")))
+            tasks.append(Task(cell_id, "matrix", item.cache_key, (inputs_key,),
+                              {"benchmark": item.benchmark, "key": item.request.key, "metric": item.request.metric,
+                               "metric_params": dict(item.request.metric_params), "labels": list(item.labels)}))
+        return Stage("Benchmark matrices", tuple(tasks))
+
+    def matrix_cell(self, item: _Planned) -> None:
+        """Compute (or reuse) one benchmark's declared matrix, with the same boundary as a similarity cell."""
+        import torch
+
+        cell_id = f"matrix/{item.benchmark}/{item.request.key}"
+        cell = (item.benchmark, item.request.key)
+        done, _, meta = self._cell(cell_id)
+        if done:
+            if meta.get("values") is None:
+                self.state.matrix_failures[cell] = meta.get("error", "failed")
+            else:
+                self.state.matrices[cell] = torch.tensor(meta["values"], dtype=torch.float64)
+            return
+        started = time.perf_counter()
+        matrix, flags, error = self._matrix_or_error(
+            item.metric, item.labels, item.cache_key, lambda: self._request_inputs(item.request, item.metric),
+            ("matrix", item.benchmark, item.request.key), cell_id)
+        if error:
+            log.warning("%s failed: %s", cell_id, error)
+            self.state.matrix_failures[cell] = error
+        else:
+            self.state.matrices[cell] = matrix
+        seconds = self._task_seconds.get(item.cache_key, time.perf_counter() - started)
+        # one row per matrix (the matrix itself is in the cell): which benchmark declared it, its size, its status
+        row = record_row(self.suite.name, "matrix", Record(
+            item.benchmark, "size", float(len(item.labels)), metric=item.request.metric, group=item.request.key,
+            n=len(item.labels), status="failed" if error else "ok", error=error))
+        # K x K is small (sources, not models): kept in the cell as "values" (the store's .npy arrays are M x M)
+        self.run_dir.write_cell(cell_id, [row], {"values": None if matrix is None else matrix.tolist(), "error": error,
+                                                 "seconds": seconds, "labels": list(item.labels), "flags": flags})
         self.computed += 1
 
     # -- the plan: stages of tasks an executor may run elsewhere --------------------------
@@ -1553,7 +1899,17 @@ class Runner:
             kwargs = {}
             if use.obj.needs_inputs:
                 kwargs["inputs"] = self._load_entry(task.inputs[1])[0]["x"].to(self.device)
-            _, flags = self._measure(use, task.args["where"], ids, reps, kwargs, task.output)
+            where = task.args["where"]
+            _, flags = self._measure(use.obj, ("similarity", use.label, where), f"{use.label}@{where}", ids, reps,
+                                     kwargs, task.output)
+            return {"flags": flags}
+        if task.kind == "matrix":
+            metric, _ = self.request_metric(task.args["metric"], task.args["metric_params"])
+            tensors, meta = self._load_entry(task.inputs[0])
+            reps = _unpack_sources(tensors, meta, self.device)
+            kwargs = {"inputs": tensors["inputs"].to(self.device)} if "inputs" in tensors else {}
+            _, flags = self._measure(metric, ("matrix", task.args["benchmark"], task.args["key"]), task.id,
+                                     list(task.args["labels"]), reps, kwargs, task.output)
             return {"flags": flags}
         raise UserError(f"unknown task kind {task.kind!r}")
 
@@ -1727,10 +2083,18 @@ class Runner:
                 self.similarity_cell(use, where)
                 advance(1)
             lap("similarity")
-            context = RunnerContext(self)
+            # benchmarks read, never compute: the matrices they declare are cells computed here, before them
+            planned = self.collect_requests()
+            self._dispatch(self.matrix_stage(planned))
+            advance = ui("Benchmark matrices", len(planned), "matrices")
+            for item in planned:
+                self.matrix_cell(item)
+                advance(1)
+            self._layer_memo.clear()
+            lap("benchmark matrices")
             advance = ui("Benchmarks", len(self.suite.benchmarks), "benchmarks")
             for use in self.suite.benchmarks:
-                self.benchmark_cell(use, context)
+                self.benchmark_cell(use)
                 advance(1)
             lap("benchmarks")
         self._ui = None
@@ -1854,6 +2218,48 @@ def _worker_name() -> str:
 
 #: what the runner hands an executor (see simbench.plan.WorkerCalls)
 WORKER_CALLS = {"run_task": run_task, "plugins": worker_plugins, "set_device": set_worker_device}
+
+
+@dataclass(frozen=True)
+class _Planned:
+    """One benchmark's declared matrix, checked: its metric object, cache key and row labels."""
+
+    benchmark: str
+    request: MatrixRequest
+    metric: Any
+    cache_key: str
+    labels: tuple[str, ...]
+
+
+def _pack_sources(reps: Sequence[Any], inputs: Any = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Materialised sources as one cache entry (what a worker reads for a matrix task)."""
+    tensors: dict[str, Any] = {}
+    meta: dict[str, Any] = {"kinds": [], "counts": [], "strides": {}}
+    for k, rep in enumerate(reps):
+        if isinstance(rep, list):  # a model's dense weights; the layout is kept (see _weights_entry)
+            meta["kinds"].append("weights")
+            meta["counts"].append(len(rep))
+            for j, w in enumerate(rep):
+                tensors[f"w::{k}::{j}"] = w.detach().cpu()
+                meta["strides"][f"w::{k}::{j}"] = list(w.stride())
+        else:
+            meta["kinds"].append("rep")
+            meta["counts"].append(0)
+            tensors[f"rep::{k}"] = rep.detach().cpu()
+    if inputs is not None:
+        tensors["inputs"] = inputs.detach().cpu()
+    return tensors, meta
+
+
+def _unpack_sources(tensors: Mapping[str, Any], meta: Mapping[str, Any], device: str) -> list[Any]:
+    out: list[Any] = []
+    for k, (kind, count) in enumerate(zip(meta["kinds"], meta["counts"], strict=True)):
+        if kind == "weights":
+            out.append([_with_strides(tensors[f"w::{k}::{j}"], meta["strides"].get(f"w::{k}::{j}")).to(device)
+                        for j in range(count)])
+        else:
+            out.append(tensors[f"rep::{k}"].to(device))
+    return out
 
 
 def _with_benchmark(record: Record, label: str) -> Record:

@@ -328,7 +328,21 @@ class Perturbation(Plugin):
 
 @dataclass(frozen=True)
 class Record:
-    """One measurement in the results store (long format, one number per row)."""
+    """One measurement in the results store (long format, one number per row).
+
+    Text fields name things (a metric label, a probe set, model ids, a layer
+    name); numbers never go into them.  A number that *locates* the
+    measurement -- a perturbation strength, a layer index, a histogram bin
+    edge, an eigenvalue's rank -- goes into ``coords``, a mapping from a
+    snake_case coordinate name to a float::
+
+        Record(bench, "pdf", density, coords={"bin_low": 0.25, "bin_high": 0.30})
+        Record(bench, "map", value, model_a="conv1", model_b="fc1", coords={"layer_a": 0, "layer_b": 5})
+
+    The results store has one column per coordinate name, ``coord_<name>``
+    (float64, NaN where a row does not have it), so reports read
+    ``records["coord_strength"]`` and never parse strings (``docs/results.md``).
+    """
 
     benchmark: str
     statistic: str
@@ -341,6 +355,10 @@ class Record:
     n: int | None = None
     status: Literal["ok", "failed"] = "ok"
     error: str = ""
+    coords: Mapping[str, float] = field(default_factory=dict)
+
+    # a Mapping field is not hashable; records are compared, never used as set members or dict keys
+    __hash__ = None  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)
@@ -363,7 +381,19 @@ class Benchmark(Plugin):
     run directories alone, long after the run.
     """
 
-    def evaluate(self, ctx: BenchmarkContext) -> Iterable[Record]:
+    def requests(self, view: StoreView) -> Iterable[MatrixRequest]:
+        """The extra matrices this benchmark reads besides the suite's (default: none).
+
+        Called after the similarity stage with the store as it is then
+        (specs, probe sets, layers, data, the suite's matrices); the runner
+        computes, validates, caches and stores each request as the cell
+        ``matrix/<benchmark label>/<key>``, and :meth:`evaluate` reads it with
+        ``view.matrix(key)``.  A benchmark never runs a metric or a model itself.
+        """
+        return ()
+
+    def evaluate(self, ctx: StoreView) -> Iterable[Record]:
+        """This benchmark's records, read from the store view ``ctx`` (never computed there)."""
         raise NotImplementedError(f"benchmark {self.name!r} does not implement evaluate")
 
     @classmethod
@@ -401,23 +431,89 @@ class Benchmark(Plugin):
 WEIGHTS_PROBE_SET = "weights"
 
 
+def matrix_from_rows(rows: Any, ids: Sequence[str]) -> Any:
+    """One matrix from per-pair rows (``model_a``, ``model_b``, ``value``, ``status``), as run
+    directories of store format 1 kept it; ``None`` when there is no ``ok`` pair row.
+
+    ``M x M`` float64 in ``ids`` order; a pair stored in one direction only
+    (symmetric metrics, agreement) is mirrored, duplicates are averaged, and
+    entries never stored (the diagonal, models not in ``ids``) are NaN.
+    """
+    import numpy as np
+
+    order = {model: i for i, model in enumerate(ids)}
+    ok = rows[rows["status"] == "ok"]
+    i, j = ok["model_a"].map(order), ok["model_b"].map(order)
+    keep = i.notna() & j.notna()
+    if not keep.any():
+        return None
+    means = ok.assign(i=i, j=j)[keep].groupby(["i", "j"])["value"].mean()
+    r = means.index.get_level_values("i").to_numpy(dtype=np.int64)
+    c = means.index.get_level_values("j").to_numpy(dtype=np.int64)
+    m = len(ids)
+    values = np.full((m, m), np.nan)
+    present = np.zeros((m, m), dtype=bool)
+    values[r, c] = means.to_numpy(dtype=np.float64)
+    present[r, c] = True
+    mirror = present.T & ~present
+    values[mirror] = values.T[mirror]
+    return values
+
+
+def _in_order(values: Any, stored: Sequence[str], ids: Sequence[str]) -> Any:
+    """``values`` (rows/columns in ``stored`` order) re-indexed to ``ids``; NaN for models not stored."""
+    import numpy as np
+
+    if list(stored) == list(ids):
+        return values
+    where = {model: k for k, model in enumerate(stored)}
+    index = np.array([where.get(model, -1) for model in ids], dtype=np.int64)
+    out = values[np.ix_(np.maximum(index, 0), np.maximum(index, 0))].astype(np.float64, copy=True)
+    out[index < 0, :] = np.nan
+    out[:, index < 0] = np.nan
+    return out
+
+
 @dataclass(frozen=True)
 class RunView:
-    """A finished run as the leaderboard reads it: every stored row plus the zoo's models.
+    """A finished run as the leaderboard reads it: its records, stored matrices and the zoo's models.
 
-    ``frame`` has the columns of :class:`Record` plus ``kind`` (``"similarity"``
-    rows hold one matrix entry each in ``model_a``/``model_b``/``value``;
-    ``"agreement"`` the same for prediction agreement; ``"accuracy"`` one
-    task score per model; ``"benchmark"`` the benchmarks' records).
-    ``specs`` are the models in zoo order, ``manifest`` the run's manifest,
-    ``metrics`` each metric label's plugin class (where still registered), used
-    to orient stored values so that higher = more similar.
+    ``frame`` is ``results.parquet``: the columns of :class:`Record` plus
+    ``kind`` (``"similarity"`` / ``"agreement"``: one row per stored matrix,
+    or for run directories of store format 1 one row per matrix entry;
+    ``"accuracy"`` one task score per model; ``"benchmark"`` the benchmarks'
+    records).  ``store`` (a :class:`simbench.results.RunDir`) gives the
+    matrices themselves (``store.matrix(kind, metric, probe_set) -> (ids,
+    ndarray)``); without one they are rebuilt from per-pair rows in
+    ``frame``.  ``specs`` are the models in zoo order, ``manifest`` the run's
+    manifest, ``metrics`` each metric label's plugin class (where still
+    registered), used to orient stored values so that higher = more similar.
     """
 
     frame: Any  # pandas.DataFrame
     specs: Sequence[ModelSpec]
     manifest: Mapping[str, Any] = field(default_factory=dict)
     metrics: Mapping[str, type[Metric]] = field(default_factory=dict)
+    store: Any = None  # simbench.results.RunDir, or None for per-pair rows in ``frame``
+
+    def matrix(self, kind: str, metric: str = "", probe_set: str = "clean") -> Any:
+        """One stored matrix as an ``M x M`` float64 ndarray in ``specs`` order, as stored (not
+        oriented); ``None`` when the run has none (or its cell failed).  ``kind`` is
+        ``"similarity"`` or ``"agreement"``; weight metrics are stored under the probe set
+        ``"weights"``."""
+        from .errors import MeasurementFailed
+
+        ids = [s.id for s in self.specs]
+        if self.store is not None:
+            try:
+                stored, values = self.store.matrix(kind, metric, probe_set)
+            except (KeyError, MeasurementFailed):
+                return None
+            return _in_order(values, stored, ids)
+        frame = self.frame
+        rows = frame[(frame["kind"] == kind) & (frame["metric"] == (metric if kind == "similarity" else ""))
+                     & (frame["probe_set"] == probe_set)]
+        return matrix_from_rows(rows, ids)
 
     def pairs(self, probe_set: str) -> Any:
         """One row per unordered model pair (zoo order, ``a`` before ``b``) on ``probe_set``.
@@ -426,27 +522,29 @@ class RunView:
         with a stored matrix (weight metrics, stored once, appear for every probe
         set), oriented by the metric's ``to_similarity`` (a distance is negated, as
         benchmarks see it; metrics whose class is unknown stay as stored).
-        Asymmetric metrics are symmetrised as the mean of both directions; a
-        failed metric's column is absent.
+        Every metric is symmetrised as ``0.5 * (S[a, b] + S[b, a])``, as the
+        functional-agreement benchmark does (exact for a symmetric matrix); a
+        failed metric's column is absent.  No rows when the probe set has no
+        agreement matrix.
         """
+        import numpy as np
         import pandas as pd
 
         ids = [s.id for s in self.specs]
-        order = {model: i for i, model in enumerate(ids)}
-        frame = self.frame[self.frame["status"] == "ok"]
-        i_a, i_b = frame["model_a"].map(order), frame["model_b"].map(order)
-        frame = frame.assign(a=i_a.where(i_a < i_b, i_b), b=i_b.where(i_a < i_b, i_a)).dropna(subset=["a", "b"])
-        agree = frame[(frame["kind"] == "agreement") & (frame["probe_set"] == probe_set)]
-        out = agree.groupby(["a", "b"])["value"].mean().rename("agreement").to_frame()
-        sims = frame[frame["kind"] == "similarity"]
-        for metric in dict.fromkeys(sims["metric"]):
-            rows = sims[(sims["metric"] == metric) & sims["probe_set"].isin([probe_set, WEIGHTS_PROBE_SET])]
-            if len(rows):
-                values = rows.groupby(["a", "b"])["value"].mean()
-                out[metric] = self.metrics[metric].to_similarity(values) if metric in self.metrics else values
-        out = out.reset_index()
-        out.insert(0, "model_b", [ids[int(b)] for b in out.pop("b")])
-        out.insert(0, "model_a", [ids[int(a)] for a in out.pop("a")])
+        agreement = self.matrix("agreement", "", probe_set)
+        iu, ju = np.triu_indices(len(ids), 1) if agreement is not None else (np.zeros(0, int), np.zeros(0, int))
+        out: dict[str, Any] = {"model_a": [ids[i] for i in iu], "model_b": [ids[j] for j in ju],
+                               "agreement": agreement[iu, ju] if agreement is not None else np.zeros(0)}
+        frame = self.frame
+        measured = frame[(frame["kind"] == "similarity") & (frame["status"] == "ok")]
+        for metric in dict.fromkeys(measured["metric"]):
+            values = self.matrix("similarity", metric, probe_set)
+            if values is None:
+                values = self.matrix("similarity", metric, WEIGHTS_PROBE_SET)
+            if values is None:
+                continue
+            pair = 0.5 * (values[iu, ju] + values[ju, iu])
+            out[metric] = self.metrics[metric].to_similarity(pair) if metric in self.metrics else pair
         return pd.DataFrame(out)
 
 
@@ -498,14 +596,69 @@ class PerturbContext(RunContext):
     data: DataSplits | None = None
 
 
-class BenchmarkContext(Protocol):
-    """What a benchmark can read; the runner computes (and caches) lazily.
+@dataclass(frozen=True)
+class Source:
+    """One representation a :class:`MatrixRequest` compares.
 
-    ``specs`` fixes the row/column order of every ``M x M`` matrix.
-    ``probe_sets`` names the probe sets in suite order (``"clean"`` first).
-    ``similarity`` is oriented so that higher = more similar and raises
-    :class:`simbench.errors.MeasurementFailed` for a failed cell; weight
-    metrics return the same matrix for every probe set.
+    ``model`` is a model id, ``probe_set`` a probe set of the run (ignored for
+    weights), ``layer`` a readable layer of that model (``"default"``: the
+    suite's ``probes.layer``; :data:`WEIGHTS_PROBE_SET` (``"weights"``): the
+    model's dense weight matrices).  Layers need not be shared by every model.
+    ``transform`` names a registered ``target = "representation"``
+    perturbation, configured with ``transform_params`` and applied by the
+    runner as ``transform_representation(x, y, RunContext(seed=transform_seed))``
+    (``y``: the probe labels); the benchmark chooses the seed.  ``rows`` keeps
+    a subset of the probe rows, applied after the transform.  All fields are
+    hashable so a request is a cache key.
+    """
+
+    model: str
+    probe_set: str = ""
+    layer: str = "default"
+    transform: str = ""
+    transform_params: tuple[tuple[str, Any], ...] = ()
+    transform_seed: int = 0
+    rows: tuple[int, ...] | None = None
+
+    @property
+    def is_weights(self) -> bool:
+        return self.layer == WEIGHTS_PROBE_SET
+
+
+@dataclass(frozen=True)
+class MatrixRequest:
+    """A matrix a benchmark declares up front: ``metric`` over ``sources`` (``K x K``, ``K = len(sources)``).
+
+    ``key`` is unique within the benchmark and file-name friendly (1 to 200
+    printable characters, no spaces; ``/`` allowed, as in probe-set names); ``metric`` is a metric label of the suite
+    (its configured object, when ``metric_params`` is empty) or a registered
+    metric name configured with ``metric_params``.  The stored matrix is the
+    metric's raw ``pairwise`` output, validated like a similarity cell and
+    *not* oriented: the benchmark orients it with the metric class's
+    ``to_similarity`` when it needs "higher = more similar".  ``needs_inputs`` metrics get the first
+    source's probe inputs (``rows`` applied).
+    """
+
+    key: str
+    metric: str
+    sources: tuple[Source, ...]
+    metric_params: tuple[tuple[str, Any], ...] = ()
+
+
+class StoreView(Protocol):
+    """What a benchmark reads: a read-only view of the run's store.  Every tensor it hands out is a copy.
+
+    ``specs`` fixes the row/column order of every ``M x M`` matrix;
+    ``probe_sets`` names the probe sets in suite order (``"clean"`` first);
+    ``metrics`` maps each suite metric label to its configured object (for
+    metadata: ``to_similarity``, ``value_range``, ``invariances``; a
+    benchmark never calls it).  ``similarity`` is oriented so that higher =
+    more similar and raises :class:`simbench.errors.MeasurementFailed` for a
+    failed cell; weight metrics return the same matrix for every probe set.
+    Nothing here computes a similarity or agreement cell: the runner has
+    computed every one the suite names before benchmarks run.  Extra
+    matrices are declared with :meth:`Benchmark.requests` and read with
+    :meth:`matrix`.
     """
 
     suite_name: str
@@ -515,17 +668,18 @@ class BenchmarkContext(Protocol):
     metrics: Mapping[str, Metric]
     probe_sets: Sequence[str]
     data: DataSplits
-    models: Mapping[str, Any]  # model id -> trained module (ReadableModel), eval mode
 
     def similarity(self, metric: str, probe_set: str) -> torch.Tensor: ...
+
+    def failure(self, metric: str, probe_set: str) -> str | None:
+        """The one-line error of a failed similarity cell, or None."""
+        ...
 
     def agreement(self, probe_set: str) -> torch.Tensor: ...
 
     def accuracy(self, probe_set: str) -> torch.Tensor:
-        """``Tensor[M]``: each model's accuracy (classification) on the probe set."""
+        """``Tensor[M]``: each model's accuracy (classification) or R^2 (regression) on the probe set."""
         ...
-
-    def failure(self, metric: str, probe_set: str) -> str | None: ...
 
     def probe_set(self, name: str) -> ProbeSet: ...
 
@@ -534,11 +688,33 @@ class BenchmarkContext(Protocol):
         ...
 
     def representations(self, probe_set: str, layer: str | None = None) -> list[torch.Tensor]:
-        """Each model's ``[n, d]`` activations at ``layer`` (default: the suite's layer), cached."""
+        """Each model's ``[n, d]`` activations at ``layer`` (default: the suite's layer)."""
         ...
 
-    def make_plugin(self, kind: str, name: str, params: Mapping[str, Any] | None = None) -> Any:
-        """Configure any registered plugin by name (e.g. a benchmark's own choice of metric)."""
+    def layers(self, model_id: str) -> tuple[str, ...]:
+        """The model's readable layers, input side first."""
         ...
 
-    def run_context(self) -> RunContext: ...
+    def weights(self, model_id: str) -> list[torch.Tensor]:
+        """The model's dense weight matrices (each ``[in, out]``, input side first)."""
+        ...
+
+    def representation(self, source: Source) -> torch.Tensor:
+        """One materialised source (layer read, transform and rows applied), e.g. for a probe's accuracy."""
+        ...
+
+    def matrix(self, key: str) -> torch.Tensor:
+        """This benchmark's declared matrix ``key`` as stored (raw, ``K x K``); ``MeasurementFailed`` if it failed."""
+        ...
+
+    def matrix_failure(self, key: str) -> str | None:
+        """The one-line error of a failed declared matrix, or None."""
+        ...
+
+    def matrix_metric(self, key: str) -> Metric:
+        """The configured metric of declared matrix ``key`` (metadata: orientation, range, symmetry; never call it)."""
+        ...
+
+
+#: the former name of :class:`StoreView`, kept so third-party code keeps importing it
+BenchmarkContext = StoreView

@@ -7,9 +7,6 @@ SIGKILLs the first worker that runs it.
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -63,7 +60,7 @@ def test_dask_gives_the_local_results(tmp_path, toy_registry, cluster):
     _, local = _run(tmp_path, toy_registry, [METRICS], "local", cache="cache-local")
     runner, remote = _run(tmp_path, toy_registry, [METRICS], "dask", DaskExecutor(scheduler=cluster.scheduler_address),
                           cache="cache-dask")
-    assert_same_results(local.results(), remote.results())
+    assert_same_results(local.results(matrices=True), remote.results(matrices=True))
     # the zoo and every metric cell ran on the workers; the failing metric is a failed cell, not retried
     assert any(k.startswith("zoo/") for k in runner._task_seconds)
     assert sum(k.startswith("similarity/") for k in runner._task_seconds) == 5 * 3 - 2  # wcka: once
@@ -77,7 +74,7 @@ def test_dask_gives_the_local_results(tmp_path, toy_registry, cluster):
     runner, again = _run(tmp_path, toy_registry, [METRICS], "dask", DaskExecutor(scheduler=cluster.scheduler_address),
                          cache="cache-dask")
     assert runner.computed == 0 and not runner._task_seconds
-    assert_same_results(local.results(), again.results())
+    assert_same_results(local.results(matrices=True), again.results(matrices=True))
 
 
 @pytest.mark.slow
@@ -89,7 +86,7 @@ def test_a_worker_killed_mid_task_is_retried_elsewhere(tmp_path, toy_registry, c
                           cache="cache-dask")
     assert kill_marker.exists(), "a worker must have been killed (SIGKILL) mid-task"
     assert not runner._task_failures
-    assert_same_results(local.results(), remote.results())
+    assert_same_results(local.results(matrices=True), remote.results(matrices=True))
 
 
 @pytest.mark.slow
@@ -193,12 +190,6 @@ def test_plan_stages_declare_inputs_and_skip_cached_outputs(tmp_path, toy_regist
     assert kinds["similarity/dcka/clean"].inputs[1].startswith("inputs/")
     assert all(t.output.startswith("similarity/") for t in stage.tasks)
     assert len(stage.describe()) == len(stage.tasks)
-
-
-def test_core_imports_without_dask():
-    code = ("import sys, simbench, simbench.runner, simbench.executors, simbench.plan, simbench.cli; "
-            "assert 'distributed' not in sys.modules and 'dask' not in sys.modules")
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 
 
 def test_weights_reach_workers_in_the_clients_memory_layout(tmp_path, toy_registry):

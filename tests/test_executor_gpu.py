@@ -34,7 +34,7 @@ def _frames(tmp_path, registry, suite_file, overrides, executor=None):
         suite = load_suite(suite_file, registry, [*overrides, f"run.device='{device}'"])
         runner = Runner(suite, registry, tmp_path / device, cache_dir=tmp_path / f"cache-{device}", quiet=True,
                         executor=executor if device == "cuda" else None)
-        out[device] = runner.run().results()
+        out[device] = runner.run().results(matrices=True)  # matrices as per-pair rows, compared entry by entry
     return out["cpu"], out["cuda"]
 
 

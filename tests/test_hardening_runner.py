@@ -86,7 +86,8 @@ def test_in_place_metric_fails_alone_and_poisons_nothing(tmp_path, toy_registry,
     bad = frame[(frame["metric"] == "toy_inplace") & (frame["kind"] == "similarity")]
     assert (bad["status"] == "failed").all() and bad["error"].str.contains("in place").all()
     # the next metric sees the original representations: the same numbers as a run without the culprit
-    assert (sims(frame, "toy_gram_corr") == sims(clean.results(), "toy_gram_corr")).all()
+    assert (sims(run.results(matrices=True), "toy_gram_corr")
+            == sims(clean.results(matrices=True), "toy_gram_corr")).all()
     # and nothing the failed metric produced is in the cache: a later clean run recomputes it and fails again
     _, again = run_toy(tmp_path, toy_registry, ["metrics=[{name='toy_inplace'}]"], name="again", cache=shared_cache)
     assert (again.results().query("kind == 'similarity'")["status"] == "failed").all()
@@ -358,7 +359,7 @@ def test_editing_a_plugin_body_invalidates_its_cache(tmp_path, shared_cache):
     plugin.write_text(PLUGIN_TEMPLATE.replace("SIGN", "-1.0"))  # same name, same `version`: only the body changed
     registry = build_registry(plugin_files=[str(TOY_PLUGINS), str(plugin)])
     _, after = run_toy(tmp_path, registry, overrides, name="after", cache=shared_cache)
-    b, a = sims(before.results(), "signed_cos"), sims(after.results(), "signed_cos")
+    b, a = sims(before.results(matrices=True), "signed_cos"), sims(after.results(matrices=True), "signed_cos")
     assert len(a) and (a == -b).all()
 
 

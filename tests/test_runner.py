@@ -29,9 +29,13 @@ def test_run_writes_manifest_and_long_table(tmp_path, toy_registry):
     assert list(frame.columns)[:3] == ["suite", "kind", "benchmark"]
     assert frame["value"].dtype == "float64"
     sims = frame[frame["kind"] == "similarity"]
-    assert len(sims) == 3 * 15  # 3 probe sets x C(6, 2) unordered pairs
-    agreement = frame[(frame["kind"] == "agreement")]
-    assert agreement["value"].between(0, 1).all()
+    # one row per matrix (3 probe sets), not one per pair; the matrices are array files
+    assert len(sims) == 3 and (sims["statistic"] == "matrix").all() and (sims["n"] == 6).all()
+    assert manifest["store_format"] == 2
+    for probe_set in sims["probe_set"]:
+        ids, agreement = run.matrix("agreement", "", probe_set)
+        assert agreement.shape == (6, 6) and ((agreement >= 0) & (agreement <= 1)).all()
+        assert ids == [m["id"] for m in manifest["models"]]
     fa = frame[(frame["kind"] == "benchmark") & (frame["statistic"] == "pearson_r") & (frame["group"] == "all")]
     assert set(fa["probe_set"]) >= {"clean", "toy_jitter/0.5", "toy_jitter/2.0", "(mean over probe sets)"}
 

@@ -33,7 +33,7 @@ def test_validate_matrix_accepts_whole_nan_rows_only():
 def test_runner_records_undefined_models_and_the_benchmark_ranks_the_rest(tmp_path, toy_registry):
     suite = load_suite(TOY_SUITE, toy_registry, ["metrics=[{name='toy_gram_corr'}, {name='toy_undefined_first'}]"])
     run = Runner(suite, toy_registry, tmp_path / "run", cache_dir=tmp_path / "cache", quiet=True).run()
-    frame = run.results()
+    frame = run.results(matrices=True)  # each matrix as one row per ordered pair
     sims = frame[(frame["kind"] == "similarity") & (frame["metric"] == "toy_undefined_first")]
     assert (sims["status"] == "ok").all()
     flags = frame[(frame["kind"] == "flag") & (frame["statistic"] == "undefined")]
