@@ -305,7 +305,8 @@ def _renames(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--allow-dirty", is_flag=True,
               help="Also publish runs made from a source tree with uncommitted changes.")
 @click.option("--rename", "renames", multiple=True, metavar="OLD=NEW",
-              help="Publish a run under another name, e.g. quick+1a2b3c4d=quick-2seeds (never a shipped suite's).")
+              help="Publish a run under another name, e.g. quick+1a2b3c4d=quick-2seeds; a shipped suite's name only "
+                   "for a run of a suite that extends it (paper-mlp-cpu=paper-mlp), listed as a cut.")
 @click.pass_context
 def publish(ctx: click.Context, paths: tuple[Path, ...], plugins: tuple[str, ...], out: Path, allow_dirty: bool,
             renames: tuple[str, ...]) -> None:
@@ -315,11 +316,18 @@ def publish(ctx: click.Context, paths: tuple[Path, ...], plugins: tuple[str, ...
     A run with --set overrides is published as <suite>+<hash8>, never under
     the suite's own name. Runs from a modified source tree are skipped unless
     --allow-dirty; every skipped run is listed with the reason.
+
+    \b
+    --rename CUT=FULL publishes a run of suite CUT under the shipped name FULL
+    only when CUT extends FULL (a declared cut, e.g. paper-mlp-cpu=paper-mlp);
+    the board then lists every setting that differs from FULL and why.
     """
     from . import leaderboard as lb
+    from .api import list_suites
 
+    suites = {row["name"]: Path(row["path"]) for row in list_suites()}
     report = lb.publish(list(paths) or [Path("runs")], out, _registry(ctx, plugins), allow_dirty=allow_dirty,
-                        rename=_renames(renames))
+                        rename=_renames(renames), suites=suites)
     for name, run in report.published.items():
         click.echo(f"published {name} from {run}")
     for run, why in report.skipped:

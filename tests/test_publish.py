@@ -334,3 +334,111 @@ def test_pages_name_the_data_files_with_size_and_sha256(tmp_path):
     data.write_bytes(b"changed")
     assert data_file_rows(older) == [("test.parquet", None, digest)]
     assert data_file_rows({}) == []
+
+
+# ----------------------------------------------------------------------------
+# Declared cuts: a run of a suite that extends a full grid, published under the full grid's name
+# ----------------------------------------------------------------------------
+
+CUT_HEADER = "# toy-full cut for a quick test: fewer probes and one jitter scale, because CI is small.\n#\n"
+
+
+def _write_cut_suites(root: Path, probes: int = 30) -> dict[str, Path]:
+    """``full.toml`` (suite toy-full), ``mid.toml`` extending it, ``cut.toml`` extending mid (a cut, transitively)."""
+    root.mkdir(parents=True, exist_ok=True)
+    full = root / "full.toml"
+    full.write_text(TOY_SUITE.read_text().replace('name = "toy"', 'name = "toy-full"'))
+    (root / "mid.toml").write_text('schema = 1\n[suite]\nname = "toy-mid"\nextends = "full.toml"\n')
+    cut = root / "cut.toml"
+    cut.write_text(CUT_HEADER + 'schema = 1\n[suite]\nname = "toy-cut"\nextends = "mid.toml"\n'
+                   'description = "toy-full cut"\n'
+                   f'[[perturbations]]\nname = "toy_jitter"\nscales = [0.5]\n[probes]\nn = {probes}\n')
+    return {"full": full, "cut": cut}
+
+
+@pytest.fixture(scope="module")
+def cut_run(tmp_path_factory) -> tuple[Path, dict[str, Path]]:
+    """A finished run of ``toy-cut`` (extends toy-mid, which extends toy-full) and the suite files."""
+    from simbench.registry import build_registry
+
+    registry = build_registry(plugin_files=[str(TOY_PLUGINS)])
+    root = tmp_path_factory.mktemp("cut")
+    files = _write_cut_suites(root / "suites")
+    Runner(load_suite(files["cut"], registry), registry, root / "runs" / "toy-cut", cache_dir=root / "cache",
+           quiet=True).run()
+    return root / "runs", files
+
+
+def test_a_declared_cut_is_published_under_the_full_name_with_what_was_cut(cut_run, tmp_path, toy_registry_):
+    runs, files = cut_run
+    shipped = {"toy-full": files["full"]}
+    report = leaderboard.publish([runs], tmp_path / "out", toy_registry_, allow_dirty=True,
+                                 rename={"toy-cut": "toy-full"}, suites=shipped)
+    assert set(report.published) == {"toy-full"}
+    board = json.loads((tmp_path / "out" / "toy-full.json").read_text())
+    prov = board["provenance"]
+    assert prov["cut_from"] == "toy-full" and prov["suite"] == "toy-cut"
+    # exactly the two settings the cut changes, full value -> run value; names and extends are not settings
+    assert prov["cut"] == [{"key": "perturbations.toy_jitter.scales", "full": [0.5, 2.0], "run": [0.5]},
+                           {"key": "probes.n", "full": 40, "run": 30}]
+    assert prov["cut_why"][0].startswith("toy-full cut for a quick test") and "CI is small" in prov["cut_why"][0]
+    page = (tmp_path / "out" / "toy-full.md").read_text()
+    assert page.splitlines()[0] == "# Leaderboard: toy-full (a cut of the full `toy-full` grid, run as suite `toy-cut`)"
+    assert "## Cut from the full grid" in page and "| `probes.n` | 40 | 30 |" in page and "CI is small" in page
+    assert "not the suite as shipped" not in page  # the cut statement replaces the generic variant line
+    assert "Cut from the full grid" in (tmp_path / "out" / "index.html").read_text()
+    import pandas as pd
+
+    csv = pd.read_csv(tmp_path / "out" / "toy-full.csv")
+    assert set(csv["cut_from"]) == {"toy-full"} and "probes.n: 40 -> 30" in csv["cut"].iloc[0]
+    # the numbers are the run's own: the same tables as publishing it under its own name
+    plain = leaderboard.publish([runs], tmp_path / "plain", toy_registry_, allow_dirty=True)
+    same = json.loads((tmp_path / "plain" / "toy-cut.json").read_text())
+    assert board["tables"] == same["tables"] and "cut_from" not in same["provenance"]
+
+
+def test_a_rename_onto_a_shipped_name_without_extends_is_refused(toy_runs, cut_run, tmp_path, toy_registry_):
+    _, files = cut_run
+    shipped = {"toy-full": files["full"]}
+    # suite toy does not extend toy-full: publishing it under that name would mislabel it
+    with pytest.raises(UserError, match=r"--rename toy=toy-full: 'toy-full' is the name of a suite as shipped.*extends"):
+        leaderboard.publish([toy_runs], tmp_path / "out", toy_registry_, allow_dirty=True,
+                            rename={"toy": "toy-full"}, suites=shipped)
+    assert not (tmp_path / "out").exists()
+    # a cut extending another file that merely shares the shipped name is not a cut of the shipped suite
+    elsewhere = tmp_path / "elsewhere.toml"
+    elsewhere.write_text(files["full"].read_text().replace("n = 40", "n = 41"))
+    with pytest.raises(UserError, match="declared cut"):
+        leaderboard.publish([cut_run[0]], tmp_path / "out2", toy_registry_, allow_dirty=True,
+                            rename={"toy-cut": "toy-full"}, suites={"toy-full": elsewhere})
+    # a name that is no suite's stays free, as before
+    free = leaderboard.publish([toy_runs], tmp_path / "ok", toy_registry_, allow_dirty=True,
+                               rename={"toy": "toy-renamed"}, suites=shipped)
+    assert "toy-renamed" in free.published
+
+
+def test_a_cut_whose_suite_file_changed_since_the_run_is_refused(cut_run, tmp_path, toy_registry_):
+    """Comments may change after the run; settings may not, or the cut listed would not be the one that ran."""
+    runs, _ = cut_run
+    files = _write_cut_suites(tmp_path / "suites", probes=20)
+    moved = _copy_run(runs / "toy-cut", tmp_path / "runs" / "toy-cut", suite_path=str(files["cut"]))
+    with pytest.raises(UserError, match=r"cut\.toml no longer gives the run's probes\.n"):
+        leaderboard.publish([moved.parent], tmp_path / "out", toy_registry_, allow_dirty=True,
+                            rename={"toy-cut": "toy-full"}, suites={"toy-full": files["full"]})
+    files["cut"].write_text(files["cut"].read_text().replace("n = 20", "n = 30").replace("CI is small", "CI is tiny"))
+    report = leaderboard.publish([moved.parent], tmp_path / "ok", toy_registry_, allow_dirty=True,
+                                 rename={"toy-cut": "toy-full"}, suites={"toy-full": files["full"]})
+    assert "CI is tiny" in json.loads((tmp_path / "ok" / "toy-full.json").read_text())["provenance"]["cut_why"][0]
+    assert report.published == {"toy-full": moved}
+
+
+def test_publish_cli_publishes_a_cut_of_a_suite_found_by_name(cut_run, tmp_path, cli):
+    runs, files = cut_run
+    env = {"SIMBENCH_SUITES_DIR": str(files["full"].parent)}
+    proc = cli("-p", str(TOY_PLUGINS), "publish", str(runs), "--out", str(tmp_path / "out"), "--allow-dirty",
+               "--rename", "toy-cut=toy-full", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((tmp_path / "out" / "toy-full.json").read_text())["provenance"]["cut_from"] == "toy-full"
+    refused = cli("-p", str(TOY_PLUGINS), "publish", str(runs), "--out", str(tmp_path / "no"), "--allow-dirty",
+                  "--rename", "toy-cut=quick")  # a shipped suite it does not extend
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr and "declared cut" in refused.stderr
