@@ -23,13 +23,14 @@ and notebooks (``docs/api.md``)::
 from __future__ import annotations
 
 from .api import Results, list_suites, load, register, register_metric, run
-from .errors import ParamError
+from .errors import MeasurementFailed, ParamError
 from .hookspecs import hookimpl
 from .types import (
     Benchmark,
     BenchmarkContext,
     Dataset,
     DataSplits,
+    MatrixRequest,
     Metric,
     ModelSpec,
     Perturbation,
@@ -38,7 +39,9 @@ from .types import (
     Record,
     RunContext,
     RunView,
+    Source,
     Split,
+    StoreView,
     Table,
     Zoo,
 )
@@ -50,6 +53,8 @@ __all__ = [
     "BenchmarkContext",
     "DataSplits",
     "Dataset",
+    "MatrixRequest",
+    "MeasurementFailed",
     "Metric",
     "ModelSpec",
     "ParamError",
@@ -60,8 +65,10 @@ __all__ = [
     "RunContext",
     "Results",
     "RunView",
-    "Table",
+    "Source",
     "Split",
+    "StoreView",
+    "Table",
     "Zoo",
     "__version__",
     "hookimpl",

@@ -1,7 +1,9 @@
 """A suite's work as an explicit plan of pure, content-addressed tasks.
 
 A :class:`Task` is one unit an executor may run anywhere: train one zoo
-group, compute one metric's M x M matrix on one probe set.  It names the
+group, compute one metric's M x M matrix on one probe set, compute one
+matrix a benchmark declared (``matrix``: its sources materialised by the
+client into one cache entry, the metric run by the task).  It names the
 store entries it reads (``inputs``: tensor-cache keys) and the one entry it
 writes (``output``: a tensor-cache key), and carries only JSON-able
 arguments, so it can be shipped to another process or machine.  Because
@@ -10,7 +12,7 @@ whose output already exists is skipped, a task run twice (a worker lost
 mid-task, the task retried elsewhere) writes the same bytes, and which
 process ran it changes nothing.
 
-The plan is laid out in *stages* (zoo groups, then similarity matrices):
+The plan is laid out in *stages* (zoo groups, similarity matrices, benchmark matrices):
 later keys depend on what earlier stages produced (a failed zoo group changes
 the zoo, a perturbation names its probe sets only when it runs), so the
 runner asks for one stage's tasks when the stage before it is done.  Within
@@ -28,14 +30,14 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 #: the kinds of task the core ships to executors; the rest of the plan runs on the client
-TASK_KINDS = ("zoo_group", "similarity")
+TASK_KINDS = ("zoo_group", "similarity", "matrix")
 
 
 @dataclass(frozen=True)
 class Task:
     """One pure unit of work with declared inputs and one output in the store."""
 
-    id: str  # the cell or stage it fills, e.g. "zoo/w8/s0", "similarity/linear_cka/clean"
+    id: str  # the cell or stage it fills, e.g. "zoo/w8/s0", "similarity/linear_cka/clean", "matrix/layer_map/m0/clean"
     kind: str  # one of TASK_KINDS
     output: str  # the tensor-cache key it writes
     inputs: tuple[str, ...] = ()  # tensor-cache keys it reads (must exist before it runs)

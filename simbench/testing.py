@@ -43,6 +43,19 @@ simbench installed.  The checks, on seeded synthetic data in float64:
                   are duplicated (ties in distances and neighbours) and for
                   a constant representation.
 
+For benchmarks, :func:`check_benchmark` runs a benchmark class on
+:class:`FakeStore` -- one shared, small synthetic :class:`simbench.StoreView`
+(readable models, outputs, labels, weights, similarity matrices from the
+real metric plugins) -- as the runner would: ``requests``, the declared
+matrices computed with the real metrics, ``evaluate``; then it checks the
+records (types, finite ``ok`` values, no number in a text field, numeric
+``coords``) and that ``tables``/``summary`` render::
+
+    from simbench.testing import check_benchmark
+
+    def test_my_benchmark_conforms():
+        check_benchmark(MyBenchmark, {"param": 1})
+
 Importing this module is cheap: torch is imported inside the functions.
 """
 
@@ -566,3 +579,383 @@ if pytest is not None:
     def simbench_check_metric() -> Callable[..., list[str]]:
         """The conformance kit's :func:`check_metric`, as a fixture: ``simbench_check_metric(MyMetric())``."""
         return check_metric
+
+
+# --------------------------------------------------------------------------
+# The benchmark kit: one shared fake store, and check_benchmark
+# --------------------------------------------------------------------------
+
+_FAKE_CLASSES: dict[str, type] = {}
+
+
+def fake_model_class() -> type:
+    """A small readable MLP (``simbench.ReadableModel``): layers ``l1``, ``l2``, ``output``; ``default_layer = "l2"``."""
+    if "mlp" in _FAKE_CLASSES:
+        return _FAKE_CLASSES["mlp"]
+    import torch
+    from torch import nn
+
+    class FakeMLP(nn.Module):
+        readable_layers = ("l1", "l2", "output")
+        default_layer = "l2"
+
+        def __init__(self, d_in: int, hidden: int, n_out: int, seed: int) -> None:
+            super().__init__()
+            g = _generator(seed)
+            self.fc1, self.fc2, self.head = nn.Linear(d_in, hidden), nn.Linear(hidden, hidden), nn.Linear(hidden, n_out)
+            with torch.no_grad():
+                for lin in (self.fc1, self.fc2, self.head):
+                    lin.weight.copy_(torch.randn(lin.weight.shape, generator=g) / math.sqrt(lin.weight.shape[1]))
+                    lin.bias.copy_(0.1 * torch.randn(lin.bias.shape, generator=g))
+
+        def read(self, x: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
+            h1 = torch.relu(self.fc1(x.flatten(1)))
+            h2 = torch.tanh(self.fc2(h1))
+            acts = {"l1": h1, "l2": h2, "output": self.head(h2)}
+            return {name: acts[name].flatten(1) for name in layers}
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.read(x, ["output"])["output"]
+
+        def dense_weights(self) -> list[torch.Tensor]:
+            return [self.fc1.weight.t(), self.fc2.weight.t(), self.head.weight.t()]
+
+    _FAKE_CLASSES["mlp"] = FakeMLP
+    return FakeMLP
+
+
+class FakeStore:
+    """A small synthetic :class:`simbench.StoreView` whose matrices come from the real metric plugins.
+
+    Default: six readable MLPs (factors ``arch`` (two widths), ``seed``,
+    ``epoch``) plus two slightly perturbed copies (factors ``original``,
+    ``manipulated``, as a model perturbation adds them) on a 3-class problem
+    with a planted rule, probe sets
+    ``clean`` and ``noise/0.5``, the suite metrics ``linear_cka``,
+    ``procrustes`` and ``wcka`` (a weight metric); similarity matrices are
+    computed by those plugins, agreement and accuracy from the models'
+    outputs.  Pass ``models``/``specs``/``probe_sets``/``data`` to serve your
+    own, ``metrics`` (label -> configured metric) for other suite metrics,
+    ``metric_classes`` for metrics that are not registered (test doubles).
+
+    :func:`run_benchmark` drives a benchmark through it as the runner does:
+    ``requests``, then the declared matrices (computed here with the real
+    metrics, validated like the runner's cells), then ``evaluate``.
+    """
+
+    def __init__(self, models: Any = None, specs: Any = None, probe_sets: Any = None, data: Any = None,
+                 metrics: Any = None, metric_classes: Sequence[type] = (), meta: Any = None, seed: int = 0,
+                 registry: Any = None) -> None:
+        import torch
+
+        from .types import DataSplits, ModelSpec, ProbeSet, Split
+
+        self.suite_name, self.seed, self.device = "fake", seed, "cpu"
+        self._registry = registry
+        self._metric_classes = {c.name: c for c in metric_classes}
+        g = _generator(seed)
+        if data is None:
+            x = torch.randn(96, 12, generator=g)
+            w = torch.randn(12, 3, generator=g)
+            y = (x @ w).argmax(1)
+            data = DataSplits(Split(x[:48], y[:48]), Split(x[48:72], y[48:72]), Split(x[72:], y[72:]),
+                              task="classification", num_classes=3, meta=dict(meta or {}))
+        elif meta is not None:
+            data = dataclasses.replace(data, meta={**dict(data.meta), **dict(meta)})
+        self.data = data
+        if models is None:
+            mlp = fake_model_class()
+            models, specs = {}, []
+            for i in range(6):
+                arch, hidden = ("narrow", 8) if i % 2 else ("wide", 16)
+                mid = f"m{i}"
+                models[mid] = mlp(int(data.test.x[0].numel()), hidden, max(1, data.num_classes), seed * 100 + i).eval()
+                specs.append(ModelSpec(mid, {"arch": arch, "seed": i // 2, "epoch": i % 3}))
+            for i in (0, 1):  # two perturbed copies, as a model perturbation adds them (factors name the original)
+                base, mid = specs[i], f"m{i}~nudged"
+                models[mid] = mlp(int(data.test.x[0].numel()), 16 if i % 2 == 0 else 8, max(1, data.num_classes),
+                                  seed * 100 + i).eval()
+                with torch.no_grad():
+                    for param in models[mid].parameters():
+                        param.add_(0.05 * torch.randn(param.shape, generator=g))
+                specs.append(ModelSpec(mid, {**base.factors, "original": base.id, "manipulated": "nudged"}))
+        self.models_ = dict(models)  # private: a benchmark never reads models
+        self.specs = list(specs) if specs is not None else [ModelSpec(k, {"seed": i}) for i, k in enumerate(models)]
+        if probe_sets is None:
+            clean = ProbeSet("clean", data.test.x.clone(), data.test.y.clone())
+            noisy = ProbeSet("noise/0.5", clean.x + 0.5 * torch.randn(clean.x.shape, generator=g), clean.y.clone(),
+                             {"sigma": 0.5})
+            probe_sets = [clean, noisy]
+        self._probes = {p.name: p for p in probe_sets}
+        self.probe_sets = list(self._probes)
+        if metrics is None:
+            metrics = {name: self._configure("metric", name, {}) for name in ("linear_cka", "procrustes", "wcka")}
+        self.metrics = dict(metrics)
+        self._reps: dict[tuple[str, str], list[Any]] = {}
+        self._similarities: dict[tuple[str, str], Any] = {}
+        self._failures: dict[tuple[str, str], str] = {}
+        self._agreements: dict[str, tuple[Any, Any]] = {}
+        self._matrices: dict[tuple[str, str], Any] = {}
+        self._matrix_failures: dict[tuple[str, str], str] = {}
+        self._matrix_metrics: dict[tuple[str, str], Any] = {}
+        self.benchmark = ""  # the label whose declared matrices matrix() reads
+        self._compute_suite_matrices()
+
+    # -- building ---------------------------------------------------------------
+
+    def _configure(self, kind: str, name: str, params: Any) -> Any:
+        if kind == "metric" and name in self._metric_classes:
+            return self._metric_classes[name](**dict(params))
+        if self._registry is None:
+            from .registry import build_registry
+
+            self._registry = build_registry()
+        obj, key, message = self._registry.configure(kind, name, dict(params))
+        if obj is None:
+            raise ValueError(f"{kind} {name!r}: parameter {key!r}: {message}")
+        return obj
+
+    def _measure(self, metric: Any, reps: Sequence[Any], ids: Sequence[str], inputs: Any = None) -> Any:
+        from .runner import validate_matrix
+
+        kwargs = {"inputs": inputs} if getattr(metric, "needs_inputs", False) and inputs is not None else {}
+        return validate_matrix(metric.pairwise(list(reps), **kwargs), ids, metric)[0]
+
+    def _compute_suite_matrices(self) -> None:
+        import torch
+
+        from .runner import functional_agreement
+        from .types import WEIGHTS_PROBE_SET
+
+        ids = [s.id for s in self.specs]
+        for name in self.probe_sets:
+            outputs = torch.stack(self.outputs(name))
+            self._agreements[name] = functional_agreement(outputs, self._probes[name].y, self.data.task)
+        for label, metric in self.metrics.items():
+            wheres = [WEIGHTS_PROBE_SET] if metric.kind == "weight" else self.probe_sets
+            for where in wheres:
+                try:
+                    if metric.kind == "weight":
+                        reps = [self.weights(i) for i in ids]
+                        inputs = None
+                    else:
+                        reps = self.representations(where)
+                        x = self._probes[where].x
+                        inputs = x.reshape(len(x), -1)
+                    self._similarities[(label, where)] = self._measure(metric, reps, ids, inputs)
+                except Exception as exc:  # noqa: BLE001 - a failed cell, as in a run
+                    self._failures[(label, where)] = f"{type(exc).__name__}: {exc}"
+
+    # -- the StoreView ----------------------------------------------------------------
+
+    def _where(self, metric: str, probe_set: str) -> tuple[str, str]:
+        from .types import WEIGHTS_PROBE_SET
+
+        if metric not in self.metrics:
+            raise KeyError(f"unknown metric {metric!r}; the fake store has {list(self.metrics)}")
+        return (metric, WEIGHTS_PROBE_SET) if self.metrics[metric].kind == "weight" else (metric, probe_set)
+
+    def similarity(self, metric: str, probe_set: str) -> Any:
+        from .errors import MeasurementFailed
+
+        key = self._where(metric, probe_set)
+        if key in self._failures:
+            raise MeasurementFailed(self._failures[key])
+        return self.metrics[metric].to_similarity(self._similarities[key].clone())
+
+    def failure(self, metric: str, probe_set: str) -> str | None:
+        return self._failures.get(self._where(metric, probe_set))
+
+    def agreement(self, probe_set: str) -> Any:
+        return self._agreements[probe_set][0].clone()
+
+    def accuracy(self, probe_set: str) -> Any:
+        return self._agreements[probe_set][1].clone()
+
+    def probe_set(self, name: str) -> Any:
+        from .types import ProbeSet
+
+        ps = self._probes[name]
+        return ProbeSet(ps.name, ps.x.clone(), ps.y.clone(), dict(ps.meta),
+                        None if ps.x_by_model is None else {k: v.clone() for k, v in ps.x_by_model.items()})
+
+    def _read(self, probe_set: str, layer: str, model_id: str) -> Any:
+        import torch
+
+        model = self.models_[model_id]
+        name = model.default_layer if layer == "default" else layer
+        x = self._probes[probe_set].inputs_for(model_id)
+        with torch.no_grad():
+            return model.read(x, [name])[name].reshape(len(x), -1).float()
+
+    def outputs(self, probe_set: str) -> list[Any]:
+        import torch
+
+        with torch.no_grad():
+            return [self.models_[s.id](self._probes[probe_set].inputs_for(s.id)).float() for s in self.specs]
+
+    def representations(self, probe_set: str, layer: str | None = None) -> list[Any]:
+        key = (probe_set, layer or "default")
+        if key not in self._reps:
+            self._reps[key] = [self._read(probe_set, key[1], s.id) for s in self.specs]
+        return [r.clone() for r in self._reps[key]]
+
+    def layers(self, model_id: str) -> tuple[str, ...]:
+        return tuple(self.models_[model_id].readable_layers)
+
+    def weights(self, model_id: str) -> list[Any]:
+        return [w.detach().clone() for w in self.models_[model_id].dense_weights()]
+
+    def representation(self, source: Any) -> Any:
+        import torch
+
+        from .types import RunContext
+
+        if source.is_weights:
+            return self.weights(source.model)
+        x = self._read(source.probe_set, source.layer, source.model)
+        if source.transform:
+            pert = self._configure("perturbation", source.transform, dict(source.transform_params))
+            x = torch.as_tensor(pert.transform_representation(x, self._probes[source.probe_set].y.clone(),
+                                                              RunContext(seed=source.transform_seed)))
+        return x[list(source.rows)] if source.rows is not None else x
+
+    def matrix(self, key: str) -> Any:
+        from .errors import MeasurementFailed
+
+        cell = (self.benchmark, key)
+        if cell in self._matrix_failures:
+            raise MeasurementFailed(self._matrix_failures[cell])
+        if cell not in self._matrices:
+            raise KeyError(f"matrix {key!r} was not declared by requests()")
+        return self._matrices[cell].clone()
+
+    def matrix_failure(self, key: str) -> str | None:
+        return self._matrix_failures.get((self.benchmark, key))
+
+    def matrix_metric(self, key: str) -> Any:
+        return self._matrix_metrics[(self.benchmark, key)]
+
+    # -- declared matrices ------------------------------------------------------------
+
+    def compute_requests(self, label: str, requests: Sequence[Any]) -> None:
+        """Compute ``label``'s declared matrices with the real metrics (failures stored as one-line errors)."""
+        from .types import MatrixRequest, Source
+
+        seen: set[str] = set()
+        for request in requests:
+            assert isinstance(request, MatrixRequest), f"requests() yielded {type(request).__name__}"
+            assert request.key and request.key not in seen, f"request key {request.key!r} empty or repeated"
+            assert request.sources and all(isinstance(s, Source) for s in request.sources), \
+                f"request {request.key!r}: sources must be a non-empty tuple of simbench.Source"
+            seen.add(request.key)
+            params = dict(request.metric_params)
+            metric = (self.metrics[request.metric] if request.metric in self.metrics and not params
+                      else self._configure("metric", request.metric, params))
+            cell = (label, request.key)
+            self._matrix_metrics[cell] = metric
+            first = request.sources[0]
+            inputs = None
+            if not first.is_weights:
+                x = self._probes[first.probe_set].inputs_for(first.model)
+                inputs = x.reshape(len(x), -1)
+                inputs = inputs[list(first.rows)] if first.rows is not None else inputs
+            try:
+                reps = [self.representation(s) for s in request.sources]
+                labels = [f"{i}:{s.model}@{s.layer}" for i, s in enumerate(request.sources)]
+                self._matrices[cell] = self._measure(metric, reps, labels, inputs)
+            except Exception as exc:  # noqa: BLE001 - a failed cell, as in a run
+                self._matrix_failures[cell] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+
+
+def run_benchmark(benchmark: Any, store: FakeStore | None = None, label: str | None = None) -> list[Any]:
+    """Drive ``benchmark`` through ``store`` (default: a new :class:`FakeStore`) as the runner does."""
+    store = store if store is not None else FakeStore()
+    store.benchmark = label or benchmark.name
+    store.compute_requests(store.benchmark, list(benchmark.requests(store)))
+    return list(benchmark.evaluate(store))
+
+
+_TEXT_FIELDS = ("benchmark", "statistic", "metric", "probe_set", "group", "model_a", "model_b")
+
+
+def _numeric_text(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return bool(text.strip())
+
+
+def check_benchmark(cls: type, params: Any = None, store: FakeStore | None = None) -> list[Any]:
+    """Run a benchmark class on a fake store and check its records; return them.
+
+    ``params`` configures it (default: the class's ``check_example["params"]``
+    if it declares one, else its defaults); ``store`` (default: a
+    :class:`FakeStore`, with ``check_example["meta"]`` as the data's meta).
+    Raises :class:`ConformanceError` listing every problem: records that are
+    not :class:`simbench.Record`, empty statistic names, non-finite values in
+    ``ok`` rows, a number stored in a text field (``model_b="3.0"``: use
+    ``coords``), non-numeric coordinates, failed rows without an error, or
+    ``tables``/``summary`` that do not render from the stored rows.
+    """
+    import pandas as pd
+
+    from .params import configure
+    from .results import normalise_frame, record_row
+    from .types import Record, Table
+
+    example = dict(getattr(cls, "check_example", None) or {})
+    given = dict(params if params is not None else example.get("params", {}))
+    bench, key, message = configure(cls, given)
+    if bench is None:
+        raise ConformanceError(f"benchmark {cls.__name__}: parameter {key!r}: {message}")
+    if store is None:
+        store = FakeStore(meta=example.get("meta"))
+    records = run_benchmark(bench, store)
+    problems: list[str] = []
+    if not records:
+        problems.append("evaluate returned no records")
+    for i, r in enumerate(records):
+        where = f"record {i} ({getattr(r, 'statistic', '?')!r})"
+        if not isinstance(r, Record):
+            problems.append(f"{where}: is {type(r).__name__}, not simbench.Record")
+            continue
+        if not isinstance(r.statistic, str) or not r.statistic:
+            problems.append(f"{where}: empty statistic name")
+        if r.status not in ("ok", "failed"):
+            problems.append(f"{where}: status {r.status!r}")
+        if r.status == "ok" and not (isinstance(r.value, (int, float)) and math.isfinite(float(r.value))):
+            problems.append(f"{where}: ok row with non-finite value {r.value!r}")
+        if r.status == "failed" and not r.error:
+            problems.append(f"{where}: failed row without an error")
+        for name in _TEXT_FIELDS:
+            text = getattr(r, name)
+            if not isinstance(text, str):
+                problems.append(f"{where}: {name} = {text!r} is not a string")
+            elif _numeric_text(text):
+                problems.append(f"{where}: {name} = {text!r} holds a number; put it in coords")
+        for name, value in dict(r.coords or {}).items():
+            if not isinstance(name, str) or not name.isidentifier():
+                problems.append(f"{where}: coordinate name {name!r} is not an identifier")
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                problems.append(f"{where}: coordinate {name!r} = {value!r} is not a number")
+    if not problems:
+        frame = normalise_frame(pd.DataFrame([record_row(store.suite_name, "benchmark", r) for r in records]))
+        frame["benchmark"] = frame["benchmark"].where(frame["benchmark"] != "", bench.name)
+        try:
+            tables = cls.tables(frame)
+            if not isinstance(tables, list) or not all(isinstance(t, Table) for t in tables):
+                problems.append("tables() must return a list of simbench.Table")
+            else:
+                for t in tables:
+                    t.frame.to_string()
+            short = cls.summary(frame)
+            if short is not None:
+                short.to_string()
+        except Exception as exc:  # noqa: BLE001 - reported with the rest
+            problems.append(f"tables()/summary() failed on the stored rows: {type(exc).__name__}: {exc}")
+    if problems:
+        shown = problems[:20] + ([f"... and {len(problems) - 20} more"] if len(problems) > 20 else [])
+        raise ConformanceError(f"benchmark {cls.__name__}:\n" + "\n".join(shown))
+    return records

@@ -1,4 +1,5 @@
-"""The ``layer_map`` benchmark on a small fake BenchmarkContext."""
+"""The ``layer_map`` benchmark on the kit's fake store (``simbench.testing.FakeStore``): it declares its maps,
+the store computes them with the metric, and the benchmark reads them."""
 
 from __future__ import annotations
 
@@ -17,11 +18,11 @@ import simbench
 from simbench.registry import build_registry
 from simbench_plugins.benchmarks import layer_map
 from simbench_plugins.benchmarks.layer_map import compute as L
-from fake_context import ModelsContext
+from simbench.testing import FakeStore, run_benchmark
 
 
 # --------------------------------------------------------------------------
-# Test doubles: two metrics, readable models, a BenchmarkContext
+# Test doubles: two metrics, readable models, a fake store
 # --------------------------------------------------------------------------
 
 
@@ -102,13 +103,18 @@ class Chain(nn.Module):
 
 
 def models_ctx(models: Mapping[str, Any], probes: Mapping[str, simbench.ProbeSet], data: simbench.DataSplits,
-               metrics: Sequence[type]) -> ModelsContext:
-    """A context over ``models`` (factor ``seed`` = position) and the named probe sets."""
+               metrics: Sequence[type]) -> FakeStore:
+    """A store over ``models`` (factor ``seed`` = position) and the named probe sets; no suite metrics."""
     specs = [simbench.ModelSpec(id=k, factors={"seed": i}) for i, k in enumerate(models)]
-    return ModelsContext(models, specs, probes.values(), data, metrics)
+    return FakeStore(models, specs, list(probes.values()), data, metrics={}, metric_classes=metrics)
 
 
-def _regression_ctx(metrics: Sequence[type] = (GramCKA,)) -> ModelsContext:
+def evaluate(bench: Any, ctx: FakeStore) -> list[simbench.Record]:
+    """What the runner does: the benchmark's requests, computed by the store, then evaluate."""
+    return run_benchmark(bench, ctx)
+
+
+def _regression_ctx(metrics: Sequence[type] = (GramCKA,)) -> FakeStore:
     g = torch.Generator().manual_seed(0)
     x = torch.randn(60, 8, generator=g)
     y = torch.rand(60, 2, generator=g)
@@ -143,19 +149,19 @@ def _stat(records: Sequence[simbench.Record], stat: str, model: str, probe: str)
 
 def test_symmetric_metric_gives_unit_diagonal_and_symmetric_maps():
     ctx = _regression_ctx()
-    records = list(layer_map.LayerMap(metric="test_cka").evaluate(ctx))
+    records = evaluate(layer_map.LayerMap(metric="test_cka"), ctx)
     assert all(r.status == "ok" for r in records)
     for model in ("diverse", "stagnant"):
         for probe in ("clean", "shift/x3"):
             m = _maps(records, model, probe)
-            layers = ctx.models[model].readable_layers
+            layers = ctx.models_[model].readable_layers
             m = m.loc[list(layers), list(layers)].to_numpy()
             np.testing.assert_allclose(np.diag(m), 1.0, atol=1e-9)
             np.testing.assert_allclose(m, m.T, atol=1e-12)
             assert _stat(records, "diag_mean", model, probe) == pytest.approx(1.0)
             # entries agree with the metric computed pair by pair
             x = ctx.probe_set(probe).x
-            acts = ctx.models[model].read(x, ["l1", "output"])
+            acts = ctx.models_[model].read(x, ["l1", "output"])
             assert m[0, -1] == pytest.approx(_cka(acts["l1"].detach(), acts["output"].detach()), abs=1e-9)
             # summaries are those of the upper triangle
             upper = m[np.triu_indices(len(layers), 1)]
@@ -165,13 +171,13 @@ def test_symmetric_metric_gives_unit_diagonal_and_symmetric_maps():
             assert _stat(records, "eig_1", model, probe) == pytest.approx(eig[0])
             # the PDF integrates to one over [0, 1]
             pdf = [r for r in records if r.statistic == "pdf" and r.group == model and r.probe_set == probe]
-            widths = [float(r.model_b) - float(r.model_a) for r in pdf]
+            widths = [r.coords["bin_high"] - r.coords["bin_low"] for r in pdf]
             assert len(pdf) == 20 and sum(r.value * w for r, w in zip(pdf, widths)) == pytest.approx(1.0)
 
 
 def test_stagnant_layers_score_as_blocks():
     ctx = _regression_ctx()
-    records = list(layer_map.LayerMap(metric="test_cka").evaluate(ctx))
+    records = evaluate(layer_map.LayerMap(metric="test_cka"), ctx)
     for probe in ("clean", "shift/x3"):
         assert _stat(records, "block_score", "stagnant", probe) > _stat(records, "block_score", "diverse", probe)
         assert _stat(records, "offdiag_mean", "stagnant", probe) > _stat(records, "offdiag_mean", "diverse", probe)
@@ -180,11 +186,11 @@ def test_stagnant_layers_score_as_blocks():
 
 def test_task_scores_and_deltas():
     ctx = _regression_ctx()
-    records = list(layer_map.LayerMap(metric="test_cka", score_targets=("sigma_8",)).evaluate(ctx))
+    records = evaluate(layer_map.LayerMap(metric="test_cka", score_targets=("sigma_8",)), ctx)
     for model in ("diverse", "stagnant"):
         for probe in ("clean", "shift/x3"):
             ps = ctx.probe_set(probe)
-            pred = ctx.models[model](ps.x).detach().double()
+            pred = ctx.models_[model](ps.x).detach().double()
             y = ps.y.double()
             r2 = 1 - ((pred - y) ** 2).sum(0) / ((y - y.mean(0)) ** 2).sum(0)
             assert _stat(records, "r2_omega_m", model, probe) == pytest.approx(float(r2[0]))
@@ -194,8 +200,11 @@ def test_task_scores_and_deltas():
             _stat(records, "block_score", model, "shift/x3") - _stat(records, "block_score", model, "clean")
         )
     assert not [r for r in records if r.statistic.startswith("delta_") and r.probe_set == "clean"]
-    # the benchmark read every layer once per probe set through the runner's cache
-    assert len(ctx.calls) == len(set(ctx.calls)) == 2 * 5
+    # one declared map per (model, probe set), over every readable layer, nothing computed by the benchmark
+    requests = layer_map.LayerMap(metric="test_cka").requests(ctx)
+    assert sorted(r.key for r in requests) == sorted(f"{m}@{p}" for m in ("diverse", "stagnant")
+                                                      for p in ("clean", "shift/x3"))
+    assert all([s.layer for s in r.sources] == ["l1", "l2", "l3", "l4", "output"] for r in requests)
 
 
 def test_classification_accuracy():
@@ -207,14 +216,14 @@ def test_classification_accuracy():
     y[:10] = (y[:10] + 1) % 3  # exactly 10 of 40 wrong
     data = simbench.DataSplits(*(simbench.Split(x, y),) * 3, task="classification", num_classes=3)
     ctx = models_ctx({"m": model}, {"clean": simbench.ProbeSet("clean", x, y)}, data, [GramCKA])
-    records = list(layer_map.LayerMap(metric="test_cka").evaluate(ctx))
+    records = evaluate(layer_map.LayerMap(metric="test_cka"), ctx)
     assert _stat(records, "task_score", "m", "clean") == pytest.approx(0.75)
 
 
 def test_asymmetric_metric_keeps_both_orders():
     ctx = _regression_ctx([RegressionR2])
     bench = layer_map.LayerMap(metric="test_r2", metric_params={"scale": 1.0}, layers=("l1", "l2", "output"))
-    records = list(bench.evaluate(ctx))
+    records = evaluate(bench, ctx)
     m = _maps(records, "diverse", "clean").loc[["l1", "l2", "output"], ["l1", "l2", "output"]].to_numpy()
     np.testing.assert_allclose(np.diag(m), 1.0, atol=1e-9)
     assert abs(m[0, 2] - m[2, 0]) > 1e-3  # predicting 2 outputs from 16 units is not the reverse
@@ -234,7 +243,7 @@ def test_block_score_reference_values():
 
 def test_failures_are_recorded_not_raised():
     ctx = _regression_ctx([Broken])
-    records = list(layer_map.LayerMap(metric="broken").evaluate(ctx))
+    records = evaluate(layer_map.LayerMap(metric="broken"), ctx)
     failed = [r for r in records if r.status == "failed"]
     assert len(failed) == 4 and all("boom" in r.error for r in failed)
 
@@ -242,7 +251,7 @@ def test_failures_are_recorded_not_raised():
 def test_unknown_probe_set_and_bad_params():
     ctx = _regression_ctx()
     with pytest.raises(ValueError, match="unknown probe set"):
-        list(layer_map.LayerMap(metric="test_cka", probe_sets=("nope",)).evaluate(ctx))
+        evaluate(layer_map.LayerMap(metric="test_cka", probe_sets=("nope",)), ctx)
     obj, key, _ = simbench.params.configure(layer_map.LayerMap, {"layers": ["l1"]})
     assert obj is None and key == "layers"
     obj, _, _ = simbench.params.configure(layer_map.LayerMap, {"metric": "linear_cka", "metric_params": {"k": 3}})
@@ -251,7 +260,7 @@ def test_unknown_probe_set_and_bad_params():
 
 def test_plot_writes_heatmaps(tmp_path):
     ctx = _regression_ctx()
-    records = list(layer_map.LayerMap(metric="test_cka").evaluate(ctx))
+    records = evaluate(layer_map.LayerMap(metric="test_cka"), ctx)
     paths = layer_map.plot(pd.DataFrame([r.__dict__ for r in records]), tmp_path)
     assert sorted(p.name for p in paths) == ["layer_map_diverse_test_cka.png", "layer_map_stagnant_test_cka.png"]
     tables = layer_map.LayerMap.tables(pd.DataFrame([r.__dict__ for r in records]))
@@ -260,6 +269,5 @@ def test_plot_writes_heatmaps(tmp_path):
     assert all(p.stat().st_size > 10_000 for p in paths)
 
 
-def test_registered_through_its_hook():
-    registry = build_registry(extra_plugins=[layer_map], load_entry_points=False)
-    assert registry.get("benchmark", "layer_map") is layer_map.LayerMap
+def test_registered_as_a_builtin():
+    assert build_registry().get("benchmark", "layer_map") is layer_map.LayerMap

@@ -15,8 +15,19 @@ def records_frame(records: Any, ok_only: bool = False) -> Any:
     """
     import pandas as pd
 
-    df = records if isinstance(records, pd.DataFrame) else pd.DataFrame([r.__dict__ for r in records])
-    df = df.copy()
+    if isinstance(records, pd.DataFrame):
+        df = records.copy()
+    else:  # Record objects: their coords become coord_<name> columns, as in the results store
+        rows = []
+        for r in records:
+            row = {k: v for k, v in r.__dict__.items() if k != "coords"}
+            row.update({f"coord_{k}": float(v) for k, v in (getattr(r, "coords", None) or {}).items()})
+            rows.append(row)
+        df = pd.DataFrame(rows)
+    if "coords" in df.columns:  # a frame built from Record.__dict__: expand it the same way
+        expanded = pd.DataFrame([dict(c) if isinstance(c, dict) else {} for c in df.pop("coords")], index=df.index)
+        for name in expanded.columns:
+            df[f"coord_{name}"] = pd.to_numeric(expanded[name], errors="coerce")
     if "kind" in df.columns:
         df = df[df["kind"] == "benchmark"]
     for col in TEXT_COLUMNS:

@@ -7,15 +7,18 @@ model id, ``n`` = number of probes):
 =====================  ===========================  =====================================================
 statistic              model_a / model_b            value
 =====================  ===========================  =====================================================
-``map``                layer_i / layer_j            map entry ``[i, j]`` (every ordered pair)
+``map``                layer_i / layer_j            map entry ``[i, j]`` (every ordered pair); coords
+                                                    ``layer_a = i``, ``layer_b = j`` (0-based)
 ``offdiag_mean``       -                            mean of the off-diagonal entries
 ``offdiag_median``     -                            their median
 ``offdiag_std``        -                            their standard deviation
 ``offdiag_skew``       -                            their skewness (Fisher-Pearson g1)
 ``adjacent_mean``      -                            mean similarity of consecutive layers
 ``diag_mean``          -                            mean of the diagonal (1 for CKA)
-``pdf``                bin low / bin high           density of off-diagonal values in the bin
-``eig_<k>``            -                            k-th largest eigenvalue of the (symmetrised) map
+``pdf``                -                            density of off-diagonal values in the bin; coords
+                                                    ``bin_low``, ``bin_high`` (the bin's edges)
+``eig_<k>``            -                            k-th largest eigenvalue of the (symmetrised) map;
+                                                    coords ``rank = k``
 ``effective_rank``     -                            exp(entropy) of the normalised positive eigenvalues
 ``block_score``        -                            ``1 - (effective_rank - 1) / (L - 1)``: 0 = every layer
                                                     distinct (identity map), 1 = one block (all layers alike)
@@ -55,10 +58,10 @@ class LayerMap(simbench.Benchmark):
     """Layer-wise similarity maps under distribution shift (seed ``000_3674ff43c5aa32ce``).
 
     For each model (the first ``max_models`` of the zoo) and each probe set,
-    the probe set is forwarded through the model and a similarity ``metric``
-    (default ``minibatch_cka``, configured with ``metric_params``) is computed
-    between every readable layer's output and every other's: an ``L x L``
-    map.  The seed forwards the probes twice and compares the passes; in eval
+    the benchmark declares (``requests``) an ``L x L`` map: a similarity
+    ``metric`` (default ``minibatch_cka``, configured with ``metric_params``)
+    between every readable layer's output and every other's, which the
+    runner computes, validates and caches like any similarity cell.  The seed forwards the probes twice and compares the passes; in eval
     mode (no dropout, BatchNorm running statistics) the two passes are
     identical, so one pass is used.  Summaries follow the seed: the
     distribution of off-diagonal values (mean, skew, a histogram PDF), the
@@ -95,7 +98,13 @@ class LayerMap(simbench.Benchmark):
         if self.layers and len(self.layers) < 2:
             raise ParamError("layers", "a layer map needs at least two layers")
 
-    def evaluate(self, ctx: simbench.BenchmarkContext) -> Iterable[simbench.Record]:
+    def requests(self, view: simbench.StoreView) -> list[simbench.MatrixRequest]:
+        """One ``L x L`` map per (model, probe set): ``metric`` over the model's layers, computed by the runner."""
+        from . import compute
+
+        return compute.requests(self, view)
+
+    def evaluate(self, ctx: simbench.StoreView) -> Iterable[simbench.Record]:
         from . import compute
 
         return compute.evaluate(self, ctx)

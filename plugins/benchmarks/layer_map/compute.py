@@ -1,4 +1,5 @@
-"""Computation of the ``layer_map`` benchmark (torch); tables and plots are in ``layer_map_report``."""
+"""Computation of the ``layer_map`` benchmark (torch): its declared maps and the statistics of them; tables and
+plots are in ``report``.  It reads the store view only: the runner computes every map (``requests``)."""
 
 from __future__ import annotations
 
@@ -134,33 +135,51 @@ def task_scores(
 # --------------------------------------------------------------------------
 
 
-class _Reps:
-    """Representations per (probe set, layer): the runner's cached matrices where every model has
-    the layer, a direct ``model.read`` otherwise (zoos whose architectures differ in depth)."""
-
-    def __init__(self, ctx: Any) -> None:
-        self.ctx = ctx
-        self.shared = set.intersection(*(set(ctx.models[s.id].readable_layers) for s in ctx.specs))
-        self._cache: dict[tuple[str, str], list[torch.Tensor]] = {}
-
-    def get(self, probe: str, layer: str, index: int, model_id: str) -> torch.Tensor:
-        if layer in self.shared:
-            key = (probe, layer)
-            if key not in self._cache:
-                self._cache[key] = self.ctx.representations(probe, layer)
-            return self._cache[key][index]
-        model = self.ctx.models[model_id]
-        x = self.ctx.probe_set(probe).inputs_for(model_id)
-        device = getattr(self.ctx, "device", "cpu")
-        with torch.no_grad():
-            return model.read(x.to(device), [layer])[layer].reshape(x.shape[0], -1)
-
-    def drop(self, probe: str) -> None:
-        for key in [k for k in self._cache if k[0] == probe]:
-            del self._cache[key]
+def _probes(bench: Any, view: Any) -> list[str]:
+    """The probe sets to map, reference first (so deltas can be formed as we go)."""
+    probes = list(bench.probe_sets) or list(view.probe_sets)
+    unknown = [p for p in probes if p not in view.probe_sets]
+    if unknown:
+        raise ValueError(f"layer_map: unknown probe set(s) {unknown}; available: {list(view.probe_sets)}")
+    if bench.reference in probes:
+        probes.remove(bench.reference)
+        probes.insert(0, bench.reference)
+    return probes
 
 
-def _record(bench: Any, statistic: str, value: float, probe: str, model: str, n: int, a: str = "", b: str = "") -> Any:
+def _layers(bench: Any, view: Any, model_id: str) -> tuple[list[str], str]:
+    """The layers mapped for one model, and why the model cannot be mapped ("" if it can)."""
+    readable = list(view.layers(model_id))
+    layers = list(bench.layers) or readable
+    missing = [name for name in layers if name not in readable]
+    if missing:
+        return layers, f"ValueError: model {model_id} has no layer(s) {missing}"
+    if len(layers) < 2:
+        return layers, f"ValueError: model {model_id} has fewer than two readable layers"
+    return layers, ""
+
+
+def map_key(model_id: str, probe: str) -> str:
+    """The key of one model's layer x layer map on one probe set among this benchmark's declared matrices."""
+    return f"{model_id}@{probe}"
+
+
+def requests(bench: Any, view: Any) -> list[Any]:
+    """One declared matrix per (model, probe set): ``bench.metric`` over the model's layers on that probe set."""
+    out = []
+    for probe in _probes(bench, view):
+        for spec in list(view.specs)[: bench.max_models]:
+            layers, why = _layers(bench, view, spec.id)
+            if why:
+                continue  # evaluate records the failed map
+            sources = tuple(simbench.Source(spec.id, probe, layer) for layer in layers)
+            out.append(simbench.MatrixRequest(map_key(spec.id, probe), bench.metric, sources,
+                                              tuple(sorted(bench.metric_params.items()))))
+    return out
+
+
+def _record(bench: Any, statistic: str, value: float, probe: str, model: str, n: int, a: str = "", b: str = "",
+            coords: dict[str, float] | None = None) -> Any:
     return simbench.Record(
         benchmark=BENCH,
         statistic=statistic,
@@ -171,75 +190,61 @@ def _record(bench: Any, statistic: str, value: float, probe: str, model: str, n:
         model_a=a,
         model_b=b,
         n=n,
+        coords=coords or {},
     )
 
 
-def evaluate(bench: Any, ctx: Any) -> list[Any]:
-    metric = ctx.make_plugin("metric", bench.metric, dict(bench.metric_params))
-    if getattr(metric, "kind", "activation") != "activation":
-        raise ValueError(f"layer_map needs an activation metric; {bench.metric!r} is a {metric.kind} metric")
-    probes = list(bench.probe_sets) or list(ctx.probe_sets)
-    unknown = [p for p in probes if p not in ctx.probe_sets]
-    if unknown:
-        raise ValueError(f"layer_map: unknown probe set(s) {unknown}; available: {list(ctx.probe_sets)}")
-    if bench.reference in probes:  # reference first, so deltas can be formed as we go
-        probes.remove(bench.reference)
-        probes.insert(0, bench.reference)
-    specs = list(ctx.specs)[: bench.max_models]
-    targets = list(ctx.data.meta.get("targets", [])) if ctx.data.meta else []
-    lo, hi = metric.value_range
-    if not metric.higher_is_more_similar:
-        lo, hi = -hi, -lo
-    symmetric = bool(metric.symmetric)
-    reps = _Reps(ctx)
+def _failed(bench: Any, probe: str, model: str, n: int, error: str) -> Any:
+    return simbench.Record(benchmark=BENCH, statistic="map", value=float("nan"), metric=bench.metric, probe_set=probe,
+                           group=model, n=n, status="failed", error=error)
+
+
+def evaluate(bench: Any, view: Any) -> list[Any]:
+    probes = _probes(bench, view)
+    specs = list(view.specs)[: bench.max_models]
+    targets = list(view.data.meta.get("targets", [])) if view.data.meta else []
     records: list[Any] = []
     reference_stats: dict[str, dict[str, float]] = {}
     for probe in probes:
-        ps = ctx.probe_set(probe)
+        ps = view.probe_set(probe)
         n = int(ps.x.shape[0])
-        outputs = ctx.outputs(probe)
+        outputs = view.outputs(probe)
         for index, spec in enumerate(specs):
-            model = ctx.models[spec.id]
-            layers = list(bench.layers) or list(model.readable_layers)
-            missing = [name for name in layers if name not in model.readable_layers]
+            layers, why = _layers(bench, view, spec.id)
+            if why:
+                records.append(_failed(bench, probe, spec.id, n, why))
+                continue
+            key = map_key(spec.id, probe)
             try:
-                if missing:
-                    raise ValueError(f"model {spec.id} has no layer(s) {missing}")
-                if len(layers) < 2:
-                    raise ValueError(f"model {spec.id} has fewer than two readable layers")
-                acts = [reps.get(probe, name, index, spec.id) for name in layers]
-                kwargs: dict[str, Any] = {}
-                if getattr(metric, "needs_inputs", False):
-                    kwargs["inputs"] = ps.inputs_for(spec.id).reshape(n, -1)
-                raw = torch.as_tensor(metric.pairwise(acts, **kwargs)).double().cpu()
+                raw = view.matrix(key).double().cpu()
                 if not torch.isfinite(raw).all():
                     raise ValueError("the metric returned non-finite map entries")
             except Exception as exc:  # one failed map must not sink the other models
-                records.append(
-                    simbench.Record(
-                        benchmark=BENCH,
-                        statistic="map",
-                        value=float("nan"),
-                        metric=bench.metric,
-                        probe_set=probe,
-                        group=spec.id,
-                        n=n,
-                        status="failed",
-                        error=f"{type(exc).__name__}: {exc}",
-                    )
-                )
+                error = str(exc) if isinstance(exc, simbench.MeasurementFailed) else f"{type(exc).__name__}: {exc}"
+                records.append(_failed(bench, probe, spec.id, n, error))
                 continue
+            metric = view.matrix_metric(key)
+            if getattr(metric, "kind", "activation") != "activation":
+                raise ValueError(f"layer_map needs an activation metric; {bench.metric!r} is a {metric.kind} metric")
+            lo, hi = metric.value_range
+            if not metric.higher_is_more_similar:
+                lo, hi = -hi, -lo
+            symmetric = bool(metric.symmetric)
             for i, li in enumerate(layers):
                 for j, lj in enumerate(layers):
-                    records.append(_record(bench, "map", raw[i, j], probe, spec.id, n, li, lj))
+                    records.append(_record(bench, "map", raw[i, j], probe, spec.id, n, li, lj,
+                                           {"layer_a": float(i), "layer_b": float(j)}))
             sim = metric.to_similarity(raw) if not metric.higher_is_more_similar else raw
             stats = map_summary(sim, symmetric)
-            stats.update(task_scores(outputs[index], ps.y, ctx.data.task, targets, bench.score_targets))
+            stats.update(task_scores(outputs[index], ps.y, view.data.task, targets, bench.score_targets))
             for name, value in stats.items():
-                records.append(_record(bench, name, value, probe, spec.id, n))
+                # an eigenvalue's rank is a coordinate too (the statistic keeps its name for the tables)
+                coords = {"rank": float(name[4:])} if name.startswith("eig_") else None
+                records.append(_record(bench, name, value, probe, spec.id, n, coords=coords))
             dens, edges = histogram(offdiag_values(sim, symmetric), lo, hi, bench.bins)
             for d, (a, b) in zip(dens, zip(edges[:-1], edges[1:])):
-                records.append(_record(bench, "pdf", d, probe, spec.id, n, f"{a:.6g}", f"{b:.6g}"))
+                records.append(_record(bench, "pdf", d, probe, spec.id, n,
+                                       coords={"bin_low": float(a), "bin_high": float(b)}))
             if probe == bench.reference:
                 reference_stats[spec.id] = stats
             elif spec.id in reference_stats:
@@ -247,7 +252,6 @@ def evaluate(bench: Any, ctx: Any) -> list[Any]:
                 for name in DELTA_STATS:
                     if name in stats and name in ref:
                         records.append(_record(bench, f"delta_{name}", stats[name] - ref[name], probe, spec.id, n))
-        reps.drop(probe)
     records.extend(finding_summary(bench, records))
     return records
 

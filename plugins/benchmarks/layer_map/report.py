@@ -173,13 +173,13 @@ def plot(records: Any, out_dir: str | Path) -> list[Path]:
         for probe in probes:
             pdf = sub[(sub["statistic"] == "pdf") & (sub["probe_set"] == probe)]
             if not pdf.empty:
-                a = pdf["model_a"].astype(float).to_numpy()
-                b = pdf["model_b"].astype(float).to_numpy()
+                a = pdf["coord_bin_low"].to_numpy(dtype=float)
+                b = pdf["coord_bin_high"].to_numpy(dtype=float)
                 v = pdf["value"].to_numpy()
                 ax_pdf.step(np.r_[a, b[-1:]], np.r_[v, v[-1:]], where="post", label=probe)
             eig = sub[sub["statistic"].str.match(r"^eig_\d+$") & (sub["probe_set"] == probe)]
             if not eig.empty:
-                order = eig["statistic"].str[4:].astype(int).to_numpy()
+                order = eig["coord_rank"].to_numpy(dtype=float)
                 vals = eig["value"].to_numpy()[np.argsort(order)]
                 ax_eig.plot(np.arange(1, len(vals) + 1), np.clip(vals, 1e-6, None), marker="o", label=probe)
         ax_pdf.set_xlabel("off-diagonal similarity")
