@@ -221,6 +221,14 @@ class Results:
 
         return lb.render(self.path, Path(out_dir), registry(plugins))
 
+    def matrix(self, kind: str, metric: str = "", probe_set: str = "clean") -> tuple[list[str], Any]:
+        """``(model ids, M x M float64 ndarray)`` of one stored matrix: ``kind`` ``"similarity"`` (a
+        metric's label; probe set ``"weights"`` for weight metrics) or ``"agreement"``; values as stored
+        (see :meth:`simbench.results.RunDir.matrix`)."""
+        from .results import RunDir
+
+        return RunDir(self.path).matrix(kind, metric, probe_set)
+
     def _repr_html_(self) -> str:
         """Jupyter shows the suite, the run directory and the headline table."""
         import html

@@ -121,6 +121,11 @@ def test_every_matrix_reads_back_bit_identical(finished):
         assert stored_ids == ids
         assert stored.dtype == np.float64 and bits(stored) == bits(values), (kind, metric, probe_set)
     assert ("similarity", "wcka", "weights") in held  # a weight metric: once, under "weights"
+    # the file names docs/results.md gives, read with numpy alone
+    assert json.loads((run.path / "matrices" / "models.json").read_text())["ids"] == ids
+    on_disk = np.load(run.path / "matrices" / "similarity" / "toy_gram_corr" / "toy_jitter%2F0%2E5.npy")
+    assert bits(on_disk) == bits(held[("similarity", "toy_gram_corr", "toy_jitter/0.5")])
+    assert bits(np.load(run.path / "matrices" / "agreement" / "clean.npy")) == bits(held[("agreement", "", "clean")])
     with pytest.raises(MeasurementFailed, match="boom"):
         run.matrix("similarity", "toy_raises", "clean")
     with pytest.raises(KeyError):
@@ -252,3 +257,15 @@ def test_a_writer_resuming_a_legacy_directory_rewrites_its_matrices_as_arrays(fi
     for key, values in held.items():
         assert bits(resumed.matrix(*key)[1]) == bits(values), key
     pd.testing.assert_frame_equal(resumed.results(), run.results())
+
+
+def test_results_api_gives_the_same_matrices(finished):
+    import simbench
+    from tests.conftest import TOY_PLUGINS
+
+    _, run, held = finished
+    res = simbench.load(run.path, plugins=[str(TOY_PLUGINS)])
+    ids, values = res.matrix("similarity", "linear_regression_r2", "toy_jitter/2.0")
+    assert ids == [m["id"] for m in run.read_manifest()["models"]]
+    assert bits(values) == bits(held[("similarity", "linear_regression_r2", "toy_jitter/2.0")])
+    assert bits(res.matrix("agreement", probe_set="clean")[1]) == bits(held[("agreement", "", "clean")])
