@@ -1711,9 +1711,9 @@ class Runner:
         cell becomes one failed row); the others go on.
         """
         planned: list[_Planned] = []
+        # asked also for finished benchmarks: their matrix cells are reused (never recomputed) and stay in the
+        # results in the same order as in an uninterrupted run
         for use in self.suite.benchmarks:
-            if self.run_dir.load_cell(f"benchmark/{use.label}") is not None:
-                continue  # finished: it reads nothing
             try:
                 view = RunnerView(self)
                 requests = list(plugin_call(f"benchmark {use.label!r} requests", use.obj.requests, view))

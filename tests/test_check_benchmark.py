@@ -266,3 +266,13 @@ def test_declared_matrices_run_as_dask_tasks_with_the_local_results(tmp_path):
     assert (a["statistic"] == b["statistic"]).all()
     x, y = a["value"].to_numpy(float), b["value"].to_numpy(float)
     assert np.array_equal(np.isnan(x), np.isnan(y)) and np.nanmax(np.abs(x - y)) <= 1e-12
+
+
+def test_a_resumed_run_keeps_the_declared_matrices_rows(tmp_path, toy):
+    cache = tmp_path / "cache"
+    _, run = _run(tmp_path, toy, "{name='test_declares'}", cache)
+    first = run.results()
+    again, run = _run(tmp_path, toy, "{name='test_declares'}", cache)
+    assert again.computed == 0
+    second = run.results()
+    assert list(second["kind"]) == list(first["kind"]) and (second["kind"] == "matrix").sum() == 1
