@@ -145,11 +145,28 @@ class Declares(simbench.Benchmark):
             out.append(simbench.MatrixRequest("all", self.metric, sources))
         if self.bad == "layer":
             out.append(simbench.MatrixRequest("odd", self.metric, (simbench.Source(ids[0], "clean", "nope"),)))
+        if self.bad == "transform":
+            out.append(simbench.MatrixRequest("odd", self.metric, (simbench.Source(ids[0], "clean", transform="toy_jitter"),)))
+        if self.bad == "transformed":  # not bad: the first model against a transformed subset of itself
+            moved = simbench.Source(ids[0], "clean", "hidden", "representation_transform",
+                                    (("kind", "invertible_linear"), ("sigma", 0.5)), 7, tuple(range(0, 40, 2)))
+            out.append(simbench.MatrixRequest("moved", "linear_cka",
+                                              (simbench.Source(ids[0], "clean", "hidden", rows=moved.rows), moved)))
         return out
 
     def evaluate(self, ctx):
         assert not hasattr(ctx, "models") and not hasattr(ctx, "make_plugin")
         m = ctx.matrix("all")
+        if self.bad == "transformed":
+            import torch
+
+            cka = ctx.matrix("moved")
+            source = self.requests(ctx)[-1].sources[1]
+            x = ctx.representation(source)
+            base = ctx.representations("clean", "hidden")[0][list(source.rows)]
+            expected = ctx.matrix_metric("moved").pairwise([base, x])
+            assert torch.allclose(torch.as_tensor(expected).double(), cka, atol=1e-12)
+            assert x.shape[0] == 20 and not torch.allclose(x, base)
         return [simbench.Record("", "mean", float(m.mean()), metric=self.metric, n=int(m.shape[0]),
                                 coords={"k": float(m.shape[0])})]
 
@@ -208,6 +225,7 @@ def test_declared_matrix_is_a_cell_computed_like_a_similarity_cell(tmp_path, toy
 @pytest.mark.parametrize("bad, message", [
     ("duplicate", "benchmark 'test_declares' request 'all': the key is declared twice"),
     ("layer", "benchmark 'test_declares' request 'odd': model '.*' has no layer 'nope'"),
+    ("transform", "request 'odd': perturbation 'toy_jitter' has target 'input'"),
 ])
 def test_bad_requests_are_one_line_user_errors(tmp_path, toy, bad, message):
     from simbench.errors import UserError
@@ -276,3 +294,11 @@ def test_a_resumed_run_keeps_the_declared_matrices_rows(tmp_path, toy):
     assert again.computed == 0
     second = run.results()
     assert list(second["kind"]) == list(first["kind"]) and (second["kind"] == "matrix").sum() == 1
+
+
+def test_transformed_sources_and_row_subsets(tmp_path, toy):
+    _, run = _run(tmp_path, toy, "{name='test_declares', bad='transformed'}", tmp_path / "cache")
+    frame = run.results()
+    assert (frame[frame["kind"] == "benchmark"]["status"] == "ok").all(), frame[frame["kind"] == "benchmark"]["error"]
+    cells = frame[frame["kind"] == "matrix"]
+    assert list(cells["group"]) == ["all", "moved"] and (cells["status"] == "ok").all()
