@@ -92,6 +92,15 @@ def test_a_damaged_pointer_or_array_is_refused(tmp_path):
         run.read_array({**pointer, "array": "../manifest.json"})
 
 
+def test_temp_arrays_of_a_killed_write_are_removed(tmp_path):
+    run = RunDir(tmp_path / "run")
+    run.set_models(["a", "b"])
+    pointer = run.write_matrix("similarity", "cka", "clean", np.eye(2))
+    stray = (run.path / pointer["array"]).with_name(".clean.npy.tmp12345")
+    stray.write_bytes(b"half a matrix")
+    assert run.clean_temp() == 1 and not stray.exists() and (run.path / pointer["array"]).exists()
+
+
 # -- a run ------------------------------------------------------------------------------------------
 
 
