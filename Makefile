@@ -24,7 +24,9 @@ demo: $(STAMP)
 	$(VENV)/bin/simbench run quick
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	# one worker per core; whole files per worker, so each module-scoped fixture (a trained zoo,
+	# a Dask cluster) is built once.  Plain `pytest -q` runs the same tests in one process.
+	$(PY) -m pytest -q -n auto --dist loadfile
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_metrics.py

@@ -5,9 +5,18 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import traceback
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+# `make test` runs the tests in pytest-xdist workers, one per core: each worker (and every subprocess a
+# test starts from it) then gets one BLAS/OpenMP thread, so two workers on two cores do not
+# oversubscribe them.  Set before anything imports torch, which reads it once; an explicit value wins.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -44,3 +53,51 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = No
 @pytest.fixture
 def cli():
     return run_cli
+
+
+@dataclass
+class CliResult:
+    """What :func:`cli_here` returns: the fields of a ``CompletedProcess`` that the tests read."""
+
+    args: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def cli_here(capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):
+    """Run ``simbench ARGS`` in this process, through ``simbench.cli.main`` (what the console script calls).
+
+    Same call and result as ``cli`` (``returncode``, ``stdout``, ``stderr``) without starting an
+    interpreter, which costs seconds per command (torch, scipy, the plugins) -- most of what a CLI test
+    took.  An exception that escapes ``main`` becomes exit status 1 with its traceback on stderr, as in
+    a subprocess, so ``"Traceback" not in stderr`` still means something.  Use ``cli`` where being a
+    fresh process is the point: kills and signals, entry points found through ``PYTHONPATH``, what a
+    command imports.
+    """
+
+    def run(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> CliResult:
+        from simbench.cli import main
+
+        if env and "PYTHONPATH" in env:
+            raise AssertionError("PYTHONPATH only takes effect in a new interpreter: use the `cli` fixture")
+        capfd.readouterr()  # drop whatever the test printed before
+        with monkeypatch.context() as patch:
+            patch.chdir(cwd or ROOT)
+            for key, value in (env or {}).items():
+                patch.setenv(key, value)
+            try:
+                main(list(args))
+                code: object = 0
+            except SystemExit as exc:
+                code = exc.code
+                if isinstance(code, str):  # sys.exit("message"): Python prints it and exits 1
+                    print(code, file=sys.stderr)
+            except Exception:  # noqa: BLE001 - a crash: what the interpreter would do
+                traceback.print_exc()
+                code = 1
+        out, err = capfd.readouterr()
+        return CliResult(args, code if isinstance(code, int) else (0 if code is None else 1), out, err)
+
+    return run

@@ -42,9 +42,11 @@ CASES: dict[str, list[tuple[str, str, tuple[str, ...]]]] = {
              importlib.import_module(module)
          """, NO_TORCH),
         ("build the registry", "from simbench.registry import build_registry\nr = build_registry()", NO_TORCH),
-        ("list every kind", "names = {k: r.names(k) for k in ('metric', 'zoo', 'perturbation', 'dataset', 'benchmark')}\n"
-                            "assert 'linear_cka' in names['metric'] and 'mnist_c' in names['perturbation'], names",
-         NO_TORCH),
+        ("list every kind",
+         """
+         names = {k: r.names(k) for k in ("metric", "zoo", "perturbation", "dataset", "benchmark")}
+         assert "linear_cka" in names["metric"] and "mnist_c" in names["perturbation"], names
+         """, NO_TORCH),
         ("instantiate every metric with its defaults", "[e.cls() for e in r.entries('metric')]", NO_TORCH),
         ("configure the datasets",
          """

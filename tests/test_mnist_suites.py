@@ -107,8 +107,9 @@ def test_unset_SIMBENCH_MNIST_DIR_is_a_one_line_error(registry, monkeypatch) -> 
 
 
 @pytest.mark.slow
-def test_paper_mlp_cpu_end_to_end_on_tiny_parquet(tmp_path, cli, mnist_dir) -> None:  # type: ignore[no-untyped-def]
-    proc = cli(
+def test_paper_mlp_cpu_end_to_end_on_tiny_parquet(  # type: ignore[no-untyped-def]
+        tmp_path, cli_here, mnist_dir) -> None:
+    proc = cli_here(
         "run", "suites/paper-mlp-cpu.toml",
         "--set", "zoo.epochs=[1, 2]", "--set", "zoo.warmup_epochs=1", "--set", "zoo.steps=2", "--set", "probes.n=30",
         "--set", 'perturbations.0.corruptions=["shot_noise"]',

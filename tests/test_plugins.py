@@ -66,25 +66,25 @@ def test_entry_point_plugin_is_listed_and_ranked(tmp_path, cli):
 
 
 @pytest.mark.slow
-def test_plugin_file_is_loaded(tmp_path, cli):
+def test_plugin_file_is_loaded(tmp_path, cli_here):
     plugin = tmp_path / "my_metric.py"
     plugin.write_text(THIRD_PARTY.format(name="file_cosine"))
-    proc = cli("-p", str(plugin), "list", "metrics")
+    proc = cli_here("-p", str(plugin), "list", "metrics")
     assert proc.returncode == 0 and "file_cosine" in proc.stdout and "(from my_metric)" in proc.stdout
     out = tmp_path / "out"
-    proc = cli("-p", str(TOY_PLUGINS), "run", str(TOY_SUITE), "-q", "-p", str(plugin),
+    proc = cli_here("-p", str(TOY_PLUGINS), "run", str(TOY_SUITE), "-q", "-p", str(plugin),
                "--set", "metrics=[{name='file_cosine'}, {name='toy_gram_corr'}]",
                "--run-dir", str(out / "run"), "--cache-dir", str(out / "cache"), "--leaderboard-dir", str(out / "lb"))
     assert proc.returncode == 0, proc.stderr
     assert "file_cosine" in (out / "lb" / "toy.md").read_text()
 
 
-def test_missing_or_broken_plugin_file(tmp_path, cli):
-    proc = cli("-p", str(tmp_path / "nope.py"), "list")
+def test_missing_or_broken_plugin_file(tmp_path, cli_here):
+    proc = cli_here("-p", str(tmp_path / "nope.py"), "list")
     assert proc.returncode == 2 and "no such file" in proc.stderr and "Traceback" not in proc.stderr
     broken = tmp_path / "broken.py"
     broken.write_text("import does_not_exist_anywhere\n")
-    proc = cli("-p", str(broken), "list")
+    proc = cli_here("-p", str(broken), "list")
     assert proc.returncode == 2 and "broken.py: failed to import: ModuleNotFoundError" in proc.stderr
 
 

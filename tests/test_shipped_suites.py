@@ -20,10 +20,10 @@ def test_shipped_suite_validates(path, registry):
 
 
 @pytest.mark.slow
-def test_quick_suite_end_to_end(tmp_path, cli):
-    # the demo suite at reduced size (two seeds, short training) through the real console entry point
+def test_quick_suite_end_to_end(tmp_path, cli_here):
+    # the demo suite at reduced size (two seeds, short training) through the console entry point, `main`
     out = tmp_path
-    proc = cli("run", "suites/quick.toml", "--set", "zoo.seeds=[0, 1]", "--set", "zoo.epochs=[2, 4]",
+    proc = cli_here("run", "suites/quick.toml", "--set", "zoo.seeds=[0, 1]", "--set", "zoo.epochs=[2, 4]",
                "--run-dir", str(out / "run"), "--cache-dir", str(out / "cache"), "--leaderboard-dir", str(out / "lb"))
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "Ranking" in proc.stdout  # the rich table

@@ -115,12 +115,12 @@ def test_plugin_post_init_errors_name_the_key(tmp_path, toy_registry):
     assert err.key == "metrics[0].k" and "odd number" in err.message
 
 
-def test_cli_validate_one_line_exit_2(tmp_path, cli):
+def test_cli_validate_one_line_exit_2(tmp_path, cli_here):
     bad = write(tmp_path, BASE.replace("n = 40", 'n = "forty"'))
-    proc = cli("-p", str(TOY_PLUGINS), "validate", str(bad))
+    proc = cli_here("-p", str(TOY_PLUGINS), "validate", str(bad))
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "probes.n" in lines[0] and str(bad) in lines[0]
-    ok = cli("-p", str(TOY_PLUGINS), "validate", str(TOY_SUITE))
+    ok = cli_here("-p", str(TOY_PLUGINS), "validate", str(TOY_SUITE))
     assert ok.returncode == 0 and "ok" in ok.stdout and "6 models" in ok.stdout

@@ -45,8 +45,8 @@ def test_finetune_cnn_suite(registry) -> None:  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.slow
-def test_paper_mlp_digits_end_to_end(tmp_path, cli) -> None:  # type: ignore[no-untyped-def]
-    proc = cli(
+def test_paper_mlp_digits_end_to_end(tmp_path, cli_here) -> None:  # type: ignore[no-untyped-def]
+    proc = cli_here(
         "run", "suites/paper-mlp-digits.toml",
         "--set", 'zoo.archs=["1x8", "4x32"]', "--set", "zoo.epochs=[3, 8]",
         # the paper's four metrics plus two others: the slow O(n^2) ones are covered by the metric tests
