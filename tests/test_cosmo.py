@@ -147,7 +147,9 @@ def test_zoo_builds_readable_models_and_round_trips():
 
 
 def test_registration_through_hooks():
-    registry = build_registry(extra_plugins=[cosmo_data, cosmo_zoo, cosmo_shift], load_entry_points=False)
+    from simbench_plugins.studies import cosmology  # the study's one entry point
+
+    registry = build_registry(extra_plugins=[cosmology], load_entry_points=False)
     assert registry.get("dataset", "cosmo_fields") is cosmo_data.CosmoFields
     assert registry.get("zoo", "cosmo_cnn") is cosmo_zoo.CosmoCNN
     assert registry.get("perturbation", "cosmo_shift") is cosmo_shift.CosmoShift
