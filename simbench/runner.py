@@ -49,6 +49,7 @@ from .types import (
     MatrixRequest,
     ModelSpec,
     PerturbContext,
+    Perturbation,
     ProbeSet,
     Record,
     RunContext,
@@ -289,6 +290,14 @@ def call_with_timeout(fn: Callable[[], Any], timeout: float, what: str = "cell")
     return outcome["value"]
 
 
+def _synchronize(device: str) -> None:
+    """Wait for queued CUDA kernels, so a timed call's wall time covers its work (no-op on the CPU)."""
+    if str(device).startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize()
+
+
 def _tensors(obj: Any) -> Iterable[Any]:
     """Every tensor inside ``obj`` (modules' state, data splits, probe sets, containers)."""
     import torch
@@ -501,6 +510,8 @@ class _State:
     matrices: dict[tuple[str, str], Any] = field(default_factory=dict)
     matrix_failures: dict[tuple[str, str], str] = field(default_factory=dict)
     matrix_metrics: dict[tuple[str, str], Any] = field(default_factory=dict)
+    #: timed declared matrices: (benchmark label, request key) -> wall seconds of each timed call
+    matrix_seconds: dict[tuple[str, str], list[float]] = field(default_factory=dict)
 
 
 class RunnerView:
@@ -586,6 +597,9 @@ class RunnerView:
     def weights(self, model_id: str) -> list[Any]:
         return [w.detach().clone() for w in self._runner.model(model_id).dense_weights()]
 
+    def buffers(self, model_id: str) -> dict[str, Any]:
+        return model_buffers(self._runner.model(model_id))
+
     def representation(self, source: Source) -> Any:
         self._runner.check_source(source, f"representation({source!r})")
         found = self._runner.source_tensor(source)
@@ -609,28 +623,18 @@ class RunnerView:
             raise UserError(f"benchmark {self._benchmark!r} reads matrix {key!r}, which its requests() did not declare")
         return found
 
-
-class LegacyRunnerView(RunnerView):
-    """TRANSITIONAL: the view plus ``models`` and ``make_plugin``, for built-in benchmarks not yet converted
-    to declaring their matrices (:data:`LEGACY_BENCHMARKS`).  Remove it when that set is empty."""
-
-    def __init__(self, runner: Runner, benchmark: str | None = None) -> None:
-        super().__init__(runner, benchmark)
-        self.models = runner.state.models
-
-    def make_plugin(self, kind: str, name: str, params: Mapping[str, Any] | None = None) -> Any:
-        obj, key, message = self._runner.registry.configure(kind, name, params or {})
-        if obj is None:
-            raise UserError(f"{kind} {name!r}: parameter {key!r}: {message}")
-        return obj
-
-    def run_context(self) -> RunContext:
-        return self._runner.ctx
+    def matrix_seconds(self, key: str) -> list[float] | None:
+        self.matrix(key)  # a failed cell raises; an undeclared key is a one-line error
+        found = self._runner.state.matrix_seconds.get((self._benchmark or "", key))
+        return None if found is None else list(found)
 
 
-#: TRANSITIONAL: built-in benchmarks that still run models or metrics themselves and get a
-#: :class:`LegacyRunnerView`; each conversion to ``requests`` removes its name (then the class goes)
-LEGACY_BENCHMARKS = frozenset({"sanity", "calibration", "contamination", "survey_transfer"})
+def model_buffers(model: Any) -> dict[str, Any]:
+    """Copies of a model's stored non-weight tensors (torch buffers: saved with its checkpoint, not trained by
+    the optimiser, e.g. a training trace or BatchNorm statistics), by name; ``{}`` for a model without any."""
+    named = getattr(model, "named_buffers", None)
+    return {name: b.detach().clone() for name, b in named()} if callable(named) else {}
+
 
 #: the former name of :class:`RunnerView`
 RunnerContext = RunnerView
@@ -849,6 +853,32 @@ def check_matrix(matrix: Any, ids: Sequence[str], allow_nan_models: Sequence[int
         )
 
 
+def stored_activations(t: Any) -> Any:
+    """A layer's activations as the store keeps them: float32 on the CPU, unless the model returns the layer in
+    float64 on purpose (a statistic that rounding to float32 would change, e.g. an activation's derivative):
+    such a layer keeps its float64 precision.  No built-in layer read by a similarity metric is float64."""
+    import torch
+
+    return t.to(device="cpu", dtype=torch.float64 if t.dtype == torch.float64 else torch.float32)
+
+
+#: how many bytes of transformed sources a run keeps in memory for reuse (Runner.source_tensor)
+SOURCE_MEMO_BYTES = 256 * 2**20
+#: what :attr:`Source.dtype` may ask for (``""``: as stored)
+SOURCE_DTYPES = ("", "float32", "float64")
+
+
+def source_dtype(x: Any, dtype: str) -> Any:
+    """A materialised source (a tensor, or a list of weight matrices) cast to ``dtype`` (``""``: unchanged).
+    The cast keeps each tensor's memory layout (a transposed weight stays transposed)."""
+    import torch
+
+    if not dtype:
+        return x
+    target = getattr(torch, dtype)
+    return [w.to(target) for w in x] if isinstance(x, list) else x.to(target)
+
+
 def _non_finite(ps: ProbeSet) -> str:
     """Why a probe set cannot be used (NaN/inf inputs), or ``""``."""
     import torch
@@ -912,12 +942,17 @@ class Runner:
         #: output key -> one-line error / seconds of tasks an executor ran (the client writes their cells)
         self._task_failures: dict[str, str] = {}
         self._task_seconds: dict[str, float] = {}
+        #: output key -> wall seconds of each timed call of a timed declared matrix (measured here or on a worker)
+        self._call_seconds: dict[str, list[float]] = {}
         #: wall seconds per stage in this invocation (client's view; in the manifest's invocation entry)
         self.stage_seconds: dict[str, float] = {}
         #: benchmark label -> one-line error of its ``requests`` (the benchmark's cell fails with it)
         self._request_failures: dict[str, str] = {}
         #: (probe set, layer) -> activations per model, for the declared matrices being computed
         self._layer_memo: dict[tuple[str, str], Any] = {}
+        #: transformed sources already materialised (insertion order = age), up to SOURCE_MEMO_BYTES: several
+        #: requests (and the benchmark's view) often share one transformed copy, which may be costly to make
+        self._source_memo: dict[Source, tuple[Any, int]] = {}
 
     # -- helpers -----------------------------------------------------------------
 
@@ -1341,7 +1376,7 @@ class Runner:
                 with torch.no_grad():
                     for start in range(0, x.shape[0], INFER_BATCH):
                         xb = x[start : start + INFER_BATCH].to(self.device)
-                        reps.append(model.read(xb, [name])[name].reshape(xb.shape[0], -1).float().cpu())
+                        reps.append(stored_activations(model.read(xb, [name])[name].reshape(xb.shape[0], -1)))
                         outs.append(model(xb).float().cpu())
                 tensors[f"rep::{i}"] = torch.cat(reps)
                 tensors[f"out::{i}"] = torch.cat(outs)
@@ -1482,22 +1517,24 @@ class Runner:
 
     def _matrix_or_error(self, metric: Any, ids: Sequence[str], cache_key: str,
                          inputs: Callable[[], tuple[Any, Mapping[str, Any]]], seed_tags: Sequence[str],
-                         what: str) -> tuple[Any, list[str], str]:
+                         what: str, timing_repeats: int = 0) -> tuple[Any, list[str], str]:
         """``(matrix, flags, "")`` or ``(None, [], one-line error)``: the cached matrix, the error of a task an
         executor ran and saw fail, or the metric run now on ``inputs()`` (:meth:`_measure`).
 
         The one failure boundary of every metric cell (similarity cells and benchmarks' declared matrices):
-        anything but ``KeyboardInterrupt``/``UserError`` becomes the cell's one-line error.
+        anything but ``KeyboardInterrupt``/``UserError`` becomes the cell's one-line error.  A timed matrix
+        (``timing_repeats``) is measured now unless a worker measured it in this run (``_call_seconds``).
         """
         try:
-            found = self.cache.load(cache_key)
+            timed_elsewhere = cache_key in self._call_seconds
+            found = self.cache.load(cache_key) if not timing_repeats or timed_elsewhere else None
             if found is not None:
                 matrix, flags = validate_matrix(found[0]["matrix"], ids, metric)
             elif cache_key in self._task_failures:  # an executor ran it and it failed: not run twice
                 raise MeasurementFailed(self._task_failures[cache_key])
             else:
                 reps, kwargs = inputs()
-                matrix, flags = self._measure(metric, seed_tags, what, ids, reps, kwargs, cache_key)
+                matrix, flags = self._measure(metric, seed_tags, what, ids, reps, kwargs, cache_key, timing_repeats)
             return matrix, flags, ""
         except (KeyboardInterrupt, UserError):
             raise
@@ -1506,21 +1543,39 @@ class Runner:
             return None, [], (error.splitlines()[0][:300] if error else type(exc).__name__)
 
     def _measure(self, metric: Any, seed_tags: Sequence[str], what: str, ids: Sequence[str], reps: Any,
-                 kwargs: Mapping[str, Any], cache_key: str) -> tuple[Any, list[str]]:
+                 kwargs: Mapping[str, Any], cache_key: str, timing_repeats: int = 0) -> tuple[Any, list[str]]:
         """Run a metric on copies of its inputs under the cell time limit; validate and cache the matrix.
 
         The one place a metric runs, in the client (local executor) or on a
         worker (a similarity or matrix task): :class:`MeasurementFailed` or the
-        metric's own exception if it fails.  ``ids`` label the matrix's rows.
+        metric's own exception if it fails.  ``ids`` label the matrix's rows.  ``timing_repeats > 0`` (two
+        sources): after the matrix, one warm-up call of the metric's one-pair ``metric(a, b)``, then that many
+        timed calls, all under one cell time limit; their wall seconds go to ``self._call_seconds[cache_key]``.
         """
         self.stage_ctx(*seed_tags)
         given, given_kwargs = _clone(reps), _clone(dict(kwargs))
-        raw = call_with_timeout(lambda: metric.pairwise(given, **given_kwargs),
-                                float(self.suite.run["cell_timeout"]), what)
+
+        def compute() -> tuple[Any, list[float]]:
+            raw = metric.pairwise(given, **given_kwargs)
+            seconds = []
+            if timing_repeats:
+                a, b = given
+                metric(a, b, **given_kwargs)  # warm-up of the one-pair path: lazy imports, allocator, kernels
+                for _ in range(timing_repeats):
+                    _synchronize(self.device)
+                    started = time.perf_counter()
+                    metric(a, b, **given_kwargs)
+                    _synchronize(self.device)
+                    seconds.append(time.perf_counter() - started)
+            return raw, seconds
+
+        raw, seconds = call_with_timeout(compute, float(self.suite.run["cell_timeout"]), what)
         if not _same(given, reps) or not _same(given_kwargs, dict(kwargs)):
             raise MeasurementFailed("modified its input tensors in place; a metric must not change its inputs")
         matrix, flags = validate_matrix(raw, ids, metric)
         self.cache.save(cache_key, {"matrix": matrix})
+        if timing_repeats:
+            self._call_seconds[cache_key] = seconds
         return matrix, flags
 
     def benchmark_cell(self, use: PluginUse, context: RunnerView | None = None) -> None:
@@ -1538,8 +1593,7 @@ class Runner:
         data = self.state.data
         before = fingerprint(self.state.models, data)
         if context is None:
-            view_cls = LegacyRunnerView if use.name in LEGACY_BENCHMARKS else RunnerView
-            context = view_cls(self, use.label)
+            context = RunnerView(self, use.label)
         try:
             if use.label in self._request_failures:
                 raise PluginCallFailed(self._request_failures[use.label])
@@ -1599,7 +1653,15 @@ class Runner:
             if not isinstance(source, Source):
                 raise UserError(f"expected simbench.Source, got {type(source).__name__}")
             model = self.model(source.model)
+            if source.dtype not in SOURCE_DTYPES:
+                raise UserError(f"dtype must be one of {', '.join(repr(d) for d in SOURCE_DTYPES)}, "
+                                f"got {source.dtype!r}")
             if source.is_weights:
+                overridden = source.transform and (type(self._transform(source)).transform_weights
+                                                   is not Perturbation.transform_weights)
+                if source.transform and not overridden:
+                    raise UserError(f"perturbation {source.transform!r} does not transform weights "
+                                    "(it has no transform_weights)")
                 return
             if source.probe_set not in self.state.probe_sets and source.probe_set not in self.state.failed_probe_sets:
                 raise UserError(f"unknown probe set {source.probe_set!r}; this suite has: "
@@ -1619,10 +1681,13 @@ class Runner:
     def _source_key(self, source: Source) -> Any:
         """What one source's tensor depends on (part of a declared matrix's cache key)."""
         if source.is_weights:
-            return {"weights": self.state.zoo_key, "model": source.model}
-        layer = self.suite.probes["layer"] if source.layer == "default" else source.layer
-        key: dict[str, Any] = {"zoo": self.state.zoo_key, "probe_set": self.state.probe_keys.get(source.probe_set, ""),
-                               "model": source.model, "layer": layer, "rows": source.rows}
+            key: dict[str, Any] = {"weights": self.state.zoo_key, "model": source.model}
+        else:
+            layer = self.suite.probes["layer"] if source.layer == "default" else source.layer
+            key = {"zoo": self.state.zoo_key, "probe_set": self.state.probe_keys.get(source.probe_set, ""),
+                   "model": source.model, "layer": layer, "rows": source.rows}
+        if source.dtype:  # only when set, so the keys of sources without one stay what they were
+            key["dtype"] = source.dtype
         if source.transform:
             use = self._transform(source)
             cls = type(use)
@@ -1670,17 +1735,40 @@ class Runner:
             with torch.no_grad():
                 for start in range(0, x.shape[0], INFER_BATCH):
                     xb = x[start : start + INFER_BATCH].to(self.device)
-                    reps.append(model.read(xb, [layer])[layer].reshape(xb.shape[0], -1).float().cpu())
+                    reps.append(stored_activations(model.read(xb, [layer])[layer].reshape(xb.shape[0], -1)))
             return {"rep": torch.cat(reps)}, {}
 
         return self.cache.get_or_compute(key, compute)[0]["rep"]
 
     def source_tensor(self, source: Source) -> Any:
-        """One source materialised: a model's weights, or its activations with the transform and rows applied."""
+        """One source materialised: a model's weights, or its activations with the transform and rows applied.
+
+        A transformed source is computed once and kept (up to :data:`SOURCE_MEMO_BYTES`, oldest dropped
+        first); callers never modify what they get (metrics and the view get copies)."""
+        if not source.transform:
+            return self._materialise(source)
+        if source in self._source_memo:
+            return self._source_memo[source][0]
+        found = self._materialise(source)
+        size = sum(t.numel() * t.element_size() for t in (found if isinstance(found, list) else [found]))
+        if size <= SOURCE_MEMO_BYTES:
+            while self._source_memo and size + sum(n for _, n in self._source_memo.values()) > SOURCE_MEMO_BYTES:
+                self._source_memo.pop(next(iter(self._source_memo)))
+            self._source_memo[source] = (found, size)
+        return found
+
+    def _materialise(self, source: Source) -> Any:
         import torch
 
         if source.is_weights:
-            return [w.detach() for w in self.model(source.model).dense_weights()]
+            ws = [w.detach() for w in self.model(source.model).dense_weights()]
+            if source.transform:
+                use = self._transform(source)
+                ctx = RunContext(seed=source.transform_seed, device=self.device)
+                ws = plugin_call(f"perturbation {source.transform!r}", use.transform_weights,
+                                 [w.clone() for w in ws], ctx)
+                ws = [torch.as_tensor(w) for w in ws]
+            return source_dtype(ws, source.dtype)
         x = self._model_layer(source.probe_set, source.layer, source.model)
         if source.transform:
             use = self._transform(source)
@@ -1691,7 +1779,7 @@ class Runner:
             x = torch.as_tensor(x)
         if source.rows is not None:
             x = x[list(source.rows)]
-        return x
+        return source_dtype(x, source.dtype)
 
     def _request_inputs(self, request: MatrixRequest, metric: Any) -> tuple[Any, dict[str, Any]]:
         first = request.sources[0]
@@ -1733,6 +1821,12 @@ class Runner:
                 seen.add(request.key)
                 if len(request.sources) < 1:
                     raise UserError(f"{where}: needs at least one source")
+                timing = request.timing_repeats
+                if isinstance(timing, bool) or not isinstance(timing, int) or timing < 0:
+                    raise UserError(f"{where}: timing_repeats must be an integer >= 0, got {timing!r}")
+                if timing and len(request.sources) != 2:
+                    raise UserError(f"{where}: a timed request (timing_repeats) times the metric on one pair; it "
+                                    f"needs exactly 2 sources, not {len(request.sources)}")
                 try:
                     metric, metric_key = self.request_metric(request.metric, request.metric_params)
                 except UserError as exc:
@@ -1745,8 +1839,11 @@ class Runner:
                     self.check_source(src, where)
                 labels = [f"{src.model}@{src.layer}" for src in request.sources]
                 labels = labels if len(set(labels)) == len(labels) else [f"{i}:{lab}" for i, lab in enumerate(labels)]
-                key = self.cache.key("matrix", {"metric": metric_key,
-                                                "sources": [self._source_key(src) for src in request.sources]})
+                identity: dict[str, Any] = {"metric": metric_key,
+                                            "sources": [self._source_key(src) for src in request.sources]}
+                if timing:  # a timed cell is its own task (several may time the same matrix): its own output key
+                    identity["timed"] = [use.label, request.key, timing]
+                key = self.cache.key("matrix", identity)
                 planned.append(_Planned(use.label, request, metric, key, tuple(labels)))
                 self.state.matrix_metrics[(use.label, request.key)] = metric
         return planned
@@ -1762,7 +1859,8 @@ class Runner:
         tasks = []
         for item in planned:
             cell_id = f"matrix/{item.benchmark}/{item.request.key}"
-            if self.run_dir._cell_path(cell_id).exists() or self.cache.has(item.cache_key):
+            timed = item.request.timing_repeats > 0  # measured in this run, whatever the cache holds
+            if self.run_dir._cell_path(cell_id).exists() or (self.cache.has(item.cache_key) and not timed):
                 continue
             inputs_key = self.cache.key("matrix_inputs", {"matrix": item.cache_key})
             if remote and not self.cache.has(inputs_key):
@@ -1774,7 +1872,8 @@ class Runner:
                 self.cache.save(inputs_key, *_pack_sources(reps, kwargs.get("inputs")))
             tasks.append(Task(cell_id, "matrix", item.cache_key, (inputs_key,),
                               {"benchmark": item.benchmark, "key": item.request.key, "metric": item.request.metric,
-                               "metric_params": dict(item.request.metric_params), "labels": list(item.labels)}))
+                               "metric_params": dict(item.request.metric_params), "labels": list(item.labels),
+                               "timing_repeats": item.request.timing_repeats}))
         return Stage("Benchmark matrices", tuple(tasks))
 
     def matrix_cell(self, item: _Planned) -> None:
@@ -1789,16 +1888,21 @@ class Runner:
                 self.state.matrix_failures[cell] = meta.get("error", "failed")
             else:
                 self.state.matrices[cell] = torch.tensor(meta["values"], dtype=torch.float64)
+                if meta.get("call_seconds") is not None:
+                    self.state.matrix_seconds[cell] = list(meta["call_seconds"])
             return
         started = time.perf_counter()
         matrix, flags, error = self._matrix_or_error(
             item.metric, item.labels, item.cache_key, lambda: self._request_inputs(item.request, item.metric),
-            ("matrix", item.benchmark, item.request.key), cell_id)
+            ("matrix", item.benchmark, item.request.key), cell_id, item.request.timing_repeats)
+        call_seconds = self._call_seconds.pop(item.cache_key, None) if item.request.timing_repeats else None
         if error:
             log.warning("%s failed: %s", cell_id, error)
             self.state.matrix_failures[cell] = error
         else:
             self.state.matrices[cell] = matrix
+            if call_seconds is not None:
+                self.state.matrix_seconds[cell] = call_seconds
         seconds = self._task_seconds.get(item.cache_key, time.perf_counter() - started)
         # one row per matrix (the matrix itself is in the cell): which benchmark declared it, its size, its status
         row = record_row(self.suite.name, "matrix", Record(
@@ -1806,7 +1910,8 @@ class Runner:
             n=len(item.labels), status="failed" if error else "ok", error=error))
         # K x K is small (sources, not models): kept in the cell as "values" (the store's .npy arrays are M x M)
         self.run_dir.write_cell(cell_id, [row], {"values": None if matrix is None else matrix.tolist(), "error": error,
-                                                 "seconds": seconds, "labels": list(item.labels), "flags": flags})
+                                                 "seconds": seconds, "labels": list(item.labels), "flags": flags,
+                                                 "call_seconds": None if error else call_seconds})
         self.computed += 1
 
     # -- the plan: stages of tasks an executor may run elsewhere --------------------------
@@ -1908,9 +2013,10 @@ class Runner:
             tensors, meta = self._load_entry(task.inputs[0])
             reps = _unpack_sources(tensors, meta, self.device)
             kwargs = {"inputs": tensors["inputs"].to(self.device)} if "inputs" in tensors else {}
+            timing = int(task.args.get("timing_repeats", 0))
             _, flags = self._measure(metric, ("matrix", task.args["benchmark"], task.args["key"]), task.id,
-                                     list(task.args["labels"]), reps, kwargs, task.output)
-            return {"flags": flags}
+                                     list(task.args["labels"]), reps, kwargs, task.output, timing)
+            return {"flags": flags, "call_seconds": self._call_seconds.pop(task.output, None)}
         raise UserError(f"unknown task kind {task.kind!r}")
 
     def _worker_data(self) -> DataSplits:
@@ -1952,6 +2058,8 @@ class Runner:
             self._task_seconds[task.output] = result.seconds
             if not result.ok:
                 self._task_failures[task.output] = result.error
+            elif (result.meta or {}).get("call_seconds") is not None:  # a timed matrix, timed on the worker
+                self._call_seconds[task.output] = [float(v) for v in result.meta["call_seconds"]]
         advance(len(stage.tasks))
 
     def _open_executor(self) -> None:

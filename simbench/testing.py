@@ -645,7 +645,7 @@ class FakeStore:
 
     def __init__(self, models: Any = None, specs: Any = None, probe_sets: Any = None, data: Any = None,
                  metrics: Any = None, metric_classes: Sequence[type] = (), meta: Any = None, seed: int = 0,
-                 registry: Any = None) -> None:
+                 registry: Any = None, task: str = "classification") -> None:
         import torch
 
         from .types import DataSplits, ModelSpec, ProbeSet, Split
@@ -654,27 +654,32 @@ class FakeStore:
         self._registry = registry
         self._metric_classes = {c.name: c for c in metric_classes}
         g = _generator(seed)
+        if task not in ("classification", "regression"):
+            raise ValueError(f"task must be 'classification' or 'regression', not {task!r}")
         if data is None:
             x = torch.randn(96, 12, generator=g)
             w = torch.randn(12, 3, generator=g)
-            y = (x @ w).argmax(1)
+            if task == "classification":
+                y, num_classes, planted = (x @ w).argmax(1), 3, {}
+            else:  # three fractions that sum to one, a smooth function of the inputs (vote-fraction-like)
+                y, num_classes, planted = torch.softmax(x @ w, 1), 0, {"targets": ["t0", "t1", "t2"]}
             data = DataSplits(Split(x[:48], y[:48]), Split(x[48:72], y[48:72]), Split(x[72:], y[72:]),
-                              task="classification", num_classes=3, meta=dict(meta or {}))
+                              task=task, num_classes=num_classes, meta={**planted, **dict(meta or {})})
         elif meta is not None:
             data = dataclasses.replace(data, meta={**dict(data.meta), **dict(meta)})
         self.data = data
         if models is None:
             mlp = fake_model_class()
+            n_out = max(1, data.num_classes) if data.task == "classification" else int(data.test.y[0].numel())
             models, specs = {}, []
             for i in range(6):
                 arch, hidden = ("narrow", 8) if i % 2 else ("wide", 16)
                 mid = f"m{i}"
-                models[mid] = mlp(int(data.test.x[0].numel()), hidden, max(1, data.num_classes), seed * 100 + i).eval()
+                models[mid] = mlp(int(data.test.x[0].numel()), hidden, n_out, seed * 100 + i).eval()
                 specs.append(ModelSpec(mid, {"arch": arch, "seed": i // 2, "epoch": i % 3}))
             for i in (0, 1):  # two perturbed copies, as a model perturbation adds them (factors name the original)
                 base, mid = specs[i], f"m{i}~nudged"
-                models[mid] = mlp(int(data.test.x[0].numel()), 16 if i % 2 == 0 else 8, max(1, data.num_classes),
-                                  seed * 100 + i).eval()
+                models[mid] = mlp(int(data.test.x[0].numel()), 16 if i % 2 == 0 else 8, n_out, seed * 100 + i).eval()
                 with torch.no_grad():
                     for param in models[mid].parameters():
                         param.add_(0.05 * torch.randn(param.shape, generator=g))
@@ -698,8 +703,32 @@ class FakeStore:
         self._matrices: dict[tuple[str, str], Any] = {}
         self._matrix_failures: dict[tuple[str, str], str] = {}
         self._matrix_metrics: dict[tuple[str, str], Any] = {}
+        self._matrix_seconds: dict[tuple[str, str], list[float]] = {}
         self.benchmark = ""  # the label whose declared matrices matrix() reads
         self._compute_suite_matrices()
+
+    @classmethod
+    def from_plugins(cls, dataset: tuple[str, dict[str, Any]], zoo: tuple[str, dict[str, Any]],
+                     perturbations: Sequence[tuple[str, dict[str, Any]]] = (), probes: int = 0, seed: int = 0,
+                     metrics: Any = None, registry: Any = None) -> FakeStore:
+        """A store over a real, small run: the registered ``dataset`` and ``zoo`` (each ``(name, params)``)
+        loaded and trained here, the clean probe set (the first ``probes`` test inputs; 0 = all) and the
+        probe sets of the input ``perturbations``; for benchmarks that need a study's own data and models."""
+        from .registry import build_registry
+        from .types import PerturbContext, ProbeSet, RunContext
+
+        registry = registry if registry is not None else build_registry()
+        data = _configured(registry, "dataset", *dataset).load(RunContext(seed=seed))
+        family = _configured(registry, "zoo", *zoo)
+        models = dict(family.build(data, RunContext(seed=seed)))
+        specs = [s for s in family.specs() if s.id in models]
+        n = probes or len(data.test)
+        clean = ProbeSet("clean", data.test.x[:n].clone(), data.test.y[:n].clone())
+        probe_sets = [clean]
+        for name, params in perturbations:
+            pert = _configured(registry, "perturbation", name, params)
+            probe_sets += pert.probe_sets(clean, PerturbContext(seed=seed, models=models, specs=specs, data=data))
+        return cls(models, specs, probe_sets, data, metrics=metrics, seed=seed, registry=registry)
 
     # -- building ---------------------------------------------------------------
 
@@ -710,16 +739,28 @@ class FakeStore:
             from .registry import build_registry
 
             self._registry = build_registry()
-        obj, key, message = self._registry.configure(kind, name, dict(params))
-        if obj is None:
-            raise ValueError(f"{kind} {name!r}: parameter {key!r}: {message}")
-        return obj
+        return _configured(self._registry, kind, name, params)
 
-    def _measure(self, metric: Any, reps: Sequence[Any], ids: Sequence[str], inputs: Any = None) -> Any:
+    def _measure(self, metric: Any, reps: Sequence[Any], ids: Sequence[str], inputs: Any = None,
+                 timing_repeats: int = 0) -> Any:
+        """The validated matrix; with ``timing_repeats`` (two sources), also the seconds of that many one-pair
+        calls ``metric(a, b)`` after a warm-up call, as the runner times a timed request."""
+        import time
+
         from .runner import validate_matrix
 
         kwargs = {"inputs": inputs} if getattr(metric, "needs_inputs", False) and inputs is not None else {}
-        return validate_matrix(metric.pairwise(list(reps), **kwargs), ids, metric)[0]
+        matrix = validate_matrix(metric.pairwise(list(reps), **kwargs), ids, metric)[0]
+        if not timing_repeats:
+            return matrix
+        a, b = reps
+        metric(a, b, **kwargs)
+        seconds = []
+        for _ in range(timing_repeats):
+            started = time.perf_counter()
+            metric(a, b, **kwargs)
+            seconds.append(time.perf_counter() - started)
+        return matrix, seconds
 
     def _compute_suite_matrices(self) -> None:
         import torch
@@ -785,8 +826,10 @@ class FakeStore:
         model = self.models_[model_id]
         name = model.default_layer if layer == "default" else layer
         x = self._probes[probe_set].inputs_for(model_id)
+        from .runner import stored_activations
+
         with torch.no_grad():
-            return model.read(x, [name])[name].reshape(len(x), -1).float()
+            return stored_activations(model.read(x, [name])[name].reshape(len(x), -1))
 
     def outputs(self, probe_set: str) -> list[Any]:
         import torch
@@ -806,19 +849,30 @@ class FakeStore:
     def weights(self, model_id: str) -> list[Any]:
         return [w.detach().clone() for w in self.models_[model_id].dense_weights()]
 
+    def buffers(self, model_id: str) -> dict[str, Any]:
+        from .runner import model_buffers
+
+        return model_buffers(self.models_[model_id])
+
     def representation(self, source: Any) -> Any:
         import torch
 
         from .types import RunContext
 
+        from .runner import source_dtype
+
         if source.is_weights:
-            return self.weights(source.model)
+            ws = self.weights(source.model)
+            if source.transform:  # the whole list at once, as the runner does
+                pert = self._configure("perturbation", source.transform, dict(source.transform_params))
+                ws = [torch.as_tensor(w) for w in pert.transform_weights(ws, RunContext(seed=source.transform_seed))]
+            return source_dtype(ws, source.dtype)
         x = self._read(source.probe_set, source.layer, source.model)
         if source.transform:
             pert = self._configure("perturbation", source.transform, dict(source.transform_params))
             x = torch.as_tensor(pert.transform_representation(x, self._probes[source.probe_set].y.clone(),
                                                               RunContext(seed=source.transform_seed)))
-        return x[list(source.rows)] if source.rows is not None else x
+        return source_dtype(x[list(source.rows)] if source.rows is not None else x, source.dtype)
 
     def matrix(self, key: str) -> Any:
         from .errors import MeasurementFailed
@@ -835,6 +889,11 @@ class FakeStore:
 
     def matrix_metric(self, key: str) -> Any:
         return self._matrix_metrics[(self.benchmark, key)]
+
+    def matrix_seconds(self, key: str) -> list[float] | None:
+        self.matrix(key)  # a failed cell raises
+        found = self._matrix_seconds.get((self.benchmark, key))
+        return None if found is None else list(found)
 
     # -- declared matrices ------------------------------------------------------------
 
@@ -863,9 +922,21 @@ class FakeStore:
             try:
                 reps = [self.representation(s) for s in request.sources]
                 labels = [f"{i}:{s.model}@{s.layer}" for i, s in enumerate(request.sources)]
-                self._matrices[cell] = self._measure(metric, reps, labels, inputs)
+                if request.timing_repeats:
+                    self._matrices[cell], self._matrix_seconds[cell] = self._measure(
+                        metric, reps, labels, inputs, request.timing_repeats)
+                else:
+                    self._matrices[cell] = self._measure(metric, reps, labels, inputs)
             except Exception as exc:  # noqa: BLE001 - a failed cell, as in a run
                 self._matrix_failures[cell] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+
+
+def _configured(registry: Any, kind: str, name: str, params: Any) -> Any:
+    """The registered ``kind`` plugin ``name`` configured with ``params`` (``ValueError`` naming a bad one)."""
+    obj, key, message = registry.configure(kind, name, dict(params))
+    if obj is None:
+        raise ValueError(f"{kind} {name!r}: parameter {key!r}: {message}")
+    return obj
 
 
 def run_benchmark(benchmark: Any, store: FakeStore | None = None, label: str | None = None) -> list[Any]:
@@ -887,12 +958,28 @@ def _numeric_text(text: str) -> bool:
     return bool(text.strip())
 
 
+def example_store(cls: type) -> FakeStore:
+    """The store a benchmark class is checked on: its ``check_example["store"]`` -- keyword arguments of
+    :class:`FakeStore` (e.g. ``{"task": "regression"}``), or of :meth:`FakeStore.from_plugins` when they name
+    a ``zoo`` -- with ``check_example["meta"]`` added to the data's meta; the default :class:`FakeStore`
+    without one."""
+    example = dict(getattr(cls, "check_example", None) or {})
+    spec = dict(example.get("store") or {})
+    if "zoo" in spec:
+        store = FakeStore.from_plugins(**spec)
+        if example.get("meta"):
+            store.data = dataclasses.replace(store.data, meta={**dict(store.data.meta), **dict(example["meta"])})
+        return store
+    return FakeStore(meta=example.get("meta"), **spec)
+
+
 def check_benchmark(cls: type, params: Any = None, store: FakeStore | None = None) -> list[Any]:
     """Run a benchmark class on a fake store and check its records; return them.
 
     ``params`` configures it (default: the class's ``check_example["params"]``
-    if it declares one, else its defaults); ``store`` (default: a
-    :class:`FakeStore`, with ``check_example["meta"]`` as the data's meta).
+    if it declares one, else its defaults); ``store`` (default:
+    :func:`example_store`, the class's ``check_example["store"]`` and
+    ``["meta"]``, else the shared :class:`FakeStore`).
     Raises :class:`ConformanceError` listing every problem: records that are
     not :class:`simbench.Record`, empty statistic names, non-finite values in
     ``ok`` rows, a number stored in a text field (``model_b="3.0"``: use
@@ -911,7 +998,7 @@ def check_benchmark(cls: type, params: Any = None, store: FakeStore | None = Non
     if bench is None:
         raise ConformanceError(f"benchmark {cls.__name__}: parameter {key!r}: {message}")
     if store is None:
-        store = FakeStore(meta=example.get("meta"))
+        store = example_store(cls)
     records = run_benchmark(bench, store)
     problems: list[str] = []
     if not records:

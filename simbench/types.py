@@ -320,6 +320,11 @@ class Perturbation(Plugin):
         """``target = "representation"``: a transformed copy of activations ``x`` (``[n, d]``, labels ``y``)."""
         raise NotImplementedError(f"perturbation {self.name!r} does not transform representations")
 
+    def transform_weights(self, weights: Sequence[torch.Tensor], ctx: RunContext) -> list[torch.Tensor]:
+        """``target = "representation"``, optional: a transformed copy of a model's dense weights (each
+        ``[in, out]``, input side first), for a weights :class:`Source` with this transform."""
+        raise NotImplementedError(f"perturbation {self.name!r} does not transform weights")
+
 
 # --------------------------------------------------------------------------
 # Benchmarks and records
@@ -607,9 +612,16 @@ class Source:
     ``transform`` names a registered ``target = "representation"``
     perturbation, configured with ``transform_params`` and applied by the
     runner as ``transform_representation(x, y, RunContext(seed=transform_seed))``
-    (``y``: the probe labels); the benchmark chooses the seed.  ``rows`` keeps
-    a subset of the probe rows, applied after the transform.  All fields are
-    hashable so a request is a cache key.
+    (``y``: the probe labels) -- for a weights source as
+    ``transform_weights(weights, RunContext(seed=transform_seed))`` on the
+    whole list, since a function-preserving weight transform couples
+    consecutive layers; the benchmark chooses the seed.  ``rows`` keeps
+    a subset of the probe rows, applied after the transform.  ``dtype``
+    (``"float32"`` or ``"float64"``; ``""``: as stored, float32 activations)
+    casts the result (every weight matrix), last: a benchmark comparing a
+    model with float64 transformed copies of it asks for the original in
+    float64 too, so the metric computes every pair in one precision.  All
+    fields are hashable so a request is a cache key.
     """
 
     model: str
@@ -619,6 +631,7 @@ class Source:
     transform_params: tuple[tuple[str, Any], ...] = ()
     transform_seed: int = 0
     rows: tuple[int, ...] | None = None
+    dtype: str = ""
 
     @property
     def is_weights(self) -> bool:
@@ -637,12 +650,23 @@ class MatrixRequest:
     *not* oriented: the benchmark orients it with the metric class's
     ``to_similarity`` when it needs "higher = more similar".  ``needs_inputs`` metrics get the first
     source's probe inputs (``rows`` applied).
+
+    ``timing_repeats > 0`` makes a two-source request a *timed* one: after
+    computing the 2 x 2 matrix the runner calls the metric's one-pair
+    ``metric(a, b)`` on the same inputs once to warm up and ``timing_repeats``
+    times timed, under the same failure capture (one cell time limit for all
+    calls; CUDA synchronised around each), and stores the wall seconds of
+    each timed call with the cell, read with :meth:`StoreView.matrix_seconds`.
+    A timed request is always measured in the run (its timing is never taken
+    from the cache) and, with a remote executor, on the worker that runs its
+    task.
     """
 
     key: str
     metric: str
     sources: tuple[Source, ...]
     metric_params: tuple[tuple[str, Any], ...] = ()
+    timing_repeats: int = 0
 
 
 class StoreView(Protocol):
@@ -688,7 +712,8 @@ class StoreView(Protocol):
         ...
 
     def representations(self, probe_set: str, layer: str | None = None) -> list[torch.Tensor]:
-        """Each model's ``[n, d]`` activations at ``layer`` (default: the suite's layer)."""
+        """Each model's ``[n, d]`` activations at ``layer`` (default: the suite's layer); float32, or float64
+        for a layer the model returns in float64."""
         ...
 
     def layers(self, model_id: str) -> tuple[str, ...]:
@@ -697,6 +722,11 @@ class StoreView(Protocol):
 
     def weights(self, model_id: str) -> list[torch.Tensor]:
         """The model's dense weight matrices (each ``[in, out]``, input side first)."""
+        ...
+
+    def buffers(self, model_id: str) -> dict[str, torch.Tensor]:
+        """The model's stored non-weight tensors by name (torch buffers, saved with its checkpoint: e.g. a
+        training trace the zoo recorded, BatchNorm statistics); ``{}`` when it has none."""
         ...
 
     def representation(self, source: Source) -> torch.Tensor:
@@ -713,6 +743,11 @@ class StoreView(Protocol):
 
     def matrix_metric(self, key: str) -> Metric:
         """The configured metric of declared matrix ``key`` (metadata: orientation, range, symmetry; never call it)."""
+        ...
+
+    def matrix_seconds(self, key: str) -> list[float] | None:
+        """Wall seconds of each timed one-pair call of declared matrix ``key`` (``timing_repeats`` of them),
+        None for a request that was not timed; ``MeasurementFailed`` if the cell failed."""
         ...
 
 

@@ -1,9 +1,10 @@
-"""The calibration benchmark (seed 001 §3.1) on real random and trained networks in a small fake run."""
+"""The calibration benchmark (seed 001 §3.1) on real random and trained networks, served by the kit's FakeStore."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -12,8 +13,8 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 import simbench
-from simbench.errors import MeasurementFailed
 from simbench.results import record_row
+from simbench.testing import FakeStore, check_benchmark, run_benchmark
 from simbench.types import ModelSpec
 from simbench_plugins.benchmarks.calibration import compute as calibration_impl
 from simbench_plugins.benchmarks.calibration import report as calibration_report
@@ -67,65 +68,47 @@ def digits(n_train=400):
     return x[perm[:n_train]], y[perm[:n_train]], x[perm[n_train:]], y[perm[n_train:]]
 
 
-class FakeContext:
-    """``n`` random-init MLPs and ``n`` checkpoints of one MLP at consecutive late epochs, real activations."""
-
-    def __init__(self, n=8, metrics=None):
-        xtr, ytr, xte, yte = digits()
-        self.suite_name, self.seed, self.device = "fake", 0, "cpu"
-        models, specs = [], []
-        for s in range(n):
-            torch.manual_seed(100 + s)
-            models.append(MLP().eval())
-            specs.append(ModelSpec(f"random/s{s}", {"ensemble": "random", "seed": s, "epoch": 0}))
-        torch.manual_seed(0)
-        net = MLP()
-        opt = torch.optim.Adam(net.parameters(), lr=3e-3)
-        for epoch in range(1, 30 + n):
-            for i in range(0, len(xtr), 32):
-                opt.zero_grad()
-                torch.nn.functional.cross_entropy(net(xtr[i:i + 32]), ytr[i:i + 32]).backward()
-                opt.step()
-            if epoch >= 30:
-                copy = MLP()
-                copy.load_state_dict(net.state_dict())
-                models.append(copy.eval())
-                specs.append(ModelSpec(f"converged/e{epoch}", {"ensemble": "converged", "seed": 0, "epoch": epoch}))
-        self.specs = specs
-        self.models = {s.id: m for s, m in zip(specs, models)}
-        self.probe = simbench.ProbeSet("clean", xte, yte)
-        self.probe_sets = ["clean"]
-        with torch.no_grad():
-            self.reps = [m.read(xte, ["hidden2"])["hidden2"] for m in models]
-        self.metrics = metrics or {"linear_cka": LinearCKA(), "procrustes": Procrustes(), "wcka": WeightsCKA(),
-                                   "nan_metric": NaNMetric()}
-
-    def similarity(self, metric, probe_set):
-        m = self.metrics[metric]
-        reps = [self.models[s.id].dense_weights() for s in self.specs] if m.kind == "weight" else self.reps
-        s = torch.as_tensor(m.pairwise(reps)).double()
-        if not torch.isfinite(s).all():
-            raise MeasurementFailed("returned non-finite values")
-        return m.to_similarity(s)
-
-    def representations(self, probe_set, layer=None):
-        return self.reps
-
-    def probe_set(self, name):
-        return self.probe
+def calibration_store(n=8):
+    """``n`` random-init MLPs and ``n`` checkpoints of one MLP at consecutive late epochs, served by the kit's
+    :class:`simbench.testing.FakeStore` (real activations; every matrix from the real metric plugins)."""
+    xtr, ytr, xte, yte = digits()
+    models, specs = [], []
+    for s in range(n):
+        torch.manual_seed(100 + s)
+        models.append(MLP().eval())
+        specs.append(ModelSpec(f"random/s{s}", {"ensemble": "random", "seed": s, "epoch": 0}))
+    torch.manual_seed(0)
+    net = MLP()
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    for epoch in range(1, 30 + n):
+        for i in range(0, len(xtr), 32):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(net(xtr[i:i + 32]), ytr[i:i + 32]).backward()
+            opt.step()
+        if epoch >= 30:
+            copy = MLP()
+            copy.load_state_dict(net.state_dict())
+            models.append(copy.eval())
+            specs.append(ModelSpec(f"converged/e{epoch}", {"ensemble": "converged", "seed": 0, "epoch": epoch}))
+    data = simbench.DataSplits(simbench.Split(xtr, ytr), simbench.Split(xte[:10], yte[:10]), simbench.Split(xte, yte),
+                               task="classification", num_classes=3)
+    metrics = {"linear_cka": LinearCKA(), "procrustes": Procrustes(), "wcka": WeightsCKA(), "nan_metric": NaNMetric()}
+    return FakeStore(models={s.id: m for s, m in zip(specs, models)}, specs=specs,
+                     probe_sets=[simbench.ProbeSet("clean", xte, yte)], data=data, metrics=metrics)
 
 
 def as_frame(records):
     return pd.DataFrame([record_row("fake", "benchmark", r) for r in records])
 
 
+BENCH = Calibration(probe_counts=(10, 30, 100, 0), count_draws=3, count_models=8, timing_repeats=3, n_bootstrap=200)
+
+
 @pytest.fixture(scope="module")
 def run():
-    ctx = FakeContext()
-    bench = Calibration(probe_counts=(10, 30, 100, 0), count_draws=3, count_models=8, timing_repeats=3,
-                        n_bootstrap=200)
-    records = bench.evaluate(ctx)
-    return ctx, records, as_frame(records)
+    store = calibration_store()
+    records = run_benchmark(BENCH, store)
+    return store, records, as_frame(records)
 
 
 def value(frame, statistic, metric, group, probe_set=None, n=None):
@@ -149,16 +132,16 @@ def test_auroc_matches_sklearn_with_ties():
 
 
 def test_distribution_and_auroc_records_match_direct_computation(run):
-    ctx, _, frame = run
-    m = ctx.metrics["procrustes"]
-    s = calibrated(m, ctx.similarity("procrustes", "clean").numpy())
+    store, _, frame = run
+    m = store.metrics["procrustes"]
+    s = calibrated(m, store.similarity("procrustes", "clean").numpy())
     i, j = np.triu_indices(8, k=1)
     rand, conv = s[:8][:, :8][i, j], s[8:][:, 8:][i, j]
     assert value(frame, "mean", "procrustes", "random", "clean") == pytest.approx(rand.mean())
     assert value(frame, "sd", "procrustes", "converged", "clean") == pytest.approx(conv.std(ddof=1))
     assert value(frame, "bias", "procrustes", "converged", "clean") == pytest.approx(conv.mean() - 1.0)
     # Procrustes d^2 in [0, 2] maps to 1 - d^2 / 2
-    d2 = -ctx.similarity("procrustes", "clean").numpy()
+    d2 = -store.similarity("procrustes", "clean").numpy()
     assert s[0, 1] == pytest.approx(1 - d2[0, 1] / 2)
     expected = roc_auc_score(np.r_[np.ones(len(conv)), np.zeros(len(rand))], np.r_[conv, rand])
     assert value(frame, "auroc", "procrustes", "separation", "clean") == pytest.approx(expected)
@@ -194,9 +177,100 @@ def test_timing_rows(run):
     t = frame[(frame["group"] == "timing") & (frame["statistic"] == "seconds_median") & (frame["status"] == "ok")]
     assert set(t["metric"]) >= {"linear_cka", "procrustes", "wcka"}
     assert (t["value"] > 0).all()
+    # every count, the probe count as a coordinate (and n), weight metrics measured at each count too
+    assert sorted(t.loc[t["metric"] == "wcka", "coord_probes"]) == [10.0, 30.0, 100.0, float(frame["n"].max())]
+    assert (t["coord_probes"] == t["n"]).all()
     q25 = value(frame, "seconds_q25", "linear_cka", "timing", n=10)
     q75 = value(frame, "seconds_q75", "linear_cka", "timing", n=10)
-    assert q25 <= value(frame, "seconds_median", "linear_cka", "timing", n=10) <= q75
+    lo, hi = value(frame, "seconds_min", "linear_cka", "timing", n=10), value(frame, "seconds_max", "linear_cka",
+                                                                               "timing", n=10)
+    assert lo <= q25 <= value(frame, "seconds_median", "linear_cka", "timing", n=10) <= q75 <= hi
+    assert value(frame, "repeats", "linear_cka", "timing", n=10) == BENCH.timing_repeats
+    # the pair is the first two random networks, named (not numbered) in the text fields
+    row = t[t["metric"] == "linear_cka"].iloc[0]
+    assert (row["model_a"], row["model_b"]) == ("random/s0", "random/s1")
+
+
+def test_requests_declare_the_probe_subsets_and_the_timed_pairs(run):
+    store, _, _ = run
+    reqs = {r.key: r for r in BENCH.requests(store)}
+    n = store.probe_set("clean").x.shape[0]
+    subsets = dict(calibration_impl._subsets(BENCH, store, n))
+    # activation metrics: per count, draw and ensemble, the first count_models members on that draw's rows
+    for k, draws in subsets.items():
+        for d, idx in enumerate(draws):
+            low = reqs[calibration_impl.count_key("linear_cka", k, d, "low")]
+            high = reqs[calibration_impl.count_key("linear_cka", k, d, "high")]
+            assert [s.model for s in low.sources] == [f"random/s{i}" for i in range(8)]
+            assert all(s.model.startswith("converged/") for s in high.sources) and len(high.sources) == 8
+            rows = None if k == n else tuple(int(i) for i in idx)
+            assert all(s.rows == rows and s.probe_set == "clean" for s in (*low.sources, *high.sources))
+            assert low.timing_repeats == 0
+    assert len(subsets[10]) == BENCH.count_draws and len(subsets[n]) == 1
+    # a weight metric has no probe-count matrices, but a timed pair of weights per count
+    assert not any(k.startswith("probes/wcka/") for k in reqs)
+    for k in subsets:
+        timed = reqs[calibration_impl.timing_key("wcka", k)]
+        assert timed.timing_repeats == BENCH.timing_repeats and [s.is_weights for s in timed.sources] == [True, True]
+        act = reqs[calibration_impl.timing_key("procrustes", k)]
+        assert [s.model for s in act.sources] == ["random/s0", "random/s1"]
+        assert act.sources[0].rows == (None if k == n else tuple(int(i) for i in subsets[k][0]))
+
+
+def test_probe_count_rows_are_the_metric_on_the_declared_subsets(run):
+    """by_probes_* equal linear CKA computed here on the same random probe subsets (seeded: identical)."""
+    store, _, frame = run
+    metric = LinearCKA()
+    reps = store.representations("clean")
+    n = reps[0].shape[0]
+    ids = [s.id for s in store.specs]
+    for k, draws in calibration_impl._subsets(BENCH, store, n):
+        pooled = {"random": [], "converged": []}
+        for idx in draws:
+            for group in pooled:
+                members = [i for i, s in enumerate(store.specs) if s.factors["ensemble"] == group][:8]
+                m = metric.pairwise([reps[i][torch.as_tensor(idx)] for i in members]).numpy()
+                s = calibrated(metric, 0.5 * (m + m.T))
+                iu = np.triu_indices(len(members), k=1)
+                pooled[group].append(s[iu])
+        for group, expected in (("random", 0.0), ("converged", 1.0)):
+            v = np.concatenate(pooled[group])
+            assert value(frame, "by_probes_mean", "linear_cka", group, "clean", n=k) == pytest.approx(v.mean(),
+                                                                                                     abs=1e-12)
+            assert value(frame, "by_probes_bias", "linear_cka", group, "clean", n=k) == pytest.approx(
+                v.mean() - expected, abs=1e-12)
+            assert value(frame, "by_probes_pairs", "linear_cka", group, "clean", n=k) == len(v)
+        rows = frame[(frame["statistic"] == "by_probes_mean") & (frame["n"] == k)]
+        assert (rows["coord_probes"] == k).all()
+    assert len(ids) == 16
+
+
+def test_letter_values_are_rows_with_a_depth_coordinate(run):
+    store, _, frame = run
+    m = store.metrics["linear_cka"]
+    s = calibrated(m, store.similarity("linear_cka", "clean").numpy())
+    i, j = np.triu_indices(8, k=1)
+    rand = s[:8][:, :8][i, j]  # 28 pairs: depths 4 and 8 (each tail keeps >= 2 values)
+    lv = frame[(frame["statistic"].isin(["lv_lo", "lv_hi"])) & (frame["metric"] == "linear_cka")
+               & (frame["group"] == "random") & (frame["probe_set"] == "clean")]
+    assert sorted(set(lv["coord_depth"])) == [4.0, 8.0]
+    for depth in (4, 8):
+        lo = lv[(lv["statistic"] == "lv_lo") & (lv["coord_depth"] == depth)]["value"]
+        assert float(lo.iloc[0]) == pytest.approx(np.quantile(rand, 1 / depth))
+    assert not frame["statistic"].str.match(r".*_\d+$").any()  # no number packed into a statistic name
+
+
+def test_the_benchmark_passes_the_kit_and_runs_no_metric():
+    """check_benchmark on the default fake store (the two architectures as ensembles), with its check_example;
+    the view it gets has no models and no plugin factory, so it can only read."""
+    records = check_benchmark(Calibration)
+    assert any(r.statistic == "by_probes_mean" and r.status == "ok" for r in records)
+    assert any(r.statistic == "seconds_median" and r.status == "ok" for r in records)
+    assert not hasattr(FakeStore, "models") and not hasattr(FakeStore, "make_plugin")
+    import simbench_plugins.benchmarks.calibration.compute as compute
+
+    source = Path(compute.__file__).read_text()
+    assert "pairwise(" not in source and "import torch" not in source and ".models" not in source
 
 
 def test_tables_verdict_and_plots(run, tmp_path):
@@ -224,8 +298,8 @@ def test_scale_and_helpers():
     assert scale_of(RSA()) == (0.0, 1.0)  # a correlation: unrelated = 0, not -1
     rng = np.random.default_rng(1)
     lv = calibration_impl.letter_values(rng.normal(size=500))
-    assert lv["lv_lo_4"] > lv["lv_lo_8"] > lv["lv_lo_16"] and lv["lv_hi_4"] < lv["lv_hi_8"] < lv["lv_hi_16"]
-    assert "lv_lo_64" not in calibration_impl.letter_values(rng.normal(size=100))
+    assert lv[4][0] > lv[8][0] > lv[16][0] and lv[4][1] < lv[8][1] < lv[16][1]
+    assert 64 not in calibration_impl.letter_values(rng.normal(size=100))
     a, b = rng.normal(0, 1, 2000), rng.normal(10, 1, 2000)
     assert calibration_impl.overlap_coefficient(a, b) < 0.01
     assert calibration_impl.overlap_coefficient(a, a) == pytest.approx(1.0)

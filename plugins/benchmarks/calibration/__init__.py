@@ -19,8 +19,9 @@ statistic                              group            value (``n``)
 =====================================  ===============  ========================================================
 ``mean``, ``sd``, ``median``,          ensemble         calibrated similarity over the ensemble's pairs
 ``min``, ``max``                                        (``n`` = pairs)
-``lv_lo_<2^k>``, ``lv_hi_<2^k>``       ensemble         letter values (Hofmann et al. 2017): the 1/2^k and
-                                                        1 - 1/2^k quantiles, k = 2 (quartiles) ... 6
+``lv_lo``, ``lv_hi``                   ensemble         letter values (Hofmann et al. 2017): the 1/2^k and
+                                                        1 - 1/2^k quantiles, coordinate ``depth`` = 2^k,
+                                                        k = 2 (quartiles) ... 6
 ``bias``                               ensemble         ``mean - expected`` (expected 0 for the random, 1 for
                                                         the converged ensemble)
 ``rmse``                               ensemble         root mean squared distance from the expected value
@@ -31,23 +32,29 @@ statistic                              group            value (``n``)
 ``overlap``                            ``separation``   overlapping coefficient of the two distributions
                                                         (shared histogram mass, 0 = disjoint, 1 = identical)
 ``cohen_d``                            ``separation``   (mean_converged - mean_random) / pooled sd
-``by_probes_<stat>``                   ensemble or      the probe-count analysis: ``n`` = number of probes;
-                                       ``separation``   stat in mean, sd, median, q25, q75, bias, pairs, auroc,
-                                                        ``draws`` (random probe subsets pooled)
-``seconds_median``, ``seconds_q25``,   ``timing``       compute time of one pair (``metric(a, b)``) on ``n``
-``seconds_q75``, ``seconds_min``,                       probes; ``repeats`` = how many timed calls
-``seconds_max``, ``repeats``
+``by_probes_<stat>``                   ensemble or      the probe-count analysis: coordinate ``probes`` (and
+                                       ``separation``   ``n``) = number of probes; stat in mean, sd, median,
+                                                        q25, q75, bias, pairs, auroc, ``draws`` (random probe
+                                                        subsets pooled)
+``seconds_median``, ``seconds_q25``,   ``timing``       compute time of one pair (``metric(a, b)`` on the
+``seconds_q75``, ``seconds_min``,                       models ``model_a``, ``model_b``) on ``probes`` probes
+``seconds_max``, ``repeats``                            (coordinate, and ``n``); ``repeats`` = how many timed
+                                                        calls (the runner's timed requests)
 ``weight_metric``                      ``info``         1 for a weight metric (no probes), 0 otherwise
 ``scale_low``, ``scale_high``          ``info``         the raw values mapped to 0 and 1
 ``expected``                           ``info``         0 / 1 for the ensemble named in ``model_a``
 ``tolerance``                          ``info``         the verdict's tolerance (parameter ``tolerance``)
 =====================================  ===============  ========================================================
 
-The distributions use each probe set in ``probe_sets`` (default: all; weight
-metrics once, ``probe_set = "weights"``).  The probe-count and timing
-analyses use ``count_probe_set`` and the first ``count_models`` models of each
-ensemble.  A metric that raises or returns NaN gets one row ``mean = NaN``,
-``status = "failed"`` with the error, and the benchmark goes on.
+The distributions read the suite's similarity matrices on each probe set in
+``probe_sets`` (default: all; weight metrics once, ``probe_set = "weights"``).
+The probe-count and timing analyses use ``count_probe_set`` and the first
+``count_models`` models of each ensemble: the benchmark declares those
+matrices (``requests``: random probe subsets as ``Source.rows``, the timed
+pairs with ``timing_repeats``) and the runner computes them as cells; it runs
+no metric itself.  A metric that raises or returns NaN gets one row
+``mean = NaN`` (``by_probes_mean`` / ``seconds_median`` for a failed declared
+matrix), ``status = "failed"`` with the error, and the benchmark goes on.
 """
 
 from __future__ import annotations
@@ -100,6 +107,11 @@ class Calibration(simbench.Benchmark):
     n_bootstrap: Annotated[int, Field(ge=0)] = 500
     tolerance: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.1
 
+    #: for ``simbench.testing.check_benchmark``: the fake store's two architectures stand in for the ensembles
+    check_example: ClassVar[dict[str, Any]] = {"params": {
+        "factor": "arch", "low": "wide", "high": "narrow", "probe_counts": (10, 0), "count_draws": 2,
+        "count_models": 3, "timing_repeats": 2, "n_bootstrap": 50}}
+
     def __post_init__(self) -> None:
         if self.low == self.high:
             raise ParamError("high", f"must differ from low ({self.low!r})")
@@ -108,10 +120,18 @@ class Calibration(simbench.Benchmark):
         if any(0 < k < 4 for k in self.probe_counts):
             raise ParamError("probe_counts", "several metrics need at least 4 probes; use counts >= 4")
 
-    def evaluate(self, ctx: simbench.BenchmarkContext) -> list[simbench.Record]:
+    def requests(self, view: simbench.StoreView) -> list[simbench.MatrixRequest]:
+        """The probe-count matrices (random probe subsets of each ensemble's first ``count_models`` models) and
+        the timed pairs, per metric; the runner computes them before :meth:`evaluate` reads them."""
         from . import compute
 
-        return compute.evaluate(self, ctx)
+        return compute.requests(self, view)
+
+    def evaluate(self, view: simbench.StoreView) -> list[simbench.Record]:
+        """Distributions from the suite's matrices, probe counts and timing from the declared ones."""
+        from . import compute
+
+        return compute.evaluate(self, view)
 
     @classmethod
     def tables(cls, records: Any) -> list[Any]:

@@ -1,17 +1,23 @@
-"""Computation of the ``calibration`` benchmark (torch, numpy); reporting is in ``calibration_report``."""
+"""Evaluation of the ``calibration`` benchmark (numpy) from the store view; reporting is in ``report``.
+
+It never runs a metric: ``requests`` declares the probe-count matrices (each
+ensemble's first ``count_models`` models on random probe subsets, ``Source.rows``)
+and the timed pairs (``MatrixRequest.timing_repeats``), the runner computes
+them as cells, and ``evaluate`` reads them with ``view.matrix`` and
+``view.matrix_seconds``.
+"""
 
 from __future__ import annotations
 
-import time
 import zlib
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import torch
 
 import simbench
 from simbench.errors import MeasurementFailed, UserError
+from simbench.types import WEIGHTS_PROBE_SET
 
 from .._scale import calibrated, scale_of
 from .common import INFO, LETTER_DEPTHS, SEPARATION, TIMING, WEIGHTS
@@ -72,19 +78,19 @@ def cohen_d(high: np.ndarray, low: np.ndarray) -> float:
     return float((np.mean(high) - np.mean(low)) / np.sqrt(pooled))
 
 
-def letter_values(values: np.ndarray) -> dict[str, float]:
-    """Letter values (Hofmann, Wickham & Kafadar 2017): the 1/2^k and 1 - 1/2^k quantiles.
+def letter_values(values: np.ndarray) -> dict[int, tuple[float, float]]:
+    """Letter values (Hofmann, Wickham & Kafadar 2017): depth ``2^k`` -> the 1/2^k and 1 - 1/2^k quantiles.
 
     A depth is kept only while each tail beyond it holds at least 2 values;
     deeper letter values of a small sample would only repeat the extremes.
     """
-    out: dict[str, float] = {}
+    out: dict[int, tuple[float, float]] = {}
     n = len(values)
     for depth in LETTER_DEPTHS:
         if n / depth < 2:
             break
         lo, hi = np.quantile(values, [1.0 / depth, 1.0 - 1.0 / depth])
-        out[f"lv_lo_{depth}"], out[f"lv_hi_{depth}"] = float(lo), float(hi)
+        out[depth] = (float(lo), float(hi))
     return out
 
 
@@ -122,7 +128,6 @@ def distribution(values: np.ndarray, raw: np.ndarray, expected: float) -> dict[s
         "max": float(np.max(values)),
         "bias": float(np.mean(values) - expected),
         "rmse": float(np.sqrt(np.mean((values - expected) ** 2))),
-        **letter_values(values),
         "raw_mean": float(np.mean(raw)),
         "raw_sd": float(np.std(raw, ddof=1)) if len(raw) > 1 else float("nan"),
     }
@@ -145,9 +150,10 @@ def _record(statistic: str, value: float, metric: str = "", probe_set: str = "",
                            **extra)
 
 
-def _failed(metric: str, probe_set: str, group: str, error: str, statistic: str = "mean") -> simbench.Record:
+def _failed(metric: str, probe_set: str, group: str, error: str, statistic: str = "mean",
+            **extra: Any) -> simbench.Record:
     return simbench.Record(BENCH, statistic, float("nan"), metric=metric, probe_set=probe_set, group=group,
-                           status="failed", error=(error.splitlines() or ["failed"])[0][:300])
+                           status="failed", error=(error.splitlines() or ["failed"])[0][:300], **extra)
 
 
 def ensembles(bench: Any, specs: Sequence[simbench.ModelSpec]) -> tuple[np.ndarray, np.ndarray]:
@@ -163,18 +169,109 @@ def ensembles(bench: Any, specs: Sequence[simbench.ModelSpec]) -> tuple[np.ndarr
     return low, high
 
 
-def evaluate(bench: Any, ctx: Any) -> list[simbench.Record]:
-    low, high = ensembles(bench, ctx.specs)
-    probes = list(bench.probe_sets) or list(ctx.probe_sets)
-    unknown = [p for p in [*probes, bench.count_probe_set] if p not in ctx.probe_sets]
+def _probe_sets(bench: Any, view: Any) -> list[str]:
+    """The probe sets of the distributions (default: all); an unknown one is a one-line suite error."""
+    probes = list(bench.probe_sets) or list(view.probe_sets)
+    unknown = [p for p in [*probes, bench.count_probe_set] if p not in view.probe_sets]
     if unknown:
-        raise UserError(f"calibration: unknown probe set(s) {unknown}; this suite has {list(ctx.probe_sets)}")
+        raise UserError(f"calibration: unknown probe set(s) {unknown}; this suite has {list(view.probe_sets)}")
+    return probes
+
+
+def _count_probes(bench: Any, view: Any) -> int | str:
+    """How many probes ``count_probe_set`` holds, or its one-line failure (a probe set that failed in the run)."""
+    try:
+        return int(view.probe_set(bench.count_probe_set).x.shape[0])
+    except MeasurementFailed as exc:
+        return str(exc) or "failed"
+
+
+def _subsets(bench: Any, view: Any, n_probes: int) -> list[tuple[int, list[np.ndarray]]]:
+    """``(count, [index arrays])`` per probe count: ``count_draws`` random subsets, one for 'all'.
+
+    The same subsets every call (one generator from the suite seed), so ``requests`` and ``evaluate`` agree.
+    """
+    counts = sorted({min(k, n_probes) if k else n_probes for k in bench.probe_counts})
+    rng = rng_for(view.seed, "calibration", "probe_subsets")
+    out = []
+    for k in counts:
+        if k >= n_probes:
+            out.append((n_probes, [np.arange(n_probes)]))
+        else:
+            out.append((k, [np.sort(rng.choice(n_probes, size=k, replace=False)) for _ in range(bench.count_draws)]))
+    return out
+
+
+def _rows(idx: np.ndarray, n_probes: int) -> tuple[int, ...] | None:
+    """A subset as ``Source.rows`` (None = every probe, in order: the stored tensor itself)."""
+    return None if len(idx) == n_probes else tuple(int(i) for i in idx)
+
+
+def _members(bench: Any, low: np.ndarray, high: np.ndarray) -> list[tuple[str, str, np.ndarray]]:
+    """``(key tag, ensemble name, member indices)`` of the probe-count analysis: the first ``count_models``."""
+    return [("low", bench.low, low[: bench.count_models]), ("high", bench.high, high[: bench.count_models])]
+
+
+def count_key(label: str, count: int, draw: int, side: str) -> str:
+    """Request key of one probe-count matrix: metric label, probe count, draw, ``low``/``high`` ensemble."""
+    return f"probes/{label}/{count}/{draw}/{side}"
+
+
+def timing_key(label: str, count: int) -> str:
+    """Request key of one timed pair: metric label and probe count."""
+    return f"timing/{label}/{count}"
+
+
+def requests(bench: Any, view: Any) -> list[simbench.MatrixRequest]:
+    """The probe-count matrices of every activation metric and the timed pairs of every metric.
+
+    Probe counts: for each count and draw (:func:`_subsets`), one matrix per
+    ensemble over its first ``count_models`` models on those rows of
+    ``count_probe_set``.  Timing: per count, the first two ``low`` models on
+    the first draw's rows (weight metrics: their weights, once per count,
+    so the flat line is measured, not assumed), ``timing_repeats`` timed calls.
+    """
+    low, high = ensembles(bench, view.specs)
+    _probe_sets(bench, view)
+    n_probes = _count_probes(bench, view)
+    if isinstance(n_probes, str):  # the probe set failed: evaluate reports it
+        return []
+    ids = [s.id for s in view.specs]
+    probe = bench.count_probe_set
+    subsets = _subsets(bench, view, n_probes)
+    out: list[simbench.MatrixRequest] = []
+    for label, metric in view.metrics.items():
+        weight = metric.kind == "weight"
+        if not weight:
+            for k, draws in subsets:
+                for d, idx in enumerate(draws):
+                    rows = _rows(idx, n_probes)
+                    for side, _, members in _members(bench, low, high):
+                        sources = tuple(simbench.Source(ids[int(i)], probe, rows=rows) for i in members)
+                        out.append(simbench.MatrixRequest(count_key(label, k, d, side), label, sources))
+        if bench.timing_repeats:
+            a, b = ids[int(low[0])], ids[int(low[1])]
+            for k, draws in subsets:
+                if weight:
+                    pair = (simbench.Source(a, layer=WEIGHTS_PROBE_SET), simbench.Source(b, layer=WEIGHTS_PROBE_SET))
+                else:
+                    rows = _rows(draws[0], n_probes)
+                    pair = (simbench.Source(a, probe, rows=rows), simbench.Source(b, probe, rows=rows))
+                out.append(simbench.MatrixRequest(timing_key(label, k), label, pair,
+                                                  timing_repeats=bench.timing_repeats))
+    return out
+
+
+def evaluate(bench: Any, view: Any) -> list[simbench.Record]:
+    low, high = ensembles(bench, view.specs)
+    probes = _probe_sets(bench, view)
     records: list[simbench.Record] = [
         _record("tolerance", bench.tolerance, group=INFO),
         _record("expected", 0.0, group=INFO, model_a=bench.low),  # which ensemble is expected where
         _record("expected", 1.0, group=INFO, model_a=bench.high),
     ]
-    for label, metric in ctx.metrics.items():
+    n_probes = _count_probes(bench, view)
+    for label, metric in view.metrics.items():
         weight = metric.kind == "weight"
         records.append(_record("weight_metric", 1.0 if weight else 0.0, metric=label, group=INFO))
         scale = scale_of(metric)
@@ -184,19 +281,22 @@ def evaluate(bench: Any, ctx: Any) -> list[simbench.Record]:
         for probe in ([probes[0]] if weight else probes):
             where = WEIGHTS if weight else probe
             try:
-                oriented = _numpy(ctx.similarity(label, probe))
+                oriented = _numpy(view.similarity(label, probe))
             except MeasurementFailed as exc:
                 records.append(_failed(label, where, bench.low, str(exc)))
                 continue
-            records += _distributions(bench, ctx, label, metric, where, oriented, low, high)
+            records += _distributions(bench, view, label, metric, where, oriented, low, high)
+        if isinstance(n_probes, str):  # the count probe set failed in the run: neither analysis can run
+            records.append(_failed(label, bench.count_probe_set, bench.low, n_probes, "by_probes_mean"))
+            continue
         if not weight:
-            records += _probe_counts(bench, ctx, label, metric, low, high)
+            records += _probe_counts(bench, view, label, metric, low, high, n_probes)
         if bench.timing_repeats:
-            records += _timing(bench, ctx, label, metric, low)
+            records += _timing(bench, view, label, low, n_probes)
     return records
 
 
-def _distributions(bench: Any, ctx: Any, label: str, metric: Any, where: str, oriented: np.ndarray,
+def _distributions(bench: Any, view: Any, label: str, metric: Any, where: str, oriented: np.ndarray,
                    low: np.ndarray, high: np.ndarray) -> list[simbench.Record]:
     oriented = 0.5 * (oriented + oriented.T)  # unordered pairs: symmetrise asymmetric metrics
     if not np.isfinite(oriented).all():
@@ -211,10 +311,14 @@ def _distributions(bench: Any, ctx: Any, label: str, metric: Any, where: str, or
         n = len(v)
         stats = distribution(v, within_pairs(raw, members), expected)
         if bench.n_bootstrap and np.isfinite(v).all():
-            reps = bootstrap_mean(scaled, members, bench.n_bootstrap, rng_for(ctx.seed, "calibration", label, where,
+            reps = bootstrap_mean(scaled, members, bench.n_bootstrap, rng_for(view.seed, "calibration", label, where,
                                                                               group))
             stats["mean_ci_low"], stats["mean_ci_high"] = (float(q) for q in np.quantile(reps, [0.025, 0.975]))
         out += [_record(k, val, metric=label, probe_set=where, group=group, n=n) for k, val in stats.items()]
+        # letter values: one row per depth and side, the depth (2^k) a coordinate
+        for depth, (lo, hi) in letter_values(v).items():
+            out += [_record("lv_lo", lo, metric=label, probe_set=where, group=group, n=n, coords={"depth": depth}),
+                    _record("lv_hi", hi, metric=label, probe_set=where, group=group, n=n, coords={"depth": depth})]
     hi_v, lo_v = values[bench.high], values[bench.low]
     n = len(hi_v) + len(lo_v)
     if np.isfinite(hi_v).all() and np.isfinite(lo_v).all():
@@ -230,112 +334,68 @@ def _distributions(bench: Any, ctx: Any, label: str, metric: Any, where: str, or
     return out
 
 
-def _subsets(bench: Any, ctx: Any, n_probes: int) -> list[tuple[int, list[np.ndarray]]]:
-    """``(count, [index arrays])`` per probe count: ``count_draws`` random subsets, one for 'all'."""
-    counts = sorted({min(k, n_probes) if k else n_probes for k in bench.probe_counts})
-    rng = rng_for(ctx.seed, "calibration", "probe_subsets")
-    out = []
-    for k in counts:
-        if k >= n_probes:
-            out.append((n_probes, [np.arange(n_probes)]))
-        else:
-            out.append((k, [np.sort(rng.choice(n_probes, size=k, replace=False)) for _ in range(bench.count_draws)]))
-    return out
-
-
-def _pairwise(metric: Any, reps: list[torch.Tensor], inputs: torch.Tensor | None) -> np.ndarray:
-    kwargs = {"inputs": inputs} if metric.needs_inputs else {}
-    matrix = _numpy(torch.as_tensor(metric.pairwise(reps, **kwargs)))
-    if matrix.shape != (len(reps), len(reps)) or not np.isfinite(matrix).all():
-        raise MeasurementFailed(f"pairwise returned a {matrix.shape} matrix with non-finite values")
+def _count_matrix(view: Any, key: str) -> np.ndarray | str:
+    """A declared probe-count matrix as float64, or the one-line reason it cannot be used."""
+    failure = view.matrix_failure(key)
+    if failure is not None:
+        return failure
+    matrix = _numpy(view.matrix(key))
+    if not np.isfinite(matrix).all():  # e.g. a model the metric has no value for on these probes
+        return f"non-finite similarity values in {key}"
     return matrix
 
 
-def _probe_counts(bench: Any, ctx: Any, label: str, metric: Any, low: np.ndarray,
-                  high: np.ndarray) -> list[simbench.Record]:
-    """Calibration against the number of probes, on ``count_models`` models of each ensemble."""
+def _probe_counts(bench: Any, view: Any, label: str, metric: Any, low: np.ndarray, high: np.ndarray,
+                  n_probes: int) -> list[simbench.Record]:
+    """Calibration against the number of probes, on ``count_models`` models of each ensemble (declared matrices)."""
     probe = bench.count_probe_set
-    reps_all = ctx.representations(probe)
-    ps = ctx.probe_set(probe)
-    x = ps.x.reshape(len(ps.x), -1)
-    device = getattr(ctx, "device", "cpu")
-    members = {bench.low: low[: bench.count_models], bench.high: high[: bench.count_models]}
     out: list[simbench.Record] = []
-    for k, draws in _subsets(bench, ctx, int(x.shape[0])):
+    for k, draws in _subsets(bench, view, n_probes):
         pooled: dict[str, list[np.ndarray]] = {bench.low: [], bench.high: []}
-        try:
-            for idx in draws:
-                t = torch.as_tensor(idx, device="cpu")
-                inputs = x[t].to(device) if metric.needs_inputs else None
-                for group, mem in members.items():
-                    reps = [reps_all[int(i)][t].to(device) for i in mem]
-                    s = _pairwise(metric, reps, inputs)
-                    s = calibrated(metric, metric.to_similarity(0.5 * (s + s.T)))
-                    pooled[group].append(within_pairs(s, np.arange(len(mem))))
-        except Exception as exc:  # a metric's failure is a result; the benchmark goes on
-            if isinstance(exc, UserError):
-                raise
-            out.append(simbench.Record(BENCH, "by_probes_mean", float("nan"), metric=label, probe_set=probe,
-                                       group=bench.low, n=k, status="failed",
-                                       error=f"{type(exc).__name__}: {exc}".splitlines()[0][:300]))
+        error = ""
+        for d in range(len(draws)):
+            for side, group, members in _members(bench, low, high):
+                s = _count_matrix(view, count_key(label, k, d, side))
+                if isinstance(s, str):
+                    error = s
+                    break
+                s = calibrated(metric, metric.to_similarity(0.5 * (s + s.T)))
+                pooled[group].append(within_pairs(s, np.arange(len(members))))
+            if error:
+                break
+        if error:  # a failed matrix is this count's result; the other counts go on
+            out.append(_failed(label, probe, bench.low, error, "by_probes_mean", n=k, coords={"probes": k}))
             continue
         for group, expected in ((bench.low, 0.0), (bench.high, 1.0)):
             v = np.concatenate(pooled[group])
             q25, q75 = np.quantile(v, [0.25, 0.75])
             stats = {"mean": np.mean(v), "sd": np.std(v, ddof=1), "median": np.median(v), "q25": q25, "q75": q75,
                      "bias": np.mean(v) - expected, "pairs": len(v), "draws": len(draws)}
-            out += [_record(f"by_probes_{s}", val, metric=label, probe_set=probe, group=group, n=k)
-                    for s, val in stats.items()]
+            out += [_record(f"by_probes_{s}", val, metric=label, probe_set=probe, group=group, n=k,
+                            coords={"probes": k}) for s, val in stats.items()]
         out.append(_record("by_probes_auroc", auroc(np.concatenate(pooled[bench.high]),
                                                     np.concatenate(pooled[bench.low])),
-                           metric=label, probe_set=probe, group=SEPARATION, n=k))
+                           metric=label, probe_set=probe, group=SEPARATION, n=k, coords={"probes": k}))
     return out
 
 
-def _sync(device: str) -> None:
-    if str(device).startswith("cuda"):
-        torch.cuda.synchronize()
-
-
-def _timing(bench: Any, ctx: Any, label: str, metric: Any, low: np.ndarray) -> list[simbench.Record]:
-    """Seconds for one pair, ``timing_repeats`` calls after a warm-up call, per probe count."""
-    device = getattr(ctx, "device", "cpu")
-    a_id, b_id = ctx.specs[int(low[0])].id, ctx.specs[int(low[1])].id
+def _timing(bench: Any, view: Any, label: str, low: np.ndarray, n_probes: int) -> list[simbench.Record]:
+    """Seconds for one pair per probe count: the runner's ``timing_repeats`` timed calls after a warm-up."""
+    a_id, b_id = view.specs[int(low[0])].id, view.specs[int(low[1])].id
     out: list[simbench.Record] = []
-    if metric.kind == "weight":
-        wa = [w.detach().to(device) for w in ctx.models[a_id].dense_weights()]
-        wb = [w.detach().to(device) for w in ctx.models[b_id].dense_weights()]
-    else:
-        reps = ctx.representations(bench.count_probe_set)
-        ps = ctx.probe_set(bench.count_probe_set)
-        x = ps.x.reshape(len(ps.x), -1)
-    for k, draws in _subsets(bench, ctx, int(ctx.probe_set(bench.count_probe_set).x.shape[0])):
-        if metric.kind == "weight":
-            a, b, kwargs = wa, wb, {}
-        else:
-            t = torch.as_tensor(draws[0])
-            a, b = reps[int(low[0])][t].to(device), reps[int(low[1])][t].to(device)
-            kwargs = {"inputs": x[t].to(device)} if metric.needs_inputs else {}
-        seconds = []
-        try:
-            metric(a, b, **kwargs)  # warm-up: lazy imports, allocator, kernels
-            for _ in range(bench.timing_repeats):
-                _sync(device)
-                start = time.perf_counter()
-                metric(a, b, **kwargs)
-                _sync(device)
-                seconds.append(time.perf_counter() - start)
-        except Exception as exc:
-            if isinstance(exc, UserError):
-                raise
-            out.append(simbench.Record(BENCH, "seconds_median", float("nan"), metric=label,
-                                       probe_set=bench.count_probe_set, group=TIMING, n=k, status="failed",
-                                       error=f"{type(exc).__name__}: {exc}".splitlines()[0][:300]))
+    for k, _ in _subsets(bench, view, n_probes):
+        key = timing_key(label, k)
+        failure = view.matrix_failure(key)
+        if failure is not None:
+            out.append(_failed(label, bench.count_probe_set, TIMING, failure, "seconds_median", n=k,
+                               coords={"probes": k}))
             continue
-        s = np.asarray(seconds)
+        s = np.asarray(view.matrix_seconds(key) or [], dtype=float)
+        if not len(s):
+            raise RuntimeError(f"declared timed matrix {key!r} came back without timings")
         q25, med, q75 = np.quantile(s, [0.25, 0.5, 0.75])
         stats = {"seconds_median": med, "seconds_q25": q25, "seconds_q75": q75, "seconds_min": s.min(),
                  "seconds_max": s.max(), "repeats": len(s)}
         out += [_record(name, val, metric=label, probe_set=bench.count_probe_set, group=TIMING, n=k,
-                        model_a=a_id, model_b=b_id) for name, val in stats.items()]
+                        model_a=a_id, model_b=b_id, coords={"probes": k}) for name, val in stats.items()]
     return out

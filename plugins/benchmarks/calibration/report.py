@@ -16,8 +16,16 @@ LOW_COLOR, HIGH_COLOR = "#1f3b73", "#E8871E"  # seed 001 Fig. 1: dark blue = ran
 
 
 def frame(records: Any) -> Any:
-    """This benchmark's rows as a normalised DataFrame (see :func:`records_frame`)."""
-    return records_frame(records)
+    """This benchmark's rows as a normalised DataFrame (see :func:`records_frame`), with a numeric ``probes``
+    column: the probe count of the probe-count and timing rows (coordinate ``probes``; ``n`` in runs made
+    before records had coordinates, where it held the same count)."""
+    import pandas as pd
+
+    df = records_frame(records)
+    coord = pd.to_numeric(df["coord_probes"], errors="coerce") if "coord_probes" in df else None
+    n = pd.to_numeric(df["n"], errors="coerce")
+    df["probes"] = n if coord is None else coord.where(coord.notna(), n)
+    return df
 
 
 def _info(df: Any) -> tuple[dict[str, bool], float]:
@@ -65,9 +73,9 @@ def _metrics(df: Any) -> list[str]:
 def count_curve(df: Any, metric: str, group: str, statistic: str = "by_probes_bias") -> tuple[list[int], list[float]]:
     """(probe counts, values) of one probe-count statistic, sorted by count."""
     rows = df[(df["statistic"] == statistic) & (df["metric"] == metric) & (df["group"] == group)
-              & (df["status"] == "ok")].dropna(subset=["value"])
-    rows = rows.sort_values("n")
-    return [int(v) for v in rows["n"]], [float(v) for v in rows["value"]]
+              & (df["status"] == "ok")].dropna(subset=["value", "probes"])
+    rows = rows.sort_values("probes")
+    return [int(v) for v in rows["probes"]], [float(v) for v in rows["value"]]
 
 
 def bias_trend(df: Any, metric: str, low: str) -> dict[str, float]:
@@ -175,7 +183,7 @@ def tables(records: Any) -> list[Table]:
                                    ("by_probes_bias", high, f"bias_{high}"), ("by_probes_auroc", SEPARATION, "auroc")):
             sub = counts[(counts["statistic"] == stat) & (counts["group"] == group)]
             if len(sub):
-                p = sub.pivot_table(index="metric", columns="n", values="value", aggfunc="first")
+                p = sub.pivot_table(index="metric", columns="probes", values="value", aggfunc="first")
                 p.columns = [f"{label}@{int(c)}" for c in p.columns]
                 parts.append(p)
         wide = pd.concat(parts, axis=1).reset_index()
@@ -194,8 +202,8 @@ def tables(records: Any) -> list[Table]:
     # 5. timing
     timing = df[(df["group"] == TIMING) & (df["status"] == "ok")]
     if len(timing):
-        med = timing[timing["statistic"] == "seconds_median"].pivot_table(index="metric", columns="n", values="value",
-                                                                          aggfunc="first")
+        med = timing[timing["statistic"] == "seconds_median"].pivot_table(index="metric", columns="probes",
+                                                                          values="value", aggfunc="first")
         med.columns = [f"ms@{int(c)}" for c in med.columns]
         med = (med * 1000.0).reset_index()
         med.columns.name = None
@@ -215,7 +223,7 @@ def tables(records: Any) -> list[Table]:
 
 
 def _max_count(df: Any) -> int:
-    n = df.loc[df["statistic"] == "by_probes_mean", "n"].dropna()
+    n = df.loc[df["statistic"] == "by_probes_mean", "probes"].dropna()
     return int(n.max()) if len(n) else 0
 
 
@@ -273,22 +281,36 @@ def verdict_rows(df: Any, weight: dict[str, bool], tol: float, low: str, high: s
 # --------------------------------------------------------------------------
 
 
-def _letter_boxes(ax: Any, x: float, stats: dict[str, float], color: str, width: float = 0.34) -> None:
+def letter_table(rows: Any) -> dict[int, tuple[float, float]]:
+    """Depth -> (lower, upper) letter value, from one ensemble's ``lv_lo`` / ``lv_hi`` rows (coordinate ``depth``)."""
+    if "coord_depth" not in rows:
+        return {}
+    out: dict[int, tuple[float, float]] = {}
+    for depth in LETTER_DEPTHS:
+        at = rows[rows["coord_depth"] == depth]
+        lo, hi = at.loc[at["statistic"] == "lv_lo", "value"], at.loc[at["statistic"] == "lv_hi", "value"]
+        if len(lo) and len(hi) and math.isfinite(float(lo.iloc[0])) and math.isfinite(float(hi.iloc[0])):
+            out[depth] = (float(lo.iloc[0]), float(hi.iloc[0]))
+    return out
+
+
+def _letter_boxes(ax: Any, x: float, stats: dict[str, float], letters: dict[int, tuple[float, float]], color: str,
+                  width: float = 0.34) -> None:
     """One letter-value ('enhanced') box plot at ``x``: nested boxes narrowing with depth, median line."""
     from matplotlib.patches import Rectangle
 
-    depths = [d for d in LETTER_DEPTHS if f"lv_lo_{d}" in stats and math.isfinite(stats[f"lv_lo_{d}"])]
+    depths = sorted(letters)
     for level, d in enumerate(depths):
         w = width * (0.8 ** level)
-        lo, hi = stats[f"lv_lo_{d}"], stats[f"lv_hi_{d}"]
+        lo, hi = letters[d]
         ax.add_patch(Rectangle((x - w / 2, lo), w, max(hi - lo, 1e-4), facecolor=color, edgecolor="black",
                                linewidth=0.5, alpha=max(0.25, 0.9 - 0.17 * level), zorder=3))
     if math.isfinite(stats.get("median", math.nan)):
         ax.plot([x - width / 2, x + width / 2], [stats["median"]] * 2, color="white", linewidth=1.6, zorder=4)
-    last = depths[-1] if depths else None
+    last = letters[depths[-1]] if depths else None
     for key in ("min", "max"):  # points beyond the deepest letter value, as outlier markers
         v = stats.get(key, math.nan)
-        if last is not None and math.isfinite(v) and not (stats[f"lv_lo_{last}"] <= v <= stats[f"lv_hi_{last}"]):
+        if last is not None and math.isfinite(v) and not (last[0] <= v <= last[1]):
             ax.plot([x], [v], marker="d", markersize=3, color=color, markeredgecolor="black", markeredgewidth=0.4,
                     zorder=4)
     if math.isfinite(stats.get("mean", math.nan)):
@@ -340,8 +362,9 @@ def _box_figure(ok: Any, weight: dict[str, bool], low: str, high: str, probe: st
         w = _where(m, weight, probe)
         for group, color, dx in ((low, LOW_COLOR, -0.2), (high, HIGH_COLOR, 0.2)):
             rows = ok[(ok["metric"] == m) & (ok["group"] == group) & (ok["probe_set"] == w)]
-            stats = dict(zip(rows["statistic"], rows["value"], strict=True))
-            _letter_boxes(ax, i + dx, stats, color)
+            single = rows[~rows["statistic"].isin(["lv_lo", "lv_hi"])]
+            stats = dict(zip(single["statistic"], single["value"], strict=True))
+            _letter_boxes(ax, i + dx, stats, letter_table(rows), color)
             lo_y = min(lo_y, stats.get("min", 0.0))
             hi_y = max(hi_y, stats.get("max", 1.0))
         auc = _value(ok, "auroc", m, SEPARATION, w)
