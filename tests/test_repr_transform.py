@@ -138,3 +138,76 @@ def test_params_and_variants() -> None:
     assert obj is None and key == "sigma"
     with pytest.raises(ValueError, match="label 42 does not occur"):
         RT(label=42).transform_representation(torch.randn(10, 3), torch.zeros(10, dtype=torch.long), CTX)
+
+
+def test_every_kind_returns_float64(hidden) -> None:  # type: ignore[no-untyped-def]
+    x, y = hidden
+    x32 = x.float()
+    for params in ({"kind": "outlier", "distance": 3.0}, {"kind": "invertible_linear"}, {"kind": "row_sum"},
+                   {"kind": "class_indicator", "label": 4}, {"kind": "invariance", "invariance": "orthogonal"}):
+        out = RT(**params).transform_representation(x32, y, CTX)
+        assert out.dtype == torch.float64, params
+    # computed from the float64 values of the input: a float32 and a float64 input give the same copy
+    a = RT(kind="outlier", distance=3.0).transform_representation(x32, y, CTX)
+    b = RT(kind="outlier", distance=3.0).transform_representation(x32.double(), y, CTX)
+    assert torch.equal(a, b)
+
+
+def test_limit_kinds_are_what_the_transforms_tend_to(hidden) -> None:  # type: ignore[no-untyped-def]
+    x, y = hidden
+    ind = RT(kind="class_indicator", label=-1).transform_representation(x, y, CTX)
+    assert ind.shape == (len(x), 1) and torch.equal(ind[:, 0], (y == 0).double())
+    far = RT(kind="class_translation", label=-1, distance=1e4).transform_representation(x, y, CTX)
+    assert cka(far, ind) == pytest.approx(1.0, abs=1e-4)  # the translated copy *is* the indicator at the limit
+    rows = RT(kind="row_sum").transform_representation(x, y, CTX)
+    torch.testing.assert_close(rows[:, 0], x.double().sum(1))
+    big_mu = RT(kind="invertible_linear", mu=1e4, sigma=1.0).transform_representation(x, y, CTX)
+    assert cka(big_mu, rows) == pytest.approx(1.0, abs=1e-4)
+    with pytest.raises(ValueError, match="label 42 does not occur"):
+        RT(kind="class_indicator", label=42).transform_representation(x, y, CTX)
+
+
+def test_invariance_kind_replays_the_kits_shared_stream() -> None:
+    """t(a) then t(b) from one generator (the kit) == two separately seeded transforms, b's skipping a's widths."""
+    from simbench.testing import make_activations, make_network, transform_activation, transform_weights
+
+    # float32-representable values, so a float32 input (as a run stores activations) is the same input
+    (a, b), _ = make_activations(seed=3, widths=(10, 7))
+    a, b = a.float().double(), b.float().double()
+    seed = 12345
+    for name in ("orthogonal", "isotropic_scaling", "permutation", "translation", "invertible_linear"):
+        g = torch.Generator().manual_seed(seed)
+        ta, tb = transform_activation(name, a, g), transform_activation(name, b, g)
+        ctx = simbench.RunContext(seed=seed)
+        assert torch.equal(RT(kind="invariance", invariance=name).transform_representation(a.float(), None, ctx), ta)
+        got = RT(kind="invariance", invariance=name, skip_widths=(10,)).transform_representation(b, None, ctx)
+        assert torch.equal(got, tb), name
+        # without the skip it is a different draw (isotropic scaling aside, every group draws per width)
+        assert not torch.equal(RT(kind="invariance", invariance=name).transform_representation(b, None, ctx), tb)
+    wa, wb = make_network(seed=1, widths=(6, 5, 4, 3)), make_network(seed=2, widths=(6, 9, 8, 3))
+    wa = [w.float().double() for w in wa]
+    for name in ("weight_permutation", "weight_positive_scaling"):
+        g = torch.Generator().manual_seed(seed)
+        ta, tb = transform_weights(name, wa, g), transform_weights(name, wb, g)
+        ctx = simbench.RunContext(seed=seed)
+        got_a = RT(kind="invariance", invariance=name).transform_weights([w.float() for w in wa], ctx)
+        got_b = RT(kind="invariance", invariance=name, skip_widths=(5, 4)).transform_weights(wb, ctx)
+        assert all(torch.equal(p, q) for p, q in zip(got_a, ta, strict=True))
+        assert all(torch.equal(p, q) for p, q in zip(got_b, tb)) and len(got_b) == 3
+
+
+def test_invariance_kind_checks() -> None:
+    x, ctx = torch.randn(8, 3), CTX
+    with pytest.raises(ValueError, match="transforms weights, not activations"):
+        RT(kind="invariance", invariance="weight_permutation").transform_representation(x, None, ctx)
+    with pytest.raises(ValueError, match="transforms activations, not weights"):
+        RT(kind="invariance", invariance="orthogonal").transform_weights([x], ctx)
+    with pytest.raises(ValueError, match="kind 'outlier' transforms activations"):
+        RT(kind="outlier").transform_weights([x], ctx)
+    obj, key, _ = configure(RT, {"kind": "invariance", "invariance": "affine"})
+    assert obj is None and key == "invariance"
+    obj, key, _ = configure(RT, {"kind": "outlier", "skip_widths": [3]})
+    assert obj is None and key == "skip_widths"
+    obj, _, _ = configure(RT, {"kind": "invariance", "invariance": "orthogonal", "skip_widths": [3, 4]})
+    assert obj is not None and obj.skip_widths == (3, 4)
+    assert obj.variants() == ["representation_transform/invariance/orthogonal"]

@@ -67,21 +67,38 @@ def separating_direction(w: torch.Tensor, label: int) -> torch.Tensor:
     return v / v.norm()
 
 
+def _label(pert: Any, labels: torch.Tensor) -> int:
+    """The class a transform moves (or indicates): ``pert.label``, -1 = the lowest label present."""
+    present = torch.unique(labels)
+    label = int(present[0]) if pert.label == -1 else int(pert.label)
+    if not bool((labels == label).any()):
+        raise ValueError(f"representation_transform: label {label} does not occur; labels present: {present.tolist()}")
+    return label
+
+
+def _kit_generator(seed: int) -> torch.Generator:
+    # the kit's transforms draw from a generator seeded with the seed itself (not a derived stream), so a
+    # benchmark that used to seed the kit directly keeps its draws
+    return torch.Generator(device="cpu").manual_seed(int(seed))
+
+
+def _weight_invariance(name: str) -> bool:
+    from simbench.testing import WEIGHT_INVARIANCES
+
+    return name in WEIGHT_INVARIANCES
+
+
 def transform_with_details(pert: Any, x: torch.Tensor, y: torch.Tensor, seed: int) -> dict[str, Any]:
     if x.dim() != 2:
         x = x.reshape(x.shape[0], -1)
-    dtype = x.dtype
+    # computed and returned in float64: the copies are compared at tolerances (1e-4 of a metric's range and
+    # below) where rounding the result back to float32 would show
     xd = x.to(torch.float64)
     n, d = xd.shape
     info: dict[str, Any] = {"kind": pert.kind}
     if pert.kind == "class_translation":
         labels = y.to(x.device).long()
-        present = torch.unique(labels)
-        label = int(present[0]) if pert.label == -1 else int(pert.label)
-        if not bool((labels == label).any()):
-            raise ValueError(
-                f"representation_transform: label {label} does not occur; labels present: {present.tolist()}"
-            )
+        label = _label(pert, labels)
         if pert.direction == "separating":
             w, b = fit_linear_classifier(xd, labels)
             v = separating_direction(w, label)
@@ -114,10 +131,42 @@ def transform_with_details(pert: Any, x: torch.Tensor, y: torch.Tensor, seed: in
         out = xd.clone()
         out[i] += shift
         info.update(index=i, shift=shift)
+    elif pert.kind == "class_indicator":
+        labels = y.to(x.device).long().reshape(-1)
+        label = _label(pert, labels)
+        out = (labels == label).to(torch.float64).unsqueeze(1)
+        info.update(label=label)
+    elif pert.kind == "row_sum":
+        out = xd.sum(1, keepdim=True)
+    elif pert.kind == "invariance":
+        from simbench.testing import transform_activation
+
+        if _weight_invariance(pert.invariance):
+            raise ValueError(f"representation_transform: {pert.invariance!r} transforms weights, not activations")
+        g = _kit_generator(seed)
+        for width in pert.skip_widths:  # the draws of the tensors transformed before from the same stream
+            transform_activation(pert.invariance, torch.zeros(2, width, dtype=torch.float64), g)
+        out = transform_activation(pert.invariance, xd.cpu(), g)  # the kit draws on the CPU
     else:  # pragma: no cover - Literal-validated
         raise ValueError(f"unknown kind {pert.kind!r}")
-    info["x"] = out.to(dtype)
+    info["x"] = out
     return info
+
+
+def transform_weights(pert: Any, weights: Any, seed: int) -> list[torch.Tensor]:
+    """Kind ``invariance`` with a weight invariance: the kit's function-preserving transform, in float64."""
+    from simbench.testing import transform_weights as kit_transform
+
+    if pert.kind != "invariance" or not _weight_invariance(pert.invariance):
+        what = f"invariance {pert.invariance!r}" if pert.kind == "invariance" else f"kind {pert.kind!r}"
+        raise ValueError(f"representation_transform: {what} transforms activations, not weights")
+    g = _kit_generator(seed)
+    if pert.skip_widths:  # one layer's draw per width, as transforming a network with these hidden widths draws
+        widths = list(pert.skip_widths)
+        shapes = zip([1, *widths], [*widths, 1], strict=True)
+        kit_transform(pert.invariance, [torch.zeros(i, o, dtype=torch.float64) for i, o in shapes], g)
+    # .to keeps each matrix's memory layout (a transposed view stays one), as the kit's clone does
+    return kit_transform(pert.invariance, [torch.as_tensor(w).to(torch.float64).cpu() for w in weights], g)
 
 
 def transform(pert: Any, x: torch.Tensor, y: torch.Tensor, seed: int) -> torch.Tensor:

@@ -6,18 +6,23 @@ towards 0 when one class is translated along a direction that keeps the
 classes linearly separable, when ``X`` is multiplied by an invertible random
 matrix ``M ~ N(mu, sigma^2)``, or when a single point is moved far away --
 although a linear read-out is as good on ``T(X)`` as on ``X``.  This
-benchmark applies the ``representation_transform`` perturbation (the three
-transforms, swept over a strength grid) to real activations of the zoo's
-models and records every metric's ``metric(X, T(X))`` beside the accuracy of
-a logistic-regression read-out fitted on ``T(X)``.  It also checks each
-metric's declared invariances (``simbench.types.INVARIANCES``) on real
-activations (two models of the zoo) or real weights, with the conformance
-kit's transforms (:mod:`simbench.testing`).
+benchmark declares (``requests``) every metric's matrix over ``X`` and its
+transformed copies ``T(X)`` -- the ``representation_transform`` perturbation
+(the three transforms, swept over a strength grid) applied by the runner to
+real activations of the zoo's models -- and records ``metric(X, T(X))``
+beside the accuracy of a logistic-regression read-out it fits on ``T(X)``
+(read from the view).  It also checks each metric's declared invariances
+(``simbench.types.INVARIANCES``) on real activations (two models of the zoo)
+or real weights: the kind ``invariance`` of the same perturbation applies
+the conformance kit's random transforms (:mod:`simbench.testing`).  The
+benchmark never runs a metric or a model: the runner computes, validates and
+caches every matrix it declares, and a failed matrix is a failed row here.
 
 Record scheme (``benchmark`` = the suite label; one number per row):
 
 =========================  =================  ==========  =====================================================
-statistic                  group              model_b     value (``n``)
+statistic                  group              coords /    value (``n``)
+                                              model_b
 =========================  =================  ==========  =====================================================
 ``value_mean``,            transform kind     strength    ``metric(X, T(X))`` on the metric's own scale, mean
 ``value_sd``                                              and sd over models x random draws (``n``)
@@ -31,18 +36,19 @@ statistic                  group              model_b     value (``n``)
 ``declared``               ``invariance``     invariance  1 if the metric declares the invariance
 ``holds``                  ``invariance``     invariance  1 if ``change <= invariance_tolerance``
 ``passed``                 ``invariance``     invariance  declared invariances only: 1 = holds, 0 = fails
-``linear_cka_limit``       transform kind     -           ``metric = ""``: linear CKA between X and the
-                                                          transform's limit at infinite strength (class
+``linear_cka_limit``       transform kind     -           ``metric = ""``: the ``linear_cka`` metric between X
+                                                          and the transform's limit at infinite strength (class
                                                           indicator; ``X 1``), mean over models
 ``tolerance``              ``info``           -           ``invariance_tolerance``
 =========================  =================  ==========  =====================================================
 
-``model_b`` holds the strength as text (a float: translation / outlier
-distance in RMS radii of the centred representation, or ``mu`` of the
-invertible map) or the invariance name; ``model_a`` names the models used.
-Weight metrics have no activations to transform: they get invariance rows
-(weight permutation, positive rescaling through ReLU) only.  A metric that
-fails gets a row with ``status = "failed"`` and the error.
+The strength is the coordinate ``coords["strength"]`` (a float: translation
+/ outlier distance in RMS radii of the centred representation, or ``mu`` of
+the invertible map); ``model_b`` holds the invariance name; ``model_a``
+names the models used.  Weight metrics have no activations to transform:
+they get invariance rows (weight permutation, positive rescaling through
+ReLU) only.  A metric whose matrix fails (or holds non-finite values) gets a
+row with ``status = "failed"`` and the error.
 """
 
 from __future__ import annotations
@@ -71,7 +77,7 @@ class Sanity(simbench.Benchmark):
     ``outlier`` (one point moved ``outlier_distances`` RMS radii).  Each
     strength is drawn ``repeats`` times (different seeds) for each of the
     first ``max_models`` models on ``probe_set``; every metric compares the
-    original with all transformed copies in one ``pairwise`` call.
+    original with all transformed copies in one declared matrix per model.
     ``invariances`` (default: all known) are checked with the conformance
     kit's random transforms, ``invariance_draws`` draws each, on the first two
     models; an observed change up to ``invariance_tolerance`` (relative to the
@@ -81,6 +87,11 @@ class Sanity(simbench.Benchmark):
     name: ClassVar[str] = "sanity"
     description: ClassVar[str] = "metric(X, T(X)) along class translation / invertible map / outlier; invariances"
     version: ClassVar[str] = "1"
+    #: what ``simbench.testing.check_benchmark`` runs: every transform and invariance, a short sweep (the
+    #: read-out fits dominate the time: one per copy)
+    check_example: ClassVar[dict[str, Any]] = {"params": {
+        "translation_distances": [0.0, 4.0], "invertible_mu": [0.0, 1.0], "outlier_distances": [0.0, 10.0],
+        "repeats": 2, "invariance_draws": 1}}
 
     probe_set: str = "clean"
     max_models: Annotated[int, Field(ge=1)] = 2
@@ -107,10 +118,17 @@ class Sanity(simbench.Benchmark):
             if any(v < 0 for v in getattr(self, key)):
                 raise ParamError(key, "distances must be >= 0")
 
-    def evaluate(self, ctx: simbench.BenchmarkContext) -> list[simbench.Record]:
+    def requests(self, view: simbench.StoreView) -> list[simbench.MatrixRequest]:
+        """Per activation metric and model: the metric over X and every transformed copy; the linear-CKA limits;
+        per metric: one batch of the first two models and their invariance-transformed copies."""
         from . import compute
 
-        return compute.evaluate(self, ctx)
+        return compute.requests(self, view)
+
+    def evaluate(self, view: simbench.StoreView) -> list[simbench.Record]:
+        from . import compute
+
+        return compute.evaluate(self, view)
 
     @classmethod
     def tables(cls, records: Any) -> list[Any]:

@@ -1,4 +1,6 @@
-"""Computation of the ``sanity`` benchmark (torch); tables and plots are in ``sanity_report``."""
+"""Computation of the ``sanity`` benchmark (torch): its declared matrices and the records read from them; tables
+and plots are in ``report``.  It reads the store view only: the runner transforms the representations and weights
+(the ``representation_transform`` perturbation, named in each source) and runs every metric (``requests``)."""
 
 from __future__ import annotations
 
@@ -11,8 +13,8 @@ import torch
 
 import simbench
 from simbench.errors import UserError
-from simbench.testing import ACTIVATION_INVARIANCES, WEIGHT_INVARIANCES, transform_activation, transform_weights
-from simbench.types import INVARIANCES
+from simbench.testing import ACTIVATION_INVARIANCES, WEIGHT_INVARIANCES
+from simbench.types import INVARIANCES, WEIGHTS_PROBE_SET
 
 from .._scale import calibrated
 from .common import INFO, INVARIANCE_GROUP
@@ -22,10 +24,6 @@ BENCH = ""
 
 def _seed(seed: int, *tags: str) -> int:
     return (int(seed) * 1_000_003 + sum(zlib.crc32(t.encode()) * (k + 1) for k, t in enumerate(tags))) % (2**31 - 1)
-
-
-def _error(exc: BaseException) -> str:
-    return (f"{type(exc).__name__}: {exc}".splitlines() or [type(exc).__name__])[0][:300]
 
 
 def settings(bench: Any) -> list[tuple[str, float, dict[str, Any], int]]:
@@ -74,99 +72,200 @@ def probe_accuracy(x: torch.Tensor, y: torch.Tensor) -> float:
     return float(clf.score(xs, yv))
 
 
-def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:
-    """Feature-space linear CKA of two column-centred representations (float64)."""
-    x = x.double() - x.double().mean(0)
-    y = y.double() - y.double().mean(0)
-    cross = torch.linalg.matrix_norm(y.T @ x) ** 2
-    den = torch.linalg.matrix_norm(x.T @ x) * torch.linalg.matrix_norm(y.T @ y)
-    return float(cross / den) if float(den) > 0 else float("nan")
+
+# --------------------------------------------------------------------------
+# What the benchmark declares
+# --------------------------------------------------------------------------
+
+#: the perturbation every transformed source names
+TRANSFORM = "representation_transform"
+#: every source in float64: the transforms return float64, and the original must meet its copies in one precision
+F64 = "float64"
 
 
-def limits(x: torch.Tensor, y: torch.Tensor, label: int) -> dict[str, float]:
-    """Linear CKA between ``X`` and each transform's limit at infinite strength.
-
-    Translating class ``label`` by ``c v`` gives ``X + c 1_label v^T``, which
-    for ``c -> inf`` is dominated by the rank-one ``1_label v^T``; linear CKA
-    only sees its Gram matrix, so the limit is ``CKA(X, 1_label)`` whatever
-    ``v``.  ``X M`` with ``M ~ N(mu, sigma^2)`` is dominated for
-    ``mu / sigma -> inf`` by ``mu X 1 1^T``: the limit is ``CKA(X, X 1)``.  How
-    far CKA can fall therefore depends on how much of ``X`` these directions
-    carry -- little in seed 003's isotropic synthetic data, a lot in a
-    trained network's class-structured last layer.
-    """
-    indicator = (y.reshape(-1) == label).to(torch.float64).unsqueeze(1)
-    return {"class_translation": linear_cka(x, indicator),
-            "invertible_linear": linear_cka(x, x.double().sum(1, keepdim=True))}
+def _original(bench: Any, model_id: str) -> simbench.Source:
+    return simbench.Source(model_id, bench.probe_set, dtype=F64)
 
 
-def evaluate(bench: Any, ctx: Any) -> list[simbench.Record]:
-    if bench.probe_set not in ctx.probe_sets:
-        raise UserError(f"sanity: unknown probe set {bench.probe_set!r}; this suite has {list(ctx.probe_sets)}")
-    specs = list(ctx.specs)[: bench.max_models]
-    reps_all = ctx.representations(bench.probe_set)
-    ps = ctx.probe_set(bench.probe_set)
-    y = ps.y
-    inputs = ps.x.reshape(len(ps.x), -1).to(torch.float64)
-    device = getattr(ctx, "device", "cpu")
-    run_seed = int(getattr(ctx, "seed", 0))
+def sweep_sources(bench: Any, model_id: str, run_seed: int) -> list[tuple[str, float, simbench.Source]]:
+    """``(kind, strength, source)`` for every transformed copy of one model's representation, in sweep order
+    (each strength's draws in turn); draw ``r`` of a kind is seeded by (run seed, model, kind, r)."""
+    out = []
+    for kind, strength, params, draws in settings(bench):
+        for r in range(draws):
+            seed = _seed(run_seed, "sanity", model_id, kind, str(r))
+            out.append((kind, strength, simbench.Source(model_id, bench.probe_set, transform=TRANSFORM,
+                                                        transform_params=tuple(sorted(params.items())),
+                                                        transform_seed=seed, dtype=F64)))
+    return out
+
+
+def _applicable(bench: Any, metric: Any) -> list[str]:
+    wanted = sorted(bench.invariances or INVARIANCES)
+    return [v for v in wanted if v in (WEIGHT_INVARIANCES if metric.kind == "weight" else ACTIVATION_INVARIANCES)]
+
+
+def curve_key(label: str, model_id: str) -> str:
+    return f"curve/{label}/{model_id}"
+
+
+def limit_key(model_id: str) -> str:
+    return f"limit/{model_id}"
+
+
+def invariance_key(label: str) -> str:
+    return f"invariance/{label}"
+
+
+def _check_probe_set(bench: Any, view: Any) -> None:
+    if bench.probe_set not in view.probe_sets:
+        raise UserError(f"sanity: unknown probe set {bench.probe_set!r}; this suite has {list(view.probe_sets)}")
+
+
+def _limits_wanted(bench: Any) -> bool:
+    return "class_translation" in bench.transforms or "invertible_linear" in bench.transforms
+
+
+def requests(bench: Any, view: Any) -> list[simbench.MatrixRequest]:
+    """Per activation metric and model: the metric over [X, every transformed copy]; per model: linear CKA over
+    [X, the class indicator, X 1] (the limits); per metric with an applicable invariance: the metric over
+    [a, b, then t(a), t(b) for every invariance and draw] for the first two models' activations or weights."""
+    _check_probe_set(bench, view)
+    run_seed = int(view.seed)
+    specs = list(view.specs)[: bench.max_models]
+    out: list[simbench.MatrixRequest] = []
+    for label, metric in view.metrics.items():
+        if metric.kind != "activation":
+            continue
+        for spec in specs:
+            sources = (_original(bench, spec.id), *(src for _, _, src in sweep_sources(bench, spec.id, run_seed)))
+            out.append(simbench.MatrixRequest(curve_key(label, spec.id), label, sources))
+    if _limits_wanted(bench):
+        # the transforms' limits at infinite strength, measured by the linear CKA metric itself (seed 003 studies
+        # linear CKA; the registered metric with its defaults unless the suite configures one labelled so)
+        for spec in specs:
+            limits = tuple(simbench.Source(spec.id, bench.probe_set, transform=TRANSFORM,
+                                           transform_params=params, dtype=F64)
+                           for params in ((("kind", "class_indicator"), ("label", bench.translation_label)),
+                                          (("kind", "row_sum"),)))
+            out.append(simbench.MatrixRequest(limit_key(spec.id), "linear_cka", (_original(bench, spec.id), *limits)))
+    out += invariance_requests(bench, view, run_seed)
+    return out
+
+
+def invariance_requests(bench: Any, view: Any, run_seed: int) -> list[simbench.MatrixRequest]:
+    """One batch per metric: ``a``, ``b`` (the first two models), then ``t(a)``, ``t(b)`` for every applicable
+    invariance x draw, both from one random stream seeded by (run seed, metric label, invariance, draw): ``t(b)``
+    skips the draws that transformed ``a`` (``skip_widths``), as when both were transformed in turn."""
+    specs = list(view.specs)
+    if len(specs) < 2:
+        return []
+    a_id, b_id = specs[0].id, specs[1].id
+    widths: dict[bool, tuple[int, ...]] = {}
+    out = []
+    for label, metric in view.metrics.items():
+        applicable = _applicable(bench, metric)
+        if not applicable:
+            continue
+        weight = metric.kind == "weight"
+        if weight not in widths:  # what transforming a draws: its width, or its hidden layers' widths
+            widths[weight] = (tuple(int(w.shape[1]) for w in view.weights(a_id)[:-1]) if weight
+                              else (int(view.representation(_original(bench, a_id)).shape[1]),))
+
+        def source(model_id: str, **kw: Any) -> simbench.Source:
+            if weight:
+                return simbench.Source(model_id, "", WEIGHTS_PROBE_SET, dtype=F64, **kw)
+            return simbench.Source(model_id, bench.probe_set, dtype=F64, **kw)
+
+        sources = [source(a_id), source(b_id)]
+        for name in applicable:
+            for d in range(bench.invariance_draws):
+                seed = _seed(run_seed, "invariance", label, name, str(d))
+                params = (("invariance", name), ("kind", "invariance"))
+                sources += [source(a_id, transform=TRANSFORM, transform_params=params, transform_seed=seed),
+                            source(b_id, transform=TRANSFORM, transform_params=(*params, ("skip_widths", widths[weight])),
+                                   transform_seed=seed)]
+        out.append(simbench.MatrixRequest(invariance_key(label), label, tuple(sources)))
+    return out
+
+
+# --------------------------------------------------------------------------
+# Records, read from the view
+# --------------------------------------------------------------------------
+
+
+def _failed(statistic: str, label: str, group: str, error: str, **kw: Any) -> simbench.Record:
+    return simbench.Record(BENCH, statistic, float("nan"), metric=label, group=group, status="failed",
+                           error=error[:300], **kw)
+
+
+def _row(view: Any, key: str) -> tuple[torch.Tensor | None, str]:
+    """The declared matrix ``key`` (float64), or its one-line error; a matrix with non-finite values (a metric
+    may leave a whole row undefined) is an error here: every entry of it is read."""
+    error = view.matrix_failure(key)
+    if error:
+        return None, error
+    m = view.matrix(key).double()
+    if not bool(torch.isfinite(m).all()):
+        return None, "ValueError: non-finite similarity values"
+    return m, ""
+
+
+def evaluate(bench: Any, view: Any) -> list[simbench.Record]:
+    _check_probe_set(bench, view)
+    specs = list(view.specs)[: bench.max_models]
+    y = view.probe_set(bench.probe_set).y
+    run_seed = int(view.seed)
     records: list[simbench.Record] = [simbench.Record(BENCH, "tolerance", bench.invariance_tolerance, group=INFO)]
-
-    # 1. transformed copies of every chosen model's representation (the perturbation plugin does the work)
-    sweep = settings(bench)
-    copies: dict[int, list[torch.Tensor]] = {}
-    keys: list[tuple[str, float, int]] = []
-    accuracy: dict[tuple[str, float], list[float]] = {}
-    for i, spec in enumerate(specs):
-        x = reps_all[i].to(torch.float64)
-        copies[i] = [x]
-        for kind, strength, params, draws in sweep:
-            pert = ctx.make_plugin("perturbation", "representation_transform", params)
-            for r in range(draws):
-                rc = simbench.RunContext(seed=_seed(run_seed, "sanity", spec.id, kind, str(r)), device=device)
-                tx = pert.transform_representation(x, y, rc).to(torch.float64)
-                copies[i].append(tx)
-                if i == 0:
-                    keys.append((kind, strength, r))
-                accuracy.setdefault((kind, strength), []).append(probe_accuracy(tx, y))
     model_ids = ",".join(s.id for s in specs)
-    if "class_translation" in bench.transforms or "invertible_linear" in bench.transforms:
-        label = int(torch.unique(y)[0]) if bench.translation_label == -1 else int(bench.translation_label)
+    common = dict(probe_set=bench.probe_set, model_a=model_ids)
+
+    # 1. the read-out on every transformed copy (the copies the runner built for the curves' matrices)
+    accuracy: dict[tuple[str, float], list[float]] = {}
+    for spec in specs:
+        for kind, strength, source in sweep_sources(bench, spec.id, run_seed):
+            accuracy.setdefault((kind, strength), []).append(probe_accuracy(view.representation(source), y))
+    if _limits_wanted(bench):
         lims: dict[str, list[float]] = {}
-        for i in copies:
-            for kind, value in limits(copies[i][0], y, label).items():
-                lims.setdefault(kind, []).append(value)
-        for kind, vals in lims.items():
-            if kind in bench.transforms:
-                records.append(simbench.Record(BENCH, "linear_cka_limit", float(np.mean(vals)), group=kind,
-                                               probe_set=bench.probe_set, model_a=model_ids, n=len(vals)))
+        errors = []
+        for spec in specs:
+            m, error = _row(view, limit_key(spec.id))
+            if m is None:
+                errors.append(error)
+                continue
+            lims.setdefault("class_translation", []).append(float(m[0, 1]))
+            lims.setdefault("invertible_linear", []).append(float(m[0, 2]))
+        for kind in ("class_translation", "invertible_linear"):
+            if kind not in bench.transforms:
+                continue
+            if errors:
+                records.append(_failed("linear_cka_limit", "", kind, errors[0], **common))
+            else:
+                records.append(simbench.Record(BENCH, "linear_cka_limit", float(np.mean(lims[kind])), group=kind,
+                                               n=len(lims[kind]), **common))
     for (kind, strength), accs in accuracy.items():
         records.append(simbench.Record(BENCH, "probe_accuracy_mean", float(np.mean(accs)), group=kind,
-                                       probe_set=bench.probe_set, model_a=model_ids, model_b=repr(strength),
-                                       n=len(accs)))
-    records.append(simbench.Record(BENCH, "probe_accuracy_original", float(np.mean(
-        [probe_accuracy(copies[i][0], y) for i in copies])), group=INFO, probe_set=bench.probe_set,
-        model_a=model_ids, n=len(copies)))
+                                       n=len(accs), coords={"strength": strength}, **common))
+    originals = [probe_accuracy(view.representation(_original(bench, s.id)), y) for s in specs]
+    records.append(simbench.Record(BENCH, "probe_accuracy_original", float(np.mean(originals)), group=INFO,
+                                   n=len(originals), **common))
 
-    # 2. every activation metric: original against all its copies, one pairwise call per model
-    for label, metric in ctx.metrics.items():
+    # 2. every activation metric: the first row of each model's matrix, original against all its copies
+    sweep = settings(bench)
+    for label, metric in view.metrics.items():
         if metric.kind != "activation":
             continue
         values: dict[tuple[str, float], list[float]] = {}
-        try:
-            for i in copies:
-                reps = [c.to(device) for c in copies[i]]
-                kwargs = {"inputs": inputs.to(device)} if metric.needs_inputs else {}
-                row = torch.as_tensor(metric.pairwise(reps, **kwargs))[0, 1:].detach().cpu().double().numpy()
-                if not np.isfinite(row).all():
-                    raise ValueError("non-finite similarity values")
-                for (kind, strength, _), v in zip(keys, row, strict=True):
-                    values.setdefault((kind, strength), []).append(float(v))
-        except Exception as exc:  # a metric's failure is a result; the benchmark goes on
-            if isinstance(exc, UserError):
-                raise
-            records.append(simbench.Record(BENCH, "value_mean", float("nan"), metric=label, group=sweep[0][0],
-                                           probe_set=bench.probe_set, status="failed", error=_error(exc)))
+        error = ""
+        for spec in specs:
+            m, error = _row(view, curve_key(label, spec.id))
+            if m is None:
+                break
+            copies = sweep_sources(bench, spec.id, run_seed)
+            for (kind, strength, _), v in zip(copies, m[0, 1:].tolist(), strict=True):
+                values.setdefault((kind, strength), []).append(float(v))
+        if error:
+            records.append(_failed("value_mean", label, sweep[0][0], error, probe_set=bench.probe_set))
             continue
         for (kind, strength), vals in values.items():
             v = np.asarray(vals)
@@ -174,12 +273,11 @@ def evaluate(bench: Any, ctx: Any) -> list[simbench.Record]:
             sd = lambda a: float(np.std(a, ddof=1)) if len(a) > 1 else 0.0  # noqa: E731
             for stat, val in (("value_mean", v.mean()), ("value_sd", sd(v)), ("scaled_mean", s.mean()),
                               ("scaled_sd", sd(s))):
-                records.append(simbench.Record(BENCH, stat, float(val), metric=label, group=kind,
-                                               probe_set=bench.probe_set, model_a=model_ids,
-                                               model_b=repr(strength), n=len(v)))
+                records.append(simbench.Record(BENCH, stat, float(val), metric=label, group=kind, n=len(v),
+                                               coords={"strength": strength}, **common))
 
     # 3. declared invariances, on two real models
-    records += invariance_records(bench, ctx, reps_all, inputs, run_seed)
+    records += invariance_records(bench, view)
     return records
 
 
@@ -188,60 +286,37 @@ def _width(metric: Any) -> float:
     return float(hi - lo) if math.isfinite(hi - lo) else 1.0
 
 
-def invariance_records(bench: Any, ctx: Any, reps_all: list[torch.Tensor], inputs: torch.Tensor,
-                       run_seed: int) -> list[simbench.Record]:
+def invariance_records(bench: Any, view: Any) -> list[simbench.Record]:
     """Per metric and applicable invariance: the largest change under the kit's random transforms."""
-    specs = list(ctx.specs)
+    specs = list(view.specs)
     if len(specs) < 2:
         return []
-    wanted = sorted(bench.invariances or INVARIANCES)
-    device = getattr(ctx, "device", "cpu")
     pair = f"{specs[0].id},{specs[1].id}"
     out: list[simbench.Record] = []
-    for label, metric in ctx.metrics.items():
-        weight = metric.kind == "weight"
-        applicable = [v for v in wanted if v in (WEIGHT_INVARIANCES if weight else ACTIVATION_INVARIANCES)]
+    for label, metric in view.metrics.items():
+        applicable = _applicable(bench, metric)
         if not applicable:
             continue
-        if weight:
-            a = [w.detach().to(torch.float64).cpu() for w in ctx.models[specs[0].id].dense_weights()]
-            b = [w.detach().to(torch.float64).cpu() for w in ctx.models[specs[1].id].dense_weights()]
-        else:
-            a, b = reps_all[0].to(torch.float64).cpu(), reps_all[1].to(torch.float64).cpu()
-        # one batch: a, b, then (t(a), t(b)) for every invariance x draw
-        batch = [a, b]
-        index: list[tuple[str, int, int]] = []
-        for name in applicable:
-            for d in range(bench.invariance_draws):
-                g = torch.Generator().manual_seed(_seed(run_seed, "invariance", label, name, str(d)))
-                if weight:
-                    ta, tb = transform_weights(name, a, g), transform_weights(name, b, g)
-                else:
-                    ta, tb = transform_activation(name, a, g), transform_activation(name, b, g)
-                index.append((name, len(batch), len(batch) + 1))
-                batch += [ta, tb]
-        try:
-            moved = [[w.to(device) for w in item] for item in batch] if weight else [t.to(device) for t in batch]
-            kwargs = {"inputs": inputs.to(device)} if metric.needs_inputs else {}
-            s = torch.as_tensor(metric.pairwise(moved, **kwargs)).detach().cpu().double()
-            if not bool(torch.isfinite(s).all()):
-                raise ValueError("non-finite similarity values")
-        except Exception as exc:
-            if isinstance(exc, UserError):
-                raise
-            out.append(simbench.Record(BENCH, "change", float("nan"), metric=label, group=INVARIANCE_GROUP,
-                                       model_b=applicable[0], status="failed", error=_error(exc)))
+        weight = metric.kind == "weight"
+        s, error = _row(view, invariance_key(label))
+        if s is None:
+            out.append(_failed("change", label, INVARIANCE_GROUP, error, model_b=applicable[0]))
             continue
+        # the batch is a, b, then (t(a), t(b)) for every invariance x draw (invariance_requests)
         base = float(s[0, 1])
         change: dict[str, float] = {}
-        for name, ia, ib in index:
-            diffs = [abs(float(s[ia, 1]) - base), abs(float(s[0, ib]) - base), abs(float(s[ia, ib]) - base)]
-            change[name] = max(change.get(name, 0.0), max(diffs) / _width(metric))
+        k = 2
+        for name in applicable:
+            for _ in range(bench.invariance_draws):
+                ia, ib = k, k + 1
+                diffs = [abs(float(s[ia, 1]) - base), abs(float(s[0, ib]) - base), abs(float(s[ia, ib]) - base)]
+                change[name] = max(change.get(name, 0.0), max(diffs) / _width(metric))
+                k += 2
         for name in applicable:
             declared = name in metric.invariances
             holds = change[name] <= bench.invariance_tolerance
             common = dict(metric=label, group=INVARIANCE_GROUP, model_a=pair, model_b=name,
-                          probe_set="weights" if weight else bench.probe_set, n=bench.invariance_draws)
+                          probe_set=WEIGHTS_PROBE_SET if weight else bench.probe_set, n=bench.invariance_draws)
             out += [simbench.Record(BENCH, "change", change[name], **common),
                     simbench.Record(BENCH, "declared", float(declared), **common),
                     simbench.Record(BENCH, "holds", float(holds), **common)]

@@ -27,11 +27,10 @@ def curves(df: Any) -> Any:
     rows = df[(df["status"] == "ok") & df["group"].isin(TRANSFORMS) & (df["metric"] != "")]
     if rows.empty:
         return rows
-    wide = rows.pivot_table(index=["metric", "group", "model_b"], columns="statistic", values="value",
+    wide = rows.pivot_table(index=["metric", "group", "coord_strength"], columns="statistic", values="value",
                             aggfunc="first").reset_index()
     wide.columns.name = None
-    wide["strength"] = wide["model_b"].astype(float)
-    wide = wide.rename(columns={"group": "transform"}).drop(columns=["model_b"])
+    wide = wide.rename(columns={"group": "transform", "coord_strength": "strength"})
     order = {t: k for k, t in enumerate(TRANSFORMS)}
     return wide.sort_values(["metric", "transform", "strength"], key=lambda c: c.map(order) if c.name == "transform"
                             else c).reset_index(drop=True)
@@ -39,7 +38,7 @@ def curves(df: Any) -> Any:
 
 def accuracy_curves(df: Any) -> Any:
     rows = df[(df["status"] == "ok") & (df["statistic"] == "probe_accuracy_mean")].copy()
-    rows["strength"] = rows["model_b"].astype(float)
+    rows["strength"] = rows["coord_strength"].astype(float)
     return rows.rename(columns={"group": "transform", "value": "probe_accuracy"})[
         ["transform", "strength", "probe_accuracy"]].sort_values(["transform", "strength"])
 
