@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,12 +11,15 @@ import torch
 
 import simbench
 from simbench.registry import build_registry
+from simbench.testing import FakeStore, run_benchmark
 from simbench_plugins.benchmarks import contamination as bench_mod
 from simbench_plugins.benchmarks.contamination import compute as B
 from simbench_plugins.data import contamination as data_mod
 from simbench_plugins.data import contamination_impl as D
 from simbench_plugins.zoos import contamination as zoo_mod
-from fake_context import ModelsContext
+from simbench_plugins.zoos import contamination_impl as Z
+
+ROOT_SUITES = Path(__file__).resolve().parents[1] / "suites"
 
 
 @pytest.fixture(scope="module")
@@ -92,9 +97,10 @@ def trained(data):
     models = zoo.build(data, simbench.RunContext(seed=0))
     clean = simbench.ProbeSet("clean", data.test.x[:1000], data.test.y[:1000])
     (ood,) = data_mod.BackgroundShift().probe_sets(clean, simbench.PerturbContext(data=data))
-    ctx = ModelsContext(models, zoo.specs(), [clean, ood], data)
-    records = list(bench_mod.Contamination().evaluate(ctx))
-    return zoo, models, ctx, records
+    # the benchmark sees a read-only store view (no models): outputs, layers, weights and buffers
+    store = FakeStore(models, zoo.specs(), [clean, ood], data, metrics={})
+    records = run_benchmark(bench_mod.Contamination(), store)
+    return zoo, models, store, records
 
 
 def _value(records, stat, model="", group="", probe=""):
@@ -114,6 +120,14 @@ def test_zoo_models_are_readable_and_round_trip(trained, data):
     acts = model.read(x, ["preact", "hidden", "output"])
     assert acts["preact"].shape == (7, 128) and torch.allclose(acts["hidden"], torch.relu(acts["preact"]))
     assert torch.allclose(acts["output"], model(x))
+    # the float64 layers the benchmark reads: the activation and its slope at the (float32) pre-activations
+    with torch.no_grad():  # as the runner reads: the derivative must not need the caller's autograd
+        both = model.read(x, ["preact", "hidden_f64", "act_derivative"])
+    assert both["hidden_f64"].dtype == both["act_derivative"].dtype == torch.float64
+    assert torch.equal(both["hidden_f64"], torch.relu(both["preact"].double()))
+    assert torch.equal(both["act_derivative"], (both["preact"] > 0).double())
+    assert model.readable_layers.index("preact") < model.readable_layers.index("hidden") < \
+        model.readable_layers.index("output")
     w1, a = model.dense_weights()
     assert w1.shape == (256, 128) and a.shape == (128, 1)
     assert set(a.reshape(-1).abs().tolist()) == {1 / 128}  # fixed output weights
@@ -145,25 +159,56 @@ def test_relu_is_contaminated_and_fails_ood_linear_is_not(trained):
     assert _value(records, "mean_asymmetry", group="relu", probe="clean") > 0.3
 
 
-def test_recorded_statistics_match_direct_computation(trained, data):
-    zoo, models, ctx, records = trained
-    spec = zoo.specs()[1]
+@pytest.mark.parametrize("index", [1, 2])  # a ReLU and an identity model
+def test_recorded_statistics_match_direct_computation(trained, data, index):
+    zoo, models, store, records = trained
+    spec = zoo.specs()[index]
     model = models[spec.id]
     for probe in ("clean", "background_shift/ood"):
-        ps = ctx.probe_set(probe)
+        ps = store.probe_set(probe)
         f = model.score(ps.x).detach().double()
         y = (2 * ps.y - 1).double()
         risk = float((1 - y * f).clamp(min=0).mean())
         assert _value(records, "hinge_risk", spec.id, probe=probe) == pytest.approx(risk)
         assert _value(records, "error", spec.id, probe=probe) == pytest.approx(float((y * f <= 0).double().mean()))
+        # selectivity and asymmetry of the model's own activation, in float64 at its float32 pre-activations
+        with torch.no_grad():
+            pre = model.read(ps.x, ["preact"])["preact"].double()
+        post, slope = model.act_fn(pre), Z.activation_derivative(model.act_fn, pre)
+        labels = ps.y.long()
+        sel = float(B.selectivity(post, labels, 2, 1e-6).mean())
+        asym = float(B.asymmetry(slope, labels, 1e-6).mean())
+        assert _value(records, "selectivity", spec.id, probe=probe) == pytest.approx(sel, rel=1e-12, abs=1e-15)
+        assert _value(records, "asymmetry", spec.id, probe=probe) == pytest.approx(asym, rel=1e-12, abs=1e-15)
     core, bg = D.subspaces(data.meta)
     w = model.hidden.weight.detach().double()
     assert _value(records, "bg_proj", spec.id) == pytest.approx(float((w @ bg).norm(dim=1).mean()))
     assert _value(records, "core_proj", spec.id) == pytest.approx(float((w @ core).norm(dim=1).mean()))
-    # the last trace row is the final model, measured on the validation split
+    # the trace: one row per recorded SGD step, the step a numeric coordinate (not a string in model_b);
+    # the last row is the final model, measured on the validation split
     trace = [r for r in records if r.statistic == "trace_bg_proj" and r.model_a == spec.id]
-    assert [r.model_b for r in trace] == ["0", "1", "2", "5", "10", "20", "50", "100", "200", "400", "600"]
+    assert [r.coords["step"] for r in trace] == [0, 1, 2, 5, 10, 20, 50, 100, 200, 400, 600]
+    assert all(r.model_b == "" for r in trace)
+    assert [r.value for r in trace] == pytest.approx(model.history[:, 2].double().tolist(), rel=1e-12)
     assert trace[-1].value == pytest.approx(_value(records, "bg_proj", spec.id), rel=1e-5)
+
+
+def test_benchmark_reads_only_the_store_view(trained):
+    """No model is handed out: the store has none to give, and the benchmark passes the kit on it."""
+    from simbench.testing import check_benchmark
+
+    _, _, store, _ = trained
+    assert not hasattr(store, "models") and not hasattr(store, "make_plugin")
+    records = check_benchmark(bench_mod.Contamination, store=store)
+    assert any(r.statistic == "reproduced" for r in records)
+
+
+def test_a_zoo_without_the_float64_layers_is_a_clear_error(data):
+    """A zoo without the layers (e.g. an older contamination_net) is named, not a KeyError deep inside."""
+    clean = simbench.ProbeSet("clean", data.test.x[:50], data.test.y[:50])
+    store = FakeStore(probe_sets=[clean], data=data, metrics={})  # the kit's MLPs: no act_derivative
+    with pytest.raises(ValueError, match="has no layer.*act_derivative"):
+        run_benchmark(bench_mod.Contamination(), store)
 
 
 def test_selectivity_and_asymmetry_formulas():
@@ -172,8 +217,10 @@ def test_selectivity_and_asymmetry_formulas():
     # neuron 0: mu1 = 3, mu0 = 0 -> 1; neuron 1: mu1 = 0.5, mu0 = 2 -> (2 - .5) / 2.5
     sel = B.selectivity(post, labels, 2, 0.0)
     assert sel.tolist() == pytest.approx([1.0, 0.6])
-    deriv = B.activation_derivative(torch.relu, torch.tensor([[1.0], [2.0], [-1.0], [3.0]]))
-    assert deriv.reshape(-1).tolist() == [1.0, 1.0, 0.0, 1.0]
+    deriv = Z.activation_derivative(torch.relu, torch.tensor([[1.0], [2.0], [-1.0], [3.0]]))
+    assert deriv.reshape(-1).tolist() == [1.0, 1.0, 0.0, 1.0] and deriv.dtype == torch.float64
+    x = torch.linspace(-3, 3, 13, dtype=torch.float64)
+    assert torch.allclose(Z.activation_derivative(torch.tanh, x), 1 - torch.tanh(x) ** 2, atol=1e-15)
     asym = B.asymmetry(deriv, labels, 0.0)
     assert asym.tolist() == pytest.approx([(1 - 0.5) / 1.5])
 
@@ -186,8 +233,41 @@ def test_plot_and_registration(trained, tmp_path):
     assert [t.key for t in tables] == ["contamination", "finding", "per_model"]
     head = tables[0].frame.set_index("arch")
     assert head.loc["relu", "ood_gap_risk"] > head.loc["identity", "ood_gap_risk"]
-    registry = build_registry(extra_plugins=[data_mod, zoo_mod, bench_mod], load_entry_points=False)
+    from simbench_plugins.studies import contamination as study_mod  # the study's one entry point
+
+    registry = build_registry(extra_plugins=[study_mod], load_entry_points=False)
     assert registry.get("dataset", "feature_contamination") is data_mod.FeatureContamination
     assert registry.get("perturbation", "background_shift") is data_mod.BackgroundShift
     assert registry.get("zoo", "contamination_net") is zoo_mod.ContaminationNet
     assert registry.get("benchmark", "contamination") is bench_mod.Contamination
+
+
+def test_a_small_run_reads_float64_layers_and_the_trace_through_the_runner(tmp_path):
+    """The shipped suite, shrunk, through the real runner: the store keeps the float64 layers (the records equal
+    the float64 computation on the run's own models) and the view's buffers give the zoo's trace."""
+    from simbench.runner import Runner
+    from simbench.suite import load_suite
+
+    registry = build_registry()
+    overrides = ["data.n_train=300", "data.n_val=60", "data.n_test=200", "probes.n=120",
+                 "zoo.activations=['tanh', 'relu']", "zoo.seeds=[0]", "zoo.width=16", "zoo.steps=30",
+                 "zoo.record_every=10", "benchmarks=[{name='contamination'}]", "metrics=[{name='linear_cka'}]"]
+    suite = load_suite(ROOT_SUITES / "contamination.toml", registry, overrides)
+    runner = Runner(suite, registry, tmp_path / "run", cache_dir=tmp_path / "cache", quiet=True)
+    frame = runner.run().results()
+    bench = frame[(frame["kind"] == "benchmark")]
+    assert (bench["status"] == "ok").all(), bench[bench["status"] != "ok"]["error"].tolist()
+    spec = runner.state.specs[0]  # tanh: a derivative that float32 would round
+    model = runner.state.models[spec.id]
+    stored = runner.representations("clean", "act_derivative")[0][0]
+    assert stored.dtype == torch.float64  # not rounded to float32 by the store
+    ps = runner.state.probe_sets["clean"]
+    with torch.no_grad():
+        pre = model.read(ps.x, ["preact"])["preact"].double()
+    slope = Z.activation_derivative(model.act_fn, pre)
+    asym = float(B.asymmetry(slope, ps.y.long(), 1e-6).mean())
+    row = bench[(bench["statistic"] == "asymmetry") & (bench["probe_set"] == "clean") & (bench["model_a"] == spec.id)]
+    assert float(row["value"].iloc[0]) == pytest.approx(asym, rel=1e-12)
+    trace = bench[(bench["statistic"] == "trace_bg_proj") & (bench["model_a"] == spec.id)].sort_values("coord_step")
+    assert trace["coord_step"].tolist() == [0, 1, 2, 5, 10, 20, 30]
+    assert trace["value"].tolist() == pytest.approx(model.history[:, 2].double().tolist(), rel=1e-12)

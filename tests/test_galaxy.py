@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -12,6 +15,7 @@ import torch
 import simbench
 from simbench.errors import UserError
 from simbench.params import configure
+from simbench.testing import FakeStore, run_benchmark
 from simbench_plugins.benchmarks.survey_transfer import compute as sti
 from simbench_plugins.benchmarks.survey_transfer import report as str_report
 from simbench_plugins.benchmarks.survey_transfer import SurveyTransfer
@@ -321,43 +325,73 @@ def test_regression_scores_match_scipy_and_sklearn() -> None:
     assert math.isnan(const["r"][0]) and const["r2"][0] < 0
 
 
-class _Ctx:
-    """A minimal BenchmarkContext: three probe sets, models that are the truth plus group-specific noise."""
+SURVEYS = ("survey_shift/reference", "survey_shift/deeper_sharper", "survey_shift/unseen")
 
-    def __init__(self, noise: dict[str, dict[str, float]], seeds: int = 3, n: int = 200) -> None:
-        rng = np.random.default_rng(1)
-        self.y = torch.from_numpy(rng.dirichlet([1, 1], size=n)).float()
-        self.probe_sets = ["survey_shift/reference", "survey_shift/deeper_sharper", "survey_shift/unseen"]
-        self.specs = [simbench.ModelSpec(f"m-{g}-s{s}", {"train_surveys": g, "seed": s})
-                      for g in noise for s in range(seeds)]
-        self.data = simbench.DataSplits(*(simbench.Split(torch.zeros(2, 1), self.y[:2]),) * 3, task="regression",
-                                        meta={"targets": ["yes", "no"], "tasks": {"feature": "yes"}})
-        self._out = {}
-        for p in self.probe_sets:
-            outs = []
-            for spec in self.specs:
-                sd = noise[spec.factors["train_surveys"]][p.split("/")[1]]
-                e = torch.from_numpy(rng.normal(0, sd, (n, 1))).float()
-                outs.append(torch.cat([self.y[:, :1] + e, self.y[:, 1:] - e], 1))
-            self._out[p] = outs
 
-    def probe_set(self, name: str) -> simbench.ProbeSet:
-        return simbench.ProbeSet(name, torch.zeros(len(self.y), 1), self.y)
+class _Replay(torch.nn.Module):
+    """A readable regressor that answers probe ``(row, survey)`` with a prediction the test chose (the truth plus
+    noise of a given size per survey), so the verdicts' inputs are set here; ``h1``/``h2`` are fixed nonlinear
+    maps of the prediction (``h2`` mostly noise features), layers for the layer-map part."""
 
-    def outputs(self, name: str) -> list[torch.Tensor]:
-        return self._out[name]
+    readable_layers = ("h1", "h2", "output")
+    default_layer = "output"
+
+    def __init__(self, predictions: torch.Tensor, seed: int) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.register_buffer("predictions", predictions)  # [surveys, n, targets]
+        self.register_buffer("w1", torch.randn(predictions.shape[-1], 6, generator=g))
+        self.register_buffer("w2", torch.randn(6, 5, generator=g))
+        self.register_buffer("jitter", torch.randn(predictions.shape[1], 5, generator=g))
+
+    def read(self, x: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
+        row, survey = x[:, 0].long(), x[:, 1].long()
+        out = self.predictions[survey, row]
+        h1 = torch.tanh(out @ self.w1)
+        h2 = torch.relu(h1 @ self.w2) + (1.0 + survey[:, None]) * self.jitter[row]
+        acts = {"h1": h1, "h2": h2, "output": out}
+        return {name: acts[name] for name in layers}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.read(x, ["output"])["output"]
+
+    def dense_weights(self) -> list[torch.Tensor]:
+        return [self.w1, self.w2]
+
+
+def _transfer_store(noise: dict[str, dict[str, float]], seeds: int = 3, n: int = 200,
+                    **kwargs: Any) -> FakeStore:
+    """A store over three surveys and models that are the truth plus group- and survey-specific noise."""
+    rng = np.random.default_rng(1)
+    y = torch.from_numpy(rng.dirichlet([1, 1], size=n)).float()
+    specs = [simbench.ModelSpec(f"m-{g}-s{s}", {"train_surveys": g, "seed": s}) for g in noise for s in range(seeds)]
+    models = {}
+    for k, spec in enumerate(specs):
+        preds = []
+        for p in SURVEYS:
+            e = torch.from_numpy(rng.normal(0, noise[spec.factors["train_surveys"]][p.split("/")[1]], (n, 1))).float()
+            preds.append(torch.cat([y[:, :1] + e, y[:, 1:] - e], 1))
+        models[spec.id] = _Replay(torch.stack(preds), k).eval()
+    rows = torch.arange(n, dtype=torch.float32)[:, None]
+    probes = [simbench.ProbeSet(p, torch.cat([rows, torch.full((n, 1), float(s))], 1), y)
+              for s, p in enumerate(SURVEYS)]
+    data = simbench.DataSplits(*(simbench.Split(torch.zeros(2, 2), y[:2]),) * 3, task="regression",
+                               meta={"targets": ["yes", "no"], "tasks": {"feature": "yes"}})
+    return FakeStore(models, specs, probes, data, **{"metrics": {}, **kwargs})
+
+
+NOISE_MIX_BETTER = {"A": {"reference": 0.05, "deeper_sharper": 0.2, "unseen": 0.3},
+                    "A+B": {"reference": 0.05, "deeper_sharper": 0.05, "unseen": 0.1}}
 
 
 def _transfer_tables(noise: dict[str, dict[str, float]]) -> dict[str, object]:
     bench = SurveyTransfer(unseen=("survey_shift/unseen",), baseline="A", layer_metric="")
-    records = sti.evaluate(bench, _Ctx(noise))
+    records = run_benchmark(bench, _transfer_store(noise))
     return {t.key: t.frame for t in SurveyTransfer.tables(records)}
 
 
 def test_survey_transfer_says_reproduced_when_the_mix_transfers_better() -> None:
-    noise = {"A": {"reference": 0.05, "deeper_sharper": 0.2, "unseen": 0.3},
-             "A+B": {"reference": 0.05, "deeper_sharper": 0.05, "unseen": 0.1}}
-    tabs = _transfer_tables(noise)
+    tabs = _transfer_tables(NOISE_MIX_BETTER)
     v = tabs["verdict"]
     assert len(v) == 1 and v["mix"].iloc[0] == "A+B" and v["verdict"].iloc[0].startswith("reproduced")
     assert v["ΔR²"].iloc[0] > 0 and v["ΔMAE"].iloc[0] < 0
@@ -373,6 +407,74 @@ def test_survey_transfer_says_not_reproduced_when_the_mix_transfers_worse() -> N
              "A+B": {"reference": 0.05, "deeper_sharper": 0.05, "unseen": 0.3}}
     v = _transfer_tables(noise)["verdict"]
     assert v["verdict"].iloc[0].startswith("not reproduced")
+
+
+def test_layer_maps_are_declared_and_read_from_the_store() -> None:
+    """One linear-CKA map per model on the ID and unseen surveys, over the model's layers; the records are the
+    layer_map statistics of exactly that map (computed here from the layers), with unseen-minus-ID deltas."""
+    from simbench_plugins.benchmarks.layer_map.compute import map_summary
+
+    def cka(a: torch.Tensor, b: torch.Tensor) -> float:  # linear CKA by its formula (Kornblith et al. 2019)
+        a, b = a.double() - a.double().mean(0), b.double() - b.double().mean(0)
+        return float((a.T @ b).norm() ** 2 / ((a.T @ a).norm() * (b.T @ b).norm()))
+
+    store = _transfer_store(NOISE_MIX_BETTER, seeds=2, n=120)
+    bench = SurveyTransfer(unseen=("survey_shift/unseen",), baseline="A")
+    requests = bench.requests(store)
+    assert [r.key for r in requests] == [f"{s.id}@{p}" for p in (SURVEYS[0], SURVEYS[2]) for s in store.specs]
+    assert all([src.layer for src in r.sources] == ["h1", "h2", "output"] for r in requests)
+    records = run_benchmark(bench, store)
+    assert not hasattr(store, "models")  # nothing but the view was there to read
+    layer_rows = {(r.statistic, r.model_a, r.probe_set): r for r in records if r.model_b == sti.LAYERS}
+    assert len(layer_rows) == 4 * (2 + 4)  # 4 models: block + off-diagonal on ID, both + their deltas unseen
+    for spec in store.specs:
+        stats = {}
+        for probe in (SURVEYS[0], SURVEYS[2]):
+            reps = [store.representation(simbench.Source(spec.id, probe, layer)) for layer in ("h1", "h2", "output")]
+            declared = store.matrix(f"{spec.id}@{probe}")  # what the benchmark read
+            assert torch.allclose(declared, torch.tensor([[cka(a, b) for b in reps] for a in reps],
+                                                         dtype=torch.float64), atol=1e-5)
+            stats[probe] = map_summary(declared, True)
+            for name in ("block_score", "offdiag_mean"):
+                row = layer_rows[(name, spec.id, probe)]
+                assert row.status == "ok" and row.metric == "linear_cka" and row.n == 120
+                assert row.value == stats[probe][name]
+        for name in ("block_score", "offdiag_mean"):
+            delta = layer_rows[(f"delta_{name}", spec.id, SURVEYS[2])].value
+            assert delta == pytest.approx(stats[SURVEYS[2]][name] - stats[SURVEYS[0]][name], abs=1e-12)
+    tabs = {t.key: t.frame for t in SurveyTransfer.tables(records)}
+    assert len(tabs["layer_maps"]) == 4 and list(tabs["layer_verdict"]["pairs"]) == [4, 4]
+
+
+@dataclass(frozen=True)
+class _Boom(simbench.Metric):
+    name: ClassVar[str] = "boom"
+
+    def pairwise(self, reps: Any, **kwargs: Any) -> torch.Tensor:
+        raise RuntimeError("boom: cannot compare these layers")
+
+
+def test_a_failed_map_is_a_failed_row_and_the_rest_go_on() -> None:
+    store = _transfer_store(NOISE_MIX_BETTER, seeds=1, n=60, metric_classes=[_Boom])
+    records = run_benchmark(SurveyTransfer(unseen=("survey_shift/unseen",), baseline="A", layer_metric="boom"),
+                            store)
+    failed = [r for r in records if r.status == "failed"]
+    assert len(failed) == 2 * 2 and all(r.statistic == "block_score" and "boom: cannot" in r.error for r in failed)
+    assert not any(r.statistic.startswith("delta_") for r in records)
+    # the regression scores do not depend on the maps
+    assert sum(r.statistic == "r2" and r.model_b == sti.OVERALL for r in records) == 2 * 3
+    # a layer the models lack: a failed row naming it, no request for it
+    missing = SurveyTransfer(unseen=("survey_shift/unseen",), baseline="A", layers=("h1", "nope"))
+    assert missing.requests(store) == []
+    rows = [r for r in run_benchmark(missing, store) if r.status == "failed"]
+    assert len(rows) == 4 and all("nope" in r.error for r in rows)
+
+
+def test_survey_transfer_passes_the_benchmark_kit() -> None:
+    from simbench.testing import check_benchmark
+
+    records = check_benchmark(SurveyTransfer)  # its check_example: the kit's models as regressors
+    assert any(r.model_b == sti.LAYERS and r.status == "ok" for r in records)
 
 
 def test_transfer_verdict_and_welch_p() -> None:

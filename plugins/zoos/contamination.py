@@ -35,7 +35,9 @@ class ContaminationNet(simbench.Zoo):
     the validation split, ID and with background weights shifted to
     ``U[-1, 0]`` (OOD).  The forward pass returns two-class logits
     ``[-f/2, f/2]``, so argmax agreement is sign agreement.  Readable layers:
-    ``preact``, ``hidden`` (after the activation) and ``output``.
+    ``preact``, ``hidden`` (after the activation) and ``output``, and in
+    float64 ``act_derivative`` (the activation's derivative at ``preact``)
+    and ``hidden_f64`` (``hidden`` evaluated in float64).
     """
 
     name: ClassVar[str] = "contamination_net"

@@ -40,15 +40,30 @@ def record_steps(steps: int, every: int) -> list[int]:
     return sorted(set(range(0, steps + 1, every)) | {steps} | early)
 
 
+def activation_derivative(act_fn: Callable[[torch.Tensor], torch.Tensor], pre: torch.Tensor) -> torch.Tensor:
+    """Elementwise derivative of an elementwise activation at ``pre``, in float64 (by autograd, so every
+    activation of :data:`ACTIVATIONS` is covered without a hand-written derivative)."""
+    with torch.enable_grad():
+        p = pre.detach().double().requires_grad_(True)
+        (g,) = torch.autograd.grad(act_fn(p).sum(), p)
+    return g
+
+
 class ContaminationNetModule(nn.Module):
     """``f(x) = sum_r a_r act(<w_r, x>)``; forward returns logits ``[-f/2, f/2]``.
 
     Implements :class:`simbench.types.ReadableModel`; ``history`` holds the
-    training trace (columns :data:`HISTORY_COLUMNS`).
+    training trace (columns :data:`HISTORY_COLUMNS`).  Besides ``preact``,
+    ``hidden`` and ``output`` it reads two float64 layers for the
+    contamination benchmark's per-neuron statistics, whose means over
+    thousands of entries float32 rounding would move: ``act_derivative``,
+    the activation's derivative at the pre-activations (Theorem 4.1's
+    asymmetry), and ``hidden_f64``, the activation evaluated in float64 at
+    the same (float32) pre-activations (selectivity, eq. 61).
     """
 
     default_layer = "hidden"
-    readable_layers: tuple[str, ...] = ("preact", "hidden", "output")
+    readable_layers: tuple[str, ...] = ("preact", "act_derivative", "hidden", "hidden_f64", "output")
 
     def __init__(self, d_in: int, width: int, activation: str, train_output: bool, n_records: int) -> None:
         super().__init__()
@@ -80,6 +95,10 @@ class ContaminationNetModule(nn.Module):
         post = self.act_fn(pre)
         f = post @ self.a
         acts = {"preact": pre, "hidden": post, "output": torch.stack([-0.5 * f, 0.5 * f], 1)}
+        if "hidden_f64" in layers:  # only when asked: similarity metrics read the float32 layers
+            acts["hidden_f64"] = self.act_fn(pre.double())
+        if "act_derivative" in layers:
+            acts["act_derivative"] = activation_derivative(self.act_fn, pre)
         return {name: acts[name] for name in layers}
 
     def dense_weights(self) -> list[torch.Tensor]:

@@ -19,7 +19,7 @@ statistic              model_a     group      probe_set       value
 ``bg_corr``            model id    arch       ""              mean signed coordinate of hidden weights on the
                                                               background features
 ``bg_growth``          model id    arch       ""              ``bg_proj`` final / at initialisation
-``trace_<column>``     model id    arch       ""              training trace (``model_b`` = step); columns:
+``trace_<column>``     model id    arch       ""              training trace (coords ``step`` = SGD step); columns:
                                                               core_proj, bg_proj, bg_corr, id_risk, ood_risk,
                                                               id_error, ood_error (validation split)
 ``mean_<stat>``        ""          arch       as the stat     mean over the arch's models (seeds)
@@ -52,8 +52,11 @@ class Contamination(simbench.Benchmark):
     """Feature contamination (seed ``004_ae8e852829be66a0``) of two-layer networks.
 
     Needs ``feature_contamination`` data (its dictionary defines the core and
-    background subspaces) and models exposing a ``preact`` layer and an
-    elementwise ``act_fn`` (the ``contamination_net`` zoo).  Per model and
+    background subspaces) and the ``contamination_net`` zoo's models, whose
+    float64 layers ``hidden_f64`` (post-activations) and ``act_derivative``
+    (the activation's derivative at the pre-activations) and ``history``
+    buffer (the training trace) it reads from the store view, with the hidden
+    weights; it runs no model.  Per model and
     probe set: hinge risk and error, neuron selectivity (App. F.3, eq. 61)
     and activation asymmetry (Theorem 4.1); per model: weight projections
     onto the core and background subspaces, finally and over training (from
@@ -70,6 +73,15 @@ class Contamination(simbench.Benchmark):
     eps: Annotated[float, Field(gt=0.0)] = 1e-6
     contaminated_arch: str = "relu"
     linear_arch: str = "identity"
+
+    #: what ``simbench.testing.check_benchmark`` runs it on: a real, small run of its study's data and zoo
+    check_example: ClassVar[dict[str, Any]] = {"store": {
+        "dataset": ("feature_contamination", {"n_train": 200, "n_val": 50, "n_test": 120}),
+        "zoo": ("contamination_net", {"activations": ("relu", "identity"), "seeds": (0,), "width": 16,
+                                      "steps": 40, "record_every": 20}),
+        "perturbations": [("background_shift", {})],
+        "metrics": {},
+    }}
 
     def evaluate(self, ctx: simbench.BenchmarkContext) -> Iterable[simbench.Record]:
         from . import compute

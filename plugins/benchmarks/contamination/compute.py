@@ -1,4 +1,8 @@
-"""Computation of the ``contamination`` benchmark (torch); tables and plots are in ``contamination_report``."""
+"""Computation of the ``contamination`` benchmark (torch); tables and plots are in ``report``.
+
+It reads the store view only: outputs, the ``contamination_net`` layers ``preact``-derived ``hidden_f64`` and
+``act_derivative`` (float64), the hidden weights (``view.weights``) and the training trace the zoo stored in
+each model's ``history`` buffer (``view.buffers``); it runs no model."""
 
 from __future__ import annotations
 
@@ -50,20 +54,24 @@ def asymmetry(deriv: torch.Tensor, labels: torch.Tensor, eps: float) -> torch.Te
     return (d1 - d0).abs() / (d1.abs() + d0.abs() + eps)
 
 
-def activation_derivative(act_fn: Any, pre: torch.Tensor) -> torch.Tensor:
-    """Elementwise derivative of an elementwise activation at ``pre`` (by autograd)."""
-    with torch.enable_grad():
-        p = pre.detach().double().requires_grad_(True)
-        (g,) = torch.autograd.grad(act_fn(p).sum(), p)
-    return g
+#: the model layers this benchmark reads (float64 in ``contamination_net``): post-activations, activation slopes
+POST_LAYER, DERIVATIVE_LAYER = "hidden_f64", "act_derivative"
 
 
 def _rec(statistic: str, value: float, model: str = "", group: str = "", probe: str = "", n: int | None = None,
-         model_b: str = "") -> Any:
+         coords: dict[str, float] | None = None) -> Any:
     return simbench.Record(
         benchmark=BENCH, statistic=statistic, value=float(value), probe_set=probe, group=group, model_a=model,
-        model_b=model_b, n=n,
+        n=n, coords=coords or {},
     )
+
+
+def _check_layers(ctx: Any, specs: Any) -> None:
+    for spec in specs:
+        missing = [name for name in (POST_LAYER, DERIVATIVE_LAYER) if name not in ctx.layers(spec.id)]
+        if missing:
+            raise ValueError(f"contamination: model {spec.id} has no layer(s) {missing} (the contamination_net "
+                             "zoo's post-activation and activation-derivative layers)")
 
 
 def evaluate(bench: Any, ctx: Any) -> list[Any]:
@@ -80,13 +88,15 @@ def evaluate(bench: Any, ctx: Any) -> list[Any]:
         raise ValueError(f"contamination: unknown probe set(s) {unknown}; available: {list(ctx.probe_sets)}")
     core, bgb = data_impl.subspaces(meta)
     specs = list(ctx.specs)
+    _check_layers(ctx, specs)
     archs = {s.id: str(s.factors.get("arch", "")) for s in specs}
     records: list[Any] = []
     per_model: dict[tuple[str, str, str], float] = {}  # (model, probe, stat) -> value
 
-    def add(stat: str, value: float, model: str, probe: str = "", n: int | None = None, model_b: str = "") -> None:
-        records.append(_rec(stat, value, model, archs[model], probe, n, model_b))
-        if not model_b:
+    def add(stat: str, value: float, model: str, probe: str = "", n: int | None = None,
+            coords: dict[str, float] | None = None) -> None:
+        records.append(_rec(stat, value, model, archs[model], probe, n, coords))
+        if not coords:  # a trace point is not a per-model value
             per_model[(model, probe, stat)] = float(value)
 
     for probe in [bench.id_probe_set, *ood]:
@@ -95,38 +105,35 @@ def evaluate(bench: Any, ctx: Any) -> list[Any]:
         labels = ps.y.reshape(-1).long().cpu()
         sign = (2 * labels - 1).double()
         outputs = ctx.outputs(probe)
-        pre_all = ctx.representations(probe, "preact")
+        post_all = ctx.representations(probe, POST_LAYER)
+        deriv_all = ctx.representations(probe, DERIVATIVE_LAYER)
         for k, spec in enumerate(specs):
-            model = ctx.models[spec.id]
             logits = outputs[k].double().cpu().reshape(n, -1)
             f = logits[:, 1] - logits[:, 0]
             margin = sign * f
             add("hinge_risk", float(torch.clamp(1 - margin, min=0).mean()), spec.id, probe, n)
             add("error", float((margin <= 0).double().mean()), spec.id, probe, n)
-            pre = pre_all[k].double().cpu()
-            post = model.act_fn(pre)
+            post = post_all[k].double().cpu()
             add("selectivity", float(selectivity(post, labels, 2, bench.eps).mean()), spec.id, probe, n)
-            deriv = activation_derivative(model.act_fn, pre)
-            add("asymmetry", float(asymmetry(deriv, labels, bench.eps).mean()), spec.id, probe, n)
+            add("asymmetry", float(asymmetry(deriv_all[k], labels, bench.eps).mean()), spec.id, probe, n)
             if probe != bench.id_probe_set:
                 for stat in ("hinge_risk", "error"):
                     gap = per_model[(spec.id, probe, stat)] - per_model[(spec.id, bench.id_probe_set, stat)]
                     add("ood_gap_risk" if stat == "hinge_risk" else "ood_gap_error", gap, spec.id, probe, n)
 
     for spec in specs:
-        model = ctx.models[spec.id]
-        w = model.dense_weights()[0].detach().double().cpu().T  # [m, d_in]
+        w = ctx.weights(spec.id)[0].double().cpu().T  # [m, d_in]
         proj_bg = w @ bgb
         add("core_proj", float((w @ core).norm(dim=1).mean()), spec.id)
         add("bg_proj", float(proj_bg.norm(dim=1).mean()), spec.id)
         add("bg_corr", float(proj_bg.mean()), spec.id)
-        history = getattr(model, "history", None)
+        history = ctx.buffers(spec.id).get("history")  # the zoo's training trace, one row per recorded step
         if history is not None and history.numel():
-            h = history.detach().double().cpu()
+            h = history.double().cpu()
             for row in h:
-                step = str(int(row[0]))
+                step = {"step": float(row[0])}
                 for c, col in enumerate(TRACE_COLUMNS):
-                    add(f"trace_{col}", float(row[c + 1]), spec.id, model_b=step)
+                    add(f"trace_{col}", float(row[c + 1]), spec.id, coords=step)
             if float(h[0, 2]) > 0:
                 add("bg_growth", per_model[(spec.id, "", "bg_proj")] / float(h[0, 2]), spec.id)
 

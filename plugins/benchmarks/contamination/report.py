@@ -71,7 +71,7 @@ def tables(records: Any) -> list[Table]:
                          finding[["statistic", "value", "probe_set"]].reset_index(drop=True),
                          "reproduced = contaminated (ReLU bg_proj >= 2x linear, bg_corr > 0) and fails_ood "
                          "(ReLU OOD risk gap >= 0.1 and >= 5x linear)."))
-    per_model = df[(df["model_a"] != "") & (df["model_b"] == "") & ~df["statistic"].str.startswith("trace_")]
+    per_model = df[(df["model_a"] != "") & ~df["statistic"].str.startswith("trace_")]
     if len(per_model):
         wide = per_model.pivot_table(index=["group", "model_a", "probe_set"], columns="statistic", values="value",
                                      aggfunc="first").reset_index().rename(columns={"group": "arch",
@@ -104,7 +104,7 @@ def plot(records: Any, out_dir: str | Path) -> list[Path]:
                 t = df[(df["group"] == arch) & (df["statistic"] == col)]
                 if t.empty:
                     continue
-                mean = t.assign(step=t["model_b"].astype(int)).groupby("step")["value"].mean()
+                mean = t.groupby("coord_step")["value"].mean()  # the trace's SGD step is a coordinate
                 ax.plot(mean.index, mean.values, style, color=colors[arch], label=f"{arch} {name}")
         ax.set_xscale("symlog", linthresh=1.0)  # the early steps are where the features are learned
         ax.set_xlabel("SGD step")

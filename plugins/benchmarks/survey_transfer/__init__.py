@@ -12,7 +12,8 @@ statistic                    model_b      value
 ``r`` / ``r2`` / ``mae`` /   ``overall``  the same averaged over the tasks (seed 002's "overall"),
 ``mse``                                   and the mean squared error over all task columns
 ``block_score``,             ``layers``   layer x layer map of the model on the probe set
-``offdiag_mean``                          (``layer_metric``; see ``layer_map``)
+``offdiag_mean``                          (``layer_metric``; see ``layer_map``); a map that could
+                                          not be computed is one failed ``block_score`` row
 ``delta_block_score``,       ``layers``   unseen-survey minus in-distribution value of the map
 ``delta_offdiag_mean``                    statistic (unseen probe sets only)
 ``probe_role``               -            per probe set: 0 = in distribution, 1 = other, 2 = unseen
@@ -54,12 +55,16 @@ class SurveyTransfer(simbench.Benchmark):
     ``meta["targets"]``.  ``baseline`` names the single-survey group (default:
     the group of the zoo's first model).
 
-    With ``layer_metric`` set (default ``linear_cka``), it also computes each
-    model's layer x layer map on the in-distribution and unseen probe sets
-    (as the ``layer_map`` benchmark does, over ``layers`` or every readable
-    layer) and asks whether the change in block structure tells the models
-    that degrade most from those that do not (Spearman correlation over
-    models and unseen surveys between the R² drop and the block-score rise).
+    With ``layer_metric`` set (default ``linear_cka``, a suite metric label or
+    a registered name configured with ``layer_metric_params``), it also
+    declares (``requests``) each model's layer x layer map on the
+    in-distribution and unseen probe sets, as the ``layer_map`` benchmark
+    does, over ``layers`` or every readable layer; the runner computes and
+    caches them.  It asks whether the change in block structure tells the
+    models that degrade most from those that do not (Spearman correlation
+    over models and unseen surveys between the R² drop and the block-score
+    rise).  It reads outputs and those maps from the store view and runs no
+    model or metric itself.
     """
 
     name: ClassVar[str] = "survey_transfer"
@@ -74,6 +79,12 @@ class SurveyTransfer(simbench.Benchmark):
     layer_metric: str = "linear_cka"
     layer_metric_params: dict[str, Any] = field(default_factory=dict)
     layers: tuple[str, ...] = ()
+
+    #: what ``simbench.testing.check_benchmark`` runs it on: the shared fake store's models as regressors
+    check_example: ClassVar[dict[str, Any]] = {
+        "params": {"in_distribution": "clean", "unseen": ["noise/0.5"], "group_by": "arch"},
+        "store": {"task": "regression"},
+    }
 
     def __post_init__(self) -> None:
         if not self.in_distribution:
@@ -90,7 +101,14 @@ class SurveyTransfer(simbench.Benchmark):
 
         return hash(json.dumps(self.params(), sort_keys=True, default=list))
 
-    def evaluate(self, ctx: simbench.BenchmarkContext) -> Iterable[simbench.Record]:
+    def requests(self, view: simbench.StoreView) -> list[simbench.MatrixRequest]:
+        """One ``L x L`` map per model and ID / unseen probe set (``layer_metric`` over its layers); none
+        without ``layer_metric``."""
+        from . import compute
+
+        return compute.requests(self, view)
+
+    def evaluate(self, ctx: simbench.StoreView) -> Iterable[simbench.Record]:
         from . import compute
 
         return compute.evaluate(self, ctx)

@@ -1,4 +1,7 @@
-"""Computation of the ``survey_transfer`` benchmark (torch / numpy); tables and plots are in ``survey_transfer_report``."""
+"""Computation of the ``survey_transfer`` benchmark (torch / numpy); tables and plots are in ``report``.
+
+It reads the store view only: the models' outputs, and the layer x layer maps it declares in :func:`requests`
+(computed, validated and cached by the runner)."""
 
 from __future__ import annotations
 
@@ -63,6 +66,47 @@ def _rec(statistic: str, value: float, probe: str, group: str, model: str, what:
     )
 
 
+def map_probes(bench: Any) -> list[str]:
+    """The probe sets whose layer maps are compared: in distribution first, then the unseen surveys."""
+    return [bench.in_distribution, *bench.unseen]
+
+
+def map_key(model_id: str, probe: str) -> str:
+    """The key of one model's layer x layer map on one probe set among this benchmark's declared matrices."""
+    return f"{model_id}@{probe}"
+
+
+def _map_layers(bench: Any, view: Any, model_id: str) -> tuple[list[str], str]:
+    """The layers mapped for one model, and why the model cannot be mapped ("" if it can)."""
+    readable = list(view.layers(model_id))
+    layers = list(bench.layers) or readable
+    missing = [name for name in layers if name not in readable]
+    if missing:
+        return layers, f"ValueError: model {model_id} has no layer(s) {missing}"
+    if len(layers) < 2:
+        return layers, f"ValueError: model {model_id} has fewer than two readable layers"
+    return layers, ""
+
+
+def requests(bench: Any, view: Any) -> list[Any]:
+    """With ``layer_metric`` set: one declared ``L x L`` map per (model, ID or unseen probe set), the metric over
+    the model's layers on that probe set."""
+    if not bench.layer_metric:
+        return []
+    params = tuple(sorted(bench.layer_metric_params.items()))
+    out = []
+    for probe in map_probes(bench):
+        if probe not in view.probe_sets:
+            continue  # evaluate names the unknown probe set
+        for spec in view.specs:
+            layers, why = _map_layers(bench, view, spec.id)
+            if why:
+                continue  # evaluate records the failed map
+            sources = tuple(simbench.Source(spec.id, probe, layer) for layer in layers)
+            out.append(simbench.MatrixRequest(map_key(spec.id, probe), bench.layer_metric, sources, params))
+    return out
+
+
 def evaluate(bench: Any, ctx: Any) -> list[Any]:
     probes = list(bench.probe_sets) or list(ctx.probe_sets)
     wanted = [bench.in_distribution, *bench.unseen]
@@ -107,34 +151,37 @@ def evaluate(bench: Any, ctx: Any) -> list[Any]:
 
 def layer_records(bench: Any, ctx: Any, specs: Sequence[Any], groups: Sequence[str]) -> list[Any]:
     """Block score and mean off-diagonal similarity of each model's layer map on the ID and unseen probe sets,
-    and their unseen-minus-ID changes (the ``layer_map`` statistics, for the separation verdict)."""
-    from ..layer_map.compute import _Reps, map_summary
+    and their unseen-minus-ID changes (the ``layer_map`` statistics, for the separation verdict).
 
-    metric = ctx.make_plugin("metric", bench.layer_metric, dict(bench.layer_metric_params))
-    if getattr(metric, "kind", "activation") != "activation":
-        raise ValueError(f"survey_transfer: layer_metric {bench.layer_metric!r} is not an activation metric")
-    reps = _Reps(ctx)
+    Each map is the declared matrix :func:`map_key`; a map the runner could not compute (or a model without
+    the layers) is one failed ``block_score`` row for that model and probe set, and the others go on.
+    """
+    from ..layer_map.compute import map_summary
+
     out: list[Any] = []
     ref: dict[str, dict[str, float]] = {}
-    for probe in [bench.in_distribution, *bench.unseen]:
-        ps = ctx.probe_set(probe)
-        n = int(ps.x.shape[0])
-        for index, (spec, group) in enumerate(zip(specs, groups, strict=True)):
-            model = ctx.models[spec.id]
-            layers = list(bench.layers) or list(model.readable_layers)
-            acts = [reps.get(probe, name, index, spec.id) for name in layers]
-            kwargs: dict[str, Any] = {}
-            if getattr(metric, "needs_inputs", False):
-                kwargs["inputs"] = ps.inputs_for(spec.id).reshape(n, -1)
-            raw = torch.as_tensor(metric.pairwise(acts, **kwargs)).double().cpu()
-            sim = raw if metric.higher_is_more_similar else -raw
+    for probe in map_probes(bench):
+        n = int(ctx.probe_set(probe).x.shape[0])
+        for spec, group in zip(specs, groups, strict=True):
+            _, why = _map_layers(bench, ctx, spec.id)
+            key = map_key(spec.id, probe)
+            why = why or ctx.matrix_failure(key) or ""
+            if why:
+                out.append(simbench.Record(benchmark=BENCH, statistic="block_score", value=float("nan"),
+                                           metric=bench.layer_metric, probe_set=probe, group=group, model_a=spec.id,
+                                           model_b=LAYERS, n=n, status="failed", error=why))
+                continue
+            metric = ctx.matrix_metric(key)
+            if getattr(metric, "kind", "activation") != "activation":
+                raise ValueError(f"survey_transfer: layer_metric {bench.layer_metric!r} is not an activation metric")
+            raw = ctx.matrix(key).double().cpu()
+            sim = metric.to_similarity(raw)
             stats = map_summary(sim, bool(metric.symmetric))
             for name in ("block_score", "offdiag_mean"):
                 out.append(_rec(name, stats[name], probe, group, spec.id, LAYERS, n, bench.layer_metric))
                 if probe == bench.in_distribution:
                     ref.setdefault(spec.id, {})[name] = stats[name]
-                else:
+                elif name in ref.get(spec.id, {}):  # no change without the in-distribution map
                     out.append(_rec(f"delta_{name}", stats[name] - ref[spec.id][name], probe, group, spec.id,
                                     LAYERS, n, bench.layer_metric))
-        reps.drop(probe)
     return out
