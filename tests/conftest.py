@@ -72,21 +72,37 @@ def cli_here(capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch)
     Same call and result as ``cli`` (``returncode``, ``stdout``, ``stderr``) without starting an
     interpreter, which costs seconds per command (torch, scipy, the plugins) -- most of what a CLI test
     took.  An exception that escapes ``main`` becomes exit status 1 with its traceback on stderr, as in
-    a subprocess, so ``"Traceback" not in stderr`` still means something.  Use ``cli`` where being a
-    fresh process is the point: kills and signals, entry points found through ``PYTHONPATH``, what a
-    command imports.
+    a subprocess, so ``"Traceback" not in stderr`` still means something.  ``env={"PYTHONPATH": ...}``
+    puts those folders first on ``sys.path`` for the call (entry points are read from ``sys.path``
+    on every registry build) and forgets the modules imported from them, before and after, so a
+    module name reused by another test is imported afresh.  Use ``cli`` where being a fresh process
+    is the point: kills and signals, what a command imports.
     """
 
     def run(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> CliResult:
         from simbench.cli import main
 
-        if env and "PYTHONPATH" in env:
-            raise AssertionError("PYTHONPATH only takes effect in a new interpreter: use the `cli` fixture")
+        env = dict(env or {})
+        paths = [Path(p).resolve() for p in env.pop("PYTHONPATH", "").split(os.pathsep) if p]
+
+        def forget_modules_from_paths() -> None:
+            if not paths:
+                return
+            for name, module in list(sys.modules.items()):
+                file = getattr(module, "__file__", None)
+                if file and any(Path(file).resolve().is_relative_to(p) for p in paths):
+                    del sys.modules[name]
+                elif any((p / f"{name}.py").exists() or (p / name / "__init__.py").exists() for p in paths):
+                    del sys.modules[name]  # the same name imported from elsewhere by an earlier test
+
         capfd.readouterr()  # drop whatever the test printed before
         with monkeypatch.context() as patch:
             patch.chdir(cwd or ROOT)
-            for key, value in (env or {}).items():
+            for key, value in env.items():
                 patch.setenv(key, value)
+            for path in reversed(paths):
+                patch.syspath_prepend(str(path))
+            forget_modules_from_paths()
             try:
                 main(list(args))
                 code: object = 0
@@ -97,6 +113,7 @@ def cli_here(capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch)
             except Exception:  # noqa: BLE001 - a crash: what the interpreter would do
                 traceback.print_exc()
                 code = 1
+            forget_modules_from_paths()
         out, err = capfd.readouterr()
         return CliResult(args, code if isinstance(code, int) else (0 if code is None else 1), out, err)
 

@@ -44,19 +44,19 @@ def make_distribution(root, module="acme_simbench", metric="acme_cosine", dist="
 
 
 @pytest.mark.slow
-def test_entry_point_plugin_is_listed_and_ranked(tmp_path, cli):
+def test_entry_point_plugin_is_listed_and_ranked(tmp_path, cli_here):
     site = make_distribution(tmp_path / "site" if (tmp_path / "site").mkdir() is None else tmp_path)
     env = {"PYTHONPATH": str(site)}
-    listed = cli("list", "metrics", "--json", env=env)
+    listed = cli_here("list", "metrics", "--json", env=env)
     assert listed.returncode == 0, listed.stderr
     entry = next(m for m in json.loads(listed.stdout) if m["name"] == "acme_cosine")
     assert entry["plugin"] == "acme"
-    plugins = json.loads(cli("plugins", "--json", env=env).stdout)
+    plugins = json.loads(cli_here("plugins", "--json", env=env).stdout)
     acme = next(p for p in plugins if p["name"] == "acme")
     assert acme["distribution"] == "acme-simbench" and acme["version"] == "1.2.3"
     assert acme["registered"] == {"metrics": ["acme_cosine"]}
     out = tmp_path / "out"
-    proc = cli("-p", str(TOY_PLUGINS), "run", str(TOY_SUITE), "-q", "--set", "metrics=[{name='acme_cosine'}]",
+    proc = cli_here("-p", str(TOY_PLUGINS), "run", str(TOY_SUITE), "-q", "--set", "metrics=[{name='acme_cosine'}]",
                "--run-dir", str(out / "run"), "--cache-dir", str(out / "cache"), "--leaderboard-dir", str(out / "lb"),
                env=env)
     assert proc.returncode == 0, proc.stderr
@@ -169,13 +169,13 @@ def test_allow_and_block_lists(monkeypatch, tmp_path):
     assert "acme" not in reg.plugins and "builtin_benchmarks" in reg.plugins
 
 
-def test_allow_list_with_an_unknown_name_is_an_error(monkeypatch, tmp_path, cli):
+def test_allow_list_with_an_unknown_name_is_an_error(monkeypatch, tmp_path, cli_here):
     make_distribution(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setenv("SIMBENCH_PLUGINS", "acme,acmee")
     with pytest.raises(PluginError, match="'acmee'"):
         build_registry()
-    proc = cli("list", "metrics", env={"PYTHONPATH": str(tmp_path), "SIMBENCH_PLUGINS": "acmee"})
+    proc = cli_here("list", "metrics", env={"PYTHONPATH": str(tmp_path), "SIMBENCH_PLUGINS": "acmee"})
     assert proc.returncode == 2 and "acmee" in proc.stderr and "Traceback" not in proc.stderr
 
 
