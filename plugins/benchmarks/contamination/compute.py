@@ -1,8 +1,8 @@
 """Computation of the ``contamination`` benchmark (torch); tables and plots are in ``report``.
 
-It reads the store view only: outputs, the ``contamination_net`` layers ``preact``-derived ``hidden_f64`` and
-``act_derivative`` (float64), the hidden weights (``view.weights``) and the training trace the zoo stored in
-each model's ``history`` buffer (``view.buffers``); it runs no model."""
+It reads the store view only: outputs, the ``contamination_net`` float64 layers ``hidden_f64`` and
+``act_derivative`` (which the model computes from its pre-activations), the hidden weights (``view.weights``)
+and the training trace the zoo stored in each model's ``history`` buffer (``view.buffers``); it runs no model."""
 
 from __future__ import annotations
 
@@ -131,9 +131,8 @@ def evaluate(bench: Any, ctx: Any) -> list[Any]:
         if history is not None and history.numel():
             h = history.double().cpu()
             for row in h:
-                step = {"step": float(row[0])}
                 for c, col in enumerate(TRACE_COLUMNS):
-                    add(f"trace_{col}", float(row[c + 1]), spec.id, coords=step)
+                    add(f"trace_{col}", float(row[c + 1]), spec.id, coords={"step": float(row[0])})
             if float(h[0, 2]) > 0:
                 add("bg_growth", per_model[(spec.id, "", "bg_proj")] / float(h[0, 2]), spec.id)
 
