@@ -134,3 +134,42 @@ def test_core_never_imports_the_builtin_plugins():
     leaks = {m: sorted(t for t in targets if t.startswith("simbench_plugins"))
              for m, targets in graph.items() if m.startswith("simbench.") or m == "simbench"}
     assert not {m: t for m, t in leaks.items() if t}
+
+
+#: what computing looks like in a benchmark: calling a metric, a model's forward or layer read
+COMPUTE_CALLS = {"pairwise", "read", "forward", "transform_representation", "transform_weights", "make_plugin"}
+#: packages a benchmark must not import: metric, zoo and perturbation implementations
+COMPUTE_PACKAGES = ("simbench_plugins.metrics", "simbench_plugins.zoos", "simbench_plugins.perturbations",
+                    "simbench.runner")
+
+
+def compute_in_benchmarks(graph: dict[str, set[str]], files: dict[str, Path]) -> list[str]:
+    """Every place a benchmark module computes instead of reading the store view."""
+    found = []
+    for module, path in files.items():
+        for target in sorted(graph.get(module, ())):
+            if target.startswith(COMPUTE_PACKAGES):
+                found.append(f"{module} imports {target}")
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in COMPUTE_CALLS:
+                found.append(f"{module}:{node.lineno} calls .{node.func.attr}()")
+            if (isinstance(node, ast.Attribute) and node.attr == "models" and isinstance(node.value, ast.Name)
+                    and node.value.id in ("ctx", "view", "context")):  # the runner's models, not a list of ids
+                found.append(f"{module}:{node.lineno} reads {node.value.id}.models")
+    return found
+
+
+def test_the_compute_check_finds_a_planted_call(tmp_path):
+    planted = tmp_path / "bad.py"
+    planted.write_text("def evaluate(bench, ctx):\n    m = ctx.models['a']\n    return bench.metric.pairwise([m])\n")
+    found = compute_in_benchmarks({"bad": {"simbench_plugins.metrics.cka"}}, {"bad": planted})
+    assert found == ["bad imports simbench_plugins.metrics.cka", "bad:3 calls .pairwise()", "bad:2 reads ctx.models"]
+
+
+def test_benchmarks_read_never_compute():
+    """No benchmark imports a metric, zoo or perturbation implementation, calls a metric or a model, or
+    reaches for the models: every extra matrix is declared (``requests``) and computed by the runner."""
+    modules = _modules()
+    files = {m: p for m, p in modules.items() if m.startswith("simbench_plugins.benchmarks")}
+    found = compute_in_benchmarks(import_graph(), files)
+    assert not found, "benchmarks that compute:\n" + "\n".join(found)
