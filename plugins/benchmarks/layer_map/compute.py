@@ -147,8 +147,9 @@ def _probes(bench: Any, view: Any) -> list[str]:
     return probes
 
 
-def _layers(bench: Any, view: Any, model_id: str) -> tuple[list[str], str]:
-    """The layers mapped for one model, and why the model cannot be mapped ("" if it can)."""
+def mapped_layers(bench: Any, view: Any, model_id: str) -> tuple[list[str], str]:
+    """The layers mapped for one model (``bench.layers``, default all readable ones), and why the model
+    cannot be mapped ("" if it can).  Shared with ``survey_transfer``, which maps layers the same way."""
     readable = list(view.layers(model_id))
     layers = list(bench.layers) or readable
     missing = [name for name in layers if name not in readable]
@@ -169,7 +170,7 @@ def requests(bench: Any, view: Any) -> list[Any]:
     out = []
     for probe in _probes(bench, view):
         for spec in list(view.specs)[: bench.max_models]:
-            layers, why = _layers(bench, view, spec.id)
+            layers, why = mapped_layers(bench, view, spec.id)
             if why:
                 continue  # evaluate records the failed map
             sources = tuple(simbench.Source(spec.id, probe, layer) for layer in layers)
@@ -210,7 +211,7 @@ def evaluate(bench: Any, view: Any) -> list[Any]:
         n = int(ps.x.shape[0])
         outputs = view.outputs(probe)
         for index, spec in enumerate(specs):
-            layers, why = _layers(bench, view, spec.id)
+            layers, why = mapped_layers(bench, view, spec.id)
             if why:
                 records.append(_failed(bench, probe, spec.id, n, why))
                 continue

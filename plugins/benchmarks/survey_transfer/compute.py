@@ -13,6 +13,8 @@ import torch
 
 import simbench
 
+from ..layer_map.compute import map_key, map_summary, mapped_layers
+
 #: records leave ``benchmark`` empty: the runner fills in the suite label of this benchmark entry
 BENCH = ""
 OVERALL = "overall"
@@ -71,23 +73,6 @@ def map_probes(bench: Any) -> list[str]:
     return [bench.in_distribution, *bench.unseen]
 
 
-def map_key(model_id: str, probe: str) -> str:
-    """The key of one model's layer x layer map on one probe set among this benchmark's declared matrices."""
-    return f"{model_id}@{probe}"
-
-
-def _map_layers(bench: Any, view: Any, model_id: str) -> tuple[list[str], str]:
-    """The layers mapped for one model, and why the model cannot be mapped ("" if it can)."""
-    readable = list(view.layers(model_id))
-    layers = list(bench.layers) or readable
-    missing = [name for name in layers if name not in readable]
-    if missing:
-        return layers, f"ValueError: model {model_id} has no layer(s) {missing}"
-    if len(layers) < 2:
-        return layers, f"ValueError: model {model_id} has fewer than two readable layers"
-    return layers, ""
-
-
 def requests(bench: Any, view: Any) -> list[Any]:
     """With ``layer_metric`` set: one declared ``L x L`` map per (model, ID or unseen probe set), the metric over
     the model's layers on that probe set."""
@@ -99,7 +84,7 @@ def requests(bench: Any, view: Any) -> list[Any]:
         if probe not in view.probe_sets:
             continue  # evaluate names the unknown probe set
         for spec in view.specs:
-            layers, why = _map_layers(bench, view, spec.id)
+            layers, why = mapped_layers(bench, view, spec.id)
             if why:
                 continue  # evaluate records the failed map
             sources = tuple(simbench.Source(spec.id, probe, layer) for layer in layers)
@@ -156,14 +141,13 @@ def layer_records(bench: Any, ctx: Any, specs: Sequence[Any], groups: Sequence[s
     Each map is the declared matrix :func:`map_key`; a map the runner could not compute (or a model without
     the layers) is one failed ``block_score`` row for that model and probe set, and the others go on.
     """
-    from ..layer_map.compute import map_summary
 
     out: list[Any] = []
     ref: dict[str, dict[str, float]] = {}
     for probe in map_probes(bench):
         n = int(ctx.probe_set(probe).x.shape[0])
         for spec, group in zip(specs, groups, strict=True):
-            _, why = _map_layers(bench, ctx, spec.id)
+            _, why = mapped_layers(bench, ctx, spec.id)
             key = map_key(spec.id, probe)
             why = why or ctx.matrix_failure(key) or ""
             if why:
