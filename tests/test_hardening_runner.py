@@ -47,21 +47,21 @@ def sims(frame, metric):
 # -- item 1: --fresh deletes only a run directory ---------------------------------------------
 
 
-def test_fresh_refuses_anything_but_a_run_directory(tmp_path, cli):
+def test_fresh_refuses_anything_but_a_run_directory(tmp_path, cli_here):
     precious = tmp_path / "data"
     precious.mkdir()
     (precious / "thesis.tex").write_text("years of work")
     common = ["-p", str(TOY_PLUGINS), "run", str(TOY_SUITE), "-q", "--fresh", "--no-leaderboard"]
-    proc = cli(*common, "--run-dir", str(precious))
+    proc = cli_here(*common, "--run-dir", str(precious))
     assert proc.returncode == 2 and "not a simbench run directory" in one_error_line(proc)
     assert (precious / "thesis.tex").exists()
     # the current directory, and a directory holding the suite file, are never deleted
     suite = tmp_path / "toy.toml"
     suite.write_text(TOY_SUITE.read_text())
-    proc = cli("-p", str(TOY_PLUGINS), "run", str(suite), "-q", "--fresh", "--run-dir", ".", cwd=tmp_path)
+    proc = cli_here("-p", str(TOY_PLUGINS), "run", str(suite), "-q", "--fresh", "--run-dir", ".", cwd=tmp_path)
     assert proc.returncode == 2 and "current directory" in one_error_line(proc)
     assert suite.exists()
-    proc = cli("-p", str(TOY_PLUGINS), "run", str(suite), "-q", "--fresh", "--run-dir", str(tmp_path))
+    proc = cli_here("-p", str(TOY_PLUGINS), "run", str(suite), "-q", "--fresh", "--run-dir", str(tmp_path))
     assert proc.returncode == 2 and "holds the suite file" in one_error_line(proc)
     assert suite.exists()
 
@@ -182,12 +182,12 @@ def test_a_failing_zoo_group_is_recorded_and_the_others_run(tmp_path, toy_regist
 
 
 @pytest.mark.slow
-def test_failing_dataset_or_zoo_is_one_line(tmp_path, cli):
+def test_failing_dataset_or_zoo_is_one_line(tmp_path, cli_here):
     base = ["-p", str(TOY_PLUGINS), "run", str(TOY_SUITE), "-q", "--no-leaderboard", "--cache-dir",
             str(tmp_path / "c")]
-    proc = cli(*base, "--run-dir", str(tmp_path / "a"), "--set", "data.name=toy_broken_data")
+    proc = cli_here(*base, "--run-dir", str(tmp_path / "a"), "--set", "data.name=toy_broken_data")
     assert proc.returncode == 3 and "the data server said no" in one_error_line(proc)
-    proc = cli(*base, "--run-dir", str(tmp_path / "b"), "--set", "zoo.name=toy_broken_zoo")
+    proc = cli_here(*base, "--run-dir", str(tmp_path / "b"), "--set", "zoo.name=toy_broken_zoo")
     assert proc.returncode == 3 and "training script called exit()" in one_error_line(proc)
     manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
     assert "SystemExit" in manifest["invocations"][-1]["failed"]
@@ -276,35 +276,35 @@ def test_nan_inputs_fail_that_probe_set_only(tmp_path, toy_registry, shared_cach
         (["suite.name=" + "x" * 300], "suite.name"),
     ],
 )
-def test_validate_refuses_before_training(tmp_path, cli, overrides, key):
+def test_validate_refuses_before_training(tmp_path, cli_here, overrides, key):
     args = [a for o in overrides for a in ("--set", o)]
-    proc = cli("-p", str(TOY_PLUGINS), "validate", str(TOY_SUITE), *args)
+    proc = cli_here("-p", str(TOY_PLUGINS), "validate", str(TOY_SUITE), *args)
     assert proc.returncode == 2 and key in one_error_line(proc)
     # `run` refuses the same suite before training (no cache entry written)
-    proc = cli("-p", str(TOY_PLUGINS), "run", str(TOY_SUITE), "-q", *args, "--run-dir", str(tmp_path / "r"),
+    proc = cli_here("-p", str(TOY_PLUGINS), "run", str(TOY_SUITE), "-q", *args, "--run-dir", str(tmp_path / "r"),
                "--cache-dir", str(tmp_path / "c"))
     assert proc.returncode == 2 and key in one_error_line(proc)
     assert not list((tmp_path / "c").glob("zoo/*"))
 
 
-def test_deep_nesting_is_one_line(tmp_path, cli, toy_registry):
+def test_deep_nesting_is_one_line(tmp_path, cli_here, toy_registry):
     deep = tmp_path / "deep.toml"
     deep.write_text(TOY_SUITE.read_text() + "\n[zoo.x]\ny = " + "[" * 700 + "]" * 700 + "\n")
-    proc = cli("-p", str(TOY_PLUGINS), "validate", str(deep))
+    proc = cli_here("-p", str(TOY_PLUGINS), "validate", str(deep))
     assert proc.returncode == 2 and "nested too deeply" in one_error_line(proc)
-    proc = cli("-p", str(TOY_PLUGINS), "validate", str(TOY_SUITE), "--set", "zoo.seeds=" + "[" * 700 + "]" * 700)
+    proc = cli_here("-p", str(TOY_PLUGINS), "validate", str(TOY_SUITE), "--set", "zoo.seeds=" + "[" * 700 + "]" * 700)
     assert proc.returncode == 2 and "nested too deeply" in one_error_line(proc)
     with pytest.raises(SuiteError, match="nested too deeply"):
         load_suite(TOY_SUITE, toy_registry, ["zoo.seeds=" + "[" * 30 + "]" * 30])
 
 
-def test_resource_errors_are_one_line_before_training(tmp_path, cli):
+def test_resource_errors_are_one_line_before_training(tmp_path, cli_here):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     base = ["-p", str(TOY_PLUGINS), "run", str(TOY_SUITE), "-q", "--no-leaderboard"]
-    proc = cli(*base, "--run-dir", str(blocker / "run"), "--cache-dir", str(tmp_path / "c"))
+    proc = cli_here(*base, "--run-dir", str(blocker / "run"), "--cache-dir", str(tmp_path / "c"))
     assert proc.returncode == 3 and "cannot create" in one_error_line(proc)
-    proc = cli(*base, "--run-dir", str(tmp_path / "r"), "--cache-dir", str(blocker / "cache"))
+    proc = cli_here(*base, "--run-dir", str(tmp_path / "r"), "--cache-dir", str(blocker / "cache"))
     assert proc.returncode == 3 and "cache directory" in one_error_line(proc)
     assert not (tmp_path / "r" / "cells").exists()
 
@@ -363,7 +363,7 @@ def test_editing_a_plugin_body_invalidates_its_cache(tmp_path, shared_cache):
     assert len(a) and (a == -b).all()
 
 
-def test_data_files_are_part_of_the_suite_hash_and_checked_by_validate(tmp_path, registry, cli):
+def test_data_files_are_part_of_the_suite_hash_and_checked_by_validate(tmp_path, registry, cli_here):
     data = tmp_path / "train.parquet"
     data.write_bytes(b"one")
     text = TOY_SUITE.read_text().replace(
@@ -380,17 +380,17 @@ def test_data_files_are_part_of_the_suite_hash_and_checked_by_validate(tmp_path,
     data.write_bytes(b"two")
     assert load_suite(suite, registry).sha256 != first.sha256
     suite.write_text(text.replace(str(data), str(tmp_path / "missing.parquet")))
-    proc = cli("validate", str(suite))
+    proc = cli_here("validate", str(suite))
     line = one_error_line(proc)
     assert proc.returncode == 2 and "data.data_files." in line and "no such file" in line
 
 
-def test_validate_checks_data_is_reachable_without_downloading(tmp_path, cli):
+def test_validate_checks_data_is_reachable_without_downloading(tmp_path, cli_here):
     text = TOY_SUITE.read_text().replace('[data]\nname = "toy_blobs"', '[data]\nname = "mnist"\ncache_dir = "'
                                          + str(tmp_path / "hf") + '"')
     suite = tmp_path / "s.toml"
     suite.write_text(text)
-    proc = cli("-p", str(TOY_PLUGINS), "validate", str(suite))
+    proc = cli_here("-p", str(TOY_PLUGINS), "validate", str(suite))
     assert proc.returncode == 2 and "data" in one_error_line(proc)
 
 

@@ -100,10 +100,10 @@ def test_publishing_an_override_run_under_the_official_name_is_refused(toy_runs,
     assert set(renamed.published) == {"toy", "toy-30-probes"}
 
 
-def test_publish_cli_refuses_the_official_name(toy_runs, tmp_path, cli):
+def test_publish_cli_refuses_the_official_name(toy_runs, tmp_path, cli_here):
     manifest = json.loads((toy_runs / "toy-small" / "manifest.json").read_text())
     name = f"toy+{manifest['suite']['sha256'][:8]}"
-    proc = cli("-p", str(TOY_PLUGINS), "publish", str(toy_runs), "--out", str(tmp_path / "out"), "--allow-dirty",
+    proc = cli_here("-p", str(TOY_PLUGINS), "publish", str(toy_runs), "--out", str(tmp_path / "out"), "--allow-dirty",
                "--rename", f"{name}=toy")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "distinct name" in proc.stderr
 
@@ -124,11 +124,11 @@ def test_dirty_runs_are_skipped_with_the_reason_unless_allowed(toy_runs, tmp_pat
         "cleansuite", "dirtysuite"}
 
 
-def test_publish_cli_lists_skipped_runs(toy_runs, tmp_path, cli):
+def test_publish_cli_lists_skipped_runs(toy_runs, tmp_path, cli_here):
     runs = tmp_path / "runs"
     _copy_run(toy_runs / "toy-a", runs / "dirty", revision="0123abcd-dirty")
     _copy_run(toy_runs / "toy-a", runs / "clean", revision="0123abcd", suite_name="cleansuite")
-    proc = cli("-p", str(TOY_PLUGINS), "publish", str(runs), "--out", str(tmp_path / "out"))
+    proc = cli_here("-p", str(TOY_PLUGINS), "publish", str(runs), "--out", str(tmp_path / "out"))
     assert proc.returncode == 0, proc.stderr
     assert "published cleansuite" in proc.stdout
     assert f"skipped {runs / 'dirty'}" in proc.stderr and "--allow-dirty" in proc.stderr
@@ -152,9 +152,9 @@ def test_names_from_manifests_cannot_leave_out(toy_runs, tmp_path, toy_registry_
     assert all(p.resolve().is_relative_to(out.resolve()) for p in report.written)
 
 
-def test_leaderboard_cli_confines_names_too(toy_runs, tmp_path, cli):
+def test_leaderboard_cli_confines_names_too(toy_runs, tmp_path, cli_here):
     run = _copy_run(toy_runs / "toy-a", tmp_path / "a" / "b" / "run", suite_name="../../../escaped")
-    proc = cli("-p", str(TOY_PLUGINS), "leaderboard", str(run), "--out", str(tmp_path / "a" / "b" / "out"))
+    proc = cli_here("-p", str(TOY_PLUGINS), "leaderboard", str(run), "--out", str(tmp_path / "a" / "b" / "out"))
     assert proc.returncode == 0, proc.stderr
     assert not list(tmp_path.rglob("escaped.md")) or all(
         p.parent == tmp_path / "a" / "b" / "out" for p in tmp_path.rglob("*escaped*.md"))
@@ -432,13 +432,13 @@ def test_a_cut_whose_suite_file_changed_since_the_run_is_refused(cut_run, tmp_pa
     assert report.published == {"toy-full": moved}
 
 
-def test_publish_cli_publishes_a_cut_of_a_suite_found_by_name(cut_run, tmp_path, cli):
+def test_publish_cli_publishes_a_cut_of_a_suite_found_by_name(cut_run, tmp_path, cli_here):
     runs, files = cut_run
     env = {"SIMBENCH_SUITES_DIR": str(files["full"].parent)}
-    proc = cli("-p", str(TOY_PLUGINS), "publish", str(runs), "--out", str(tmp_path / "out"), "--allow-dirty",
+    proc = cli_here("-p", str(TOY_PLUGINS), "publish", str(runs), "--out", str(tmp_path / "out"), "--allow-dirty",
                "--rename", "toy-cut=toy-full", env=env)
     assert proc.returncode == 0, proc.stderr
     assert json.loads((tmp_path / "out" / "toy-full.json").read_text())["provenance"]["cut_from"] == "toy-full"
-    refused = cli("-p", str(TOY_PLUGINS), "publish", str(runs), "--out", str(tmp_path / "no"), "--allow-dirty",
+    refused = cli_here("-p", str(TOY_PLUGINS), "publish", str(runs), "--out", str(tmp_path / "no"), "--allow-dirty",
                   "--rename", "toy-cut=quick")  # a shipped suite it does not extend
     assert refused.returncode == 2 and "Traceback" not in refused.stderr and "declared cut" in refused.stderr
