@@ -383,6 +383,11 @@ def validate(
         if run[key] < low or run[key] != run[key]:
             raise SuiteError(file, f"run.{key}", f"expected a number >= {low}, got {run[key]!r}")
 
+    for use in perturbations:  # the runner applies input and model perturbations; nothing else may be listed
+        if use.obj.target == "representation":
+            raise SuiteError(file, use.key, f"perturbation {use.name!r} transforms representations, which only a "
+                             "benchmark's declared matrices use (Source.transform); expected an input or model "
+                             "perturbation here")
     variants: dict[str, str] = {}
     for use in perturbations:
         for variant in use.obj.variants():

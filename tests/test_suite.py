@@ -60,6 +60,9 @@ def test_the_toy_suite_is_valid(toy_registry):
         (lambda t: t.replace('name = "toy"', 'name = "has space"'), "suite.name", "expected letters"),
         (lambda t: t.replace('[data]\nname = "toy_blobs"', "[data]"), "data.name", "missing"),
         (lambda t: t + '\n[[metrics]]\nname = "toy_gram_corr"\n', "metrics[1].label", "distinct label"),
+        # a representation transform is for benchmarks' declared matrices; listed here it would do nothing
+        (lambda t: t + '\n[[perturbations]]\nname = "representation_transform"\n', "perturbations[1]",
+         "transforms representations, which only a benchmark's declared matrices use"),
     ],
 )
 def test_validation_errors(tmp_path, toy_registry, edit, key, fragment):
