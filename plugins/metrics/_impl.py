@@ -25,13 +25,13 @@ Tensor = torch.Tensor
 
 def pair(metric: Any, a: Any, b: Any, **kwargs: Any) -> float:
     la.check_kwargs(metric.name, kwargs)
-    fn = globals()[f"pair_{metric.impl_key}"]
+    fn = IMPLEMENTATIONS[metric.impl_key][0]
     return float(fn(metric, a, b, inputs=kwargs.get("inputs")))
 
 
 def pairwise(metric: Any, reps: Sequence[Any], **kwargs: Any) -> Tensor:
     la.check_kwargs(metric.name, kwargs)
-    fn = globals()[f"pairwise_{metric.impl_key}"]
+    fn = IMPLEMENTATIONS[metric.impl_key][1]
     out = fn(metric, list(reps), inputs=kwargs.get("inputs"))
     return out.to(device="cpu", dtype=torch.float64)
 
@@ -746,3 +746,25 @@ def pair_jaccard_knn(m: Any, a: Any, b: Any, inputs: Any = None) -> float:
 
 def pairwise_jaccard_knn(m: Any, reps: list[Any], inputs: Any = None) -> Tensor:
     return pairwise_knn(m, reps, jaccard=True)
+
+
+#: ``impl_key`` -> (single-pair function, all-pairs function): every computation referenced by name,
+#: so a metric's code is found by reading (and by tools), not assembled from a string at run time
+IMPLEMENTATIONS = {
+    "linear_cka": (pair_linear_cka, pairwise_linear_cka),
+    "unbiased_cka": (pair_unbiased_cka, pairwise_unbiased_cka),
+    "minibatch_cka": (pair_minibatch_cka, pairwise_minibatch_cka),
+    "rbf_cka": (pair_rbf_cka, pairwise_rbf_cka),
+    "dcka": (pair_dcka, pairwise_dcka),
+    "wcka": (pair_wcka, pairwise_wcka),
+    "procrustes": (pair_procrustes, pairwise_procrustes),
+    "angular_shape": (pair_angular_shape, pairwise_angular_shape),
+    "cca_mean": (pair_cca_mean, pairwise_cca_mean),
+    "svcca": (pair_svcca, pairwise_svcca),
+    "pwcca": (pair_pwcca, pairwise_pwcca),
+    "rsa": (pair_rsa, pairwise_rsa),
+    "linear_regression_r2": (pair_linear_regression_r2, pairwise_linear_regression_r2),
+    "knn": (pair_knn, pairwise_knn),
+    "mutual_knn": (pair_mutual_knn, pairwise_mutual_knn),
+    "jaccard_knn": (pair_jaccard_knn, pairwise_jaccard_knn),
+}
