@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import copy
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,7 +10,7 @@ from torch import nn
 
 import simbench
 
-from ._models import random_square_symmetry
+from ._supervised import train_best_epoch
 
 
 def _block(c_in: int, c_out: int, kernel: int, stride: int, padding: int) -> nn.Sequential:
@@ -124,36 +122,17 @@ def _mse(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: Any, batch:
 def train_one(
     model: CosmoCNNModule, zoo: Any, data: simbench.DataSplits, seed: int, device: Any, advance: Any
 ) -> CosmoCNNModule:
-    gen = torch.Generator().manual_seed(int(seed) + 7919)
+    """Mean squared error on the normalised parameters; the best validation epoch is kept."""
     x_train, y_train = data.train.x, data.train.y.reshape(len(data.train), -1)
     if zoo.max_train:
         x_train, y_train = x_train[: zoo.max_train], y_train[: zoo.max_train]
     y_val = data.val.y.reshape(len(data.val), -1)
-    opt = torch.optim.AdamW(model.parameters(), lr=zoo.lr, weight_decay=zoo.weight_decay)
-    steps_per_epoch = math.ceil(len(x_train) / zoo.batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=zoo.lr, total_steps=zoo.epochs * steps_per_epoch)
-    best = (math.inf, copy.deepcopy(model.state_dict()))
-    for _ in range(zoo.epochs):
-        model.train()
-        order = torch.randperm(len(x_train), generator=gen)
-        for i in range(0, len(order), zoo.batch_size):
-            idx = order[i : i + zoo.batch_size]
-            if len(idx) < 2:  # BatchNorm needs two examples
-                continue
-            xb = x_train[idx]
-            if zoo.augment:
-                xb = random_square_symmetry(xb, gen)
-            loss = ((model(xb.to(device)) - y_train[idx].to(device)) ** 2).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-        val = _mse(model, data.val.x, y_val, device)
-        if val < best[0]:
-            best = (val, copy.deepcopy(model.state_dict()))
-        advance(1)
-    model.load_state_dict(best[1])
-    return model.eval()
+    return train_best_epoch(
+        model, zoo, x_train, y_train,
+        loss=lambda m, xb, yb: ((m(xb) - yb) ** 2).mean(),
+        val_loss=lambda m: _mse(m, data.val.x, y_val, device),
+        seed=int(seed) + 7919, device=device, advance=advance,
+    )
 
 
 def build(zoo: Any, data: simbench.DataSplits, ctx: simbench.RunContext) -> dict[str, Any]:

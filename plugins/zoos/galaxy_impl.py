@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -13,7 +12,7 @@ from torch import nn
 
 import simbench
 
-from ._models import random_square_symmetry
+from ._supervised import train_best_epoch
 from ._galaxy_names import CLEAN, mix_label
 
 
@@ -162,34 +161,14 @@ def _val_loss(model: GalaxyCNNModule, x: torch.Tensor, y: torch.Tensor, device: 
 
 def train_one(model: GalaxyCNNModule, zoo: Any, train: tuple[torch.Tensor, torch.Tensor],
               val: tuple[torch.Tensor, torch.Tensor], seed: int, device: Any, advance: Any) -> GalaxyCNNModule:
-    gen = torch.Generator().manual_seed(int(seed) + 104729)
+    """The model's own loss on the vote fractions; the best validation epoch is kept."""
     x_train, y_train = train
-    opt = torch.optim.AdamW(model.parameters(), lr=zoo.lr, weight_decay=zoo.weight_decay)
-    steps_per_epoch = math.ceil(len(x_train) / zoo.batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=zoo.lr, total_steps=zoo.epochs * steps_per_epoch)
-    best = (math.inf, copy.deepcopy(model.state_dict()))
-    for _ in range(zoo.epochs):
-        model.train()
-        order = torch.randperm(len(x_train), generator=gen)
-        for i in range(0, len(order), zoo.batch_size):
-            idx = order[i : i + zoo.batch_size]
-            if len(idx) < 2:  # BatchNorm needs two examples
-                sched.step()
-                continue
-            xb = x_train[idx]
-            if zoo.augment:
-                xb = random_square_symmetry(xb, gen)
-            loss = model.loss(model.logits(xb.to(device)), y_train[idx].to(device))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-        val_loss = _val_loss(model, val[0], val[1], device)
-        if val_loss < best[0]:
-            best = (val_loss, copy.deepcopy(model.state_dict()))
-        advance(1)
-    model.load_state_dict(best[1])
-    return model.eval()
+    return train_best_epoch(
+        model, zoo, x_train, y_train,
+        loss=lambda m, xb, yb: m.loss(m.logits(xb), yb),
+        val_loss=lambda m: _val_loss(m, val[0], val[1], device),
+        seed=int(seed) + 104729, device=device, advance=advance, step_on_skipped_batch=True,
+    )
 
 
 def training_data(zoo: Any, data: simbench.DataSplits, surveys: Sequence[str], seed: int
