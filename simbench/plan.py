@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 #: the kinds of task the core ships to executors; the rest of the plan runs on the client
-TASK_KINDS = ("zoo_group", "similarity", "matrix")
+TASK_KINDS = ("zoo_group", "representations", "similarity", "matrix")
 
 
 @dataclass(frozen=True)

@@ -1926,6 +1926,30 @@ class Runner:
                 tasks.append(Task(f"zoo/{group[0]}", "zoo_group", key, (), {"group": list(group), "whole": whole}))
         return Stage("Zoo groups", tuple(tasks))
 
+    def representation_stage(self, probe_names: Sequence[str]) -> Stage:
+        """One task per probe set whose representations (every model's activations and outputs) are not cached.
+
+        The client writes the probe set's inputs to the cache; a worker loads
+        the zoo (and model perturbations) from the cache, forwards the probe
+        set through every model and writes the representations entry, which
+        the client's representations stage then finds.
+        """
+        remote = self.executor is not None and self.executor.remote
+        tasks = []
+        for name in probe_names:
+            key = self.representations_key(name)
+            if not remote or self.cache.has(key):
+                continue
+            ps = self.state.probe_sets[name]
+            inputs_key = self.cache.key("representation_inputs", {"representations": key})
+            if not self.cache.has(inputs_key):
+                tensors = {"x": ps.x, "y": ps.y, **{f"m::{mid}": xm for mid, xm in (ps.x_by_model or {}).items()}}
+                self.cache.save(inputs_key, tensors, {"per_model": ps.x_by_model is not None})
+            tasks.append(Task(f"representations/{name}", "representations", key, (inputs_key,),
+                              {"probe_set": name, "probe_key": self.state.probe_keys[name],
+                               "zoo_key": self.state.zoo_key, "ids": [s.id for s in self.state.specs]}))
+        return Stage("Representations", tuple(tasks))
+
     def similarity_stage(self, cells: Sequence[tuple[PluginUse, str]]) -> Stage:
         """One task per (metric, probe set) whose cell is not finished and whose matrix is not cached.
 
@@ -1989,6 +2013,18 @@ class Runner:
             data = self._worker_data()
             self.cache.get_or_compute(task.output, self._zoo_compute(data, task.args["group"], task.args["whole"]))
             return {}
+        if task.kind == "representations":
+            self._worker_models()
+            if self.state.zoo_key != task.args["zoo_key"] or [s.id for s in self.state.specs] != task.args["ids"]:
+                raise MeasurementFailed("the zoo this worker loads from the cache differs from the client's")
+            name = task.args["probe_set"]
+            tensors, meta = self._load_entry(task.inputs[0])
+            per_model = ({k[3:]: v for k, v in tensors.items() if k.startswith("m::")} if meta.get("per_model")
+                         else None)
+            self.state.probe_sets[name] = ProbeSet(name, tensors["x"], tensors["y"], {}, per_model)
+            self.state.probe_keys[name] = task.args["probe_key"]
+            self.representations(name, None)  # computes and writes the cache entry task.output
+            return {}
         if task.kind == "similarity":
             use = self.metric_use(task.args["metric"])
             ids = list(task.args["ids"])
@@ -2018,6 +2054,15 @@ class Runner:
                                      list(task.args["labels"]), reps, kwargs, task.output, timing)
             return {"flags": flags, "call_seconds": self._call_seconds.pop(task.output, None)}
         raise UserError(f"unknown task kind {task.kind!r}")
+
+    def _worker_models(self) -> None:
+        """The zoo and its model perturbations on a worker, loaded from the cache once per worker."""
+        if self.state.specs:
+            return
+        data = self._worker_data()
+        specs, models, zoo_key = self.build_zoo(data)
+        self.state.specs, self.state.models, self.state.zoo_key = specs, models, zoo_key
+        self.perturb_models(data)
 
     def _worker_data(self) -> DataSplits:
         """The dataset, loaded once per worker and checked against the client's by content."""
@@ -2163,6 +2208,7 @@ class Runner:
             probe_names = list(self.state.probe_sets)
             lap("probe sets")
 
+            self._dispatch(self.representation_stage(probe_names))
             advance = ui("Representations", len(probe_names), "probe sets")
             for name in probe_names:
                 try:

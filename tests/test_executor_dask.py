@@ -63,6 +63,9 @@ def test_dask_gives_the_local_results(tmp_path, toy_registry, cluster):
     assert_same_results(local.results(matrices=True), remote.results(matrices=True))
     # the zoo and every metric cell ran on the workers; the failing metric is a failed cell, not retried
     assert any(k.startswith("zoo/") for k in runner._task_seconds)
+    # every probe set's representations were computed on a worker (3 probe sets), none failed
+    assert sum(k.startswith("representations/") for k in runner._task_seconds) == 3
+    assert not any(k.startswith("representations/") for k in runner._task_failures)
     assert sum(k.startswith("similarity/") for k in runner._task_seconds) == 5 * 3 - 2  # wcka: once
     assert sum("boom" in e for e in runner._task_failures.values()) == 3
     frame = remote.results()
