@@ -312,8 +312,10 @@ def declared_cut(manifest: Mapping[str, Any], new: str, registry: Registry | Non
                  suites: Mapping[str, Path]) -> dict[str, Any] | None:
     """What a run cut from suite ``new`` when its suite ``extends`` ``new`` (directly or transitively).
 
-    Returns ``{"cut_from", "cut", "cut_why"}`` (``cut``: :func:`suite_cut`;
-    ``cut_why``: the cut suite's header comment, else its description) or
+    Returns ``{"cut_from", "cut", "cut_why", "full_design"}`` (``cut``:
+    :func:`suite_cut`; ``cut_why``: the cut suite's header comment, else its
+    description; ``full_design``: the full suite's header comment, where a
+    suite states the choices its design makes, e.g. those a paper leaves open) or
     ``None`` when the run's suite does not extend a suite named ``new``.  The
     run's suite file is the one its manifest names, else the suite findable
     by that name; it must still resolve to what the run recorded (comments may
@@ -347,7 +349,8 @@ def declared_cut(manifest: Mapping[str, Any], new: str, registry: Registry | Non
         raise UserError(f"--rename {run_name}={new}: {shown_suite_path(path)} no longer gives the run's {mismatch}; "
                         "publish from the commit the run was made from")
     why = [plain_words(line) for line in header_comment(Path(path))] or [plain_words(run_suite.description)]
-    return {"cut_from": new, "cut": suite_cut(full_suite, run_suite), "cut_why": why}
+    design = [plain_words(line) for line in header_comment(full_path)]
+    return {"cut_from": new, "cut": suite_cut(full_suite, run_suite), "cut_why": why, "full_design": design}
 
 
 def _cut_value(value: Any) -> str:
@@ -526,7 +529,8 @@ def _render(run_path: str | Path, out_dir: str | Path, registry: Registry | None
     run = RunDir(run_path)
     prov, tables, frame = build_tables(run, registry, problems)
     if cut:
-        prov.update(cut_from=cut["cut_from"], cut=list(cut["cut"]), cut_why=list(cut["cut_why"]))
+        prov.update(cut_from=cut["cut_from"], cut=list(cut["cut"]), cut_why=list(cut["cut_why"]),
+                    full_design=list(cut.get("full_design", [])))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     stem = safe_name(name or prov["suite"])
@@ -613,6 +617,11 @@ def _cut_markdown(prov: Mapping[str, Any]) -> list[str]:
     md += ["", f"Why, in `{md_text(prov['suite_path'])}`'s own words:", "", "```text"]
     md += [line.replace("```", "` ` `") for line in prov["cut_why"]]  # a fence inside would end the block
     md += ["```", ""]
+    if prov.get("full_design"):  # everything the cut keeps: the full grid's own statement of its choices
+        md += [f"The full grid's design, in `suites/{md_text(prov['cut_from'])}.toml`'s own words (what the cut "
+               "keeps, unless listed above):", "", "```text"]
+        md += [line.replace("```", "` ` `") for line in prov["full_design"]]
+        md += ["```", ""]
     return md
 
 
@@ -770,7 +779,10 @@ def _cut_html(prov: Mapping[str, Any]) -> str:
             f'<code>{html.escape(str(prov["suite"]))}</code>, which extends it. Every setting that differs:</p>'
             '<div class="scroll"><table><thead><tr><th>key</th><th>full grid</th><th>this run</th></tr></thead>'
             f"<tbody>{rows}</tbody></table></div>"
-            f'<pre class="why">{html.escape(chr(10).join(prov["cut_why"]))}</pre>')
+            f'<pre class="why">{html.escape(chr(10).join(prov["cut_why"]))}</pre>'
+            + (f'<p class="cut">The full grid\'s design, in its own words:</p>'
+               f'<pre class="why">{html.escape(chr(10).join(prov["full_design"]))}</pre>'
+               if prov.get("full_design") else ""))
 
 
 def _display_width(path: Path) -> int | None:

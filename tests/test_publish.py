@@ -341,13 +341,14 @@ def test_pages_name_the_data_files_with_size_and_sha256(tmp_path):
 # ----------------------------------------------------------------------------
 
 CUT_HEADER = "# toy-full cut for a quick test: fewer probes and one jitter scale, because CI is small.\n#\n"
+FULL_HEADER = "# The toy grid's design: jitter scales 0.5 and 2, 40 probes, choices the toy paper leaves open.\n\n"
 
 
 def _write_cut_suites(root: Path, probes: int = 30) -> dict[str, Path]:
     """``full.toml`` (suite toy-full), ``mid.toml`` extending it, ``cut.toml`` extending mid (a cut, transitively)."""
     root.mkdir(parents=True, exist_ok=True)
     full = root / "full.toml"
-    full.write_text(TOY_SUITE.read_text().replace('name = "toy"', 'name = "toy-full"'))
+    full.write_text(FULL_HEADER + TOY_SUITE.read_text().replace('name = "toy"', 'name = "toy-full"'))
     (root / "mid.toml").write_text('schema = 1\n[suite]\nname = "toy-mid"\nextends = "full.toml"\n')
     cut = root / "cut.toml"
     cut.write_text(CUT_HEADER + 'schema = 1\n[suite]\nname = "toy-cut"\nextends = "mid.toml"\n'
@@ -386,6 +387,8 @@ def test_a_declared_cut_is_published_under_the_full_name_with_what_was_cut(cut_r
     assert page.splitlines()[0] == "# Leaderboard: toy-full (a cut of the full `toy-full` grid, run as suite `toy-cut`)"
     assert "## Cut from the full grid" in page and "| `probes.n` | 40 | 30 |" in page and "CI is small" in page
     assert "not the suite as shipped" not in page  # the cut statement replaces the generic variant line
+    # what the cut keeps is stated too: the full suite's own header (the choices its design makes)
+    assert prov["full_design"][0].startswith("The toy grid's design") and "choices the toy paper leaves open" in page
     assert "Cut from the full grid" in (tmp_path / "out" / "index.html").read_text()
     import pandas as pd
 
