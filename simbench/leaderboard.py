@@ -625,18 +625,6 @@ def _cut_markdown(prov: Mapping[str, Any]) -> list[str]:
     return md
 
 
-def rich_table(table: Table, max_rows: int = 30) -> Any:
-    """A rich Table for the terminal."""
-    from rich.table import Table as RichTable
-
-    out = RichTable(title=table.title, caption=table.caption or None)
-    for col in table.frame.columns:
-        out.add_column(str(col), overflow="fold")
-    for row in list(table.frame.itertuples(index=False))[:max_rows]:
-        out.add_row(*(_fmt(v) for v in row))
-    return out
-
-
 # ----------------------------------------------------------------------------
 # Publishing: every suite's leaderboard, one static HTML page, an index
 # ----------------------------------------------------------------------------

@@ -49,44 +49,6 @@ def save(fig: Any, path: str | Path) -> Path:
     return path
 
 
-def bars_with_intervals(
-    ax: Any,
-    labels: Sequence[str],
-    values: Sequence[float],
-    low: Sequence[float],
-    high: Sequence[float],
-    bar_colors: Sequence[str],
-    alt_low: Sequence[float] | None = None,
-    alt_high: Sequence[float] | None = None,
-) -> tuple[np.ndarray, float]:
-    """Bars with black interval whiskers; an optional second interval (e.g. a bootstrap)
-    drawn as a thick translucent line beside each whisker.  NaN bars are left empty
-    and labelled "n/a".  Returns the bar centres and the highest drawn y."""
-    x = np.arange(len(labels), dtype=float)
-    vals = np.asarray(values, dtype=float)
-    ax.bar(x, np.nan_to_num(vals), width=0.7, color=bar_colors, edgecolor="black", linewidth=0.6, zorder=2)
-    top = np.nanmax(np.r_[vals, 0.0]) if len(vals) else 0.0
-    for i, (v, lo, hi) in enumerate(zip(vals, low, high, strict=True)):
-        if not math.isfinite(v):
-            ax.text(x[i], 0.02, "n/a", ha="center", va="bottom", fontsize=7, color="0.4")
-            continue
-        if math.isfinite(lo) and math.isfinite(hi):
-            ax.errorbar(x[i] - 0.08, v, yerr=[[v - lo], [hi - v]], fmt="none", ecolor="black", elinewidth=1.1,
-                        capsize=3, zorder=4)
-            top = max(top, hi)
-        if alt_low is not None and alt_high is not None:
-            alo, ahi = alt_low[i], alt_high[i]
-            if math.isfinite(alo) and math.isfinite(ahi):
-                ax.plot([x[i] + 0.12, x[i] + 0.12], [alo, ahi], color="0.25", alpha=0.45, linewidth=4,
-                        solid_capstyle="butt", zorder=3)
-                top = max(top, ahi)
-    ax.axhline(0, color="black", linewidth=0.6, zorder=1)
-    ax.set_xticks(x)
-    ax.set_xticklabels(labels, rotation=40, ha="right", fontsize=8)
-    ax.grid(axis="y", color="0.9", zorder=0)
-    return x, float(top)
-
-
 def bracket(ax: Any, x1: float, x2: float, y: float, text: str, height: float = 0.025) -> None:
     """A significance bracket from ``x1`` to ``x2`` at height ``y`` with ``text`` on top."""
     ax.plot([x1, x1, x2, x2], [y - height, y, y, y - height], color="black", linewidth=0.8, zorder=5)

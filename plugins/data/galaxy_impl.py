@@ -425,13 +425,6 @@ def axis_ratio(img: torch.Tensor) -> torch.Tensor:
     return torch.sqrt((tr / 2 - disc).clamp_min(0) / (tr / 2 + disc))
 
 
-def outer_light(img: torch.Tensor, radius: float) -> torch.Tensor:
-    """Fraction of the luminance beyond ``radius`` pixels from the image centre."""
-    lum = img.double().mean(1)
-    r, _ = polar(img.shape[-1])
-    return (lum * (r > radius)).sum((-2, -1)) / lum.sum((-2, -1)).clamp_min(1e-12)
-
-
 def colour_index(img: torch.Tensor) -> torch.Tensor:
     """Flux-weighted ``g / i`` ratio (bluer images have larger values)."""
     return img[:, 0].double().sum((-2, -1)) / img[:, 2].double().sum((-2, -1)).clamp_min(1e-12)

@@ -292,16 +292,6 @@ def row_pearson(x: np.ndarray, y: np.ndarray) -> np.ndarray:
         return np.clip(np.where(ok, num / np.where(ok, den, 1.0), 0.0), -1.0, 1.0)
 
 
-def row_spearman(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Spearman rho along the last axis: Pearson r of average ranks (ties share a rank)."""
-    from scipy.stats import rankdata
-
-    x, y = np.broadcast_arrays(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64))
-    return row_pearson(rankdata(x, axis=-1), rankdata(y, axis=-1))
-
-
-
-
 def block_permutations(blocks: np.ndarray | None, m: int, n: int, rng: np.random.Generator) -> np.ndarray:
     """``n`` random relabellings of ``range(m)`` (an ``[n, m]`` array) that map blocks onto blocks.
 
@@ -638,11 +628,6 @@ def bootstrap_interval(
     """Percentile interval of the model-level bootstrap of Pearson r (mean Fisher z over a stack)."""
     reps = bootstrap_correlations(x, y, pairs, n_boot, seed, blocks)
     return percentile_interval(_mean_z_rows(reps), level)
-
-
-def aggregate_replicates(replicates: np.ndarray) -> np.ndarray:
-    """Mean-Fisher-z over the layer axis of ``[n, K]`` replicates (NaN where any layer is NaN)."""
-    return _mean_z_rows(np.asarray(replicates, dtype=np.float64))
 
 
 # ----------------------------------------------------------------------------
