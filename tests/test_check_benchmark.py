@@ -14,10 +14,6 @@ from simbench.testing import ConformanceError, FakeStore, check_benchmark, run_b
 REGISTRY = build_registry()
 BENCHMARKS = sorted(REGISTRY.names("benchmark"))
 
-#: benchmarks that cannot pass the kit yet (none: every built-in declares its matrices); a reason per entry
-NOT_YET: dict[str, str] = {}
-
-
 @pytest.fixture(scope="module")
 def store() -> FakeStore:
     return FakeStore(registry=REGISTRY)
@@ -29,8 +25,6 @@ def test_every_builtin_is_parametrised():
 
 @pytest.mark.parametrize("name", BENCHMARKS)
 def test_every_registered_benchmark_passes_the_kit(name, store):
-    if name in NOT_YET:
-        pytest.xfail(NOT_YET[name])
     cls = REGISTRY.get("benchmark", name)
     # a benchmark that needs other data or models (a regression task, its study's zoo) declares its own store
     own = {"store", "meta"} & set(getattr(cls, "check_example", None) or {})
