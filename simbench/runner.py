@@ -879,6 +879,37 @@ def source_dtype(x: Any, dtype: str) -> Any:
     return [w.to(target) for w in x] if isinstance(x, list) else x.to(target)
 
 
+def materialise_source(source: Source, layer: Callable[[], Any], weights: Callable[[], list[Any]],
+                       labels: Callable[[], Any], transform: Any = None, device: str = "cpu") -> Any:
+    """The tensor (or list of weight matrices) a :class:`~simbench.types.Source` names, in one definition.
+
+    ``layer()`` reads the model's activations at the source's layer on its
+    probe set, ``weights()`` its dense weights, ``labels()`` the probe set's
+    labels; ``transform`` is the configured representation perturbation (or
+    None).  The transform gets copies and the source's ``transform_seed``;
+    ``rows`` are taken after it, then ``dtype``.  The runner and
+    :class:`simbench.testing.FakeStore` both materialise sources here, so the
+    kit checks a benchmark against the runner's semantics, not a copy of them.
+    """
+    import torch
+
+    ctx = RunContext(seed=source.transform_seed, device=device)
+    if source.is_weights:
+        ws = [w.detach() for w in weights()]
+        if source.transform:  # the whole list at once: a weight permutation links neighbouring layers
+            ws = plugin_call(f"perturbation {source.transform!r}", transform.transform_weights,
+                             [w.clone() for w in ws], ctx)
+            ws = [torch.as_tensor(w) for w in ws]
+        return source_dtype(ws, source.dtype)
+    x = layer()
+    if source.transform:
+        x = torch.as_tensor(plugin_call(f"perturbation {source.transform!r}", transform.transform_representation,
+                                        x.clone(), labels().clone(), ctx))
+    if source.rows is not None:
+        x = x[list(source.rows)]
+    return source_dtype(x, source.dtype)
+
+
 def _non_finite(ps: ProbeSet) -> str:
     """Why a probe set cannot be used (NaN/inf inputs), or ``""``."""
     import torch
@@ -1758,28 +1789,14 @@ class Runner:
         return found
 
     def _materialise(self, source: Source) -> Any:
-        import torch
-
-        if source.is_weights:
-            ws = [w.detach() for w in self.model(source.model).dense_weights()]
-            if source.transform:
-                use = self._transform(source)
-                ctx = RunContext(seed=source.transform_seed, device=self.device)
-                ws = plugin_call(f"perturbation {source.transform!r}", use.transform_weights,
-                                 [w.clone() for w in ws], ctx)
-                ws = [torch.as_tensor(w) for w in ws]
-            return source_dtype(ws, source.dtype)
-        x = self._model_layer(source.probe_set, source.layer, source.model)
-        if source.transform:
-            use = self._transform(source)
-            y = self.state.probe_sets[source.probe_set].y
-            ctx = RunContext(seed=source.transform_seed, device=self.device)
-            x = plugin_call(f"perturbation {source.transform!r}", use.transform_representation, x.clone(), y.clone(),
-                            ctx)
-            x = torch.as_tensor(x)
-        if source.rows is not None:
-            x = x[list(source.rows)]
-        return source_dtype(x, source.dtype)
+        return materialise_source(
+            source,
+            layer=lambda: self._model_layer(source.probe_set, source.layer, source.model),
+            weights=lambda: self.model(source.model).dense_weights(),
+            labels=lambda: self.state.probe_sets[source.probe_set].y,
+            transform=self._transform(source) if source.transform else None,
+            device=self.device,
+        )
 
     def _request_inputs(self, request: MatrixRequest, metric: Any) -> tuple[Any, dict[str, Any]]:
         first = request.sources[0]

@@ -855,24 +855,13 @@ class FakeStore:
         return model_buffers(self.models_[model_id])
 
     def representation(self, source: Any) -> Any:
-        import torch
+        from .runner import materialise_source  # the runner's own definition of a source
 
-        from .types import RunContext
-
-        from .runner import source_dtype
-
-        if source.is_weights:
-            ws = self.weights(source.model)
-            if source.transform:  # the whole list at once, as the runner does
-                pert = self._configure("perturbation", source.transform, dict(source.transform_params))
-                ws = [torch.as_tensor(w) for w in pert.transform_weights(ws, RunContext(seed=source.transform_seed))]
-            return source_dtype(ws, source.dtype)
-        x = self._read(source.probe_set, source.layer, source.model)
-        if source.transform:
-            pert = self._configure("perturbation", source.transform, dict(source.transform_params))
-            x = torch.as_tensor(pert.transform_representation(x, self._probes[source.probe_set].y.clone(),
-                                                              RunContext(seed=source.transform_seed)))
-        return source_dtype(x[list(source.rows)] if source.rows is not None else x, source.dtype)
+        transform = (self._configure("perturbation", source.transform, dict(source.transform_params))
+                     if source.transform else None)
+        return materialise_source(source, layer=lambda: self._read(source.probe_set, source.layer, source.model),
+                                  weights=lambda: self.weights(source.model),
+                                  labels=lambda: self._probes[source.probe_set].y, transform=transform)
 
     def matrix(self, key: str) -> Any:
         from .errors import MeasurementFailed
