@@ -10,7 +10,7 @@ import torch
 
 import simbench
 from simbench.errors import UserError
-from simbench_plugins.data import camels, camels_impl
+from simbench_plugins.data import camels, _camels_impl
 from simbench_plugins.perturbations import cosmo_shift
 
 N_SIMS, PER_SIM, RES = 12, 3, 32
@@ -99,7 +99,7 @@ def test_shift_reads_the_other_suite_for_the_same_simulations(cmd_dir):
     assert torch.allclose(offset, torch.full_like(offset, np.log10(3.0) / std), atol=0.15 / std)
     # the labels are SIMBA's own, scaled like the training targets
     sim = data.meta["splits"]["test"][0]
-    expected = camels_impl.scale_targets(simba_params[[sim]], data.meta["target_transform"])[0]
+    expected = _camels_impl.scale_targets(simba_params[[sim]], data.meta["target_transform"])[0]
     np.testing.assert_allclose(shifted.y[0].numpy(), expected, rtol=1e-5, atol=1e-6)
 
 

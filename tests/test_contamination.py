@@ -15,9 +15,9 @@ from simbench.testing import FakeStore, run_benchmark
 from simbench_plugins.benchmarks import contamination as bench_mod
 from simbench_plugins.benchmarks.contamination import compute as B
 from simbench_plugins.data import contamination as data_mod
-from simbench_plugins.data import contamination_impl as D
+from simbench_plugins.data import _contamination_impl as D
 from simbench_plugins.zoos import contamination as zoo_mod
-from simbench_plugins.zoos import contamination_impl as Z
+from simbench_plugins.zoos import _contamination_impl as Z
 
 ROOT_SUITES = Path(__file__).resolve().parents[1] / "suites"
 

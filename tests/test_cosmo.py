@@ -8,7 +8,7 @@ import torch
 import simbench
 from simbench.registry import build_registry
 from simbench_plugins.data import cosmo as cosmo_data
-from simbench_plugins.data import cosmo_impl as C
+from simbench_plugins.data import _cosmo_impl as C
 from simbench_plugins.perturbations import cosmo_shift
 from simbench_plugins.zoos import cosmo as cosmo_zoo
 

@@ -19,10 +19,10 @@ from simbench.testing import FakeStore, run_benchmark
 from simbench_plugins.benchmarks.survey_transfer import compute as sti
 from simbench_plugins.benchmarks.survey_transfer import report as str_report
 from simbench_plugins.benchmarks.survey_transfer import SurveyTransfer
-from simbench_plugins.data import galaxy_impl as G
+from simbench_plugins.data import _galaxy_impl as G
 from simbench_plugins.data.galaxy import GalaxySynth, GalaxyZoo
 from simbench_plugins.perturbations.survey import apply_survey
-from simbench_plugins.zoos import galaxy_impl as Z
+from simbench_plugins.zoos import _galaxy_impl as Z
 from simbench_plugins.zoos.galaxy import GalaxyCNN
 
 

@@ -1,6 +1,6 @@
 """Dataset ``camels_cmd``: the real CAMELS Multifield Dataset 2D maps, read from disk.
 
-The reader lives in :mod:`simbench_plugins.data.camels_impl`; nothing is
+The reader lives in :mod:`simbench_plugins.data._camels_impl`; nothing is
 downloaded (the data is ~4 GB per field and suite): point ``root`` at a local
 copy of CMD's ``2D_maps/data`` files.
 """
@@ -59,10 +59,10 @@ class CamelsCMD(simbench.Dataset):
             raise ParamError("fields", f"must not repeat a field (got {list(self.fields)})")
 
     def load(self, ctx: simbench.RunContext) -> simbench.DataSplits:
-        from . import camels_impl
+        from . import _camels_impl
 
         root = self.root or os.environ.get(ROOT_ENV, "")
-        splits, meta = camels_impl.load(
+        splits, meta = _camels_impl.load(
             root,
             self.suite,
             self.fields,

@@ -1,6 +1,6 @@
 """Dataset ``feature_contamination`` and its OOD perturbation ``background_shift`` (seed 004).
 
-Torch code lives in :mod:`simbench_plugins.data.contamination_impl`.
+Torch code lives in :mod:`simbench_plugins.data._contamination_impl`.
 """
 
 from __future__ import annotations
@@ -48,10 +48,10 @@ class FeatureContamination(simbench.Dataset):
             )
 
     def load(self, ctx: simbench.RunContext) -> simbench.DataSplits:
-        from . import contamination_impl
+        from . import _contamination_impl
 
         sizes = {"train": self.n_train, "val": self.n_val, "test": self.n_test}
-        splits, meta = contamination_impl.load(
+        splits, meta = _contamination_impl.load(
             self.d_core, self.d_background, self.d_input, sizes, self.core, ctx.seed
         )
         return simbench.DataSplits(
@@ -94,13 +94,13 @@ class BackgroundShift(simbench.Perturbation):
     def probe_sets(self, clean: simbench.ProbeSet, ctx: simbench.PerturbContext) -> list[simbench.ProbeSet]:
         import torch
 
-        from . import contamination_impl
+        from . import _contamination_impl
 
         meta = ctx.data.meta if ctx.data is not None else {}
         if meta.get("generator") != "feature_contamination":
             raise ValueError("background_shift needs feature_contamination data")
-        gen = torch.Generator().manual_seed(contamination_impl._seed(ctx.seed, 13))
-        x = contamination_impl.shift_background(clean.x, meta, self.low, self.high, gen)
+        gen = torch.Generator().manual_seed(_contamination_impl._seed(ctx.seed, 13))
+        x = _contamination_impl.shift_background(clean.x, meta, self.low, self.high, gen)
         return [
             simbench.ProbeSet(
                 name=f"{self.name}/{self.label}", x=x, y=clean.y, meta={"background": [self.low, self.high]}

@@ -1,6 +1,6 @@
 """Dataset ``cosmo_fields``: synthetic CAMELS-like 2D maps in two simulation suites.
 
-The generator lives in :mod:`simbench_plugins.data.cosmo_impl` (torch); this
+The generator lives in :mod:`simbench_plugins.data._cosmo_impl` (torch); this
 module only declares the plugin so that listing plugins stays cheap.
 """
 
@@ -61,10 +61,10 @@ class CosmoFields(simbench.Dataset):
             raise ParamError("fields", f"must not repeat a field (got {list(self.fields)})")
 
     def load(self, ctx: simbench.RunContext) -> simbench.DataSplits:
-        from . import cosmo_impl
+        from . import _cosmo_impl
 
         sizes = {"train": self.n_train, "val": self.n_val, "test": self.n_test}
-        splits, meta = cosmo_impl.load(self.simulation, self.fields, sizes, self.size, ctx.seed)
+        splits, meta = _cosmo_impl.load(self.simulation, self.fields, sizes, self.size, ctx.seed)
         return simbench.DataSplits(
             train=simbench.Split(*splits["train"]),
             val=simbench.Split(*splits["val"]),

@@ -2,7 +2,7 @@
 
 Seed ``002_611b2e197fb6c8f4``: galaxy morphology regressed from images as
 Galaxy Zoo vote fractions, and how it transfers between imaging surveys.
-The torch code lives in :mod:`simbench_plugins.data.galaxy_impl`; this module
+The torch code lives in :mod:`simbench_plugins.data._galaxy_impl`; this module
 only declares the plugins so that listing plugins stays cheap.
 """
 
@@ -56,9 +56,9 @@ class GalaxySynth(simbench.Dataset):
     odd_rate: Annotated[float, Field(ge=0.0, le=1.0)] = 0.15
 
     def load(self, ctx: simbench.RunContext) -> simbench.DataSplits:
-        from . import galaxy_impl
+        from . import _galaxy_impl
 
-        return galaxy_impl.load_synth(self, ctx)
+        return _galaxy_impl.load_synth(self, ctx)
 
 
 DEFAULT_QUESTIONS: tuple[str, ...] = ("smooth-or-featured", "disk-edge-on", "bar", "has-spiral-arms", "bulge-size")
@@ -117,6 +117,6 @@ class GalaxyZoo(simbench.Dataset):
         return hash(json.dumps(self.params(), sort_keys=True, default=list))
 
     def load(self, ctx: simbench.RunContext) -> simbench.DataSplits:
-        from . import galaxy_impl
+        from . import _galaxy_impl
 
-        return galaxy_impl.load_zoo(self, ctx)
+        return _galaxy_impl.load_zoo(self, ctx)

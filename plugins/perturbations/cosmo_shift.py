@@ -41,15 +41,15 @@ class CosmoShift(simbench.Perturbation):
         return [f"{self.name}/{s}" for s in self.to]
 
     def probe_sets(self, clean: simbench.ProbeSet, ctx: simbench.PerturbContext) -> list[simbench.ProbeSet]:
-        from simbench_plugins.data import cosmo_impl
+        from simbench_plugins.data import _cosmo_impl
 
         if ctx.data is None:
             raise ValueError("cosmo_shift needs the dataset (PerturbContext.data)")
         meta = ctx.data.meta
-        idx = cosmo_impl.match_rows(clean.x, ctx.data.test.x)
+        idx = _cosmo_impl.match_rows(clean.x, ctx.data.test.x)
         out = []
         for suite in self.to:
-            x_all, y_all = cosmo_impl.shifted_test(meta, suite)
+            x_all, y_all = _cosmo_impl.shifted_test(meta, suite)
             out.append(
                 simbench.ProbeSet(
                     name=f"{self.name}/{suite}",

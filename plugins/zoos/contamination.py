@@ -1,6 +1,6 @@
 """Zoo ``contamination_net``: two-layer networks of seed 004 trained by SGD on hinge loss.
 
-Torch code lives in :mod:`simbench_plugins.zoos.contamination_impl`.
+Torch code lives in :mod:`simbench_plugins.zoos._contamination_impl`.
 """
 
 from __future__ import annotations
@@ -74,11 +74,11 @@ class ContaminationNet(simbench.Zoo):
         ]
 
     def instantiate(self, spec: simbench.ModelSpec, data: simbench.DataSplits) -> Any:
-        from . import contamination_impl
+        from . import _contamination_impl
 
-        return contamination_impl.instantiate(self, spec, data)
+        return _contamination_impl.instantiate(self, spec, data)
 
     def build(self, data: simbench.DataSplits, ctx: simbench.RunContext) -> dict[str, Any]:
-        from . import contamination_impl
+        from . import _contamination_impl
 
-        return contamination_impl.build(self, data, ctx)
+        return _contamination_impl.build(self, data, ctx)

@@ -1,6 +1,6 @@
 """Zoo ``cosmo_cnn``: CNNs regressing cosmological parameters from 2D maps.
 
-Torch code lives in :mod:`simbench_plugins.zoos.cosmo_impl`.
+Torch code lives in :mod:`simbench_plugins.zoos._cosmo_impl`.
 """
 
 from __future__ import annotations
@@ -69,11 +69,11 @@ class CosmoCNN(simbench.Zoo):
         ]
 
     def instantiate(self, spec: simbench.ModelSpec, data: simbench.DataSplits) -> Any:
-        from . import cosmo_impl
+        from . import _cosmo_impl
 
-        return cosmo_impl.instantiate(self, spec, data)
+        return _cosmo_impl.instantiate(self, spec, data)
 
     def build(self, data: simbench.DataSplits, ctx: simbench.RunContext) -> dict[str, Any]:
-        from . import cosmo_impl
+        from . import _cosmo_impl
 
-        return cosmo_impl.build(self, data, ctx)
+        return _cosmo_impl.build(self, data, ctx)

@@ -1,6 +1,6 @@
 """Zoo ``galaxy_cnn``: small CNNs regressing Galaxy-Zoo vote fractions, trained on one survey or a mix (seed 002).
 
-Torch code lives in :mod:`simbench_plugins.zoos.galaxy_impl`.
+Torch code lives in :mod:`simbench_plugins.zoos._galaxy_impl`.
 """
 
 from __future__ import annotations
@@ -99,11 +99,11 @@ class GalaxyCNN(simbench.Zoo):
         ]
 
     def instantiate(self, spec: simbench.ModelSpec, data: simbench.DataSplits) -> Any:
-        from . import galaxy_impl
+        from . import _galaxy_impl
 
-        return galaxy_impl.instantiate(self, spec, data)
+        return _galaxy_impl.instantiate(self, spec, data)
 
     def build(self, data: simbench.DataSplits, ctx: simbench.RunContext) -> dict[str, Any]:
-        from . import galaxy_impl
+        from . import _galaxy_impl
 
-        return galaxy_impl.build(self, data, ctx)
+        return _galaxy_impl.build(self, data, ctx)

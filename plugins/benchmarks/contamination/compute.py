@@ -75,7 +75,7 @@ def _check_layers(ctx: Any, specs: Any) -> None:
 
 
 def evaluate(bench: Any, ctx: Any) -> list[Any]:
-    from simbench_plugins.data import contamination_impl as data_impl
+    from simbench_plugins.data import _contamination_impl as data_impl
 
     meta = ctx.data.meta
     if meta.get("generator") != "feature_contamination":

@@ -113,11 +113,11 @@ def instantiate(zoo: Any, spec: simbench.ModelSpec, data: simbench.DataSplits) -
 
 
 def _subspaces(data: simbench.DataSplits) -> tuple[torch.Tensor, torch.Tensor]:
-    from simbench_plugins.data import contamination_impl
+    from simbench_plugins.data import _contamination_impl
 
     if data.meta.get("generator") != "feature_contamination":
         raise ValueError("contamination_net needs feature_contamination data (its subspaces are measured in training)")
-    core, bg = contamination_impl.subspaces(data.meta)
+    core, bg = _contamination_impl.subspaces(data.meta)
     return core.float(), bg.float()
 
 
@@ -145,7 +145,7 @@ def _trace(
 
 
 def build(zoo: Any, data: simbench.DataSplits, ctx: simbench.RunContext) -> dict[str, Any]:
-    from simbench_plugins.data import contamination_impl
+    from simbench_plugins.data import _contamination_impl
 
     device = torch.device(ctx.device)
     core, bg = (t.to(device) for t in _subspaces(data))
@@ -153,9 +153,9 @@ def build(zoo: Any, data: simbench.DataSplits, ctx: simbench.RunContext) -> dict
     y_train = (2 * data.train.y.float() - 1).to(device)
     x_val = data.val.x.flatten(1).float().to(device)
     y_val = (2 * data.val.y.float() - 1).to(device)
-    gen_ood = torch.Generator().manual_seed(contamination_impl._seed(ctx.seed, 17))
+    gen_ood = torch.Generator().manual_seed(_contamination_impl._seed(ctx.seed, 17))
     lo, hi = data.meta.get("ood_background", [-1.0, 0.0])
-    x_ood = contamination_impl.shift_background(data.val.x.flatten(1).float().cpu(), data.meta, lo, hi, gen_ood)
+    x_ood = _contamination_impl.shift_background(data.val.x.flatten(1).float().cpu(), data.meta, lo, hi, gen_ood)
     x_ood = x_ood.to(device)
     d_in = x_train.shape[1]
     seeds = list(zoo.seeds)
