@@ -42,6 +42,7 @@ from .errors import MeasurementFailed, StageFailed, SuiteError, UserError
 from .plan import Executor, Stage, Task, TaskResult, WorkerJob
 from .registry import Registry
 from .results import MATRIX_STATISTIC, RunDir, check_fresh_target, matrix_row, record_row
+from .seeding import derive_seed
 from .suite import PluginUse, Suite
 from .types import (
     WEIGHTS_PROBE_SET,
@@ -67,12 +68,6 @@ SYMMETRY_RTOL = 1e-4
 RANGE_RTOL = 1e-4
 
 
-def derive_seed(seed: int, *tags: str) -> int:
-    """A 31-bit seed for one stage, stable across runs and Python versions."""
-    digest = hashlib.sha256(":".join([str(seed), *tags]).encode()).digest()
-    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
-
-
 def seed_everything(seed: int) -> None:
     import random
 
@@ -80,7 +75,7 @@ def seed_everything(seed: int) -> None:
     import torch
 
     random.seed(seed)
-    np.random.seed(seed % (2**32))
+    np.random.seed(derive_seed(seed, "numpy-legacy-global", bits=32))  # the legacy API takes 32 bits
     torch.manual_seed(seed)
 
 

@@ -11,6 +11,7 @@ import torch
 
 import simbench
 from simbench.results import record_row
+from simbench.seeding import derive_seed, torch_generator
 from simbench.testing import (ACTIVATION_INVARIANCES, FakeStore, run_benchmark, transform_activation,
                               transform_weights)
 from simbench.types import DataSplits, ModelSpec, ProbeSet, Split
@@ -134,7 +135,7 @@ def _old_copies(store, model_index):
     for kind, _strength, params, draws in sanity_impl.settings(BENCH):
         pert = RepresentationTransform(**params)
         for r in range(draws):
-            ctx = simbench.RunContext(seed=sanity_impl._seed(store.seed, "sanity", spec.id, kind, str(r)))
+            ctx = simbench.RunContext(seed=derive_seed(store.seed, "sanity", spec.id, kind, r))
             copies.append(pert.transform_representation(x, y, ctx).to(torch.float64))
     return copies
 
@@ -166,7 +167,7 @@ def test_invariance_batches_replay_one_random_stream(run):
         batch = [a, b]
         for name in names:
             for d in range(BENCH.invariance_draws):
-                g = torch.Generator().manual_seed(sanity_impl._seed(store.seed, "invariance", label, name, str(d)))
+                g = torch_generator(store.seed, "invariance", label, name, d)
                 batch += [kit(name, a, g), kit(name, b, g)]
         metric = store.metrics[label]
         expected = torch.as_tensor(metric.pairwise(batch)).double()

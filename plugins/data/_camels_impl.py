@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from simbench.errors import UserError
+from simbench.seeding import numpy_rng
 
 TARGET_NAMES: tuple[str, ...] = ("omega_m", "sigma_8", "a_sn1", "a_agn1", "a_sn2", "a_agn2")
 #: CMD's astrophysical parameters are sampled log-uniformly
@@ -81,7 +82,7 @@ def split_simulations(
 ) -> dict[str, list[int]]:
     """Disjoint simulation indices per split (deterministic given ``seed``)."""
     sims = np.arange(n_sims if max_sims <= 0 else min(max_sims, n_sims))
-    perm = np.random.default_rng(seed).permutation(sims)
+    perm = numpy_rng(seed, "camels", "simulations").permutation(sims)
     n_test = max(1, int(round(test_fraction * len(perm))))
     n_val = max(1, int(round(val_fraction * len(perm))))
     if n_test + n_val >= len(perm):

@@ -20,22 +20,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
 import torch
 
+from simbench.seeding import torch_generator
+
 SPLITS: tuple[str, ...] = ("train", "val", "test")
-
-
-def _seed(seed: int, *tags: int) -> int:
-    state = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, *tags]).generate_state(2)
-    return int((int(state[0]) << 31) ^ int(state[1])) & ((1 << 63) - 1)
 
 
 def dictionary(meta: Mapping[str, Any]) -> torch.Tensor:
     """``[d_input, d_core + d_background]`` float64 matrix with orthonormal columns (core first)."""
     d_in = int(meta["d_input"])
     k = int(meta["d_core"]) + int(meta["d_background"])
-    g = torch.Generator().manual_seed(_seed(int(meta["seed"]), 101))
+    g = torch_generator(int(meta["seed"]), "dictionary")
     q, r = torch.linalg.qr(torch.randn(d_in, k, generator=g, dtype=torch.float64))
     # fix the QR sign ambiguity so the dictionary is a deterministic function of the seed
     return q * torch.sign(torch.diagonal(r)).where(torch.diagonal(r) != 0, torch.ones(k, dtype=torch.float64))
@@ -73,7 +69,7 @@ def compose(core: torch.Tensor, bg: torch.Tensor, meta: Mapping[str, Any]) -> to
 
 def make_split(meta: Mapping[str, Any], split: str) -> tuple[torch.Tensor, torch.Tensor]:
     n = int(meta["sizes"][split])
-    gen = torch.Generator().manual_seed(_seed(int(meta["seed"]), 7, SPLITS.index(split)))
+    gen = torch_generator(int(meta["seed"]), "split", split)
     labels, core, bg = sample_weights(n, meta, gen, tuple(meta["id_background"]))
     return compose(core, bg, meta).float(), labels.long()
 

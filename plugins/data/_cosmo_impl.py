@@ -40,8 +40,9 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
 import torch
+
+from simbench.seeding import torch_generator
 
 PARAM_NAMES: tuple[str, ...] = ("omega_m", "sigma_8", "a_sn", "a_agn")
 #: prior ranges (low, high) and whether the prior is uniform in log10
@@ -88,22 +89,15 @@ def to_physical(y_norm: torch.Tensor) -> dict[str, torch.Tensor]:
     return out
 
 
-def split_seed(seed: int, split: str, stream: str) -> int:
-    """A 63-bit seed for one random stream (``"params"`` / ``"phases"``) of one split."""
-    tags = {"params": 1, "phases": 2}
-    state = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, SPLITS.index(split), tags[stream]]).generate_state(2)
-    return int((int(state[0]) << 31) ^ int(state[1])) & ((1 << 63) - 1)
-
-
 def sample_targets(n: int, seed: int, split: str) -> torch.Tensor:
     """Normalised parameters ``[n, 4]`` (float32, uniform in [0, 1]) for one split."""
-    g = torch.Generator().manual_seed(split_seed(seed, split, "params"))
+    g = torch_generator(seed, split, "params")
     return torch.rand(n, len(PARAM_NAMES), generator=g)
 
 
 def sample_phases(n: int, size: int, seed: int, split: str) -> torch.Tensor:
     """White noise ``[n, size, size]`` (the initial conditions) for one split."""
-    g = torch.Generator().manual_seed(split_seed(seed, split, "phases"))
+    g = torch_generator(seed, split, "phases")
     return torch.randn(n, size, size, generator=g)
 
 

@@ -51,6 +51,7 @@ import torch
 
 import simbench
 from simbench.errors import UserError
+from simbench.seeding import numpy_rng, torch_generator
 
 from ._impl import expand_data_files
 
@@ -100,13 +101,6 @@ def question_slices(questions: Mapping[str, Sequence[str]] = QUESTIONS) -> dict[
         out[q] = list(range(start, start + len(answers)))
         start += len(answers)
     return out
-
-
-def split_seed(seed: int, split: str, stream: str) -> int:
-    """A 63-bit seed for one random stream of one split."""
-    tags = {"latents": 1, "votes": 2}
-    state = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, SPLITS.index(split), tags[stream], 2]).generate_state(2)
-    return int((int(state[0]) << 31) ^ int(state[1])) & ((1 << 63) - 1)
 
 
 # --------------------------------------------------------------------------
@@ -351,10 +345,10 @@ def make_split(meta: Mapping[str, Any], split: str, chunk: int = 512) -> tuple[t
     n = int(meta["sizes"][split])
     seed = int(meta["seed"])
     lat = sample_latents(
-        n, torch.Generator().manual_seed(split_seed(seed, split, "latents")),
+        n, torch_generator(seed, split, "latents"),
         artefact_rate=float(meta["artefact_rate"]), odd_rate=float(meta["odd_rate"]),
     )
-    y = simulate_votes(lat, torch.Generator().manual_seed(split_seed(seed, split, "votes")), int(meta["n_volunteers"]))
+    y = simulate_votes(lat, torch_generator(seed, split, "votes"), int(meta["n_volunteers"]))
     xs = [render({k: v[i : i + chunk] for k, v in lat.items()}, int(meta["size"])) for i in range(0, n, chunk)]
     x = torch.cat(xs) if xs else torch.zeros(0, 3, int(meta["size"]), int(meta["size"]))
     return x, y, lat
@@ -555,7 +549,7 @@ def _read_hub(ds: Any) -> tuple[dict[str, Any], str]:
 def load_zoo(ds: Any, ctx: simbench.RunContext) -> simbench.DataSplits:
     """The ``galaxy_zoo`` data set: hub or local parquet, images resized to ``size``, vote fractions."""
     raw, fingerprint = _read_local(ds.data_files) if ds.data_files else _read_hub(ds)
-    rng = np.random.default_rng(np.random.SeedSequence([int(ctx.seed) & 0xFFFFFFFF, 77]))
+    rng = numpy_rng(ctx.seed, "galaxy_zoo", "order")
     tables = {}
     for split in ("train", "test"):
         t = raw[split]

@@ -7,7 +7,6 @@ import glob
 import importlib.util
 import io
 import os
-import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,17 +16,13 @@ import torch
 
 import simbench
 from simbench.errors import UserError
+from simbench.seeding import numpy_rng
 
 if TYPE_CHECKING:  # pragma: no cover
     from .datasets import Digits28, Mnist
 
 #: MNIST digits are fitted into a 20x20 box and centred in a 28x28 frame.
 BOX, FRAME = 20, 28
-
-
-def _rng(seed: int, salt: str) -> np.random.Generator:
-    """A numpy generator for one purpose (``salt``) of one run seed; platform independent."""
-    return np.random.default_rng([int(seed) & 0xFFFFFFFF, zlib.crc32(salt.encode())])
 
 
 def select_classes(y: np.ndarray, classes: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -98,7 +93,7 @@ def load_digits28(ds: Digits28, ctx: simbench.RunContext) -> simbench.DataSplits
     images, targets = digits_raw()
     keep, labels = select_classes(targets, ds.classes)
     x = digits_to_28(images[keep])
-    val, test, train = stratified_split(labels, [ds.val_fraction, ds.test_fraction], _rng(ctx.seed, "digits28"))
+    val, test, train = stratified_split(labels, [ds.val_fraction, ds.test_fraction], numpy_rng(ctx.seed, "digits28"))
     return simbench.DataSplits(
         train=_split(x, labels, train),
         val=_split(x, labels, val),
@@ -218,7 +213,7 @@ def _read_hub(ds: Mnist) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], str]
 def load_mnist(ds: Mnist, ctx: simbench.RunContext) -> simbench.DataSplits:
     """The ``mnist`` data set: class subset, stratified train/val split, shuffled official test split."""
     raw, fingerprint = _read_local(ds.data_files) if ds.data_files else _read_hub(ds)
-    rng = _rng(ctx.seed, "mnist")
+    rng = numpy_rng(ctx.seed, "mnist")
 
     def subset(split: str) -> tuple[torch.Tensor, np.ndarray]:
         images, labels = raw[split]

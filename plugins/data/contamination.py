@@ -12,6 +12,7 @@ from pydantic import Field
 
 import simbench
 from simbench import ParamError
+from simbench.seeding import torch_generator
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,7 @@ class BackgroundShift(simbench.Perturbation):
         meta = ctx.data.meta if ctx.data is not None else {}
         if meta.get("generator") != "feature_contamination":
             raise ValueError("background_shift needs feature_contamination data")
-        gen = torch.Generator().manual_seed(_contamination_impl._seed(ctx.seed, 13))
+        gen = torch_generator(ctx.seed, "background_shift")
         x = _contamination_impl.shift_background(clean.x, meta, self.low, self.high, gen)
         return [
             simbench.ProbeSet(

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import zlib
 from typing import Any
 
 import torch
 
 import simbench
 from simbench.errors import UserError
+from simbench.seeding import derive_seed
 
 INSTALL_HINT = (
     "the 'attacks' perturbation needs torchattacks; install it without its dependencies "
@@ -53,10 +53,6 @@ def _model_device(model: Any, fallback: torch.device) -> torch.device:
         return fallback
 
 
-def _seed_for(seed: int, attack: str, model_id: str) -> int:
-    return (int(seed) * 1_000_003 + zlib.crc32(f"{attack}/{model_id}".encode())) % (2**63 - 1)
-
-
 def craft(
     pert: Any, model: Any, x: torch.Tensor, y: torch.Tensor, attack: str, seed: int = 0, model_id: str = ""
 ) -> torch.Tensor:
@@ -92,7 +88,7 @@ def craft(
     # Attacks need gradients: leave any surrounding no_grad / inference_mode.
     # torchattacks draws random starts from the global generator: fork it.
     with torch.inference_mode(False), torch.enable_grad(), torch.random.fork_rng(devices=devices):
-        torch.manual_seed(_seed_for(seed, attack, model_id))
+        torch.manual_seed(derive_seed(seed, attack, model_id))
         for start in range(0, x.shape[0], int(pert.batch_size)):
             xb = x[start : start + pert.batch_size].detach().clone().to(device, torch.float32)
             yb = y[start : start + pert.batch_size].detach().clone().to(device)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -14,6 +13,7 @@ import torch.nn.functional as F
 
 import simbench
 from simbench.errors import UserError
+from simbench.seeding import derive_seed, torch_generator
 
 from ._cka import cka_map, mean_off_diagonal
 
@@ -86,8 +86,7 @@ def manipulate(
         acc_before = _accuracy(teacher, xte, yte)
     target = target_map(pert, map_before)
 
-    gen = torch.Generator(device="cpu")
-    gen.manual_seed((int(seed) * 1_000_003 + zlib.crc32(b"cka_map_manipulation")) % (2**63 - 1))
+    gen = torch_generator(seed, "cka_map_manipulation")
     n = xtr.shape[0]
     bs = min(pert.batch_size, n)
     steps_per_epoch = max(1, n // bs)  # drop the ragged last batch: CKA on a handful of points is noise
@@ -172,7 +171,7 @@ def perturb_models(
     out = []
     for model_id in chosen:
         original = by_id[model_id]
-        seed = int(ctx.seed) * 1_000_003 + zlib.crc32(model_id.encode())  # independent of which models are chosen
+        seed = derive_seed(ctx.seed, model_id)  # independent of which models are chosen
         module, report = manipulate(pert, models[model_id], data, seed=seed, device=ctx.device)
         factors = {
             **original.factors,

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import zlib
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-
-def _generator(seed: int, stream: str) -> torch.Generator:
-    g = torch.Generator(device="cpu")
-    g.manual_seed((int(seed) * 1_000_003 + zlib.crc32(stream.encode())) % (2**63 - 1))
-    return g
+from simbench.seeding import torch_generator
 
 
 def rms_radius(x: torch.Tensor) -> torch.Tensor:
@@ -104,14 +99,14 @@ def transform_with_details(pert: Any, x: torch.Tensor, y: torch.Tensor, seed: in
             v = separating_direction(w, label)
             info.update(classifier=(w, b))
         else:
-            v = torch.randn(d, generator=_generator(seed, "translation"), dtype=torch.float64).to(x.device)
+            v = torch.randn(d, generator=torch_generator(seed, "translation"), dtype=torch.float64).to(x.device)
             v = v / v.norm()
         shift = pert.distance * rms_radius(xd) * v
         moved = labels == label
         out = xd + moved.unsqueeze(1).to(xd.dtype) * shift
         info.update(direction=v, label=label, moved=moved, shift=shift)
     elif pert.kind == "invertible_linear":
-        g = _generator(seed, "matrix")
+        g = torch_generator(seed, "matrix")
         for _ in range(100):
             m = pert.mu + pert.sigma * torch.randn(d, d, generator=g, dtype=torch.float64)
             # "invertible" in floating point: the smallest singular value is not negligible
@@ -124,7 +119,7 @@ def transform_with_details(pert: Any, x: torch.Tensor, y: torch.Tensor, seed: in
         out = xd @ m
         info.update(matrix=m)
     elif pert.kind == "outlier":
-        g = _generator(seed, "outlier")
+        g = torch_generator(seed, "outlier")
         i = int(torch.randint(n, (1,), generator=g))
         v = torch.randn(d, generator=g, dtype=torch.float64)
         shift = pert.distance * rms_radius(xd) * (v / v.norm()).to(x.device)

@@ -10,9 +10,9 @@ same noise whatever the batch size, the chunking or the device.
 
 from __future__ import annotations
 
-import zlib
-
 import torch
+
+from simbench.seeding import derive_seed
 
 _M32 = 0xFFFFFFFF
 _MULT = 0x45D9F3B  # a well-mixing odd multiplier < 2**27 (Thomas Mueller's integer hash)
@@ -25,14 +25,9 @@ def mix32(x: torch.Tensor) -> torch.Tensor:
     return (x >> 16) ^ x
 
 
-def _mix_int(value: int) -> int:
-    return int(mix32(torch.tensor([value & _M32], dtype=torch.int64))[0])
-
-
 def image_keys(seed: int, stream: str, index: torch.Tensor) -> torch.Tensor:
     """One uint32 key per image from the run seed, a stream name and each image's index."""
-    base = _mix_int(_mix_int(seed) ^ zlib.crc32(stream.encode()))
-    base = _mix_int(base ^ ((seed >> 32) & _M32))  # seeds wider than 32 bits still matter
+    base = derive_seed(seed, stream, bits=32)  # the stream's key; the counter hash below is per image
     return mix32((index.to(torch.int64) & _M32) ^ base)
 
 

@@ -16,7 +16,9 @@ from simbench.errors import UserError
 from ._mlp_impl import finish, member
 from ._models import BaseCNN, ConvTrunk, FinetunedCNN, accuracy
 from ._train import train_ensemble
-from .common import derive_seed, resolve_widths
+from simbench.seeding import derive_seed, torch_generator
+
+from .common import resolve_widths
 
 if TYPE_CHECKING:  # pragma: no cover
     from .finetuned_cnn import FinetunedCnnZoo
@@ -55,12 +57,11 @@ def base_data(zoo: FinetunedCnnZoo, data: simbench.DataSplits, ctx: simbench.Run
 def train_base(zoo: FinetunedCnnZoo, data: simbench.DataSplits, ctx: simbench.RunContext) -> tuple[BaseCNN, dict[str, Any]]:
     """Train the base CNN, keeping the epoch with the best validation accuracy."""
     device = torch.device(ctx.device)
-    gen = torch.Generator().manual_seed(derive_seed("cnn-base-init", ctx.seed, zoo.base_seed))
     with torch.random.fork_rng(devices=[]):  # nn.Module initialisers use the global generator
-        torch.manual_seed(int(torch.randint(2**62, (1,), generator=gen)))
+        torch.manual_seed(derive_seed(ctx.seed, "cnn-base", "init", zoo.base_seed))
         model = BaseCNN(data.input_shape, data.num_classes).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=zoo.base_lr)
-    order = torch.Generator().manual_seed(derive_seed("cnn-base-order", ctx.seed, zoo.base_seed))
+    order = torch_generator(ctx.seed, "cnn-base", "order", zoo.base_seed)
     x, y = data.train.x.to(device), data.train.y.to(device)
     has_val = len(data.val) > 0
     best = (-1.0, 0, copy.deepcopy(model.state_dict()))

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import simbench
+from simbench.seeding import torch_generator
 
 #: columns of a model's ``history`` buffer, one row per recorded training step
 HISTORY_COLUMNS: tuple[str, ...] = (
@@ -153,7 +154,7 @@ def build(zoo: Any, data: simbench.DataSplits, ctx: simbench.RunContext) -> dict
     y_train = (2 * data.train.y.float() - 1).to(device)
     x_val = data.val.x.flatten(1).float().to(device)
     y_val = (2 * data.val.y.float() - 1).to(device)
-    gen_ood = torch.Generator().manual_seed(_contamination_impl._seed(ctx.seed, 17))
+    gen_ood = torch_generator(ctx.seed, "contamination", "ood-background")
     lo, hi = data.meta.get("ood_background", [-1.0, 0.0])
     x_ood = _contamination_impl.shift_background(data.val.x.flatten(1).float().cpu(), data.meta, lo, hi, gen_ood)
     x_ood = x_ood.to(device)
@@ -166,7 +167,7 @@ def build(zoo: Any, data: simbench.DataSplits, ctx: simbench.RunContext) -> dict
         act = ACTIVATIONS[activation]
         # the same seed gives the same initial weights and batch order for every activation,
         # so the activations are compared on equal terms
-        gens = [torch.Generator().manual_seed(10_007 * int(s) + 1) for s in seeds]
+        gens = [torch_generator(ctx.seed, "contamination", "init-and-batches", s) for s in seeds]
         w0 = torch.stack([torch.randn(zoo.width, d_in, generator=g) * zoo.init_scale for g in gens])
         a0 = torch.stack([(2 * torch.randint(2, (zoo.width,), generator=g) - 1).float() / zoo.width for g in gens])
         w = w0.to(device).requires_grad_(True)

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 import simbench
+from simbench.seeding import derive_seed
 
 from ._supervised import train_best_epoch
 
@@ -120,7 +121,7 @@ def _mse(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: Any, batch:
 
 
 def train_one(
-    model: CosmoCNNModule, zoo: Any, data: simbench.DataSplits, seed: int, device: Any, advance: Any
+    model: CosmoCNNModule, zoo: Any, data: simbench.DataSplits, batch_seed: int, device: Any, advance: Any
 ) -> CosmoCNNModule:
     """Mean squared error on the normalised parameters; the best validation epoch is kept."""
     x_train, y_train = data.train.x, data.train.y.reshape(len(data.train), -1)
@@ -131,7 +132,7 @@ def train_one(
         model, zoo, x_train, y_train,
         loss=lambda m, xb, yb: ((m(xb) - yb) ** 2).mean(),
         val_loss=lambda m: _mse(m, data.val.x, y_val, device),
-        seed=int(seed) + 7919, device=device, advance=advance,
+        seed=batch_seed, device=device, advance=advance,
     )
 
 
@@ -141,7 +142,7 @@ def build(zoo: Any, data: simbench.DataSplits, ctx: simbench.RunContext) -> dict
     models: dict[str, Any] = {}
     for spec in specs:
         seed = int(spec.factors["seed"])
-        torch.manual_seed(seed)  # initial weights
+        torch.manual_seed(derive_seed(ctx.seed, "cosmo", "init", seed))  # initial weights
         model = instantiate(zoo, spec, data).to(ctx.device)
-        models[spec.id] = train_one(model, zoo, data, seed, ctx.device, advance)
+        models[spec.id] = train_one(model, zoo, data, derive_seed(ctx.seed, "cosmo", "batches", seed), ctx.device, advance)
     return models

@@ -6,11 +6,11 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 import simbench
+from simbench.seeding import derive_seed
 
 from ._supervised import train_best_epoch
 from ._galaxy_names import CLEAN, mix_label
@@ -160,14 +160,14 @@ def _val_loss(model: GalaxyCNNModule, x: torch.Tensor, y: torch.Tensor, device: 
 
 
 def train_one(model: GalaxyCNNModule, zoo: Any, train: tuple[torch.Tensor, torch.Tensor],
-              val: tuple[torch.Tensor, torch.Tensor], seed: int, device: Any, advance: Any) -> GalaxyCNNModule:
+              val: tuple[torch.Tensor, torch.Tensor], batch_seed: int, device: Any, advance: Any) -> GalaxyCNNModule:
     """The model's own loss on the vote fractions; the best validation epoch is kept."""
     x_train, y_train = train
     return train_best_epoch(
         model, zoo, x_train, y_train,
         loss=lambda m, xb, yb: m.loss(m.logits(xb), yb),
         val_loss=lambda m: _val_loss(m, val[0], val[1], device),
-        seed=int(seed) + 104729, device=device, advance=advance, step_on_skipped_batch=True,
+        seed=batch_seed, device=device, advance=advance, step_on_skipped_batch=True,
     )
 
 
@@ -194,11 +194,12 @@ def build(zoo: Any, data: simbench.DataSplits, ctx: simbench.RunContext) -> dict
         label = str(spec.factors["train_surveys"])
         if label not in surveyed:
             # the survey realisation is the data set of a mix: the same for every seed of that mix
-            noise_seed = int(np.random.SeedSequence([int(ctx.seed) & 0xFFFFFFFF, 3]).generate_state(1)[0])
+            noise_seed = derive_seed(ctx.seed, "galaxy", "survey-noise")
             surveyed = {label: training_data(zoo, data, by_label[label], noise_seed)}
         seed = int(spec.factors["seed"])
-        torch.manual_seed(seed)  # initial weights
+        torch.manual_seed(derive_seed(ctx.seed, "galaxy", "init", seed))  # initial weights
         model = instantiate(zoo, spec, data).to(ctx.device)
         train, val = surveyed[label]
-        models[spec.id] = train_one(model, zoo, train, val, seed, ctx.device, advance)
+        batch_seed = derive_seed(ctx.seed, "galaxy", "batches", seed)
+        models[spec.id] = train_one(model, zoo, train, val, batch_seed, ctx.device, advance)
     return models

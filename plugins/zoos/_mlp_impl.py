@@ -12,7 +12,9 @@ import simbench
 
 from ._models import MLP, accuracy
 from ._train import Member, init_mlp, train_ensemble
-from .common import derive_seed, resolve_widths
+from simbench.seeding import derive_seed, torch_generator
+
+from .common import resolve_widths
 
 if TYPE_CHECKING:  # pragma: no cover
     from .calibration import CalibrationZoo
@@ -36,11 +38,11 @@ def member(widths: tuple[int, ...], seed: int, strategy: str, run_seed: int) -> 
     data order on (run seed, seed) only, so models that differ in strategy (or
     in architecture) differ in nothing else.
     """
-    gen = torch.Generator().manual_seed(derive_seed("mlp-init", run_seed, widths, seed))
+    gen = torch_generator(run_seed, "mlp", "init", widths, seed)
     return Member(
         init=init_mlp(widths, gen),
-        data_seed=derive_seed("data-order", run_seed, seed),
-        attack_seed=derive_seed("attack-noise", run_seed, widths, strategy, seed),
+        data_seed=derive_seed(run_seed, "mlp", "data-order", seed),
+        attack_seed=derive_seed(run_seed, "mlp", "attack-noise", widths, strategy, seed),
     )
 
 

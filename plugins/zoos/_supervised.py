@@ -4,10 +4,10 @@ AdamW with a one-cycle learning rate, shuffled mini-batches from a seeded
 generator, optional random square symmetries (the maps and galaxy images
 have no preferred orientation), and the weights of the epoch with the lowest
 validation loss.  The two zoos had grown their own copies of this loop; they
-differed only in the loss, the validation loss, the generator's seed offset
-and whether a skipped one-example batch advances the schedule, which are
-the parameters here (each zoo passes what its published models were trained
-with, so they reproduce).
+differed only in the loss, the validation loss and whether a skipped
+one-example batch advances the schedule, which are the parameters here.
+The batch order's seed comes from the caller (derived with
+:func:`simbench.seeding.derive_seed`).
 """
 
 from __future__ import annotations

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 from typing import Annotated, Any, Literal
 
@@ -74,9 +73,3 @@ def resolve_widths(arch: str, n_in: int, n_out: int) -> tuple[int, ...]:
     if a_out is not None and a_out != n_out:
         raise UserError(f"architecture {arch!r} has {a_out} outputs but the data has {n_out} classes")
     return (n_in, *hidden, n_out)
-
-
-def derive_seed(*parts: Any) -> int:
-    """A 63-bit seed from any JSON-ish parts; stable across runs and platforms (unlike ``hash``)."""
-    digest = hashlib.sha256(repr(parts).encode()).digest()
-    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)

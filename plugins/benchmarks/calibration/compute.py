@@ -9,7 +9,6 @@ them as cells, and ``evaluate`` reads them with ``view.matrix`` and
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,6 +16,7 @@ import numpy as np
 
 import simbench
 from simbench.errors import MeasurementFailed, UserError
+from simbench.seeding import numpy_rng
 from simbench.types import WEIGHTS_PROBE_SET
 
 from .._scale import calibrated, scale_of
@@ -24,11 +24,6 @@ from .common import INFO, LETTER_DEPTHS, SEPARATION, TIMING, WEIGHTS
 
 #: records leave ``benchmark`` empty: the runner fills in this benchmark entry's suite label
 BENCH = ""
-
-
-def rng_for(seed: int, *tags: str) -> np.random.Generator:
-    """A generator from the suite seed and string tags (stable across runs and Python versions)."""
-    return np.random.default_rng([int(seed) & 0xFFFFFFFF, *(zlib.crc32(t.encode()) for t in tags)])
 
 
 # --------------------------------------------------------------------------
@@ -192,7 +187,7 @@ def _subsets(bench: Any, view: Any, n_probes: int) -> list[tuple[int, list[np.nd
     The same subsets every call (one generator from the suite seed), so ``requests`` and ``evaluate`` agree.
     """
     counts = sorted({min(k, n_probes) if k else n_probes for k in bench.probe_counts})
-    rng = rng_for(view.seed, "calibration", "probe_subsets")
+    rng = numpy_rng(view.seed, "calibration", "probe_subsets")
     out = []
     for k in counts:
         if k >= n_probes:
@@ -311,7 +306,7 @@ def _distributions(bench: Any, view: Any, label: str, metric: Any, where: str, o
         n = len(v)
         stats = distribution(v, within_pairs(raw, members), expected)
         if bench.n_bootstrap and np.isfinite(v).all():
-            reps = bootstrap_mean(scaled, members, bench.n_bootstrap, rng_for(view.seed, "calibration", label, where,
+            reps = bootstrap_mean(scaled, members, bench.n_bootstrap, numpy_rng(view.seed, "calibration", label, where,
                                                                               group))
             stats["mean_ci_low"], stats["mean_ci_high"] = (float(q) for q in np.quantile(reps, [0.025, 0.975]))
         out += [_record(k, val, metric=label, probe_set=where, group=group, n=n) for k, val in stats.items()]

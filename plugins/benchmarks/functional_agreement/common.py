@@ -6,7 +6,6 @@ class), ``stats`` and ``report`` can all import from it without circles.
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -88,13 +87,6 @@ def group_blocks(factors: Sequence[dict[str, Any]], name: str) -> Any:
         return None
     keys = sorted({k for f in factors for k in f} - {name})
     return np.array([repr([f.get(k) for k in keys]) for f in factors])
-
-
-def seeded_rng(seed: int, *tags: str) -> Any:
-    """A generator from the suite seed and string tags (stable across Python versions)."""
-    import numpy as np
-
-    return np.random.default_rng([int(seed) & 0xFFFFFFFF, *(zlib.crc32(t.encode()) for t in tags)])
 
 
 def group_label(group: str) -> str:

@@ -13,10 +13,12 @@ from typing import Any
 
 import numpy as np
 
+from simbench.seeding import numpy_rng
 from simbench.types import Record
 
 from . import stats
-from .common import ALL_PROBES, group_blocks, pair_groups, resolve_groups, seeded_rng
+
+from .common import ALL_PROBES, group_blocks, pair_groups, resolve_groups
 
 #: fewest blocks for a single-factor group to resample blocks rather than models
 _MIN_BLOCKS = 4
@@ -99,7 +101,7 @@ class Analysis:
 
         boot = jack = null = None
         if bench.n_bootstrap:
-            counts = stats.bootstrap_counts(n_units, bench.n_bootstrap, seeded_rng(self.seed, "bootstrap", group))
+            counts = stats.bootstrap_counts(n_units, bench.n_bootstrap, numpy_rng(self.seed, "bootstrap", group))
             boot = stats.bootstrap_replicates(xv, yv, counts, iu, ju, cluster_of_pair)
             boot[:, failed] = np.nan
             jack = stats.weighted_correlations(xv, yv, stats.jackknife_weights(iu, ju, cluster_of_pair, n_units))
@@ -107,7 +109,7 @@ class Analysis:
         if self.detail and bench.n_permutations:
             # blocks keep a single-factor group mapped onto itself under relabelling
             _, null = stats.mantel_null(x0, y, mask, blocks, bench.n_permutations,
-                                                    seeded_rng(self.seed, "mantel", group))
+                                                    numpy_rng(self.seed, "mantel", group))
             null[:, failed] = np.nan
 
         if self.detail:

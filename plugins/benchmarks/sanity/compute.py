@@ -5,7 +5,6 @@ and plots are in ``report``.  It reads the store view only: the runner transform
 from __future__ import annotations
 
 import math
-import zlib
 from typing import Any
 
 import numpy as np
@@ -13,6 +12,7 @@ import torch
 
 import simbench
 from simbench.errors import UserError
+from simbench.seeding import derive_seed
 from simbench.testing import ACTIVATION_INVARIANCES, WEIGHT_INVARIANCES
 from simbench.types import INVARIANCES, WEIGHTS_PROBE_SET
 
@@ -20,10 +20,6 @@ from .._scale import calibrated
 from .common import INFO, INVARIANCE_GROUP
 
 BENCH = ""
-
-
-def _seed(seed: int, *tags: str) -> int:
-    return (int(seed) * 1_000_003 + sum(zlib.crc32(t.encode()) * (k + 1) for k, t in enumerate(tags))) % (2**31 - 1)
 
 
 def settings(bench: Any) -> list[tuple[str, float, dict[str, Any], int]]:
@@ -93,7 +89,7 @@ def sweep_sources(bench: Any, model_id: str, run_seed: int) -> list[tuple[str, f
     out = []
     for kind, strength, params, draws in settings(bench):
         for r in range(draws):
-            seed = _seed(run_seed, "sanity", model_id, kind, str(r))
+            seed = derive_seed(run_seed, "sanity", model_id, kind, r)
             out.append((kind, strength, simbench.Source(model_id, bench.probe_set, transform=TRANSFORM,
                                                         transform_params=tuple(sorted(params.items())),
                                                         transform_seed=seed, dtype=F64)))
@@ -180,7 +176,7 @@ def invariance_requests(bench: Any, view: Any, run_seed: int) -> list[simbench.M
         sources = [source(a_id), source(b_id)]
         for name in applicable:
             for d in range(bench.invariance_draws):
-                seed = _seed(run_seed, "invariance", label, name, str(d))
+                seed = derive_seed(run_seed, "invariance", label, name, d)
                 params = (("invariance", name), ("kind", "invariance"))
                 sources += [source(a_id, transform=TRANSFORM, transform_params=params, transform_seed=seed),
                             source(b_id, transform=TRANSFORM, transform_params=(*params, ("skip_widths", widths[weight])),
