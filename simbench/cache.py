@@ -37,6 +37,19 @@ MIN_FREE_BYTES = 64 * 2**20
 CORE_CACHE_VERSION = "1"
 
 
+def _seeding_source_hash() -> str:
+    """sha256 of :mod:`simbench.seeding`'s source.
+
+    Plugin code hashes stop at the core (it is versioned as a whole), but every
+    random stream of every plugin comes from the seed helper, so a change to
+    its derivation must invalidate every cached product, not only the core's.
+    """
+    return hashlib.sha256((Path(__file__).parent / "seeding.py").read_bytes()).hexdigest()
+
+
+SEEDING_HASH = _seeding_source_hash()
+
+
 def content_hash(description: Any) -> str:
     """sha256 of a canonical JSON rendering (sorted keys, tuples as lists)."""
     blob = json.dumps(description, sort_keys=True, default=_json_default, separators=(",", ":"))
@@ -229,7 +242,7 @@ class TensorCache:
         return removed
 
     def key(self, kind: str, description: Mapping[str, Any]) -> str:
-        return f"{kind}/{content_hash({'core': CORE_CACHE_VERSION, **description})}"
+        return f"{kind}/{content_hash({'core': CORE_CACHE_VERSION, 'seeding': SEEDING_HASH, **description})}"
 
     def _paths(self, key: str) -> tuple[Path, Path]:
         base = self.root / key
