@@ -43,6 +43,7 @@ from .types import (
     Split,
     StoreView,
     Table,
+    Task,
     Zoo,
 )
 
@@ -69,6 +70,7 @@ __all__ = [
     "Split",
     "StoreView",
     "Table",
+    "Task",
     "Zoo",
     "__version__",
     "hookimpl",

@@ -40,5 +40,10 @@ def register_datasets(register):  # type: ignore[no-untyped-def]
 
 
 @hookspec
+def register_tasks(register):  # type: ignore[no-untyped-def]
+    """Register tasks (subclasses of ``simbench.Task``): how models' outputs agree and how each model scores."""
+
+
+@hookspec
 def register_executors(register):  # type: ignore[no-untyped-def]
     """Register executors that run a suite's plan (subclasses of ``simbench.executors.Executor``)."""

@@ -20,7 +20,7 @@ from . import params as params_mod
 from .errors import PluginError
 from .plan import Executor
 from .plugins import BLOCK_ENV, PluginInfo, get_plugin_manager
-from .types import INVARIANCES, PLUGIN_KINDS, Benchmark, Dataset, Metric, Perturbation, Zoo
+from .types import INVARIANCES, PLUGIN_KINDS, Benchmark, Dataset, Metric, Perturbation, Task, Zoo
 
 BASES: dict[str, type] = {
     "metric": Metric,
@@ -28,6 +28,7 @@ BASES: dict[str, type] = {
     "perturbation": Perturbation,
     "benchmark": Benchmark,
     "dataset": Dataset,
+    "task": Task,
     "executor": Executor,
 }
 HOOKS: dict[str, str] = {
@@ -36,10 +37,11 @@ HOOKS: dict[str, str] = {
     "perturbation": "register_perturbations",
     "benchmark": "register_benchmarks",
     "dataset": "register_datasets",
+    "task": "register_tasks",
     "executor": "register_executors",
 }
 PLURAL = {"metric": "metrics", "zoo": "zoos", "perturbation": "perturbations", "benchmark": "benchmarks", "dataset": "datasets",
-          "executor": "executors"}
+          "task": "tasks", "executor": "executors"}
 #: the science kinds plus executors (how a plan runs; see simbench/executors.py)
 KINDS: tuple[str, ...] = (*PLUGIN_KINDS, "executor")
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -78,6 +80,10 @@ def _check_class(kind: str, cls: Any, plugin: str) -> None:
             raise PluginError(f"{what}: kind must be 'activation' or 'weight', got {cls.kind!r}")
     if kind == "perturbation" and cls.target not in ("input", "model", "representation"):
         raise PluginError(f"{what}: target must be 'input', 'model' or 'representation', got {cls.target!r}")
+    if kind == "task":
+        score = getattr(cls, "score_name", "")
+        if not isinstance(score, str) or not NAME_RE.match(score):
+            raise PluginError(f"{what}: expected a `score_name` class attribute in snake_case, got {score!r}")
     if kind == "benchmark" and "run" not in inspect.signature(cls.plots).parameters:
         # the leaderboard always passes the run view; one signature for every benchmark, no shim
         raise PluginError(f"{what}: plots must accept the run view: def plots(cls, records, out_dir, run=None)")

@@ -957,6 +957,8 @@ class Runner:
         self.reused = 0
         self.failures: list[dict[str, str]] = []  # stage failures (perturbations, probe sets), for the manifest
         self.data_fingerprint = ""
+        #: the configured task plugin the data names (``DataSplits.task``), set when the data is loaded
+        self.task: Any = None
         self._reps: dict[tuple[str, str], tuple[list[Any], list[Any]]] = {}
         self._ui: ProgressUI | None = None
         self._model_state: dict[str, dict[str, Any]] = {}
@@ -1117,6 +1119,7 @@ class Runner:
             raise StageFailed(f"{exc}; nothing can run without data") from None
         if not isinstance(data, DataSplits):
             raise UserError(f"dataset {use.name!r} returned {type(data).__name__}; expected simbench.DataSplits")
+        self.task = resolve_task(self.registry, data, use.name)  # an unknown task stops the run before training
         return data
 
     def data_key(self) -> dict[str, Any]:
@@ -1446,18 +1449,20 @@ class Runner:
             return
         data = self.state.data
         assert data is not None
+        task = self.task if self.task is not None else resolve_task(self.registry, data, self.suite.data.name)
         outputs = torch.stack(self.representations(probe_set, None)[1])  # [M, n, C]
         y = self.state.probe_sets[probe_set].y
-        agreement, accuracy = functional_agreement(outputs, y, data.task)
+        agreement, accuracy = task_agreement(task, outputs, y, len(ids))
         rows = []
         for i in range(len(ids)):
             rows.append(record_row(self.suite.name, "accuracy", Record(
-                "", "accuracy" if data.task == "classification" else "r2", float(accuracy[i]),
+                "", task.score_name, float(accuracy[i]),
                 probe_set=probe_set, model_a=ids[i], n=int(y.shape[0]))))
         # the matrix is one array file (the cell keeps a pointer and its sha256) and one row, not M^2 rows
         rows.append(matrix_row(self.suite.name, "agreement", "", probe_set, len(ids)))
         pointer = self.run_dir.write_matrix("agreement", "", probe_set, agreement)
-        self.run_dir.write_cell(cell_id, rows, {**pointer, "accuracy": accuracy.tolist(), "n_models": len(ids)})
+        self.run_dir.write_cell(cell_id, rows, {**pointer, "accuracy": accuracy.tolist(), "n_models": len(ids),
+                                                "task": task.name})
         self.computed += 1
         self.state.agreements[probe_set] = agreement
         self.state.accuracies[probe_set] = accuracy
@@ -2452,35 +2457,45 @@ def _flatten_state(models: Mapping[str, Any], ids: Sequence[str]) -> dict[str, A
     return tensors
 
 
-def functional_agreement(outputs: Any, targets: Any, task: str) -> tuple[Any, Any]:
-    """``M x M`` functional similarity and per-model task score.
+def resolve_task(registry: Registry, data: DataSplits, dataset: str) -> Any:
+    """The registered task plugin ``data.task`` names, configured with its defaults.
 
-    Classification: the fraction of probes on which two models' argmax
-    predictions agree (one batched one-hot product), and accuracy.
-    Regression: ``1 - mean squared difference of predictions / variance of
-    the targets`` (1 = identical predictions), and R².
+    A name no plugin registers is a one-line :class:`UserError` naming the
+    dataset and listing the registered tasks.
+    """
+    from .registry import unknown_name_message
+
+    name, known = data.task, registry.names("task")
+    if not isinstance(name, str) or name not in known:
+        raise UserError(f"dataset {dataset!r} returned data for an {unknown_name_message('task', name, known)}; "
+                        "a plugin registers tasks with a register_tasks hook")
+    obj, key, message = registry.configure("task", name, {})
+    if obj is None:
+        raise UserError(f"task {name!r} (named by dataset {dataset!r}) cannot be configured with its defaults: "
+                        f"parameter {key!r}: {message}")
+    return obj
+
+
+def task_agreement(task: Any, outputs: Any, targets: Any, m: int) -> tuple[Any, Any]:
+    """``task.agreement(outputs, targets)`` behind the plugin boundary, checked: ``(M x M, [M])`` float64 tensors.
+
+    Everything after it reads the agreement, so a task that raises or returns
+    something else stops the run with one line naming the task.
     """
     import torch
 
-    outputs = outputs.to(torch.float64)
-    m, n = outputs.shape[0], outputs.shape[1]
-    if task == "classification":
-        preds = outputs.argmax(-1)  # [M, n]
-        onehot = torch.nn.functional.one_hot(preds, outputs.shape[-1]).to(torch.float64)  # [M, n, C]
-        flat = onehot.reshape(m, -1)
-        agreement = flat @ flat.T / n
-        accuracy = (preds == targets.to(preds.device)).to(torch.float64).mean(1)
-        return agreement, accuracy
-    y = targets.to(torch.float64).reshape(n, -1)
-    out = outputs.reshape(m, n, -1)
-    var = y.var(0, unbiased=False).clamp_min(1e-12)  # per target
-    sq = out.pow(2).sum(1)  # [M, T]
-    cross = torch.einsum("ant,bnt->abt", out, out)
-    msd = (sq[:, None, :] + sq[None, :, :] - 2 * cross) / n  # mean squared difference per target
-    agreement = 1.0 - (msd / var).mean(-1)
-    resid = ((out - y[None]) ** 2).mean(1)
-    r2 = (1.0 - resid / var).mean(-1)
-    return agreement, r2
+    try:
+        result = plugin_call(f"task {task.name!r}", task.agreement, outputs, targets.clone())
+    except PluginCallFailed as exc:
+        raise StageFailed(f"{exc}; nothing can be compared without the models' agreement") from None
+    pair = tuple(result) if isinstance(result, (tuple, list)) else (result,)
+    if not (len(pair) == 2 and all(isinstance(t, torch.Tensor) for t in pair)
+            and tuple(pair[0].shape) == (m, m) and tuple(pair[1].shape) == (m,)):
+        got = ", ".join(str(tuple(t.shape)) if isinstance(t, torch.Tensor) else type(t).__name__ for t in pair)
+        raise StageFailed(f"task {task.name!r}: agreement returned ({got}); expected a pair of tensors "
+                          f"({m}, {m}) and ({m},)")
+    agreement, scores = pair
+    return agreement.to(torch.float64), scores.to(torch.float64)
 
 
 def _file_size(path: str) -> int | None:

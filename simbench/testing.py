@@ -634,8 +634,10 @@ class FakeStore:
     ``clean`` and ``noise/0.5``, the suite metrics ``linear_cka``,
     ``procrustes`` and ``wcka`` (a weight metric); similarity matrices are
     computed by those plugins, agreement and accuracy from the models'
-    outputs.  Pass ``models``/``specs``/``probe_sets``/``data`` to serve your
-    own, ``metrics`` (label -> configured metric) for other suite metrics,
+    outputs by the data's task plugin (``DataSplits.task``, resolved in the
+    registry as the runner resolves it).  Pass ``models``/``specs``/
+    ``probe_sets``/``data`` to serve your own, ``metrics`` (label ->
+    configured metric) for other suite metrics,
     ``metric_classes`` for metrics that are not registered (test doubles).
 
     :func:`run_benchmark` drives a benchmark through it as the runner does:
@@ -654,8 +656,8 @@ class FakeStore:
         self._registry = registry
         self._metric_classes = {c.name: c for c in metric_classes}
         g = _generator(seed)
-        if task not in ("classification", "regression"):
-            raise ValueError(f"task must be 'classification' or 'regression', not {task!r}")
+        if data is None and task not in ("classification", "regression"):  # what the synthetic data can be
+            raise ValueError(f"task must be 'classification' or 'regression', not {task!r} (pass data= for another)")
         if data is None:
             x = torch.randn(96, 12, generator=g)
             w = torch.randn(12, 3, generator=g)
@@ -765,13 +767,19 @@ class FakeStore:
     def _compute_suite_matrices(self) -> None:
         import torch
 
-        from .runner import functional_agreement
+        from .runner import resolve_task, task_agreement
         from .types import WEIGHTS_PROBE_SET
 
         ids = [s.id for s in self.specs]
+        if self._registry is None:
+            from .registry import build_registry
+
+            self._registry = build_registry()
+        #: the data's task plugin (``DataSplits.task``), resolved as the runner resolves it
+        self.task = resolve_task(self._registry, self.data, "fake")
         for name in self.probe_sets:
             outputs = torch.stack(self.outputs(name))
-            self._agreements[name] = functional_agreement(outputs, self._probes[name].y, self.data.task)
+            self._agreements[name] = task_agreement(self.task, outputs, self._probes[name].y, len(ids))
         for label, metric in self.metrics.items():
             wheres = [WEIGHTS_PROBE_SET] if metric.kind == "weight" else self.probe_sets
             for where in wheres:

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_chec
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-PluginKind = Literal["metric", "zoo", "perturbation", "benchmark", "dataset"]
-PLUGIN_KINDS: tuple[str, ...] = ("metric", "zoo", "perturbation", "benchmark", "dataset")
+PluginKind = Literal["metric", "zoo", "perturbation", "benchmark", "dataset", "task"]
+PLUGIN_KINDS: tuple[str, ...] = ("metric", "zoo", "perturbation", "benchmark", "dataset", "task")
 
 #: Invariances a metric may declare.  The conformance kit
 #: (:mod:`simbench.testing`) knows how to check each of them.
@@ -174,7 +174,9 @@ class DataSplits:
     train: Split
     val: Split
     test: Split
-    task: Literal["classification", "regression"] = "classification"
+    #: the name of a registered :class:`Task` (built-ins: ``"classification"``, ``"regression"``): how the
+    #: runner compares two models' outputs (agreement) and scores each model against the targets
+    task: str = "classification"
     num_classes: int = 0  # classification only; labels are 0..num_classes-1
     meta: Mapping[str, Any] = field(default_factory=dict)
 
@@ -189,6 +191,35 @@ class Dataset(Plugin):
 
     def load(self, ctx: RunContext) -> DataSplits:
         raise NotImplementedError(f"dataset {self.name!r} does not implement load")
+
+
+@dataclass(frozen=True)
+class Task(Plugin):
+    """What the models are trained to do: how two models' outputs agree, and how each model scores.
+
+    A dataset names its task in ``DataSplits.task``; the runner looks the
+    name up among the registered tasks (configured with its defaults) and
+    calls :meth:`agreement` once per probe set, on every model's outputs.
+    The agreement matrix is what benchmarks read as ``view.agreement``; the
+    per-model scores are recorded as rows of kind ``accuracy`` whose
+    statistic is ``score_name`` and read as ``view.accuracy``.
+
+    Not to be confused with :class:`simbench.plan.Task`, a unit of work an
+    executor runs.
+    """
+
+    #: the statistic the per-model score is recorded as (``"accuracy"``, ``"r2"``)
+    score_name: ClassVar[str] = "score"
+
+    def agreement(self, outputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(M x M agreement, per-model score [M])``, both float64.
+
+        ``outputs`` is ``[M, n, ...]`` (every model's outputs on the ``n``
+        probes, float32), ``targets`` the probe set's targets ``[n, ...]``.
+        ``agreement[i, j]`` is how alike models ``i`` and ``j`` behave
+        (higher = more alike), ``score[i]`` how well model ``i`` does.
+        """
+        raise NotImplementedError(f"task {self.name!r} does not implement agreement")
 
 
 # --------------------------------------------------------------------------
@@ -699,10 +730,13 @@ class StoreView(Protocol):
         """The one-line error of a failed similarity cell, or None."""
         ...
 
-    def agreement(self, probe_set: str) -> torch.Tensor: ...
+    def agreement(self, probe_set: str) -> torch.Tensor:
+        """``Tensor[M, M]``: how alike two models' outputs are on the probe set (the data's :class:`Task`)."""
+        ...
 
     def accuracy(self, probe_set: str) -> torch.Tensor:
-        """``Tensor[M]``: each model's accuracy (classification) or R^2 (regression) on the probe set."""
+        """``Tensor[M]``: each model's task score on the probe set: the data's :class:`Task`'s ``score_name``,
+        accuracy (classification) or R^2 (regression) for the built-ins."""
         ...
 
     def probe_set(self, name: str) -> ProbeSet: ...

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from simbench.results import RunDir
-from simbench.runner import Runner, functional_agreement
+from simbench.runner import Runner
 from simbench.suite import load_suite
 from tests.conftest import TOY_PLUGINS, TOY_SUITE
 
@@ -113,23 +113,6 @@ def test_a_changed_suite_refuses_an_old_run_dir(tmp_path, toy_registry):
 
     with pytest.raises(UserError, match="different suite"):
         run_toy(tmp_path, toy_registry, ["probes.n=30"])
-
-
-def test_agreement_matrix_matches_a_direct_count():
-    import torch
-
-    g = torch.Generator().manual_seed(0)
-    outputs = torch.randn(4, 50, 3, generator=g)
-    y = torch.randint(0, 3, (50,), generator=g)
-    agreement, accuracy = functional_agreement(outputs, y, "classification")
-    preds = outputs.argmax(-1)
-    for i in range(4):
-        assert accuracy[i] == pytest.approx((preds[i] == y).float().mean().item())
-        for j in range(4):
-            assert agreement[i, j] == pytest.approx((preds[i] == preds[j]).float().mean().item())
-    reg, r2 = functional_agreement(outputs[..., :2], torch.randn(50, 2, generator=g), "regression")
-    assert torch.allclose(torch.diag(reg), torch.ones(4, dtype=torch.float64))
-    assert (reg <= 1 + 1e-9).all()
 
 
 def test_model_perturbations_each_see_only_the_zoo(tmp_path, toy_registry):
