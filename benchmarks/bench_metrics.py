@@ -130,18 +130,18 @@ def floor_for(name: str, m: int, n: int, d: int) -> tuple[float, str]:
 
 def build_time(name: str, x: torch.Tensor, inputs: torch.Tensor) -> float:
     """Seconds to build one model's per-model object once (the part of the work no GEMM can replace)."""
-    from simbench_plugins.metrics import _impl
+    from simbench_plugins.metrics import cka, neighbours, rsa
 
     (x,), dtype = la.prepare_activations([x])
     n = x.shape[0]
     if name == "rsa":
-        return timed(lambda: _impl.rdm_ranks(x))[0]
+        return timed(lambda: rsa.rdm_ranks(x))[0]
     if name == "rbf_cka":
-        return timed(lambda: _impl.RBFKernel(x, 1.0).block(0, n, 0, dtype))[0]
+        return timed(lambda: cka.RBFKernel(x, 1.0).block(0, n, 0, dtype))[0]
     if name in ("mutual_knn", "jaccard_knn"):
-        return timed(lambda: _impl.Neighbours(x, 10).block(0, n, dtype))[0]
+        return timed(lambda: neighbours.Neighbours(x, 10).block(0, n, dtype))[0]
     if name == "dcka":
-        conf = _impl._Confounder(inputs, n, dtype, x.device)
+        conf = cka._Confounder(inputs, n, dtype, x.device)
         return timed(lambda: conf.features(x))[0]
     return 0.0
 

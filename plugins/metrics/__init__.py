@@ -1,7 +1,9 @@
 """Built-in similarity metrics.
 
-Every class here is light (no torch at import); the computation lives in
-``_impl`` and ``_linalg`` and is imported on first use.
+Each family's module declares its metric classes and, next to them, their
+computation: every class's ``__call__`` and ``pairwise`` call functions of
+its own module, which import torch (and the shared :mod:`._linalg`) on first
+use, so importing the classes stays light.
 """
 
 from __future__ import annotations

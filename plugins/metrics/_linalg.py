@@ -116,12 +116,6 @@ def prepare_inputs(inputs: Any, n: int, dtype: torch.dtype, device: torch.device
     return pow2_normalize(x0.to(device=device, dtype=dtype))
 
 
-def check_kwargs(name: str, kwargs: dict[str, Any], allowed: tuple[str, ...] = ("inputs",)) -> None:
-    unknown = set(kwargs) - set(allowed)
-    if unknown:
-        raise TypeError(f"metric {name!r} got unexpected keyword arguments {sorted(unknown)}")
-
-
 # --------------------------------------------------------------------------
 # Per-representation preparation
 # --------------------------------------------------------------------------
@@ -187,6 +181,16 @@ def orth_basis(xc: Tensor, variance_kept: float | None = None) -> Tensor:
         k = int(torch.searchsorted(cum, torch.tensor(variance_kept - 1e-12, dtype=cum.dtype, device=cum.device))) + 1
         r = min(r, k)
     return u[:, :r]
+
+
+def orth_bases(xs: Sequence[Tensor], variance_kept: float | None) -> list[Tensor]:
+    """:func:`orth_basis` of each centred representation (the CCA family and linear regression R^2)."""
+    return [orth_basis(center(x), variance_kept) for x in xs]
+
+
+def upper_mask(n: int, device: Any) -> Tensor:
+    """Boolean mask of the strict upper triangle (row-major order, as ``triu_indices``; 1 byte per entry)."""
+    return torch.ones(n, n, dtype=torch.bool, device=device).triu_(1)
 
 
 def row_standardize(x: Tensor) -> Tensor:
@@ -255,6 +259,14 @@ def safe_div(num: Tensor, den: Tensor) -> Tensor:
     """``num / den`` where ``den > 0``, else 0 (a defined answer for degenerate inputs, never NaN)."""
     ok = den > 0
     return torch.where(ok, num / torch.where(ok, den, torch.ones_like(den)), torch.zeros_like(num))
+
+
+def cka_value(hxy: Tensor, hxx: Tensor, hyy: Tensor) -> float:
+    """``hxy / sqrt(hxx hyy)`` clipped to [0, 1]; 0 when either self term is not positive (CKA and wCKA)."""
+    hxx_, hyy_ = max(float(hxx), 0.0), max(float(hyy), 0.0)
+    if hxx_ <= 0 or hyy_ <= 0:
+        return 0.0
+    return min(max(float(hxy) / math.sqrt(hxx_ * hyy_), 0.0), 1.0)
 
 
 def normalize_kernel_matrix(h: Tensor) -> Tensor:

@@ -1,10 +1,24 @@
-"""Representational similarity analysis and linear regression R^2."""
+"""Representational similarity analysis and linear regression R^2, with their computation.
+
+torch is imported inside the functions: importing this module stays light.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from ._base import ISOMETRY, BuiltinMetric
+from ._base import ISOMETRY, BuiltinMetric, as_matrix, check_kwargs, feature_bytes
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+    from torch import Tensor
+
+
+# --------------------------------------------------------------------------
+# RSA: correlation-distance RDMs compared by Spearman (Kriegeskorte et al. 2008)
+# --------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -27,6 +41,83 @@ class RSA(BuiltinMetric):
     value_range = (-1.0, 1.0)
     invariances = frozenset({"isotropic_scaling", "permutation"})
 
+    def __call__(self, a: Any, b: Any, **kwargs: Any) -> float:
+        check_kwargs(self.name, kwargs)
+        return float(pair_rsa(a, b))
+
+    def pairwise(self, reps: Sequence[Any], **kwargs: Any) -> torch.Tensor:
+        check_kwargs(self.name, kwargs)
+        return as_matrix(pairwise_rsa(list(reps), self.max_memory_mb))
+
+    def memory_bytes(self, n: int, d: int, m: int) -> int:
+        """Building one ranked RDM takes ~40 bytes per ``n^2`` (the float64 triangle, its sort values and
+        int64 order, average ranks); the M float32 rank vectors are held at once if they fit the cap, else
+        two groups' worth (rebuilt per group pair)."""
+        _, feats = feature_bytes(n, d, m)
+        pairs = n * (n - 1) // 2
+        held, room = m * pairs * 4, self.memory_limit_bytes() - 40 * n * n - feats
+        return feats + 40 * n * n + (held if held <= room else max(room, 2 * pairs * 4))
+
+
+#: distances closer than this are tied: equal in exact arithmetic, they differ by float64
+#: rounding (~1e-15) that depends on where the rows sit; far below any real difference
+RDM_TIE_TOL = 1e-11
+
+
+def rdm_ranks(x: Tensor, upper: Tensor | None = None) -> Tensor:
+    """Standardised average ranks (float64) of the RDM's upper triangle (1 - Pearson r between inputs).
+
+    The correlations are computed in float64 and never rounded to a grid:
+    ties are the values within :data:`RDM_TIE_TOL`, which absorbs rounding
+    noise without merging distinct float32 distances.
+    """
+    import torch
+
+    from . import _linalg as la
+
+    z = la.row_standardize(x.to(torch.float64))
+    n = z.shape[0]
+    rdm = (z @ z.T)[la.upper_mask(n, x.device) if upper is None else upper]
+    rdm = torch.sub(1.0, rdm, out=rdm)
+    return la.standardize_vector(la.average_ranks(rdm, tol=RDM_TIE_TOL))
+
+
+def pair_rsa(a: Any, b: Any) -> float:
+    import torch
+
+    from . import _linalg as la
+
+    (x, y), _ = la.prepare_activations([a, b], min_n=3)
+    return min(max(float((rdm_ranks(x) * rdm_ranks(y)).sum(dtype=torch.float64)), -1.0), 1.0)
+
+
+def pairwise_rsa(reps: list[Any], max_memory_mb: int) -> Tensor:
+    """Each model's ranked upper triangle built once (if all fit the cap) and one GEMM over them."""
+    import torch
+
+    from . import _linalg as la
+
+    xs, dtype = la.prepare_activations(reps, min_n=3)
+    n = xs[0].shape[0]
+    upper = la.upper_mask(n, xs[0].device)
+
+    def vectors(i0: int, i1: int) -> Tensor:
+        out = torch.empty(i1 - i0, n * (n - 1) // 2, dtype=dtype, device=xs[0].device)
+        for k, x in enumerate(xs[i0:i1]):
+            out[k] = rdm_ranks(x, upper)
+        return out
+
+    # building one ranked RDM needs ~40 bytes per n^2 (see RSA.memory_bytes): keep it out of the vectors' share
+    reserve = 40 * n * n + sum(x.numel() * x.element_size() for x in xs)
+    return la.inner_products(
+        vectors, len(xs), n * (n - 1) // 2, dtype, xs[0].device, max_memory_mb, reserve
+    ).clamp(-1, 1)
+
+
+# --------------------------------------------------------------------------
+# Linear regression R^2
+# --------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class LinearRegressionR2(BuiltinMetric):
@@ -41,3 +132,37 @@ class LinearRegressionR2(BuiltinMetric):
     symmetric = False
     value_range = (0.0, 1.0)
     invariances = ISOMETRY
+
+    def __call__(self, a: Any, b: Any, **kwargs: Any) -> float:
+        check_kwargs(self.name, kwargs)
+        return float(pair_linear_regression_r2(a, b))
+
+    def pairwise(self, reps: Sequence[Any], **kwargs: Any) -> torch.Tensor:
+        check_kwargs(self.name, kwargs)
+        return as_matrix(pairwise_linear_regression_r2(list(reps), self.max_memory_mb))
+
+
+def pair_linear_regression_r2(a: Any, b: Any) -> float:
+    """R^2 of the least-squares prediction of ``a`` (centred) from ``b`` (centred)."""
+    from . import _linalg as la
+
+    (x, y), _ = la.prepare_activations([a, b])
+    xc = la.center(x)
+    qy = la.orth_basis(la.center(y))
+    total = la.frob2(xc)
+    if float(total) <= 0:
+        return 0.0
+    return min(max(float(la.frob2(qy.T @ xc) / total), 0.0), 1.0)
+
+
+def pairwise_linear_regression_r2(reps: list[Any], max_memory_mb: int) -> Tensor:
+    import torch
+
+    from . import _linalg as la
+
+    xs, _ = la.prepare_activations(reps)
+    targets = [la.compress(la.center(x)) for x in xs]
+    bases = la.orth_bases(xs, None)
+    explained = la.frob2_features(targets, bases, max_memory_mb)  # [i, j] = ||X_i^T Q_j||^2
+    total = torch.stack([la.frob2(t) for t in targets])[:, None]
+    return la.safe_div(explained, total.expand_as(explained)).clamp(0.0, 1.0)
