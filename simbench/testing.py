@@ -102,10 +102,11 @@ class ConformanceError(AssertionError):
 # --------------------------------------------------------------------------
 
 
-def _generator(seed: int) -> torch.Generator:
-    import torch
+def _generator(seed: int, *tags: str) -> torch.Generator:
+    """The kit's stream ``tags`` under ``seed`` (:mod:`simbench.seeding`, like every other stream)."""
+    from .seeding import torch_generator
 
-    return torch.Generator().manual_seed(int(seed) & 0x7FFFFFFFFFFFFFFF)
+    return torch_generator(seed, "testing", *tags)
 
 
 def make_activations(
@@ -120,7 +121,7 @@ def make_activations(
     import torch
 
     dtype = dtype or torch.float64
-    g = _generator(seed)
+    g = _generator(seed, "activations")
 
     def randn(*shape: int) -> torch.Tensor:
         return torch.randn(*shape, generator=g, dtype=torch.float64)
@@ -142,7 +143,7 @@ def make_network(seed: int = 0, widths: Sequence[int] = (16, 12, 10, 3), dtype: 
     import torch
 
     dtype = dtype or torch.float64
-    g = _generator(seed)
+    g = _generator(seed, "weights")
     return [
         (torch.randn(i, o, generator=g, dtype=torch.float64) / math.sqrt(i)).to(dtype)
         for i, o in zip(widths[:-1], widths[1:])
@@ -329,7 +330,7 @@ def check_invariance(metric: Any, invariance: str, seed: int = 0, atol: float = 
     """One declared invariance: transforming either argument (or both) leaves the value unchanged."""
     m = _instance(metric)
     a, b, inputs = _examples(m, seed)
-    g = _generator(seed + 7919)
+    g = _generator(seed, "invariance")
     if invariance in WEIGHT_INVARIANCES:
         if m.kind != "weight":
             raise _fail(m, "invariances", f"{invariance!r} applies to weight metrics only")
@@ -376,7 +377,7 @@ def check_pairwise(metric: Any, seed: int = 0, atol: float = 1e-5) -> None:
     else:
         reps, inputs = make_activations(seed, widths=(10, 8, 10, 5))
         # an exact copy up to a rotation: identical pairs must agree too
-        reps.append(transform_activation("permutation", reps[0], _generator(seed)))
+        reps.append(transform_activation("permutation", reps[0], _generator(seed, "rotation")))
     out = _pairwise(m, reps, inputs)
     if not isinstance(out, torch.Tensor):
         raise _fail(m, "pairwise", f"expected a torch.Tensor, got {type(out).__name__}")
@@ -404,7 +405,7 @@ def _activation_edge_cases(seed: int) -> dict[str, tuple[Any, Any, Any]]:
 
     (a, b), inputs = make_activations(seed, n=40, widths=(6, 5), input_dim=7)
     n = a.shape[0]
-    g = _generator(seed + 3)
+    g = _generator(seed, "degenerate")
     constant_col = a.clone()
     constant_col[:, 0] = 2.5
     duplicated = a.clone()
@@ -498,7 +499,7 @@ def check_probe_permutation(metric: Any, seed: int = 0, atol: float = 1e-6) -> N
     m = _instance(metric)
     if m.kind != "activation":
         return
-    g = _generator(seed + 104729)
+    g = _generator(seed, "probe-permutation")
     tol = _tol(m, atol)
     for label, (a, b, inputs) in _probe_permutation_cases(seed).items():
         try:
@@ -601,7 +602,7 @@ def fake_model_class() -> type:
 
         def __init__(self, d_in: int, hidden: int, n_out: int, seed: int) -> None:
             super().__init__()
-            g = _generator(seed)
+            g = _generator(seed, "toy-model")
             self.fc1, self.fc2, self.head = nn.Linear(d_in, hidden), nn.Linear(hidden, hidden), nn.Linear(hidden, n_out)
             with torch.no_grad():
                 for lin in (self.fc1, self.fc2, self.head):
@@ -655,7 +656,7 @@ class FakeStore:
         self.suite_name, self.seed, self.device = "fake", seed, "cpu"
         self._registry = registry
         self._metric_classes = {c.name: c for c in metric_classes}
-        g = _generator(seed)
+        g = _generator(seed, "fake-store")
         if data is None and task not in ("classification", "regression"):  # what the synthetic data can be
             raise ValueError(f"task must be 'classification' or 'regression', not {task!r} (pass data= for another)")
         if data is None:
