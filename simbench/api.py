@@ -37,7 +37,7 @@ from .hookspecs import hookimpl
 
 SUITES_ENV = "SIMBENCH_SUITES_DIR"
 _KIND_HOOKS = {"Metric": "metric", "Zoo": "zoo", "Perturbation": "perturbation", "Benchmark": "benchmark",
-               "Dataset": "dataset"}
+               "Dataset": "dataset", "Task": "task"}
 
 
 # ----------------------------------------------------------------------------
@@ -144,6 +144,10 @@ class _SessionPlugin:
     def register_datasets(self, register: Any) -> None:
         self._register("dataset", register)
 
+    @hookimpl
+    def register_tasks(self, register: Any) -> None:
+        self._register("task", register)
+
 
 SESSION = _SessionPlugin()
 
@@ -153,11 +157,11 @@ def _kind_of(cls: Any) -> str:
         for base in cls.__mro__:
             if base.__module__ == "simbench.types" and base.__name__ in _KIND_HOOKS:
                 return _KIND_HOOKS[base.__name__]
-    raise UserError(f"{cls!r}: expected a subclass of simbench.Metric, Zoo, Perturbation, Benchmark or Dataset")
+    raise UserError(f"{cls!r}: expected a subclass of simbench.Metric, Zoo, Perturbation, Benchmark, Dataset or Task")
 
 
 def register(cls: type) -> type:
-    """Register a plugin class (metric, zoo, perturbation, benchmark or dataset) for this Python session.
+    """Register a plugin class (metric, zoo, perturbation, benchmark, dataset or task) for this Python session.
 
     Registering a class whose name is already registered this way replaces
     it (re-running a notebook cell).  Returns ``cls``, so it works as a

@@ -197,7 +197,7 @@ def resolve_suite(arg: str | Path) -> Path:
 
 @cli.command("list")
 @click.argument("what", required=False,
-                type=click.Choice(["metrics", "zoos", "perturbations", "benchmarks", "datasets", "suites"]))
+                type=click.Choice([*PLURAL.values(), "suites"]))
 @plugin_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context

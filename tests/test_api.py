@@ -74,6 +74,22 @@ def test_register_metric_validates_and_replaces():
     assert simbench.api.registry().get("zoo", "api_test_zoo") is Z
 
 
+def test_register_takes_every_plugin_kind_including_tasks():
+    @dataclass(frozen=True)
+    class Ranking(simbench.Task):
+        name = "api_test_task"
+        score_name = "top1"
+
+        def agreement(self, outputs, targets):
+            raise NotImplementedError
+
+    assert simbench.register(Ranking) is Ranking
+    reg = simbench.api.registry()
+    assert reg.get("task", "api_test_task") is Ranking and reg.entry("task", "api_test_task").plugin == "session"
+    with pytest.raises(UserError, match="Dataset or Task"):
+        simbench.register(int)
+
+
 def test_suite_argument_forms(tmp_path):
     quick = simbench.api.resolve_suite("quick")
     assert quick.name == "quick.toml" and quick.is_file()
