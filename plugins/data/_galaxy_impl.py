@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import io
 import math
-import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -53,7 +52,7 @@ import simbench
 from simbench.errors import UserError
 from simbench.seeding import numpy_rng, torch_generator
 
-from ._impl import expand_data_files
+from ._impl import hub_splits, parquet_splits
 
 #: Galaxy-Zoo-like questions and their answers, in target-column order.
 QUESTIONS: dict[str, tuple[str, ...]] = {
@@ -502,53 +501,12 @@ def decode_targets(table: Any, questions: Sequence[str], where: str) -> tuple[to
     return torch.from_numpy(np.concatenate(blocks, 1)).float(), found
 
 
-def _read_local(files: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    out, fingerprint = {}, []
-    for split in ("train", "test"):
-        tables = []
-        for p in expand_data_files(files[split], split, "galaxy_zoo"):
-            try:
-                tables.append(pq.read_table(p))
-            except Exception as exc:
-                raise UserError(f"galaxy_zoo: data_files.{split}: cannot read {p!r} as parquet: {exc}") from exc
-            st = os.stat(p)
-            fingerprint.append(f"{os.path.abspath(p)}:{st.st_size}:{st.st_mtime_ns}")
-        out[split] = pa.concat_tables(tables, promote_options="default")
-    return out, "|".join(fingerprint)
-
-
-def _read_hub(ds: Any) -> tuple[dict[str, Any], str]:
-    import datasets
-
-    from ._impl import _offline
-
-    cache_dir = ds.cache_dir or None
-    try:
-        dd = datasets.load_dataset(ds.hub_id, ds.config or None, cache_dir=cache_dir)
-    except Exception as exc:
-        if _offline():
-            cache = cache_dir or getattr(datasets.config, "HF_DATASETS_CACHE", "the default cache")
-            where = f"offline (HF_HUB_OFFLINE/HF_DATASETS_OFFLINE is set) and not in the Hugging Face cache {str(cache)!r}"
-        else:
-            first = str(exc).splitlines()[0] if str(exc) else ""
-            where = f"{type(exc).__name__}: {first}"
-        raise UserError(f"galaxy_zoo: cannot load {ds.hub_id!r} ({where}); {how_to_get(ds.hub_id)}") from exc
-    out, fingerprint = {}, []
-    for split in ("train", "test"):
-        if split not in dd:
-            raise UserError(f"galaxy_zoo: {ds.hub_id!r} has no {split!r} split (has {list(dd)})")
-        part = dd[split]
-        fingerprint.append(getattr(part, "_fingerprint", split))
-        out[split] = part.with_format("arrow")[:]
-    return out, "|".join(fingerprint)
-
-
 def load_zoo(ds: Any, ctx: simbench.RunContext) -> simbench.DataSplits:
     """The ``galaxy_zoo`` data set: hub or local parquet, images resized to ``size``, vote fractions."""
-    raw, fingerprint = _read_local(ds.data_files) if ds.data_files else _read_hub(ds)
+    if ds.data_files:
+        raw, fingerprint = parquet_splits("galaxy_zoo", ds.data_files)
+    else:
+        raw, fingerprint = hub_splits("galaxy_zoo", ds.hub_id, ds.config, ds.cache_dir, how_to_get(ds.hub_id))
     rng = numpy_rng(ctx.seed, "galaxy_zoo", "order")
     tables = {}
     for split in ("train", "test"):

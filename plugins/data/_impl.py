@@ -167,32 +167,42 @@ def _decode_table(table: Any, where: str) -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
-def _read_local(files: dict[str, Any]) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], str]:
+def parquet_splits(plugin: str, files: Any, columns: Sequence[str] | None = None) -> tuple[dict[str, Any], str]:
+    """The train and test splits from local parquet files, as Arrow tables, and the files' fingerprint.
+
+    ``files[split]`` is a path, glob or list of them (``data_files.<split>`` of
+    the suite); each split's files are concatenated.  The fingerprint names
+    every file with its size and modification time.
+    """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    fingerprint = []
+    out, fingerprint = {}, []
     for split in ("train", "test"):
-        paths = expand_data_files(files[split], split, "mnist")
         tables = []
-        for p in paths:
+        for p in expand_data_files(files[split], split, plugin):
             try:
-                tables.append(pq.read_table(p, columns=["image", "label"]))
+                tables.append(pq.read_table(p, columns=list(columns) if columns else None))
             except Exception as exc:
-                raise UserError(f"mnist: data_files.{split}: cannot read {p!r} as parquet with columns image, label: {exc}") from exc
+                what = f" with columns {', '.join(columns)}" if columns else ""
+                raise UserError(f"{plugin}: data_files.{split}: cannot read {p!r} as parquet{what}: {exc}") from exc
             st = os.stat(p)
             fingerprint.append(f"{os.path.abspath(p)}:{st.st_size}:{st.st_mtime_ns}")
-        out[split] = _decode_table(pa.concat_tables(tables), f"data_files.{split}")
+        out[split] = pa.concat_tables(tables, promote_options="default")
     return out, "|".join(fingerprint)
 
 
-def _read_hub(ds: Mnist) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], str]:
+def hub_splits(plugin: str, hub_id: str, config: str | None, cache_dir: str | None,
+               how_to_get: str) -> tuple[dict[str, Any], str]:
+    """The train and test splits of a Hugging Face hub data set, as Arrow tables, and their fingerprint.
+
+    A data set that cannot be loaded is one line: why (offline and not in the
+    cache, or the library's error) and ``how_to_get`` it.
+    """
     import datasets
 
-    cache_dir = ds.cache_dir or None
     try:
-        dd = datasets.load_dataset(ds.hub_id, cache_dir=cache_dir)
+        dd = datasets.load_dataset(hub_id, config or None, cache_dir=cache_dir or None)
     except Exception as exc:
         if _offline():
             cache = cache_dir or getattr(datasets.config, "HF_DATASETS_CACHE", "the default cache")
@@ -200,19 +210,29 @@ def _read_hub(ds: Mnist) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], str]
         else:
             first_line = str(exc).splitlines()[0] if str(exc) else ""
             where = f"{type(exc).__name__}: {first_line}"
-        raise UserError(f"mnist: cannot load {ds.hub_id!r} ({where}); {HOW_TO_GET}") from exc
-    out = {}
-    fingerprint = []
+        raise UserError(f"{plugin}: cannot load {hub_id!r} ({where}); {how_to_get}") from exc
+    out, fingerprint = {}, []
     for split in ("train", "test"):
+        if split not in dd:
+            raise UserError(f"{plugin}: {hub_id!r} has no {split!r} split (has {list(dd)})")
         part = dd[split]
         fingerprint.append(getattr(part, "_fingerprint", split))
-        out[split] = _decode_table(part.with_format("arrow")[:], f"{ds.hub_id}[{split}]")
+        out[split] = part.with_format("arrow")[:]
     return out, "|".join(fingerprint)
+
+
+def _read_mnist(ds: Mnist) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], str]:
+    """Decoded images and labels per split, from ``data_files`` when given, else from the hub."""
+    if ds.data_files:
+        tables, fingerprint = parquet_splits("mnist", ds.data_files, columns=("image", "label"))
+        return {s: _decode_table(t, f"data_files.{s}") for s, t in tables.items()}, fingerprint
+    tables, fingerprint = hub_splits("mnist", ds.hub_id, None, ds.cache_dir, HOW_TO_GET)
+    return {s: _decode_table(t, f"{ds.hub_id}[{s}]") for s, t in tables.items()}, fingerprint
 
 
 def load_mnist(ds: Mnist, ctx: simbench.RunContext) -> simbench.DataSplits:
     """The ``mnist`` data set: class subset, stratified train/val split, shuffled official test split."""
-    raw, fingerprint = _read_local(ds.data_files) if ds.data_files else _read_hub(ds)
+    raw, fingerprint = _read_mnist(ds)
     rng = numpy_rng(ctx.seed, "mnist")
 
     def subset(split: str) -> tuple[torch.Tensor, np.ndarray]:
