@@ -148,15 +148,18 @@ def validate(ctx: click.Context, suite_file: Path, plugins: tuple[str, ...], ove
     """Check SUITE without training: names, parameters, data files, data reachable offline, layers, size."""
     from .suite import load_suite
 
-    suite = load_suite(resolve_suite(suite_file), _registry(ctx, plugins), overrides)
+    registry = _registry(ctx, plugins)
+    suite = load_suite(resolve_suite(suite_file), registry, overrides)
     from .suite import check_data_files
 
     check_data_files(suite)
     estimate = None
     if not no_data:
-        from .runner import load_data_offline, preflight
+        from .runner import load_data_offline, preflight, resolve_task
 
-        estimate = preflight(suite, load_data_offline(suite))
+        data = load_data_offline(suite)
+        resolve_task(registry, data, suite.data.name)  # the task the data names is registered
+        estimate = preflight(suite, data)
     n_models = len(suite.zoo.obj.specs())
     variants = ["clean"] + [v for u in suite.perturbations if u.obj.target == "input" for v in u.obj.variants()]
     size = f", about {estimate.gigabytes:.2g} GB" if estimate is not None else ""

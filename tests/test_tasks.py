@@ -225,6 +225,17 @@ def test_an_unknown_task_is_one_line_before_any_training(tmp_path, soft_plugin, 
     assert not list((tmp_path / "cache").rglob("*.safetensors"))  # nothing was trained
 
 
+def test_validate_names_an_unknown_task_too(tmp_path, soft_plugin, cli_here):
+    proc = cli_here("-p", str(TOY_PLUGINS), "-p", str(soft_plugin), "validate", str(TOY_SUITE),
+                    "--set", "data.name='soft_blobs'", "--set", "data.task='classificaton'")
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "unknown task 'classificaton'" in lines[0], proc.stderr
+    ok = cli_here("-p", str(TOY_PLUGINS), "-p", str(soft_plugin), "validate", str(TOY_SUITE),
+                  "--set", "data.name='soft_blobs'", "--set", "data.task='soft_agreement'")
+    assert ok.returncode == 0, ok.stderr
+
+
 def test_a_task_that_returns_the_wrong_shape_stops_the_run_in_one_line(tmp_path):
     from simbench.errors import StageFailed
     from simbench.runner import task_agreement
