@@ -282,7 +282,10 @@ def test_tables_verdict_and_plots(run, tmp_path):
     wcka = verdict[verdict["metric"] == "wcka"]
     assert list(wcka["reproduced"]) == ["yes", "yes"]
     shrink = verdict[(verdict["metric"] == "linear_cka") & (verdict["claim"] == "bias shrinks as probes grow")]
-    assert list(shrink["reproduced"]) == ["yes"]
+    # 4 probe counts with one inversion (rho -0.8): a decreasing curve, but 4 points cannot show a trend at 5 %
+    # (the exact one-sided p is 4/24); the verdict says so instead of counting the sign
+    (observed,) = shrink["observed"]
+    assert "rho -0.80 (p 0.17, 4 counts)" in observed and list(shrink["reproduced"]) == ["no"]
     assert "failures" in tables
     paths = Calibration.plots(frame, tmp_path)
     assert {p.name for p in paths} == {"fake_boxes.png", "fake_probe_counts.png", "fake_timing.png"} or all(
@@ -304,3 +307,21 @@ def test_scale_and_helpers():
     assert calibration_impl.overlap_coefficient(a, b) < 0.01
     assert calibration_impl.overlap_coefficient(a, a) == pytest.approx(1.0)
     assert math.isclose(calibration_report.DEFAULT_TOLERANCE, Calibration().tolerance)
+
+
+def test_a_bias_trend_needs_more_than_a_negative_sign():
+    from simbench_plugins.benchmarks.calibration.report import trend_p
+
+    counts = [10, 20, 50, 100, 200, 500, 1000, 2000]
+    assert trend_p(counts, [0.9, 0.7, 0.5, 0.4, 0.3, 0.25, 0.2, 0.18]) == pytest.approx(1 / 40320)  # exact: 1 of 8!
+    flat = [0.195, 0.21, 0.18, 0.2, 0.19, 0.205, 0.185, 0.173]  # rho < 0 by a hair: not a trend
+    assert trend_p(counts, flat) > 0.05
+    assert trend_p(counts, flat[::-1]) > 0.5 and trend_p(counts[:2], [0.5, 0.4]) == 0.5
+    # against scipy's permutation test on the same statistic
+    from scipy.stats import permutation_test, spearmanr
+
+    rng = np.random.default_rng(5)
+    values = list(rng.normal(size=6) - 0.3 * np.arange(6))
+    ref = permutation_test((values,), lambda v: spearmanr(counts[:6], v).statistic, permutation_type="pairings",
+                           alternative="less", n_resamples=np.inf).pvalue
+    assert trend_p(counts[:6], values) == pytest.approx(ref)
