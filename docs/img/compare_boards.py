@@ -67,10 +67,12 @@ def compare(old: Path, new: Path) -> str:
         best1 = {m for m in metrics if after[m]["best_set"] == "yes"}
         top0 = min(metrics, key=lambda m: before[m]["rank"])
         top1 = min(metrics, key=lambda m: after[m]["rank"])
+        with_ci = [m for m in metrics if before[m].get("pearson_boot_ci_low") is not None]
         inside = sum(before[m]["pearson_boot_ci_low"] <= after[m]["pearson_r"] <= before[m]["pearson_boot_ci_high"]
-                     for m in metrics if before[m].get("pearson_boot_ci_low") is not None)
+                     for m in with_ci)
         lines.append(f"{key}: Spearman(r before, r after) = {spearman(r0, r1):.2f}; "
-                     f"r after inside the interval before: {inside} of {len(metrics)}; "
+                     f"r after inside the interval before: "
+                     f"{f'{inside} of {len(with_ci)}' if with_ci else 'n/a (no intervals)'}; "
                      f"max |dr| = {max(abs(a - b) for a, b in zip(r0, r1)):.3f}; "
                      f"first {top0} -> {top1}; best set {len(best0)} -> {len(best1)} metrics, "
                      f"{len(best0 & best1)} in both")
