@@ -32,7 +32,7 @@ from typing import Any, ClassVar
 
 from .errors import UserError
 from .hookspecs import hookimpl
-from .plan import Executor, Task, TaskResult, WorkerCalls, WorkerJob
+from .plan import Executor, PlanTask, TaskResult, WorkerCalls, WorkerJob
 
 log = logging.getLogger("simbench.executors")
 
@@ -149,7 +149,7 @@ class DaskExecutor(Executor):
             if problem:
                 raise UserError(problem)
 
-    def run(self, tasks: Sequence[Task], job: WorkerJob, calls: WorkerCalls) -> dict[str, TaskResult]:
+    def run(self, tasks: Sequence[PlanTask], job: WorkerJob, calls: WorkerCalls) -> dict[str, TaskResult]:
         from distributed import wait
 
         if not tasks:

@@ -1,6 +1,6 @@
 """A suite's work as an explicit plan of pure, content-addressed tasks.
 
-A :class:`Task` is one unit an executor may run anywhere: train one zoo
+A :class:`PlanTask` is one unit an executor may run anywhere: train one zoo
 group, compute one metric's M x M matrix on one probe set, compute one
 matrix a benchmark declared (``matrix``: its sources materialised by the
 client into one cache entry, the metric run by the task).  It names the
@@ -34,7 +34,7 @@ TASK_KINDS = ("zoo_group", "representations", "similarity", "matrix")
 
 
 @dataclass(frozen=True)
-class Task:
+class PlanTask:
     """One pure unit of work with declared inputs and one output in the store."""
 
     id: str  # the cell or stage it fills, e.g. "zoo/w8/s0", "similarity/linear_cka/clean", "matrix/layer_map/m0/clean"
@@ -61,7 +61,7 @@ class Stage:
     """Tasks that may run in parallel; the next stage starts when all are done."""
 
     name: str
-    tasks: tuple[Task, ...]
+    tasks: tuple[PlanTask, ...]
 
     def describe(self) -> list[str]:
         """One line per task: ``id <- inputs -> output`` (keys shortened), for logs and docs."""
@@ -113,7 +113,7 @@ class Executor:
     def open(self, calls: WorkerCalls, settings: Mapping[str, Any]) -> None:
         """Start (or connect to) whatever runs the tasks.  ``settings``: the suite's ``[run]`` table."""
 
-    def run(self, tasks: Sequence[Task], job: WorkerJob, calls: WorkerCalls) -> dict[str, TaskResult]:
+    def run(self, tasks: Sequence[PlanTask], job: WorkerJob, calls: WorkerCalls) -> dict[str, TaskResult]:
         """Run ``tasks`` (independent of each other); return one result per task id."""
         return {t.id: calls["run_task"](job, t) for t in tasks}
 

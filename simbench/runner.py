@@ -39,7 +39,7 @@ from typing import Any
 
 from .cache import TensorCache, class_code_hash, content_hash
 from .errors import MeasurementFailed, StageFailed, SuiteError, UserError
-from .plan import Executor, Stage, Task, TaskResult, WorkerJob
+from .plan import Executor, PlanTask, Stage, TaskResult, WorkerJob
 from .registry import Registry
 from .results import MATRIX_STATISTIC, RunDir, check_fresh_target, matrix_row, record_row
 from .seeding import derive_seed
@@ -1887,7 +1887,7 @@ class Runner:
                     self._task_failures[item.cache_key] = str(exc).splitlines()[0][:300]
                     continue
                 self.cache.save(inputs_key, *_pack_sources(reps, kwargs.get("inputs")))
-            tasks.append(Task(cell_id, "matrix", item.cache_key, (inputs_key,),
+            tasks.append(PlanTask(cell_id, "matrix", item.cache_key, (inputs_key,),
                               {"benchmark": item.benchmark, "key": item.request.key, "metric": item.request.metric,
                                "metric_params": dict(item.request.metric_params), "labels": list(item.labels),
                                "timing_repeats": item.request.timing_repeats}))
@@ -1940,7 +1940,7 @@ class Runner:
         for group in groups:
             key = self.zoo_group_key(group, whole)
             if not self.cache.has(key):
-                tasks.append(Task(f"zoo/{group[0]}", "zoo_group", key, (), {"group": list(group), "whole": whole}))
+                tasks.append(PlanTask(f"zoo/{group[0]}", "zoo_group", key, (), {"group": list(group), "whole": whole}))
         return Stage("Zoo groups", tuple(tasks))
 
     def representation_stage(self, probe_names: Sequence[str]) -> Stage:
@@ -1962,7 +1962,7 @@ class Runner:
             if not self.cache.has(inputs_key):
                 tensors = {"x": ps.x, "y": ps.y, **{f"m::{mid}": xm for mid, xm in (ps.x_by_model or {}).items()}}
                 self.cache.save(inputs_key, tensors, {"per_model": ps.x_by_model is not None})
-            tasks.append(Task(f"representations/{name}", "representations", key, (inputs_key,),
+            tasks.append(PlanTask(f"representations/{name}", "representations", key, (inputs_key,),
                               {"probe_set": name, "probe_key": self.state.probe_keys[name],
                                "zoo_key": self.state.zoo_key, "ids": [s.id for s in self.state.specs]}))
         return Stage("Representations", tuple(tasks))
@@ -1986,7 +1986,7 @@ class Runner:
                 inputs = [self.representations_key(where)]
             if use.obj.needs_inputs:
                 inputs.append(self._inputs_entry(where))
-            tasks.append(Task(cell_id, "similarity", key, tuple(inputs),
+            tasks.append(PlanTask(cell_id, "similarity", key, tuple(inputs),
                               {"metric": use.label, "where": where, "ids": [s.id for s in self.state.specs]}))
         return Stage("Similarity", tuple(tasks))
 
@@ -2020,7 +2020,7 @@ class Runner:
                             "directory must be shared by the client and every worker (--cache-dir)")
         return found
 
-    def run_task(self, task: Task) -> dict[str, Any]:
+    def run_task(self, task: PlanTask) -> dict[str, Any]:
         """Run one task in this process (a worker): read its inputs from the cache, write its output there.
 
         Raises what the stage raises (a plugin failure, :class:`MeasurementFailed`);
@@ -2351,7 +2351,7 @@ def worker_runner(job: WorkerJob) -> Runner:
     return runner
 
 
-def run_task(job: WorkerJob, task: Task) -> TaskResult:
+def run_task(job: WorkerJob, task: PlanTask) -> TaskResult:
     """Run one task in this process; a plugin's failure comes back as ``ok=False`` (and is never retried).
 
     ``UserError`` (the worker cannot serve this job: another suite, no shared

@@ -204,8 +204,7 @@ class Task(Plugin):
     per-model scores are recorded as rows of kind ``accuracy`` whose
     statistic is ``score_name`` and read as ``view.accuracy``.
 
-    Not to be confused with :class:`simbench.plan.Task`, a unit of work an
-    executor runs.
+    (The executor's unit of work is :class:`simbench.plan.PlanTask`.)
     """
 
     #: the statistic the per-model score is recorded as (``"accuracy"``, ``"r2"``)
