@@ -84,6 +84,8 @@ def _check_class(kind: str, cls: Any, plugin: str) -> None:
         score = getattr(cls, "score_name", "")
         if not isinstance(score, str) or not NAME_RE.match(score):
             raise PluginError(f"{what}: expected a `score_name` class attribute in snake_case, got {score!r}")
+        if cls.agreement is Task.agreement:  # the base method only raises: refuse at registration, not mid-run
+            raise PluginError(f"{what}: must implement agreement(outputs, targets) -> (M x M agreement, [M] scores)")
     if kind == "benchmark" and "run" not in inspect.signature(cls.plots).parameters:
         # the leaderboard always passes the run view; one signature for every benchmark, no shim
         raise PluginError(f"{what}: plots must accept the run view: def plots(cls, records, out_dir, run=None)")

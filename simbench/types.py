@@ -218,6 +218,7 @@ class Task(Plugin):
         ``agreement[i, j]`` is how alike models ``i`` and ``j`` behave
         (higher = more alike), ``score[i]`` how well model ``i`` does.
         """
+        # registration refuses a Task that does not override this, so a run never gets here
         raise NotImplementedError(f"task {self.name!r} does not implement agreement")
 
 

@@ -80,8 +80,9 @@ def test_register_takes_every_plugin_kind_including_tasks():
         name = "api_test_task"
         score_name = "top1"
 
-        def agreement(self, outputs, targets):
-            raise NotImplementedError
+        def agreement(self, outputs, targets):  # share of probes on which the top classes agree, and top-1 accuracy
+            top = outputs.argmax(-1)
+            return (top[:, None] == top[None]).double().mean(-1), (top == targets).double().mean(-1)
 
     assert simbench.register(Ranking) is Ranking
     reg = simbench.api.registry()

@@ -129,6 +129,20 @@ def test_a_task_is_validated_when_registered(tmp_path):
     '''))
     with pytest.raises(PluginError, match="subclass of simbench.Task"):
         build_registry(plugin_files=[str(wrong)])
+    empty = tmp_path / "no_agreement.py"
+    empty.write_text(textwrap.dedent('''
+        from dataclasses import dataclass
+        import simbench
+        @dataclass(frozen=True)
+        class T(simbench.Task):
+            name = "no_agreement"
+            score_name = "accuracy"
+        @simbench.hookimpl
+        def register_tasks(register):
+            register(T)
+    '''))
+    with pytest.raises(PluginError, match="must implement agreement"):
+        build_registry(plugin_files=[str(empty)])
 
 
 # a third party's task and a dataset that names it, in one plugin file
