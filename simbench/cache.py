@@ -202,6 +202,8 @@ class TensorCache:
         self.hits = 0
         self.misses = 0
         self.rebuilt: list[str] = []
+        #: entries that could not be written (disk full, read-only): the run went on without caching them
+        self.save_failures = 0
 
     def check_writable(self) -> None:
         """Create the cache directory and prove it writable, or raise a one-line :class:`ResourceError`.
@@ -278,6 +280,7 @@ class TensorCache:
     def save(self, key: str, tensors: Mapping[str, torch.Tensor], meta: Mapping[str, Any] | None = None) -> None:
         if not self.enabled:
             return
+        from safetensors import SafetensorError
         from safetensors.torch import save_file
 
         data_path, meta_path = self._paths(key)
@@ -291,12 +294,17 @@ class TensorCache:
             os.replace(tmp, data_path)
             tmp_meta.write_text(json.dumps({"sha256": digest, "meta": dict(meta or {})}, default=_json_default))
             os.replace(tmp_meta, meta_path)
-        except OSError as exc:
-            # disk full or the directory became read-only: the result is still good, only not cached
+        except (OSError, SafetensorError) as exc:
+            # disk full or the directory became read-only (safetensors reports an I/O failure as its own
+            # SafetensorError, not OSError): the result is still good, only not cached.  One warning per
+            # cache; later failures are counted, not repeated (a full disk fails every write after it).
             for p in (tmp, tmp_meta, data_path, meta_path):
                 p.unlink(missing_ok=True)
-            log.warning("cache entry %s not written (%s); going on without caching it", data_path,
-                        exc.strerror or exc)
+            self.save_failures += 1
+            reason = (getattr(exc, "strerror", None) or str(exc) or type(exc).__name__).strip().splitlines()[0]
+            (log.warning if self.save_failures == 1 else log.debug)(
+                "cache entry %s not written (%s); going on without caching it (further failures are not "
+                "repeated)", data_path, reason[:200])
 
     def get_or_compute(
         self,

@@ -135,11 +135,43 @@ def is_run_dir(path: Path) -> bool:
     return isinstance(manifest, dict) and "simbench_version" in manifest and isinstance(manifest.get("suite"), dict)
 
 
+#: what simbench writes at the top of a run directory: ``--fresh`` deletes these (and its temporary files), nothing else
+OWNED_ENTRIES = (MANIFEST_FILE, RESULTS_FILE, "cells", MATRICES_DIR, "leaderboard", LOCK_FILE)
+
+
+def _ours(name: str) -> bool:
+    """Whether a top-level entry of a run directory is one simbench writes (or a temporary file of ours)."""
+    return name in OWNED_ENTRIES or name.startswith(".write-test") or (name.startswith(".") and ".tmp" in name)
+
+
+def check_adoptable(path: Path) -> None:
+    """Refuse to run in a non-empty directory that is not a simbench run directory (one line, exit 2).
+
+    A directory is adopted when it is missing or empty (a lock or temporary
+    file of ours aside), holds our manifest (:func:`is_run_dir`), or holds a
+    damaged ``manifest.json`` and nothing but what simbench writes.  A user's
+    folder (``--run-dir precious``) is never written into, so a later
+    ``--fresh`` can never be pointed at it.
+    """
+    if not path.is_dir() or is_run_dir(path):
+        return
+    entries = sorted(p.name for p in path.iterdir())
+    foreign = [name for name in entries if not _ours(name)]
+    our_only = [name for name in entries if name not in (LOCK_FILE,) and not name.startswith(".")]
+    if not foreign and (not our_only or MANIFEST_FILE in entries):
+        return
+    shown = ", ".join(repr(n) for n in (foreign or our_only)[:3]) + (", ..." if len(foreign or our_only) > 3 else "")
+    raise UserError(f"run directory {path}: not empty and not a simbench run directory (no simbench "
+                    f"{MANIFEST_FILE}; holds {shown}); choose a new or empty --run-dir")
+
+
 def check_fresh_target(path: Path, suite_path: Path | None = None) -> None:
     """Refuse ``--fresh`` on anything but a simbench run directory.
 
     Never the current directory, one of its ancestors, or a directory holding
     the suite file; never a directory without our manifest (a user's data).
+    Inside a run directory ``--fresh`` deletes only what simbench wrote
+    (:meth:`RunDir.clear`).
     """
     if not path.exists():
         return
@@ -230,6 +262,7 @@ class RunDir:
         ``fcntl.flock`` on ``.lock``: the kernel drops it when the process
         dies, even by SIGKILL, so a killed run never leaves a stale lock.
         """
+        check_adoptable(self.path)  # never a user's folder: --fresh could later be pointed at it
         self.ensure_writable()
         fh = open(self.path / LOCK_FILE, "a+", encoding="utf-8")  # noqa: SIM115 - held until release()
         try:
@@ -257,15 +290,28 @@ class RunDir:
             self._lock_fh.close()  # closing drops the flock
             self._lock_fh = None
 
-    def clear(self) -> None:
-        """Delete everything but the lock (``--fresh``; callers checked :func:`check_fresh_target`)."""
-        for child in self.path.iterdir():
+    def clear(self) -> list[str]:
+        """Delete what simbench wrote (:data:`OWNED_ENTRIES`, temporary files) but the lock; return what was kept.
+
+        ``--fresh``; callers checked :func:`check_fresh_target`.  Anything else
+        in the directory (a file the user put there) is left in place and
+        named in one warning; a symbolic link is removed, never followed.
+        """
+        kept = []
+        for child in sorted(self.path.iterdir()):
             if child.name == LOCK_FILE:
+                continue
+            if not _ours(child.name):
+                kept.append(child.name)
                 continue
             if child.is_dir() and not child.is_symlink():
                 shutil.rmtree(child)
             else:
                 child.unlink()
+        if kept:
+            log.warning("--fresh: kept %d entr%s that simbench did not write in %s: %s", len(kept),
+                        "y" if len(kept) == 1 else "ies", self.path, ", ".join(kept[:5]))
+        return kept
 
     def clean_temp(self) -> int:
         """Remove temporary files left by killed writes (call with the lock held); return how many."""
@@ -314,6 +360,17 @@ class RunDir:
 
     # -- matrices ------------------------------------------------------------
 
+    def _no_links(self, rel: str) -> Path:
+        """``self.path / rel`` after checking that no directory below the run directory on the way is a
+        symbolic link: the writer never follows a planted ``matrices/`` or ``cells/`` out of the run dir."""
+        path = self.path
+        for part in Path(rel).parts[:-1]:
+            path = path / part
+            if path.is_symlink():
+                raise UserError(f"{path}: is a symbolic link; simbench does not write through links "
+                                "in a run directory (remove it)")
+        return self.path / rel
+
     def set_models(self, ids: Sequence[str]) -> None:
         """Record the model order of every matrix this writer stores (``matrices/models.json``).
 
@@ -325,7 +382,7 @@ class RunDir:
         digest = _sha256(text.encode("utf-8"))
         if digest == self._models_sha256:
             return
-        path = self.path / MODELS_FILE
+        path = self._no_links(MODELS_FILE)
         try:
             current = path.read_bytes()
         except OSError:
@@ -361,7 +418,7 @@ class RunDir:
             raise RuntimeError("RunDir.set_models must be called before write_matrix")
         rel = matrix_path(kind, metric, probe_set)
         data = _npy_bytes(matrix)
-        target = self.path / rel
+        target = self._no_links(rel)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -458,6 +515,7 @@ class RunDir:
         return self.load_cell(cell_id) is not None
 
     def write_cell(self, cell_id: str, rows: Sequence[Mapping[str, Any]], meta: Mapping[str, Any] | None = None) -> None:
+        self._no_links("cells/cell.json")
         self.cells_dir.mkdir(parents=True, exist_ok=True)
         payload = {"cell": cell_id, "suite_sha256": self.suite_sha256, "meta": dict(meta or {}),
                    "rows": [dict(r) for r in rows]}
