@@ -401,15 +401,46 @@ def _benchmark_class(registry: Registry | None, name: str) -> type[Benchmark] | 
         return None
 
 
+def read_records(run: RunDir) -> Any:
+    """A finished run's ``results.parquet``, checked: a readable parquet file with every column of
+    :data:`simbench.results.COLUMNS`, their types as written (:func:`simbench.results.normalise_frame`).
+
+    A damaged, truncated or foreign file is a one-line :class:`UserError` naming the file.  Every reader
+    of a finished run goes through here (:func:`build_tables`): ``simbench leaderboard``, ``publish``
+    (which lists the run as skipped with this line) and ``simbench.load``.
+    """
+    from .results import COLUMNS, RESULTS_FILE, normalise_frame
+
+    path = run.path / RESULTS_FILE
+    try:
+        frame = run.results()
+    except UserError:
+        raise
+    except Exception as exc:  # pyarrow's own errors for a truncated or foreign file, a MemoryError, ...
+        reason = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise UserError(f"{path}: not a readable results file ({type(exc).__name__}: {reason}); "
+                        "rerun the suite to rebuild it") from None
+    missing = [c for c in COLUMNS if c not in getattr(frame, "columns", ())]
+    if missing:
+        raise UserError(f"{path}: not a simbench results file (no column {', '.join(map(repr, missing[:3]))}"
+                        f"{', ...' if len(missing) > 3 else ''}); rerun the suite to rebuild it")
+    try:
+        return normalise_frame(frame)
+    except Exception as exc:  # a column of the right name holding something else
+        raise UserError(f"{path}: not a simbench results file ({type(exc).__name__} reading its columns); "
+                        "rerun the suite to rebuild it") from None
+
+
 def build_tables(run: RunDir, registry: Registry | None,
                  problems: list[str] | None = None) -> tuple[dict[str, Any], list[Table], Any]:
     """The provenance, all tables and the records of a finished run.
 
     A benchmark whose ``tables`` raises contributes no tables; the failure is
-    appended to ``problems`` (one line) and the other benchmarks go on.
+    appended to ``problems`` (one line) and the other benchmarks go on.  A
+    damaged or foreign ``results.parquet`` is one line (:func:`read_records`).
     """
     manifest = run.read_manifest()
-    frame = run.results()
+    frame = read_records(run)
     tables: list[Table] = []
     benchmarks = manifest.get("benchmarks", {})
     for label, info in benchmarks.items():

@@ -155,3 +155,33 @@ def test_the_writer_refuses_a_symlinked_matrices_folder(tmp_path, toy_registry, 
                     str(shared_cache), "--run-dir", str(run_dir))
     assert proc.returncode == 2 and "symbolic link" in one_error_line(proc)
     assert list(outside.iterdir()) == []
+
+
+# -- item 6: a damaged or foreign results.parquet is one line for every reader -----------------
+
+
+@pytest.mark.parametrize("damage", ["truncated", "foreign", "not parquet"])
+def test_a_damaged_or_foreign_results_file_is_one_line(toy_run, tmp_path, cli_here, damage):
+    import pandas as pd
+
+    import simbench
+
+    run = copy_run(toy_run, tmp_path / "runs" / "toy")
+    results = run / "results.parquet"
+    if damage == "truncated":
+        results.write_bytes(results.read_bytes()[:300])
+    elif damage == "foreign":
+        pd.DataFrame({"a": [1, 2], "b": ["x", "y"]}).to_parquet(results)
+    else:
+        results.write_text("suite,kind\nquick,benchmark\n")
+    proc = cli_here("-p", str(TOY_PLUGINS), "leaderboard", str(run), "--out", str(tmp_path / "out"))
+    line = one_error_line(proc)
+    assert proc.returncode == 2 and str(results) in line and "results file" in line
+    with pytest.raises(UserError, match="results file") as caught:
+        simbench.load(run, plugins=[str(TOY_PLUGINS)])
+    assert str(caught.value) in line  # the same check, the same words
+    # publish lists the run as skipped with the same line and publishes the others
+    copy_run(toy_run, tmp_path / "runs" / "good", name="good")
+    proc = cli_here("-p", str(TOY_PLUGINS), "publish", str(tmp_path / "runs"), "--out", str(tmp_path / "pub"))
+    assert proc.returncode == 0 and "published good" in proc.stdout, proc.stderr[-2000:]
+    assert f"skipped {run}: {caught.value}" in proc.stderr
