@@ -39,6 +39,7 @@ from typing import Any
 
 from .cache import TensorCache, class_code_hash, content_hash
 from .errors import MeasurementFailed, StageFailed, SuiteError, UserError
+from .isolation import call_in_process, unavailable
 from .plan import Executor, PlanTask, Stage, TaskResult, WorkerJob
 from .registry import Registry
 from .results import MATRIX_STATISTIC, RunDir, check_fresh_target, matrix_row, record_row
@@ -266,6 +267,7 @@ def call_with_timeout(fn: Callable[[], Any], timeout: float, what: str = "cell")
     if not timeout:
         return fn()
     outcome: dict[str, Any] = {}
+    started = time.monotonic()
 
     def work() -> None:
         try:
@@ -282,7 +284,47 @@ def call_with_timeout(fn: Callable[[], Any], timeout: float, what: str = "cell")
         raise MeasurementFailed(f"timed out after {timeout:g} s (run.cell_timeout)")
     if "error" in outcome:
         raise outcome["error"]
+    # native code holding the GIL keeps even this thread from waking at the limit: a result that came back
+    # late is still a time-out (run.isolation = "process" stops such a metric at the limit itself)
+    elapsed = time.monotonic() - started
+    if elapsed > timeout:
+        raise MeasurementFailed(f"timed out after {timeout:g} s (run.cell_timeout): it returned after "
+                                f"{elapsed:.3g} s from code that could not be interrupted")
     return outcome["value"]
+
+
+def metric_job(metric: Any, given: Any, given_kwargs: Mapping[str, Any], timing_repeats: int = 0,
+               device: str = "cpu", seed: int | None = None, check: bool = False) -> tuple[Any, list[float], bool]:
+    """A metric cell's computation, in one definition for the run's worker thread and a worker process.
+
+    ``metric.pairwise(given, **given_kwargs)``; with ``timing_repeats`` (two
+    sources) one warm-up and that many timed one-pair calls.  ``seed``
+    reseeds (a worker process starts with the fork server's state);
+    ``check`` fingerprints the inputs before and after, for a worker process
+    whose copies the parent cannot compare.  A ``UserError`` the metric
+    raises is its failure, not the user's: it becomes :class:`MeasurementFailed`
+    (only ``KeyboardInterrupt`` passes a cell).  Returns ``(raw matrix,
+    seconds per timed call, whether the inputs were modified)``.
+    """
+    if seed is not None:
+        seed_everything(seed)
+    before = fingerprint(given, dict(given_kwargs)) if check else ""
+    try:
+        raw = metric.pairwise(given, **given_kwargs)
+        seconds = []
+        if timing_repeats:
+            a, b = given
+            metric(a, b, **given_kwargs)  # warm-up of the one-pair path: lazy imports, allocator, kernels
+            for _ in range(timing_repeats):
+                _synchronize(device)
+                started = time.perf_counter()
+                metric(a, b, **given_kwargs)
+                _synchronize(device)
+                seconds.append(time.perf_counter() - started)
+    except UserError as exc:
+        raise MeasurementFailed(one_line(exc)) from None
+    modified = bool(check) and fingerprint(given, dict(given_kwargs)) != before
+    return raw, seconds, modified
 
 
 def _synchronize(device: str) -> None:
@@ -1583,31 +1625,50 @@ class Runner:
         sources): after the matrix, one warm-up call of the metric's one-pair ``metric(a, b)``, then that many
         timed calls, all under one cell time limit; their wall seconds go to ``self._call_seconds[cache_key]``.
         """
-        self.stage_ctx(*seed_tags)
-        given, given_kwargs = _clone(reps), _clone(dict(kwargs))
-
-        def compute() -> tuple[Any, list[float]]:
-            raw = metric.pairwise(given, **given_kwargs)
-            seconds = []
-            if timing_repeats:
-                a, b = given
-                metric(a, b, **given_kwargs)  # warm-up of the one-pair path: lazy imports, allocator, kernels
-                for _ in range(timing_repeats):
-                    _synchronize(self.device)
-                    started = time.perf_counter()
-                    metric(a, b, **given_kwargs)
-                    _synchronize(self.device)
-                    seconds.append(time.perf_counter() - started)
-            return raw, seconds
-
-        raw, seconds = call_with_timeout(compute, float(self.suite.run["cell_timeout"]), what)
-        if not _same(given, reps) or not _same(given_kwargs, dict(kwargs)):
+        seed = self.stage_ctx(*seed_tags).seed
+        timeout = float(self.suite.run["cell_timeout"])
+        if self.isolated(metric):
+            # a worker process per cell (simbench.isolation): it gets its own copies through the pipe, checks them
+            # itself, and is killed at the time limit or fails the cell if it vanishes
+            raw, seconds, modified = call_in_process(
+                metric_job, (metric, reps, dict(kwargs), timing_repeats, self.device, seed, True), timeout=timeout,
+                threads=int(self.suite.run["threads"]), plugin_files=self._plugin_files(), what=what)
+        else:
+            given, given_kwargs = _clone(reps), _clone(dict(kwargs))
+            raw, seconds, _ = call_with_timeout(
+                lambda: metric_job(metric, given, given_kwargs, timing_repeats, self.device), timeout, what)
+            modified = not _same(given, reps) or not _same(given_kwargs, dict(kwargs))
+        if modified:
             raise MeasurementFailed("modified its input tensors in place; a metric must not change its inputs")
         matrix, flags = validate_matrix(raw, ids, metric)
         self.cache.save(cache_key, {"matrix": matrix})
         if timing_repeats:
             self._call_seconds[cache_key] = seconds
         return matrix, flags
+
+    def isolated(self, metric: Any) -> bool:
+        """Whether a metric's cells run in a worker process (``run.isolation``; see :mod:`simbench.isolation`).
+
+        ``"process"``: always; ``"thread"``: never; ``"auto"`` (the default):
+        for metrics from ``--plugin`` files, code nobody installed or reviewed,
+        whose ``os._exit`` or GIL-holding loop must not take the run with it.
+        Never in a daemonic process (a Dask worker), which may not have children.
+        """
+        mode = str(self.suite.run.get("isolation", "auto"))
+        if mode == "thread" or unavailable():
+            return False
+        if mode == "process":
+            return True
+        try:
+            entry = self.registry.entry("metric", type(metric).name)
+            info = self.registry.plugins.get(entry.plugin)
+        except Exception:  # noqa: BLE001 - not registered by name (a notebook's class): in this process
+            return False
+        return info is not None and info.source == "file"
+
+    def _plugin_files(self) -> list[str]:
+        """The run's ``--plugin`` files (what a worker process loads before it unpickles a plugin)."""
+        return [str(Path(info.location).resolve()) for info in self.registry.plugins.values() if info.source == "file"]
 
     def benchmark_cell(self, use: PluginUse, context: RunnerView | None = None) -> None:
         """Evaluate one benchmark on a read-only view of the store (its declared matrices computed before).

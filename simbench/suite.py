@@ -33,6 +33,9 @@ RUN_DEFAULTS: dict[str, Any] = {
     "threads": 1,
     # seconds one metric cell may take before it is recorded as timed out (0 = no limit)
     "cell_timeout": 1800.0,
+    # where a metric cell runs: "thread" (this process, a worker thread), "process" (a worker process per cell,
+    # killed at the time limit), "auto" (a process for metrics from --plugin files, a thread otherwise)
+    "isolation": "auto",
     # refuse suites whose models + representations are estimated above this (GB)
     "max_size_gb": 32.0,
     "max_models": 10_000,
@@ -43,6 +46,10 @@ RUN_DEFAULTS: dict[str, Any] = {
     # dask LocalCluster: worker processes (0 = one per core)
     "workers": 0,
 }
+#: the longest ``run.cell_timeout`` accepted: one week (seconds)
+MAX_CELL_TIMEOUT = 7 * 24 * 3600.0
+#: ``run.isolation``: how a metric cell is separated from the run (see simbench.isolation)
+ISOLATION_MODES = ("auto", "thread", "process")
 MAX_NAME_LENGTH = 64  # suite names and labels become file and directory names
 MAX_DEPTH = 16  # tables/arrays nested deeper than this are refused (no RecursionError tracebacks)
 DEVICES = ("auto", "cpu", "cuda")
@@ -382,6 +389,15 @@ def validate(
     for key, low in (("threads", 1), ("cell_timeout", 0), ("max_size_gb", 0), ("max_models", 2)):
         if run[key] < low or run[key] != run[key]:
             raise SuiteError(file, f"run.{key}", f"expected a number >= {low}, got {run[key]!r}")
+
+    # a time limit is waited on with OS timers that overflow near 9.2e9 s: inf would pass the check above and
+    # then fail every metric cell with OverflowError, so bound it to something a run could actually use
+    if run["cell_timeout"] > MAX_CELL_TIMEOUT:
+        raise SuiteError(file, "run.cell_timeout", f"expected seconds between 0 (no limit) and {MAX_CELL_TIMEOUT:g} "
+                         f"(one week), got {run['cell_timeout']!r}")
+    if run["isolation"] not in ISOLATION_MODES:
+        raise SuiteError(file, "run.isolation", f"expected one of {', '.join(repr(m) for m in ISOLATION_MODES)}, "
+                         f"got {run['isolation']!r}")
 
     for use in perturbations:  # the runner applies input and model perturbations; nothing else may be listed
         if use.obj.target == "representation":
