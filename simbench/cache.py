@@ -306,13 +306,36 @@ class TensorCache:
                 "cache entry %s not written (%s); going on without caching it (further failures are not "
                 "repeated)", data_path, reason[:200])
 
+    def discard(self, key: str, reason: str) -> None:
+        """Delete an entry whose checksum matched but whose content is not what its key stands for (a matrix
+        that fails validation, representations missing a model): logged, counted as rebuilt, recomputed by the
+        caller -- never kept to fail every later run the same way."""
+        data_path, meta_path = self._paths(key)
+        log.warning("cache entry %s %s; discarding and rebuilding it", data_path, reason)
+        self.rebuilt.append(key)
+        for p in (data_path, meta_path):
+            p.unlink(missing_ok=True)
+
     def get_or_compute(
         self,
         key: str,
         compute: Callable[[], tuple[Mapping[str, torch.Tensor], Mapping[str, Any]]],
+        check: Callable[[Mapping[str, torch.Tensor], Mapping[str, Any]], None] | None = None,
     ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        """Load ``key`` or compute, store and return it."""
+        """Load ``key`` or compute, store and return it.
+
+        ``check(tensors, meta)`` (optional) raises if a stored entry's content
+        is unusable although its checksum matches; the entry is then
+        :meth:`discard`-ed and computed again.
+        """
         found = self.load(key)
+        if found is not None and check is not None:
+            try:
+                check(*found)
+            except Exception as exc:  # noqa: BLE001 - any reason the content is unusable
+                why = str(exc).splitlines()[0][:200] if str(exc) else ""
+                self.discard(key, f"holds unusable content ({type(exc).__name__}: {why})")
+                found = None
         if found is not None:
             self.hits += 1
             return found

@@ -126,6 +126,44 @@ def _npy_bytes(matrix: Any) -> bytes:
     return buf.getvalue()
 
 
+def _models_text(ids: Sequence[str]) -> str:
+    """``matrices/models.json`` as the writer renders it (its sha256 stamps every matrix cell)."""
+    return json.dumps({"ids": list(ids)}, indent=1)
+
+
+def _npy_problem(data: bytes, n_models: int | None) -> str:
+    """Why ``data`` is not a float64 ``n_models x n_models`` ``.npy`` array ('' when it is), from its header alone.
+
+    A matching checksum only says the file is the one the cell names; what it
+    holds is checked here before :func:`numpy.load` allocates anything, so a
+    crafted header (object dtype, float32, ``(100000, 100000)``) is refused
+    instead of unpickled, misread or turned into a MemoryError.
+    """
+    import numpy as np
+    from numpy.lib import format as npy
+
+    buf = io.BytesIO(data)
+    try:
+        version = npy.read_magic(buf)
+        if version == (1, 0):
+            shape, fortran, dtype = npy.read_array_header_1_0(buf)
+        elif version == (2, 0):
+            shape, fortran, dtype = npy.read_array_header_2_0(buf)
+        else:
+            return f"unsupported .npy version {version}"
+    except (ValueError, SyntaxError, TypeError) as exc:
+        return f"not a .npy array: {str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__}"
+    if dtype.hasobject or dtype != np.dtype(np.float64):
+        return f"dtype {dtype}, expected float64"
+    if len(shape) != 2 or shape[0] != shape[1]:
+        return f"shape {shape}, expected a square matrix"
+    if n_models is not None and shape[0] != n_models:
+        return f"{shape[0]} x {shape[1]}, but the run has {n_models} models"
+    if len(data) - buf.tell() != shape[0] * shape[1] * 8:
+        return f"{len(data) - buf.tell()} bytes of data for a {shape[0]} x {shape[1]} float64 matrix"
+    return ""
+
+
 def is_run_dir(path: Path) -> bool:
     """Whether ``path`` is recognisably a simbench run directory (a manifest we wrote)."""
     try:
@@ -236,6 +274,7 @@ class RunDir:
         #: sha256 of the current models.json (set by the writer, :meth:`set_models`): an array cell
         #: written for another model list is discarded like a cell of another suite
         self._models_sha256 = ""
+        self._n_models: int | None = None  # how many models the writer's list has (every array is M x M)
         self._frame: Any = None  # results.parquet, read once for legacy matrices
         self._format: int | None = None  # the manifest's store_format, read once by matrix()
 
@@ -378,8 +417,9 @@ class RunDir:
         invocation); afterwards a finished matrix cell written for another
         model list is discarded and recomputed, never read in the wrong order.
         """
-        text = json.dumps({"ids": list(ids)}, indent=1)
+        text = _models_text(ids)
         digest = _sha256(text.encode("utf-8"))
+        self._n_models = len(ids)
         if digest == self._models_sha256:
             return
         path = self._no_links(MODELS_FILE)
@@ -426,23 +466,36 @@ class RunDir:
         _atomic_write(target, data)
         return {"array": rel, "array_sha256": _sha256(data), "models_sha256": self._models_sha256}
 
+    def _model_list(self) -> tuple[str, int | None]:
+        """``(sha256, count)`` of the model list the matrices must follow: the writer's (:meth:`set_models`), or for
+        a reader the one ``models.json`` names now, rendered as the writer renders it (so a reordered or edited
+        file no longer matches the ``models_sha256`` its cells were stamped with)."""
+        if self._models_sha256:
+            return self._models_sha256, self._n_models
+        ids = self.models()
+        return _sha256(_models_text(ids).encode("utf-8")), len(ids)
+
     def _array_problem(self, meta: Mapping[str, Any]) -> str:
-        """Why a cell's array cannot be used ('' when it can): missing, damaged, or for another model list."""
+        """Why a cell's array cannot be used ('' when it can): missing, damaged, for another model list, or not
+        a float64 M x M array for this run's M models (checked from the ``.npy`` header, before any loading)."""
         rel = meta.get("array")
         parts = Path(rel).parts if isinstance(rel, str) else ()
         # a pointer is data from disk: it may only name a .npy file inside matrices/
         if (len(parts) < 3 or parts[0] != MATRICES_DIR or ".." in parts or Path(rel).is_absolute()
                 or not rel.endswith(".npy")):
             return "pointing at no valid array path"
-        if self._models_sha256 and meta.get("models_sha256") != self._models_sha256:
-            return "computed for another model list"
+        models_sha256, n_models = self._model_list()
+        if meta.get("models_sha256") != models_sha256:
+            return (f"computed for another model list than {MODELS_FILE} names now (reordered or replaced since); "
+                    "its rows would be mislabelled")
         try:
             data = (self.path / rel).read_bytes()
         except OSError:
             return f"missing its array {rel}"
         if _sha256(data) != meta.get("array_sha256"):
             return f"pointing at a damaged array {rel} (sha256 differs)"
-        return ""
+        problem = _npy_problem(data, n_models)
+        return f"pointing at an unusable array {rel} ({problem})" if problem else ""
 
     def read_array(self, meta: Mapping[str, Any]) -> Any:
         """The float64 matrix a cell's meta points to, checked against its sha256 (:class:`UserError` if not)."""

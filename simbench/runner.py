@@ -1455,7 +1455,17 @@ class Runner:
                     raise MeasurementFailed(f"model {spec.id!r} gives NaN/inf outputs on probe set {probe_set!r}")
             return tensors, {"ids": [s.id for s in specs]}
 
-        tensors, _ = self.cache.get_or_compute(key, compute)
+        def check(tensors: Mapping[str, Any], meta: Mapping[str, Any]) -> None:
+            # a checksum-valid entry for other models (or missing one) is rebuilt, never read misaligned
+            if list(meta.get("ids", [])) != [s.id for s in specs]:
+                raise ValueError("it was written for other models")
+            for i in range(len(specs)):
+                for part in ("rep", "out"):
+                    t = tensors.get(f"{part}::{i}")
+                    if t is None or t.ndim != 2 or t.shape[0] != ps.x.shape[0]:
+                        raise ValueError(f"{part}::{i} is missing or not [{ps.x.shape[0]}, features]")
+
+        tensors, _ = self.cache.get_or_compute(key, compute, check)
         result = ([tensors[f"rep::{i}"] for i in range(len(specs))], [tensors[f"out::{i}"] for i in range(len(specs))])
         self._reps[memo] = result
         return result
@@ -1601,8 +1611,17 @@ class Runner:
         try:
             timed_elsewhere = cache_key in self._call_seconds
             found = self.cache.load(cache_key) if not timing_repeats or timed_elsewhere else None
+            cached = None
             if found is not None:
-                matrix, flags = validate_matrix(found[0]["matrix"], ids, metric)
+                try:
+                    cached = validate_matrix(found[0].get("matrix"), ids, metric)
+                except Exception as exc:  # noqa: BLE001 - the entry, not the metric, is bad
+                    # only valid matrices are ever cached: one that fails validation was damaged or planted, and
+                    # is rebuilt rather than failing this cell (blaming the metric) in every later run
+                    self.cache.discard(cache_key, f"holds a matrix that fails validation ({one_line(exc)})")
+                    self._call_seconds.pop(cache_key, None)
+            if cached is not None:
+                matrix, flags = cached
             elif cache_key in self._task_failures:  # an executor ran it and it failed: not run twice
                 raise MeasurementFailed(self._task_failures[cache_key])
             else:

@@ -130,3 +130,99 @@ def test_a_worker_process_computes_the_same_matrices_as_the_thread(tmp_path, reg
     # the in-place check works across the process boundary too
     bad = similarity(process.results()).get_group("toy_inplace")
     assert (bad["status"] == "failed").all() and bad["error"].str.contains("in place").all()
+
+
+# -- item 10: a checksum-valid cache entry whose content fails validation is rebuilt ---------------
+
+
+def test_a_cached_matrix_that_fails_validation_is_rebuilt(tmp_path, registry):
+    import torch
+
+    overrides = ["metrics=[{name='toy_gram_corr'}]", "perturbations=[]"]
+    runner, first = run_toy(tmp_path, registry, overrides, name="first")
+    key = runner.similarity_key(runner.suite.metrics[0], "clean")
+    good = runner.cache.load(key)[0]["matrix"]
+    # a well-formed entry (its sidecar checksum matches) holding values outside toy_gram_corr's range [-1, 1]
+    runner.cache.save(key, {"matrix": torch.full_like(good, 5.0)})
+    assert runner.cache.load(key) is not None
+    again, second = run_toy(tmp_path, registry, overrides, name="second")
+    cells = similarity(second.results()).get_group("toy_gram_corr")
+    assert (cells["status"] == "ok").all(), cells["error"].tolist()
+    before, after = first.matrix("similarity", "toy_gram_corr")[1], second.matrix("similarity", "toy_gram_corr")[1]
+    assert np.array_equal(before, after)
+    assert key in second.read_manifest()["invocations"][-1]["cache_rebuilt"]
+    assert torch.equal(again.cache.load(key)[0]["matrix"], good)  # the entry holds the real matrix again
+
+
+# -- item 11: readers check the model list and the arrays' headers ---------------------------------
+
+
+def _stamp(run_dir, cell_id, data):
+    """Replace a matrix cell's array with ``data`` and give the cell the matching checksum (a crafted array)."""
+    rd = RunDir(run_dir)
+    path = rd._cell_path(cell_id)
+    payload = json.loads(path.read_text())
+    (run_dir / payload["meta"]["array"]).write_bytes(data)
+    payload["meta"]["array_sha256"] = __import__("hashlib").sha256(data).hexdigest()
+    path.write_text(json.dumps(payload))
+
+
+def _npy(array, allow_pickle=False):
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=allow_pickle)
+    return buf.getvalue()
+
+
+def _huge_header():
+    """A valid .npy header claiming a 100 000 x 100 000 float64 matrix (80 GB), followed by 32 bytes."""
+    data = _npy(np.zeros((2, 2)))
+    big = data.replace(b"(2, 2)", b"(100000, 100000)").replace(b" " * 10 + b"\n", b"\n", 1)
+    assert len(big) == len(data)
+    return big
+
+
+def test_a_reordered_model_list_is_refused_by_readers_and_rewritten_on_resume(tmp_path, registry, shared_cache):
+    from simbench.errors import UserError
+
+    overrides = ["metrics=[{name='toy_gram_corr'}]", "perturbations=[]"]
+    _, run = run_toy(tmp_path, registry, overrides, cache=shared_cache)
+    ids, values = run.matrix("similarity", "toy_gram_corr")
+    models = tmp_path / "run" / "matrices" / "models.json"
+    models.write_text(json.dumps({"ids": list(reversed(ids))}, indent=1))
+    # every reader goes through RunDir.matrix (RunView, plots, simbench.load): a mislabelled matrix is refused
+    with pytest.raises(UserError, match="another model list than matrices/models.json") as info:
+        RunDir(tmp_path / "run").matrix("similarity", "toy_gram_corr")
+    assert "\n" not in str(info.value)
+    with pytest.raises(UserError):
+        RunDir(tmp_path / "run").matrix("agreement")
+    # the writer puts its own model order back; every cell is still good and reused
+    runner, resumed = run_toy(tmp_path, registry, overrides, cache=shared_cache)
+    assert runner.computed == 0 and not runner.run_dir.discarded
+    assert json.loads(models.read_text())["ids"] == ids
+    assert np.array_equal(RunDir(tmp_path / "run").matrix("similarity", "toy_gram_corr")[1], values)
+
+
+@pytest.mark.parametrize("crafted", ["float32", "object", "huge_header", "wrong_size", "not_npy"])
+def test_crafted_arrays_with_a_matching_checksum_are_recomputed(tmp_path, registry, shared_cache, crafted):
+    from simbench.errors import UserError
+
+    overrides = ["metrics=[{name='toy_gram_corr'}]", "perturbations=[]"]
+    _, run = run_toy(tmp_path, registry, overrides, cache=shared_cache)
+    first = run.results(matrices=True)
+    ids, values = run.matrix("similarity", "toy_gram_corr")
+    data = {
+        "float32": lambda: _npy(values.astype(np.float32)),
+        "object": lambda: _npy(np.array([[{"a": 1}] * len(ids)] * len(ids), dtype=object), allow_pickle=True),
+        "huge_header": _huge_header,
+        "wrong_size": lambda: _npy(np.zeros((len(ids) + 1, len(ids) + 1))),
+        "not_npy": lambda: b"definitely not an array",
+    }[crafted]()
+    _stamp(tmp_path / "run", "similarity/toy_gram_corr/clean", data)
+    # a reader gets one line, never a MemoryError or an unpickled object
+    with pytest.raises(UserError, match="unusable array") as info:
+        RunDir(tmp_path / "run").matrix("similarity", "toy_gram_corr")
+    assert "\n" not in str(info.value)
+    # resume discards the cell and recomputes it: the same table as before
+    runner, resumed = run_toy(tmp_path, registry, overrides, cache=shared_cache)
+    assert runner.run_dir.discarded == ["similarity/toy_gram_corr/clean"] and runner.computed == 1
+    pd.testing.assert_frame_equal(first, resumed.results(matrices=True))
