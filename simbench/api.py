@@ -85,6 +85,38 @@ def list_suites() -> list[dict[str, str]]:
     return rows
 
 
+def shipped_suites() -> dict[str, Path]:
+    """The suites shipped with simbench only (``[suite] name`` -> file), not ``$SIMBENCH_SUITES_DIR``'s:
+    the names whose official boards ``publish`` guards."""
+    directory = shipped_suites_dir()
+    out: dict[str, Path] = {}
+    for path in sorted(directory.glob("*.toml")) if directory is not None else []:
+        try:
+            meta = tomllib.loads(path.read_text(encoding="utf-8")).get("suite", {})
+            name = str(meta.get("name", path.stem)) if isinstance(meta, dict) else path.stem
+        except (tomllib.TOMLDecodeError, OSError, UnicodeDecodeError):
+            name = path.stem
+        out.setdefault(name, path)
+    return out
+
+
+def shadowed_shipped_suite(name: str, path: Path) -> Path | None:
+    """The shipped suite file that a suite named ``name`` read from ``path`` poses as, or None.
+
+    Not None when ``name`` is a shipped suite's and ``path`` is not that file's
+    content (``$SIMBENCH_SUITES_DIR/quick.toml``, or any file saying
+    ``name = "quick"``): ``run`` says so, ``publish`` refuses the official name.
+    """
+    shipped = shipped_suites().get(name)
+    if shipped is None:
+        return None
+    try:
+        same = Path(path).resolve() == shipped.resolve() or Path(path).read_bytes() == shipped.read_bytes()
+    except OSError:
+        same = False
+    return None if same else shipped
+
+
 def resolve_suite(suite: str | os.PathLike[str]) -> Path:
     """A suite argument as a file: an existing path, else a suite name (file stem or ``[suite] name``).
 

@@ -100,16 +100,23 @@ def run(ctx: click.Context, suite_file: Path, plugins: tuple[str, ...], override
     from .runner import Runner, default_run_dir, summary_lines
     from .suite import load_suite
 
+    from .api import shadowed_shipped_suite
+
     registry = _registry(ctx, plugins)
-    suite = load_suite(resolve_suite(suite_file), registry, overrides)
+    resolved = resolve_suite(suite_file)
+    suite = load_suite(resolved, registry, overrides)
     run_dir = run_dir or default_run_dir(suite)
     if fresh:
         check_fresh_target(run_dir, suite.path)  # refused before anything else happens
     console = _console()
     plain = not console.is_terminal
     say = (lambda text: click.echo(text)) if plain else console.print
+    shipped = shadowed_shipped_suite(suite.name, resolved)
+    if shipped is not None:  # said even with -q: a suite posing as a shipped one is never silent
+        click.echo(f"warning: suite {suite.name!r} is {resolved}, not the shipped {shipped}; "
+                   "publish will not publish it under that name", err=True)
     if not quiet:
-        say(f"simbench: running suite {suite.name} -> {run_dir}")
+        say(f"simbench: running suite {suite.name} from {resolved} -> {run_dir}", **({} if plain else {"markup": False}))
     if executor is not None:
         registry.entry("executor", executor)  # an unknown name: one line with the known ones
     runner = Runner(suite, registry, run_dir, cache_dir=cache_dir, console=console, quiet=quiet,
@@ -118,7 +125,10 @@ def run(ctx: click.Context, suite_file: Path, plugins: tuple[str, ...], override
     try:
         result = runner.run()
     except KeyboardInterrupt:
-        again = " ".join(a for a in sys.argv[1:] if a != "--fresh") if sys.argv[1:] else f"run {suite_file}"
+        import shlex
+
+        args = [a for a in (_ARGV if _ARGV is not None else sys.argv[1:]) if a != "--fresh"]
+        again = shlex.join(args) if args else shlex.join(["run", str(suite_file)])  # pasteable: every word quoted
         click.echo(f"interrupted; finished cells are kept in {run_dir}. To resume: simbench {again}", err=True)
         sys.exit(130)
     if not quiet:
@@ -326,11 +336,11 @@ def publish(ctx: click.Context, paths: tuple[Path, ...], plugins: tuple[str, ...
     the board then lists every setting that differs from FULL and why.
     """
     from . import leaderboard as lb
-    from .api import list_suites
+    from .api import list_suites, shipped_suites
 
     suites = {row["name"]: Path(row["path"]) for row in list_suites()}
     report = lb.publish(list(paths) or [Path("runs")], out, _registry(ctx, plugins), allow_dirty=allow_dirty,
-                        rename=_renames(renames), suites=suites)
+                        rename=_renames(renames), suites=suites, shipped=shipped_suites())
     for name, run in report.published.items():
         click.echo(f"published {name} from {run}")
     for run, why in report.skipped:
@@ -394,16 +404,23 @@ def new() -> None:
               help="Directory in which simbench-NAME/ is created.")
 def new_metric(name: str, out: Path) -> None:
     """Write simbench-NAME/: a metric plugin package with its entry point and conformance test."""
+    from .registry import build_registry
     from .scaffold import new_metric as write
 
-    files = write(name, out)
+    files = write(name, out, taken=build_registry().names("metric"))  # a registered name would clash once installed
     root = files[0].parent
     click.echo(f"wrote {root}/ ({', '.join(str(f.relative_to(root)) for f in files)})")
     click.echo(f"next: cd {root} && pip install -e '.[dev]' && pytest")
 
 
+#: the arguments of the command being run (``main``'s ``argv``), for the resume line after Ctrl-C
+_ARGV: list[str] | None = None
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: user mistakes print one line and exit 2, never a traceback."""
+    global _ARGV
+    _ARGV = list(argv) if argv is not None else sys.argv[1:]
     try:
         cli.main(args=argv, prog_name="simbench", standalone_mode=False)
     except UserError as exc:

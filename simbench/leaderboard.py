@@ -104,10 +104,39 @@ def plain_words(text: Any) -> str:
 
 
 def md_text(value: Any) -> str:
-    """A user-supplied string made inert in markdown: HTML escaped, newlines folded, pipes escaped."""
-    text = html.escape(str(value), quote=False)
+    """A user-supplied string made inert in markdown: HTML escaped, newlines folded, pipes escaped, and
+    backslashes and square brackets escaped, so no link or image (``[x](javascript:...)``,
+    ``![p](https://remote/pixel.png)``, a reference definition) can form."""
+    text = str(value).replace("\\", "\\\\")
+    text = html.escape(text, quote=False)
     text = re.sub(r"[\r\n\u2028\u2029]+", " ", text)
-    return text.replace("|", "\\|").replace("`", "'")
+    return text.replace("|", "\\|").replace("`", "'").replace("[", "\\[").replace("]", "\\]")
+
+
+#: first characters that make a spreadsheet read a CSV cell as a formula (OWASP's list)
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """A CSV cell a spreadsheet will not run: text starting with ``= + - @`` (or a tab, a carriage return)
+    gets a leading ``'``; numbers, and text that reads as a plain number (``-0.5``), are kept."""
+    if not isinstance(value, str) or not value.startswith(_FORMULA_START):
+        return value
+    try:
+        float(value)
+        return value
+    except ValueError:
+        return "'" + value
+
+
+def csv_frame(frame: Any) -> Any:
+    """``frame`` with every text cell and column name through :func:`csv_cell` (numeric columns untouched)."""
+    out = frame.copy()
+    for col in out.columns:
+        if out[col].dtype == object or str(out[col].dtype) in ("string", "str"):
+            out[col] = out[col].map(csv_cell)
+    out.columns = [csv_cell(str(c)) for c in out.columns]
+    return out
 
 
 # ----------------------------------------------------------------------------
@@ -203,10 +232,97 @@ def data_file_rows(suite: Mapping[str, Any]) -> list[tuple[str, int | None, str]
 def published_name(manifest: Mapping[str, Any]) -> str:
     """The suite's name, or ``<name>+<hash8>`` for a run with ``--set`` overrides (a different experiment)."""
     suite = manifest.get("suite", {}) if isinstance(manifest.get("suite"), Mapping) else {}
-    name = safe_name(suite.get("name"))
+    # a suite name never holds '+' (the loader refuses it): one read from a manifest that does cannot pose
+    # as an override variant "<suite>+<hash8>" of another suite
+    name = safe_name(str(suite.get("name") or "").replace("+", "_"))
     if suite.get("overrides"):
         return f"{name}+{str(suite.get('sha256') or '0' * 8)[:8]}"
     return name
+
+
+#: board names publish never gives a run: they are (or differ only in case from) the index files it writes
+RESERVED_NAMES = ("README", "index")
+
+
+def _data_file_order(spec: Any, recorded: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """A manifest's ``data_files`` (stored with sorted keys) in the order the suite loader hashed them:
+    pattern by pattern as the suite lists them, each pattern's files sorted, a file counted at its first
+    pattern (:func:`simbench.suite.data_file_digests`).  ``$VARS`` match anything: the publishing shell
+    need not have the running shell's environment."""
+    import fnmatch
+
+    items = list(spec.items()) if isinstance(spec, dict) else [("", spec)]
+    placed: dict[str, Any] = {}
+    for _, patterns in items:
+        for pattern in [patterns] if isinstance(patterns, str) else list(patterns or ()):
+            if not isinstance(pattern, str):
+                continue
+            if pattern in recorded and str(recorded[pattern]).startswith("missing:"):
+                placed.setdefault(pattern, recorded[pattern])
+                continue
+            wild = os.path.expanduser(re.sub(r"\$(\{[A-Za-z_][A-Za-z0-9_]*\}|[A-Za-z_][A-Za-z0-9_]*)", "*", pattern))
+            exact = os.path.expandvars(os.path.expanduser(pattern))
+            for path in sorted(recorded):
+                if path not in placed and (path == exact or fnmatch.fnmatchcase(path, wild)):
+                    placed[path] = recorded[path]
+    placed.update({path: recorded[path] for path in sorted(recorded) if path not in placed})
+    return list(placed.items())
+
+
+def suite_gives_run(path: Path, manifest: Mapping[str, Any]) -> bool:
+    """Whether the suite file ``path`` (with its ``extends`` chain), the run's ``--set`` overrides and its
+    recorded data files hash to the suite sha256 the run recorded (the loader's formula,
+    :func:`simbench.suite.load_suite`): the run was made from exactly this content and these overrides."""
+    import hashlib
+
+    from .suite import _apply_override, _load_with_extends, parse_override
+
+    info = manifest.get("suite") if isinstance(manifest.get("suite"), Mapping) else {}
+    overrides = [str(o) for o in (info.get("overrides") or [])]
+    recorded = info.get("data_files") if isinstance(info.get("data_files"), Mapping) else {}
+    try:
+        doc, blobs = _load_with_extends(Path(path))
+        for text in overrides:
+            keys, value = parse_override(text)
+            _apply_override(doc, keys, value)
+    except Exception:  # noqa: BLE001 - unreadable, or overrides that no longer apply: not this suite
+        return False
+    data = doc.get("data") if isinstance(doc.get("data"), dict) else {}
+    files = _data_file_order(data.get("data_files"), recorded)
+    digest = hashlib.sha256(b"\0".join(blobs) + "\0".join(overrides).encode()
+                            + "".join(f"\0{p}={h}" for p, h in files).encode()).hexdigest()
+    return digest == info.get("sha256")
+
+
+def _official_problem(run: Path, manifest: Mapping[str, Any], shipped: Mapping[str, Path]) -> str | None:
+    """Why a run may not be published under the name :func:`published_name` gives it (None: it may).
+
+    A shipped suite's name (or ``<shipped>+<hash8>``) only for a run of the shipped file itself, checked by
+    content (:func:`suite_gives_run`), so a ``$SIMBENCH_SUITES_DIR/quick.toml`` or any file saying
+    ``name = "quick"`` never takes the official board; a ``+<hash8>`` only when the hash follows from the
+    suite file and the run's overrides (the file as recorded; when it is gone, the run's own cells must
+    carry the manifest's hash).
+    """
+    info = manifest.get("suite") if isinstance(manifest.get("suite"), Mapping) else {}
+    base = published_name({"suite": {"name": info.get("name")}})
+    overrides = bool(info.get("overrides"))
+    if base in shipped:
+        if suite_gives_run(shipped[base], manifest):
+            return None
+        return (f"its suite {base!r} is not the shipped {shown_suite_path(shipped[base])} (content or overrides "
+                f"differ from what the run recorded: another file of the same name, or the shipped file changed "
+                f"since); publish it under another name with --rename {published_name(manifest)}=NEW")
+    if not overrides:
+        return None
+    recorded = Path(str(info.get("path") or ""))
+    if info.get("path") and recorded.is_file():
+        ok = suite_gives_run(recorded, manifest)
+    else:  # the file is gone: at least the run's cells must have been written under the manifest's hash
+        ok = {str(p.get("suite_sha256")) for p in RunDir(run)._payloads()} == {str(info.get("sha256"))}
+    if ok:
+        return None
+    return (f"its name {published_name(manifest)!r} does not follow from its suite file and --set overrides "
+            "(the recorded sha256 differs); publish it under another name with --rename")
 
 
 # ----------------------------------------------------------------------------
@@ -511,10 +627,8 @@ def _render_plots(run: RunDir, frame: Any, manifest: dict[str, Any], registry: R
         return []
     view = run_view(frame, manifest, registry, run)
     plot_dir = _target(out, f"{stem}_plots")
-    if plot_dir.is_dir():  # stale plots of an earlier publish would be shown as this run's
-        for old in plot_dir.iterdir():
-            if old.is_file() or old.is_symlink():
-                old.unlink()
+    for old in _own_plots(out, stem):  # ours from an earlier render (stale); a file someone else put there stays
+        old.unlink()
     written: list[Path] = []
     for label, info in manifest.get("benchmarks", {}).items():
         cls = _benchmark_class(registry, info.get("name", label))
@@ -536,6 +650,26 @@ def _render_plots(run: RunDir, frame: Any, manifest: dict[str, Any], registry: R
                 shutil.copyfile(src, dest)
                 written.append(dest)
     return written
+
+
+def _own_plots(out: Path, stem: str) -> list[Path]:
+    """The plot files an earlier render of ``stem`` wrote into ``out/<stem>_plots/``, as its ``<stem>.json``
+    lists them (``"plots"``): only those are replaced, never another file in that folder."""
+    board, plot_dir = out / f"{stem}.json", out / f"{stem}_plots"
+    if board.is_symlink() or not board.is_file() or plot_dir.is_symlink() or not plot_dir.is_dir():
+        return []
+    try:
+        listed = json.loads(board.read_text(encoding="utf-8")).get("plots", [])
+    except (OSError, ValueError, AttributeError):
+        return []
+    found = []
+    for rel in listed if isinstance(listed, list) else []:
+        parts = str(rel).split("/")
+        if len(parts) == 2 and parts[0] == plot_dir.name and parts[1] == safe_name(parts[1], ""):
+            path = plot_dir / parts[1]
+            if path.is_file() or path.is_symlink():
+                found.append(path)
+    return found
 
 
 def render(run_path: str | Path, out_dir: str | Path, registry: Registry | None, name: str | None = None,
@@ -616,7 +750,7 @@ def _render(run_path: str | Path, out_dir: str | Path, registry: Registry | None
             headline = headline.assign(cut_from=cut["cut_from"],
                                        cut="; ".join(f"{r['key']}: {_cut_value(r['full'])} -> {_cut_value(r['run'])}"
                                                      for r in cut["cut"]))
-        headline.to_csv(csv_path, index=False)
+        csv_frame(headline).to_csv(csv_path, index=False)
         written.append(csv_path)
     payload = {
         "schema_version": SCHEMA_VERSION,
@@ -858,7 +992,8 @@ def _section(name: str, prov: Mapping[str, Any], tables: list[Table], plots: lis
 
 
 def publish(paths: Sequence[Path], out_dir: Path, registry: Registry | None, allow_dirty: bool = False,
-            rename: Mapping[str, str] | None = None, suites: Mapping[str, Path] | None = None) -> PublishReport:
+            rename: Mapping[str, str] | None = None, suites: Mapping[str, Path] | None = None,
+            shipped: Mapping[str, Path] | None = None) -> PublishReport:
     """Render every suite's latest publishable run into ``out_dir`` plus ``index.html`` and ``README.md``.
 
     A run is skipped (and listed in the report with the reason) when it is
@@ -872,6 +1007,15 @@ def publish(paths: Sequence[Path], out_dir: Path, registry: Registry | None, all
     that differs from the full suite and the cut's reasons
     (:func:`declared_cut`).  Any other rename onto such a name is refused: it
     would mislabel the run.
+
+    Names are checked before anything is written: :data:`RESERVED_NAMES`
+    (``README``, ``index``, in any case) and a rename target holding ``+``
+    are refused, as are two names that differ only in case (one file on a
+    case-insensitive disk).  ``shipped`` (name -> file: the suites shipped
+    with simbench, not ``$SIMBENCH_SUITES_DIR``) guards the official names:
+    a run published under a shipped suite's name, or ``<name>+<hash8>``,
+    must have been made from that file (:func:`_official_problem`); other
+    runs are skipped with the reason.
     """
     out_dir = Path(out_dir)
     report = PublishReport(out_dir)
@@ -894,8 +1038,11 @@ def publish(paths: Sequence[Path], out_dir: Path, registry: Registry | None, all
         if old not in runs:
             raise UserError(f"--rename {old}={new}: no run to publish under {old!r} "
                             f"(available: {', '.join(runs) or 'none'})")
-        if safe_name(new) != new:
-            raise UserError(f"--rename {old}={new}: expected letters, digits, '-', '_', '.' or '+'")
+        if safe_name(new) != new or "+" in new:
+            raise UserError(f"--rename {old}={new}: expected letters, digits, '-', '_' or '.' "
+                            "('+<hash>' names are given by publish to runs with overrides)")
+        if new.casefold() in {r.casefold() for r in RESERVED_NAMES}:
+            raise UserError(f"--rename {old}={new}: {new!r} is reserved (publish writes README.md and index.html)")
         taken = new in official or new in suites or (new in runs and rename.get(new, new) == new)
         if "+" in old and taken:
             raise UserError(f"--rename {old}={new}: {new!r} is the name of a suite as shipped; "
@@ -912,6 +1059,21 @@ def publish(paths: Sequence[Path], out_dir: Path, registry: Registry | None, all
     if len(set(rename.values())) < len(rename):
         raise UserError(f"--rename: two runs renamed to one name ({', '.join(f'{o}={n}' for o, n in rename.items())})")
     runs = {rename.get(name, name): run for name, run in runs.items()}
+    for name, run_path in list(runs.items()):
+        problem = None
+        if name.casefold() in {r.casefold() for r in RESERVED_NAMES}:
+            problem = f"its name {name!r} is reserved (publish writes README.md and index.html); use --rename"
+        elif name not in rename.values():
+            problem = _official_problem(run_path, RunDir(run_path).read_manifest(), dict(shipped or {}))
+        if problem:
+            report.skipped.append((run_path, problem))
+            del runs[name]
+    folded: dict[str, str] = {}
+    for name in runs:
+        if name.casefold() in folded:
+            raise UserError(f"publish: {folded[name.casefold()]!r} and {name!r} differ only in case (one file on a "
+                            "case-insensitive disk); publish one under another name with --rename OLD=NEW")
+        folded[name.casefold()] = name
     if not runs:
         reasons = "; ".join(f"{p}: {why}" for p, why in report.skipped)
         raise UserError(f"no publishable run directories under {', '.join(str(p) for p in paths)}"

@@ -15,7 +15,10 @@ Environment variables choose which entry points load:
                              always load (block them explicitly).  A name
                              that no installed distribution provides is an
                              error, so a typo never silently loads nothing.
-``SIMBENCH_BLOCK_PLUGINS``   comma-separated entry-point names to skip
+``SIMBENCH_BLOCK_PLUGINS``   comma-separated plugin names to skip: entry-point
+                             names, and ``--plugin`` files by file stem
+                             (``-p my_metric.py`` is ``my_metric``), the
+                             names the skip hints print
 
 An installed plugin that fails to import (``SystemExit`` included) is
 reported in one line, with the ``SIMBENCH_BLOCK_PLUGINS`` hint, and skipped:
@@ -171,8 +174,12 @@ def get_plugin_manager(
 
     pm.register(core_executors, name="simbench.executors")
 
+    blocked = _env_list(BLOCK_ENV) or set()
     for file in plugin_files:
         path = Path(file)
+        if path.stem in blocked:  # the name the skip hints give for a file plugin (its stem), honoured here too
+            log.warning("--plugin %s: not loaded (%s names %r)", path, BLOCK_ENV, path.stem)
+            continue
         module = _load_module_from_file(path)
         add(module, PluginInfo(path.stem, "file", location=str(path)))
 

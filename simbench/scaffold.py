@@ -7,7 +7,10 @@ tests and edits ``__call__``.
 
 from __future__ import annotations
 
+import builtins
+import keyword
 import re
+from collections.abc import Iterable
 from pathlib import Path
 
 from .errors import UserError
@@ -106,13 +109,41 @@ representations; declare only the invariances that hold. Override
 '''
 
 
-def new_metric(name: str, out_dir: Path) -> list[Path]:
-    """Write the skeleton ``out_dir/simbench-<name>/``; refuse to overwrite an existing directory."""
-    if not NAME_RE.match(name):
+def check_name(name: str, taken: Iterable[str] = ()) -> str:
+    """``name`` if it can name a new metric package, else a one-line :class:`UserError`.
+
+    snake_case, matched whole (a trailing newline is not a name); not a Python
+    keyword, and not ``none``/``true``/``false`` (the class would be ``None``,
+    ``True``, ``False``: a syntax error); not a name already registered
+    (``taken``: the built-ins' and installed plugins'), which the installed
+    package would clash with on every command.
+    """
+    if not NAME_RE.fullmatch(name):
         raise UserError(f"NAME {name!r}: expected a snake_case metric name, e.g. my_metric")
+    cls = class_name(name)
+    if keyword.iskeyword(name) or keyword.iskeyword(cls) or cls in dir(builtins):
+        raise UserError(f"NAME {name!r}: a Python keyword or built-in ({cls}) cannot name the metric's class; "
+                        "choose another name, e.g. my_metric")
+    if name in set(taken):
+        raise UserError(f"NAME {name!r}: a metric of that name is already registered (a built-in or an installed "
+                        "plugin); choose another name")
+    return name
+
+
+def class_name(name: str) -> str:
+    """The metric class's name: ``my_metric`` -> ``MyMetric``."""
+    return "".join(part.capitalize() for part in name.split("_")) or "MyMetric"
+
+
+def new_metric(name: str, out_dir: Path, taken: Iterable[str] = ()) -> list[Path]:
+    """Write the skeleton ``out_dir/simbench-<name>/``; refuse to overwrite an existing directory.
+
+    ``taken``: metric names already registered (:func:`check_name`).
+    """
+    check_name(name, taken)
     dash = name.replace("_", "-")
     package = f"simbench_{name}"
-    cls = "".join(part.capitalize() for part in name.split("_")) or "MyMetric"
+    cls = class_name(name)
     root = out_dir / f"simbench-{dash}"
     if root.exists():
         raise UserError(f"{root}: already exists; choose another --out or remove it")

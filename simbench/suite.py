@@ -50,6 +50,8 @@ RUN_DEFAULTS: dict[str, Any] = {
 MAX_CELL_TIMEOUT = 7 * 24 * 3600.0
 #: ``run.isolation``: how a metric cell is separated from the run (see simbench.isolation)
 ISOLATION_MODES = ("auto", "thread", "process")
+#: the most torch threads per process ``run.threads`` accepts (a fixed bound, so validation is the same on every machine)
+MAX_THREADS = 1024
 MAX_NAME_LENGTH = 64  # suite names and labels become file and directory names
 MAX_DEPTH = 16  # tables/arrays nested deeper than this are refused (no RecursionError tracebacks)
 DEVICES = ("auto", "cpu", "cuda")
@@ -389,6 +391,9 @@ def validate(
     for key, low in (("threads", 1), ("cell_timeout", 0), ("max_size_gb", 0), ("max_models", 2)):
         if run[key] < low or run[key] != run[key]:
             raise SuiteError(file, f"run.{key}", f"expected a number >= {low}, got {run[key]!r}")
+    if run["threads"] > MAX_THREADS:  # torch would try to start them all (and oversubscribe every core)
+        raise SuiteError(file, "run.threads", f"expected at most {MAX_THREADS} threads per process, "
+                         f"got {run['threads']!r}")
 
     # a time limit is waited on with OS timers that overflow near 9.2e9 s: inf would pass the check above and
     # then fail every metric cell with OverflowError, so bound it to something a run could actually use

@@ -185,3 +185,258 @@ def test_a_damaged_or_foreign_results_file_is_one_line(toy_run, tmp_path, cli_he
     proc = cli_here("-p", str(TOY_PLUGINS), "publish", str(tmp_path / "runs"), "--out", str(tmp_path / "pub"))
     assert proc.returncode == 0 and "published good" in proc.stdout, proc.stderr[-2000:]
     assert f"skipped {run}: {caught.value}" in proc.stderr
+
+
+# -- item 7: a suite that merely carries a shipped name is never published under it ----------
+
+
+def quick_impostor(tmp_path: Path) -> Path:
+    """``$SIMBENCH_SUITES_DIR/quick.toml``: the toy suite calling itself ``quick``."""
+    folder = tmp_path / "my_suites"
+    folder.mkdir()
+    (folder / "quick.toml").write_text(TOY_SUITE.read_text().replace('name = "toy"', 'name = "quick"'))
+    return folder
+
+
+def test_run_says_which_file_a_suite_name_resolved_to(tmp_path, cli_here, shared_cache):
+    folder = quick_impostor(tmp_path)
+    proc = cli_here("-p", str(TOY_PLUGINS), "run", "quick", "--no-leaderboard", "--cache-dir", str(shared_cache),
+                    "--run-dir", str(tmp_path / "run"), env={"SIMBENCH_SUITES_DIR": str(folder)})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"running suite quick from {folder / 'quick.toml'}" in proc.stdout
+    warning = [line for line in proc.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warning) == 1 and "not the shipped" in warning[0] and "suites/quick.toml" in warning[0]
+    # publish refuses the official name for it, in one line, and publishes nothing in its place
+    runs = tmp_path / "runs"
+    copy_run(tmp_path / "run", runs / "quick")
+    out = tmp_path / "out"
+    proc = cli_here("-p", str(TOY_PLUGINS), "publish", str(runs), "--out", str(out),
+                    env={"SIMBENCH_SUITES_DIR": str(folder)})
+    assert proc.returncode == 2 and "not the shipped suites/quick.toml" in one_error_line(proc)
+    assert not (out / "quick.md").exists()
+    # under another name it is published
+    proc = cli_here("-p", str(TOY_PLUGINS), "publish", str(runs), "--out", str(out), "--rename", "quick=my-quick",
+                    env={"SIMBENCH_SUITES_DIR": str(folder)})
+    assert proc.returncode == 0 and (out / "my-quick.md").exists() and not (out / "quick.md").exists()
+
+
+def test_a_shipped_name_needs_the_shipped_file(toy_run, tmp_path, toy_registry):
+    runs = tmp_path / "runs"
+    copy_run(toy_run, runs / "impostor", name="quick")  # any file saying name = "quick"
+    copy_run(toy_run, runs / "toy")
+    report = leaderboard.publish([runs], tmp_path / "out", toy_registry, suites={},
+                                 shipped={"quick": Path(__file__).parents[1] / "suites" / "quick.toml"})
+    assert set(report.published) == {"toy"}
+    assert any("not the shipped suites/quick.toml" in why for _, why in report.skipped)
+    # a run made from the very file that is shipped under the name keeps it (content compared, not the path)
+    shipped_copy = tmp_path / "shipped" / "toy.toml"
+    shipped_copy.parent.mkdir()
+    shipped_copy.write_bytes(TOY_SUITE.read_bytes())
+    report = leaderboard.publish([runs / "toy"], tmp_path / "out2", toy_registry, shipped={"toy": shipped_copy})
+    assert set(report.published) == {"toy"}
+    shipped_copy.write_text(TOY_SUITE.read_text() + "\n# edited since\n")
+    with pytest.raises(UserError, match="not the shipped"):
+        leaderboard.publish([runs / "toy"], tmp_path / "out3", toy_registry, shipped={"toy": shipped_copy})
+
+
+def test_the_suite_hash_is_recomputed_with_data_files_in_the_loaders_order(tmp_path, toy_registry, monkeypatch):
+    # two patterns whose files sort the other way round (train* listed first, test* sorts first), as in
+    # calibration-mnist: the manifest stores them sorted, the loader hashed them pattern by pattern
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("train-0.bin", "train-1.bin", "test-0.bin"):
+        (data / name).write_bytes(name.encode())
+    monkeypatch.setenv("SB_DATA", str(data))
+    suite_file = tmp_path / "s.toml"
+    suite_file.write_text(TOY_SUITE.read_text().replace(
+        'name = "toy_blobs"', 'name = "mnist"\ndata_files = {train = "$SB_DATA/train*.bin", test = "$SB_DATA/test*.bin"}'))
+    suite = load_suite(suite_file, toy_registry, ["probes.n=30"])
+    manifest = {"suite": {"name": suite.name, "sha256": suite.sha256, "overrides": ["probes.n=30"],
+                          "data_files": dict(sorted(suite.data_files.items()))}}
+    assert list(manifest["suite"]["data_files"]) != list(suite.data_files)  # the order really differs
+    monkeypatch.delenv("SB_DATA")  # publishing need not have the running shell's environment
+    assert leaderboard.suite_gives_run(suite_file, manifest)
+    assert not leaderboard.suite_gives_run(suite_file, {"suite": {**manifest["suite"], "overrides": ["probes.n=31"]}})
+
+
+# -- item 12: publishing names, plots, markdown and CSV ----------------------------------------
+
+
+@pytest.mark.parametrize("target", ["README", "readme", "Index", "quick+1a2b3c4d", "toy+00000000"])
+def test_a_rename_cannot_take_the_index_or_a_hash_name(toy_run, tmp_path, cli_here, target):
+    runs = tmp_path / "runs"
+    copy_run(toy_run, runs / "toy")
+    out = tmp_path / "out"
+    proc = cli_here("-p", str(TOY_PLUGINS), "publish", str(runs), "--out", str(out), "--rename", f"toy={target}")
+    assert proc.returncode == 2 and f"--rename toy={target}" in one_error_line(proc)
+    assert not out.exists()
+
+
+def test_a_run_named_like_the_index_or_with_a_plus_cannot_replace_or_pose(toy_run, tmp_path, toy_registry):
+    runs = tmp_path / "runs"
+    copy_run(toy_run, runs / "readme", name="README")
+    copy_run(toy_run, runs / "forged", name="quick+1a2b3c4d")  # a name the suite loader never accepts
+    copy_run(toy_run, runs / "toy")
+    out = tmp_path / "out"
+    report = leaderboard.publish([runs], out, toy_registry)
+    assert set(report.published) == {"toy", "quick_1a2b3c4d"}  # never quick+<hash>: it did not come from quick
+    assert any("reserved" in why for _, why in report.skipped)
+    assert (out / "README.md").read_text().startswith("# Leaderboards")
+    assert not list(out.glob("quick+*"))
+
+
+def test_an_override_runs_hash_must_follow_from_its_overrides(toy_run, tmp_path, toy_registry, shared_cache):
+    _, real = run_toy(tmp_path / "runs" / "small", toy_registry, ["probes.n=30"], cache=shared_cache)
+    runs = tmp_path / "runs"
+    manifest = real.read_manifest()
+    name = f"toy+{manifest['suite']['sha256'][:8]}"
+    # forged: the override run of another hash renamed by editing its manifest
+    forged = copy_run(real.path, tmp_path / "forged" / "f", sha256="1a2b3c4d" + "0" * 56)
+    forged_suite = json.loads((forged / "manifest.json").read_text())["suite"]
+    forged_suite["path"] = str(TOY_SUITE)
+    manifest_f = json.loads((forged / "manifest.json").read_text())
+    manifest_f["suite"] = forged_suite
+    (forged / "manifest.json").write_text(json.dumps(manifest_f))
+    report = leaderboard.publish([runs, tmp_path / "forged"], tmp_path / "out", toy_registry, allow_dirty=True)
+    assert name in report.published and "toy+1a2b3c4d" not in report.published
+    assert any("does not follow from its suite file and --set overrides" in why for _, why in report.skipped)
+    # the suite file gone: the run's own cells must carry the manifest's hash
+    manifest_f["suite"]["path"] = str(tmp_path / "gone.toml")
+    (forged / "manifest.json").write_text(json.dumps(manifest_f))
+    with pytest.raises(UserError, match="does not follow"):
+        leaderboard.publish([tmp_path / "forged"], tmp_path / "out2", toy_registry, allow_dirty=True)
+
+
+def test_names_differing_only_in_case_are_refused(toy_run, tmp_path, toy_registry):
+    runs = tmp_path / "runs"
+    copy_run(toy_run, runs / "a", name="Toy")
+    copy_run(toy_run, runs / "b")
+    with pytest.raises(UserError, match="differ only in case"):
+        leaderboard.publish([runs], tmp_path / "out", toy_registry)
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(UserError, match="differ only in case"):
+        leaderboard.publish([runs], tmp_path / "out", toy_registry, rename={"Toy": "TOY"})
+    report = leaderboard.publish([runs], tmp_path / "out", toy_registry, rename={"Toy": "toy-upper"})
+    assert set(report.published) == {"toy", "toy-upper"}
+
+
+def test_leaderboard_out_replaces_only_its_own_plots(toy_run, tmp_path, cli_here):
+    out = tmp_path / "out"
+    plots = out / "toy_plots"
+    plots.mkdir(parents=True)
+    (plots / "mine.png").write_bytes(b"a user's figure")
+    (plots / "notes.txt").write_text("mine")
+    proc = cli_here("-p", str(TOY_PLUGINS), "leaderboard", str(toy_run), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    board = json.loads((out / "toy.json").read_text())
+    assert board["plots"]
+    # an earlier render's plot that this one does not draw is stale: removed; the user's files stay
+    (plots / "old_figure.png").write_bytes(b"stale")
+    board["plots"].append("toy_plots/old_figure.png")
+    (out / "toy.json").write_text(json.dumps(board))
+    proc = cli_here("-p", str(TOY_PLUGINS), "leaderboard", str(toy_run), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert not (plots / "old_figure.png").exists()
+    assert (plots / "mine.png").read_bytes() == b"a user's figure" and (plots / "notes.txt").read_text() == "mine"
+    assert all((out / p).exists() for p in json.loads((out / "toy.json").read_text())["plots"])
+
+
+EVIL_LABEL = '=HYPERLINK("http://x","[x](javascript:alert(1))")'
+
+
+def test_user_text_is_inert_in_markdown_and_csv(tmp_path, toy_registry, shared_cache):
+    import pandas as pd
+    from markdown_it import MarkdownIt
+
+    suite_file = tmp_path / "evil.toml"
+    suite_file.write_text(TOY_SUITE.read_text().replace(
+        'name = "toy_gram_corr"', f'name = "toy_gram_corr"\nlabel = {json.dumps(EVIL_LABEL)}').replace(
+        'description = "Core test suite on toy plugins"',
+        'description = "see [here](javascript:alert(1)) and ![p](https://evil.example/pixel.png) [r]: http://e"'))
+    _, run = run_toy(tmp_path / "run", toy_registry, cache=shared_cache, suite_file=suite_file)
+    runs = tmp_path / "runs"
+    copy_run(run.path, runs / "toy")
+    out = tmp_path / "out"
+    leaderboard.publish([runs], out, toy_registry)
+    md = MarkdownIt("commonmark").enable("table")
+    for name in ("toy.md", "README.md"):
+        text = (out / name).read_text()
+        rendered = md.render(text)
+        assert "javascript:" not in "".join(t.attrGet("href") or "" for t in _links(md, text)), name
+        assert "<img" not in rendered or "evil.example" not in rendered.split("<img", 1)[1], name
+        assert 'href="javascript' not in rendered and 'src="https://evil' not in rendered, name
+    table = pd.read_csv(out / "toy.csv")
+    labels = [v for v in table["metric"]] if "metric" in table else list(table.iloc[:, 0])
+    assert "'" + EVIL_LABEL in labels and EVIL_LABEL not in labels  # neutralised, and still readable
+    numeric = [c for c in table.columns if table[c].dtype.kind == "f"]
+    assert numeric  # numbers stay numbers
+    assert leaderboard.csv_cell("-0.25") == "-0.25" and leaderboard.csv_cell(-1.0) == -1.0
+    assert leaderboard.csv_cell("@SUM(A1)") == "'@SUM(A1)" and leaderboard.csv_cell("+cmd") == "'+cmd"
+
+
+def _links(md, text):
+    out = []
+    for token in md.parse(text):
+        for child in token.children or []:
+            if child.type in ("link_open", "image"):
+                out.append(child)
+    return out
+
+
+# -- item 13: smaller holes ---------------------------------------------------------------------
+
+
+def test_the_resume_command_after_ctrl_c_is_shell_quoted(tmp_path, cli_here, monkeypatch):
+    from simbench.runner import Runner as RealRunner
+
+    def interrupted(self):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(RealRunner, "run", interrupted)
+    run_dir = tmp_path / "my run $(touch pwned); echo"
+    args = ["-p", str(TOY_PLUGINS), "run", str(TOY_SUITE), "-q", "--fresh", "--no-leaderboard", "--run-dir",
+            str(run_dir), "--set", "probes.n=30"]
+    proc = cli_here(*args)
+    assert proc.returncode == 130
+    line = next(line for line in proc.stderr.splitlines() if "To resume: simbench " in line)
+    resume = shlex.split(line.split("To resume: simbench ", 1)[1])
+    assert resume == [a for a in args if a != "--fresh"]  # pasted into a shell: exactly these words, nothing run
+
+
+@pytest.mark.parametrize("name, why", [("my_metric\n", "snake_case"), ("none", "keyword"), ("true", "keyword"),
+                                       ("false", "keyword"), ("class", "keyword"), ("linear_cka", "already registered")])
+def test_new_metric_refuses_names_that_would_break(tmp_path, cli_here, name, why):
+    proc = cli_here("new", "metric", name, "--out", str(tmp_path))
+    assert proc.returncode == 2 and why in one_error_line(proc)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_new_metric_package_compiles(tmp_path, cli_here):
+    proc = cli_here("new", "metric", "my_metric", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    for path in (tmp_path / "simbench-my-metric").rglob("*.py"):
+        compile(path.read_text(), str(path), "exec")
+
+
+def test_run_threads_is_bounded(cli_here):
+    proc = cli_here("-p", str(TOY_PLUGINS), "validate", str(TOY_SUITE), "--no-data", "--set", "run.threads=100000")
+    line = one_error_line(proc)
+    assert proc.returncode == 2 and "run.threads" in line and "at most 1024" in line
+    proc = cli_here("-p", str(TOY_PLUGINS), "validate", str(TOY_SUITE), "--no-data", "--set", "run.threads=8")
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_block_plugins_blocks_a_plugin_file_by_its_stem(tmp_path, cli_here, caplog):
+    raising = tmp_path / "raising.py"
+    raising.write_text("import simbench\n@simbench.hookimpl\ndef register_metrics(register):\n"
+                       "    raise RuntimeError('cannot register today')\n")
+    proc = cli_here("-p", str(raising), "-p", str(TOY_PLUGINS), "list", "metrics")
+    assert proc.returncode == 0 and "Set SIMBENCH_BLOCK_PLUGINS=raising to stop loading it" in caplog.text
+    caplog.clear()
+    # the hint's name blocks the file: not imported, not registered, no failure reported
+    proc = cli_here("-p", str(raising), "-p", str(TOY_PLUGINS), "list", "metrics", "--json",
+                    env={"SIMBENCH_BLOCK_PLUGINS": "raising,toy_plugins"})
+    assert proc.returncode == 0, proc.stderr
+    names = {m["name"] for m in json.loads(proc.stdout)}
+    assert "toy_gram_corr" not in names and "linear_cka" in names
+    assert "cannot register today" not in proc.stderr + caplog.text
