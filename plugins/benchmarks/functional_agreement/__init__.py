@@ -12,21 +12,29 @@ Model pairs share models, so they are not independent observations.  Every
 interval and test here resamples *models* (or, in a single-factor group, the
 blocks of models that share every other factor), paired across metrics:
 
-- ``pearson_boot_ci_*``: percentile interval of the model-level bootstrap
-  (Snijders & Borgatti 1999); ``pearson_jack_se``: leave-one-model-out
-  jackknife standard error of atanh(r), a check on the bootstrap;
-  ``pearson_perm_p``: Mantel permutation p (model labels permuted);
+- ``pearson_ci_*``: 95 % interval ``tanh(z ± t(U−1)·se)`` with ``se`` the
+  leave-one-unit-out jackknife standard error of atanh(r) and U the
+  resampling units (models or blocks); chosen over the percentile bootstrap
+  because the shipped size study (``benchmarks/bench_ranking.py``) measured
+  it closer to 95 % at 36 models; ``pearson_perm_p``: Mantel permutation p
+  (model labels permuted);
 - probe sets are aggregated by the mean Fisher z, with one draw applied to
   every probe set, so aggregates have honest intervals too; aggregates are
   formed over all probe sets and per family (clean, each perturbation);
-- ranks carry a bootstrap rank interval and P(rank 1); the *best set* holds
-  the metrics that multiple comparisons with the best (Hsu 1981) on the
-  paired bootstrap cannot reject as the best at 5 %;
-- ``vs_best``: each metric against the best by the paired bootstrap of the
-  difference of mean Fisher z, Holm-corrected over the metrics compared; a
-  mark needs both that test and exclusion from the best set;
-- groups with fewer than ``min_clusters`` resampling units get intervals but
-  no significance marks;
+- ONE construction gives every ranking statement (``ranking.py``):
+  simultaneous, studentized, step-down max-t tests of every ordered metric
+  pair on the paired model bootstrap (Romano & Wolf 2005), with an
+  indifference margin ``tie_margin`` on the z scale.  A metric's rank
+  confidence set (Mogstad, Romano, Shaikh & Wilhelm 2024) counts the metrics
+  that beat it and that it beats; the best set is the metrics whose rank set
+  contains 1; a metric outside it is marked with the adjusted p of the metric
+  that beats it (``worse_p``, named in ``model_b``).  Family-wise error over
+  all pairs is controlled at ``level``;
+- metrics whose similarity matrices are identical on every probe set (to
+  ``duplicate_tolerance``) are analysed once; the others are listed as its
+  aliases (``alias_of`` records);
+- groups with fewer than ``min_clusters`` resampling units get intervals and
+  observed ranks but no verdict: no rank sets, best set or marks;
 - ``pearson_indep_ci_*`` (Fisher) and ``spearman_indep_ci_*`` (Bonett &
   Wright 2000) assume independent pairs and are shown only as such.
 
@@ -69,8 +77,11 @@ class FunctionalAgreement(simbench.Benchmark):
     that varies in the zoo), ``min_pairs`` (smaller groups are skipped),
     ``n_permutations`` / ``n_bootstrap`` (0 turns either off; without the
     bootstrap there are no intervals, ranks intervals or best set),
-    ``min_clusters`` (fewer resampling units: no significance marks),
-    ``level`` (of the best set and the marks), ``bad_fraction_quantile``
+    ``min_clusters`` (fewer resampling units: no verdict), ``level``
+    (family-wise, of the rank sets, best set and marks), ``tie_margin``
+    (differences of mean Fisher z up to it count as ties),
+    ``duplicate_tolerance`` (metrics whose matrices differ by at most this,
+    relative to their largest value, are reported once), ``bad_fraction_quantile``
     (Ding et al. use 0.2), ``min_accuracy`` (models at or below it on the
     clean probe set are excluded; default chance + ``collapse_margin``),
     ``similarity_probe_set`` (measure similarity on this probe set only).
@@ -78,7 +89,7 @@ class FunctionalAgreement(simbench.Benchmark):
 
     name = "functional_agreement"
     description = "How well each metric's similarity tracks prediction agreement (Ding et al. 2021), model-level statistics"
-    version = "3"
+    version = "4"
 
     groups: tuple[str, ...] = ("all", EVERY_FACTOR)
     min_pairs: Annotated[int, Field(ge=3)] = 4
@@ -86,6 +97,9 @@ class FunctionalAgreement(simbench.Benchmark):
     n_bootstrap: Annotated[int, Field(ge=0)] = 2000
     min_clusters: Annotated[int, Field(ge=2)] = 20
     level: Annotated[float, Field(gt=0.0, lt=0.5)] = 0.05
+    #: equals ranking.TIE_MARGIN (kept literal so listing plugins does not import numpy)
+    tie_margin: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.01
+    duplicate_tolerance: Annotated[float, Field(ge=0.0, lt=1.0)] = 1e-6
     bad_fraction_quantile: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.2
     min_accuracy: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
     collapse_margin: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.1
@@ -141,6 +155,7 @@ class FunctionalAgreement(simbench.Benchmark):
                 layers.append(layer)
         if not metrics:
             return records
+        metrics, layers = self._drop_duplicates(metrics, layers, kept, records)
         x = np.stack(layers)  # [Q, K, M, M]; NaN where a metric failed on a probe set
         factors = [dict(s.factors) for s in ctx.specs]
         families = list(dict.fromkeys(family_of(p) for p in probes))
@@ -157,6 +172,30 @@ class FunctionalAgreement(simbench.Benchmark):
                                  detail=False)
             records += secondary.run(x, agreement, factors, groups=["all"], rename={"all": WITH_EXCLUDED})
         return records
+
+    def _drop_duplicates(self, metrics: list[str], layers: list[Any], kept: list[int],
+                         records: list[Record]) -> tuple[list[str], list[Any]]:
+        """Keep the first of each set of metrics whose matrices agree on the kept models and every
+        probe set to ``duplicate_tolerance`` (relative to the larger absolute value, NaN where the
+        other is NaN); record ``alias_of`` for the others so the page lists them once."""
+        import numpy as np
+
+        keep_m: list[str] = []
+        keep_l: list[Any] = []
+        ix = np.ix_(range(layers[0].shape[0]), kept, kept) if layers else None
+        for metric, layer in zip(metrics, layers, strict=True):
+            a = layer[ix]
+            for other, other_layer in zip(keep_m, keep_l, strict=True):
+                b = other_layer[ix]
+                same_nan = np.array_equal(np.isnan(a), np.isnan(b))
+                scale = max(float(np.nanmax(np.abs(a), initial=0.0)), float(np.nanmax(np.abs(b), initial=0.0)), 1e-300)
+                if same_nan and float(np.nanmax(np.abs(a - b), initial=0.0)) <= self.duplicate_tolerance * scale:
+                    records.append(Record(self.name, "alias_of", 1.0, metric=metric, model_b=other))
+                    break
+            else:
+                keep_m.append(metric)
+                keep_l.append(layer)
+        return keep_m, keep_l
 
     def _models_kept(self, ctx: simbench.BenchmarkContext, ids: list[str], records: list[Record]) -> list[int]:
         """Record every model's accuracy on every probe set; return the indices of the models

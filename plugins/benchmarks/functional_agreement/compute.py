@@ -16,7 +16,7 @@ import numpy as np
 from simbench.seeding import numpy_rng
 from simbench.types import Record
 
-from . import stats
+from . import ranking, stats
 
 from .common import ALL_PROBES, group_blocks, pair_groups, resolve_groups
 
@@ -98,6 +98,8 @@ class Analysis:
         add("pairs", n)
         add("clusters", n_units)
         add("few_clusters", float(few))
+        add("min_clusters", bench.min_clusters)
+        add("tie_margin", bench.tie_margin)
 
         boot = jack = null = None
         if bench.n_bootstrap:
@@ -133,12 +135,13 @@ class Analysis:
                 lo, hi = stats.bonett_wright_interval(rho[q, k], n)
                 add("spearman_indep_ci_low", lo, metric, probe)
                 add("spearman_indep_ci_high", hi, metric, probe)
-                if boot is not None:
-                    lo, hi = stats.percentile_interval(boot[:, q, k])
-                    add("pearson_boot_ci_low", lo, metric, probe)
-                    add("pearson_boot_ci_high", hi, metric, probe)
-                    add("pearson_jack_se", float(stats.jackknife_se(np.arctanh(
-                        np.clip(jack[:, q, k], -stats._R_CLIP, stats._R_CLIP)))), metric, probe)
+                if jack is not None:
+                    se = float(stats.jackknife_se(np.arctanh(np.clip(jack[:, q, k], -stats._R_CLIP, stats._R_CLIP))))
+                    half = ranking.interval_quantile(jack.shape[0]) * se
+                    z_qk = np.arctanh(np.clip(r[q, k], -stats._R_CLIP, stats._R_CLIP))
+                    add("pearson_ci_low", np.tanh(z_qk - half), metric, probe)
+                    add("pearson_ci_high", np.tanh(z_qk + half), metric, probe)
+                    add("pearson_jack_se", se, metric, probe)
                 if null is not None:
                     add("pearson_perm_p", stats.permutation_p(float(r[q, k]), null[:, q, k]), metric, probe)
                 bad = stats.bad_fraction(xv[q, k], yv[k], q_bad)
@@ -187,56 +190,41 @@ class Analysis:
             return
         zb = mean_z(boot, failed, subset)  # [B, Q]
         zj = mean_z(jack, failed, subset)  # [U, Q]
+        units = zj.shape[0]
+        se = stats.jackknife_se(zj)
+        half = ranking.interval_quantile(units) * se
         for q in np.flatnonzero(ok):
             metric = self.metrics[q]
-            lo, hi = stats.percentile_interval(np.tanh(zb[:, q]))
-            add("pearson_boot_ci_low", lo, metric, label)
-            add("pearson_boot_ci_high", hi, metric, label)
-            add("pearson_jack_se", float(stats.jackknife_se(zj[:, q])), metric, label)
-        ranks = stats.rank_intervals(z, zb)
-        best_p = stats.best_set_pvalues(z, zb)
+            add("pearson_ci_low", np.tanh(z[q] - half[q]), metric, label)
+            add("pearson_ci_high", np.tanh(z[q] + half[q]), metric, label)
+            add("pearson_jack_se", float(se[q]), metric, label)
+        sets = ranking.rank_sets(z, zb, zj, level=bench.level, margin=bench.tie_margin)
         for q in np.flatnonzero(ok):
-            metric, ri = self.metrics[q], ranks[q]
-            add("rank", ri.rank, metric, label)
-            add("rank_ci_low", ri.low, metric, label)
-            add("rank_ci_high", ri.high, metric, label)
-            add("p_rank_first", ri.p_first, metric, label)
-            add("best_p", best_p[q], metric, label)
-            add("in_best_set", float(best_p[q] >= bench.level), metric, label)
-        add("best_set_size", float((best_p[ok] >= bench.level).sum()), "", label)
-        # every metric against the observed best: paired bootstrap of the difference in mean z
-        best = int(np.flatnonzero(ok)[np.argmax(z[ok])])
-        others = [q for q in np.flatnonzero(ok) if q != best]
-        raw = np.array([stats.bootstrap_p(zb[:, best] - zb[:, q]) for q in others])
-        adjusted = stats.holm(raw) if len(raw) else raw
-        for q, p_raw, p_holm in zip(others, raw, adjusted, strict=True):
             metric = self.metrics[q]
-            add("vs_best_diff", np.tanh(z[best]) - np.tanh(z[q]), metric, label, model_b=self.metrics[best])
-            lo, hi = stats.percentile_interval(np.tanh(zb[:, best]) - np.tanh(zb[:, q]))
-            add("vs_best_diff_ci_low", lo, metric, label, model_b=self.metrics[best])
-            add("vs_best_diff_ci_high", hi, metric, label, model_b=self.metrics[best])
-            add("vs_best_boot_p", p_raw, metric, label, model_b=self.metrics[best])
-            add("vs_best_holm_p", p_holm, metric, label, model_b=self.metrics[best])
-            # marked only when both the paired test and the best set say "worse than the best"
-            add("vs_best_p", max(p_holm, best_p[q]), metric, label, model_b=self.metrics[best])
-            add("vs_best_jack_z", float((z[best] - z[q]) / max(stats.jackknife_se(zj[:, best] - zj[:, q]), 1e-300)),
-                metric, label, model_b=self.metrics[best])
-        if self.detail and label == ALL_PROBES:
-            self._comparisons(add, z, zb, zj, ok)
+            add("rank", sets.rank[q], metric, label)
+            add("p_rank_first", sets.p_first[q], metric, label)
+            if few:  # too few units for a verdict: no rank sets, best set or marks
+                continue
+            add("rank_set_low", sets.low[q], metric, label)
+            add("rank_set_high", sets.high[q], metric, label)
+            add("in_best_set", float(sets.in_best[q]), metric, label)
+            if sets.beaten_by[q] >= 0:
+                other = self.metrics[sets.beaten_by[q]]
+                add("worse_p", sets.mark_p[q], metric, label, model_b=other)
+                add("worse_diff", np.tanh(z[sets.beaten_by[q]]) - np.tanh(z[q]), metric, label, model_b=other)
+        if not few:
+            add("best_set_size", float(sets.in_best[ok].sum()), "", label)
+        if self.detail and label == ALL_PROBES and not few:
+            self._comparisons(add, z, sets, ok)
 
-    def _comparisons(self, add: Any, z: np.ndarray, zb: np.ndarray, zj: np.ndarray, ok: np.ndarray) -> None:
-        """Every unordered metric pair (suite order): paired bootstrap difference, Holm over the group."""
+    def _comparisons(self, add: Any, z: np.ndarray, sets: ranking.RankSets, ok: np.ndarray) -> None:
+        """Every unordered metric pair (suite order): the difference, its jackknife SE and the
+        step-down adjusted p of the same family of tests the rank sets come from."""
         pairs = [(a, b) for i, a in enumerate(np.flatnonzero(ok)) for b in np.flatnonzero(ok)[i + 1:]]
-        raw = np.array([stats.bootstrap_p(zb[:, a] - zb[:, b]) for a, b in pairs])
-        adjusted = stats.holm(raw) if len(raw) else raw
-        for (a, b), p_raw, p_holm in zip(pairs, raw, adjusted, strict=True):
+        for a, b in pairs:
             ma, mb = self.metrics[a], self.metrics[b]
             kw = {"model_a": ma, "model_b": mb}
             add("pearson_diff", np.tanh(z[a]) - np.tanh(z[b]), ma, ALL_PROBES, **kw)
-            lo, hi = stats.percentile_interval(np.tanh(zb[:, a]) - np.tanh(zb[:, b]))
-            add("pearson_diff_boot_ci_low", lo, ma, ALL_PROBES, **kw)
-            add("pearson_diff_boot_ci_high", hi, ma, ALL_PROBES, **kw)
-            add("pearson_diff_boot_p", p_raw, ma, ALL_PROBES, **kw)
-            add("pearson_diff_holm_p", p_holm, ma, ALL_PROBES, **kw)
-            add("pearson_diff_jack_se", float(stats.jackknife_se(np.tanh(zj[:, a]) - np.tanh(zj[:, b]))), ma,
-                ALL_PROBES, **kw)
+            add("z_diff_jack_se", float(sets.se[a, b]), ma, ALL_PROBES, **kw)
+            p = np.nanmin([sets.pair_p[a, b], sets.pair_p[b, a], np.inf])
+            add("pearson_diff_adj_p", float(p) if np.isfinite(p) else 1.0, ma, ALL_PROBES, **kw)

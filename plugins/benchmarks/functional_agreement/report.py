@@ -13,19 +13,24 @@ from . import stats
 from .common import (ALL_PROBES, SEVERAL, WITH_EXCLUDED, factor_names, group_label, is_aggregate, pair_groups)
 
 #: the columns of a ranking table, in order (those present are shown)
-RANK_COLUMNS = ("rank", "rank_ci_low", "rank_ci_high", "metric", "pearson_r", "pearson_boot_ci_low",
-                "pearson_boot_ci_high", "best_set", "vs_best", "vs_best_p", "p_rank_first", "spearman_rho",
-                "bad_fraction", "n", "probe_sets", "status")
+RANK_COLUMNS = ("rank", "rank_set", "metric", "aliases", "pearson_r", "pearson_ci_low", "pearson_ci_high",
+                "best_set", "beaten_by", "worse_p", "mark", "p_rank_first", "spearman_rho", "bad_fraction", "n",
+                "probe_sets", "status")
 
 RANK_CAPTION = (
     "r = Pearson correlation of the metric's similarity with prediction agreement over model pairs, averaged over "
-    "probe sets in Fisher z. boot_ci = 95 % model-level bootstrap interval (models resampled, so pairs sharing a "
-    "model stay dependent). rank_ci = 95 % bootstrap interval of the rank; p_rank_first = share of resamples in "
-    "which the metric ranks first. best_set = the metrics not distinguishable from the best at 5 % (multiple "
-    "comparisons with the best, Hsu 1981, on the paired model bootstrap). vs_best: worse than the best metric at * 5 %, ** 1 %, *** 0.1 % by the "
-    "paired bootstrap of the difference (Holm-corrected) and outside the best set; n.s. otherwise. bad_fraction = "
-    "Ding et al. (2021): share of all pairs that the metric puts among its closest 20 % while they are among the "
-    "20 % least agreeing (chance 0.04). n = model pairs.")
+    "probe sets in Fisher z; ci = 95 % interval tanh(z ± t(U−1)·se) with se the leave-one-model-out jackknife "
+    "standard error (models are the units, so pairs sharing a model stay dependent). Every ranking statement comes "
+    "from one family of simultaneous tests: each ordered metric pair is tested by its paired difference of mean "
+    "Fisher z, studentized, against the step-down max-t null of the paired model bootstrap (Romano & Wolf 2005), "
+    "family-wise error 5 % over all pairs, differences within the tie margin Δz = {margin} counted as ties. "
+    "rank_set = 95 % rank confidence set (Mogstad et al. 2024): 1 + the metrics that beat it, to Q − the metrics it "
+    "beats. best_set = the metrics whose rank set contains 1. beaten_by / worse_p = the metric that beats it with "
+    "the smallest adjusted p, and that p; mark = * p < 0.05, ** < 0.01, *** < 0.001 (a mark means exactly: outside "
+    "the best set). p_rank_first = share of bootstrap resamples in which the metric scores highest (descriptive). "
+    "aliases = metrics with the same similarity matrices, analysed once. bad_fraction = Ding et al. (2021): share of "
+    "all pairs that the metric puts among its closest 20 % while they are among the 20 % least agreeing (chance "
+    "0.04). n = model pairs.")
 
 
 def frame_of(records: Any) -> Any:
@@ -67,7 +72,12 @@ class _Parts:
         ok = frame["status"] == "ok"
         self.failed = frame[(frame["status"] == "failed") & (frame["metric"] != "")]
         self.per_metric = frame[ok & (frame["metric"] != "") & (frame["model_a"] == "") & (frame["model_b"] == "")]
-        self.vs_best = frame[ok & (frame["metric"] != "") & (frame["model_a"] == "") & (frame["model_b"] != "")]
+        self.vs_best = frame[ok & (frame["metric"] != "") & (frame["model_a"] == "") & (frame["model_b"] != "")
+                             & (frame["statistic"] != "alias_of")]
+        aliases = frame[ok & (frame["statistic"] == "alias_of")]
+        self.aliases: dict[str, list[str]] = {}
+        for alias, original in zip(aliases["metric"], aliases["model_b"], strict=True):
+            self.aliases.setdefault(original, []).append(alias)
         self.compare = frame[ok & (frame["model_a"] != "") & (frame["model_b"] != "")]
         self.models = frame[ok & (frame["metric"] == "") & (frame["model_a"] != "")]
         self.group_rows = frame[ok & (frame["metric"] == "") & (frame["model_a"] == "")]
@@ -82,33 +92,41 @@ class _Parts:
             rows = rows[rows["probe_set"] == probe_set]
         return float(rows["value"].iloc[0]) if len(rows) else float("nan")
 
+    def few(self, group: str) -> bool:
+        """True when the group has fewer resampling units than ``min_clusters``: no verdict."""
+        return self.group_stat(group, "few_clusters") == 1.0
+
     def ranking(self, group: str, probe_set: str = ALL_PROBES) -> Any:
-        """One ranking: a row per metric with r, intervals, rank interval, best set and marks."""
+        """One ranking: a row per metric with r, interval, rank set, best set and marks."""
         import pandas as pd
 
         rows = self.per_metric[(self.per_metric["group"] == group) & (self.per_metric["probe_set"] == probe_set)]
         table = _wide(rows, ["metric"])
         vs = self.vs_best[(self.vs_best["group"] == group) & (self.vs_best["probe_set"] == probe_set)]
-        # the metric every other one was compared with (ties: the one the analysis picked)
-        compared_with = vs["model_b"].iloc[0] if len(vs) else None
+        beaten_by = dict(zip(vs["metric"], vs["model_b"], strict=True))
         vs = _wide(vs, ["metric"]).drop(columns=["n"], errors="ignore")
         if len(vs):
             table = table.merge(vs, on="metric", how="left")
-        for col in ("pearson_r", "rank", "in_best_set", "vs_best_p"):
+        for col in ("pearson_r", "rank", "in_best_set", "worse_p"):
             if col not in table:
                 table[col] = float("nan")
         if group == self.headline and probe_set == ALL_PROBES:
             for metric in sorted(set(self.failed["metric"]) - set(table["metric"])):
                 table = pd.concat([table, pd.DataFrame([{"metric": metric}])], ignore_index=True)
-        table["_is_best"] = table["metric"] == compared_with
-        table = table.sort_values(["pearson_r", "_is_best", "metric"], ascending=[False, False, True],
-                                  na_position="last")
-        table = table.drop(columns="_is_best").reset_index(drop=True)
-        few = self.group_stat(group, "few_clusters") == 1.0
-        best = table["metric"].iloc[0] if len(table) and pd.notna(table["pearson_r"].iloc[0]) else None
-        table["best_set"] = ["yes" if v == 1.0 else ("" if pd.notna(v) else "") for v in table["in_best_set"]]
-        table["vs_best"] = [_mark(m, best, p, few) for m, p in zip(table["metric"], table["vs_best_p"], strict=True)]
-        for col in ("rank", "rank_ci_low", "rank_ci_high", "probe_sets", "rank_spearman"):
+        table = table.sort_values(["pearson_r", "metric"], ascending=[False, True], na_position="last")
+        table = table.reset_index(drop=True)
+        few = self.few(group)
+        table["aliases"] = [", ".join(self.aliases.get(m, [])) for m in table["metric"]]
+        if few or "rank_set_low" not in table:
+            table["rank_set"] = ""
+        else:
+            table["rank_set"] = [f"{int(lo)}–{int(hi)}" if pd.notna(lo) and pd.notna(hi) else ""
+                                 for lo, hi in zip(table["rank_set_low"], table["rank_set_high"], strict=True)]
+        table["best_set"] = ["yes" if v == 1.0 else "" for v in table["in_best_set"]]
+        table["beaten_by"] = [beaten_by.get(m, "") for m in table["metric"]]
+        table["mark"] = [_mark(p, inside, few) for p, inside in zip(table["worse_p"], table["in_best_set"],
+                                                                   strict=True)]
+        for col in ("rank", "rank_set_low", "rank_set_high", "probe_sets", "rank_spearman"):
             if col in table:
                 table[col] = _as_int(table[col])
         errors = self.failed.groupby("metric")["error"].first()
@@ -117,39 +135,51 @@ class _Parts:
         return table
 
     def best_set(self, group: str, probe_set: str = ALL_PROBES) -> list[str]:
+        """The best set, ordered by r (empty where the group has too few units for a verdict)."""
+        if self.few(group):
+            return []
         rows = self.per_metric[(self.per_metric["group"] == group) & (self.per_metric["probe_set"] == probe_set)
                                & (self.per_metric["statistic"] == "in_best_set") & (self.per_metric["value"] == 1.0)]
         r = self.per_metric[(self.per_metric["group"] == group) & (self.per_metric["probe_set"] == probe_set)
                             & (self.per_metric["statistic"] == "pearson_r")].set_index("metric")["value"]
         return sorted(rows["metric"], key=lambda m: -float(r.get(m, -2)))
 
+    def tie_margin_text(self) -> str:
+        margin = self.group_rows.loc[self.group_rows["statistic"] == "tie_margin", "value"]
+        return f"{float(margin.iloc[0]):g}" if len(margin) else "0.01"
 
-def _mark(metric: str, best: str | None, p: float, few: bool) -> str:
-    if best is None:
+    def min_clusters(self, group: str) -> int | None:
+        value = self.group_stat(group, "min_clusters")
+        return int(value) if math.isfinite(value) else None
+
+
+def _mark(p: float, inside: float, few: bool) -> str:
+    """Stars for a metric outside the best set; nothing inside it or without a verdict."""
+    if few or inside != 0.0 or not (p == p):
         return ""
-    if metric == best:
-        return "(best)"
-    if few:
-        return "(too few models)"
     return stats.significance_mark(p)
 
 
 def _few_note(parts: _Parts, group: str) -> str:
     units = parts.group_stat(group, "clusters")
-    if parts.group_stat(group, "few_clusters") == 1.0 and math.isfinite(units):
-        return (f" Only {int(units)} independent resampling units (models or blocks of models): intervals are rough "
-                "and no significance marks are given.")
+    if parts.few(group) and math.isfinite(units):
+        need = parts.min_clusters(group)
+        return (f" Only {int(units)} independent resampling units (models or blocks of models), fewer than "
+                f"min_clusters = {need if need is not None else '?'}: intervals are rough and no verdict is given "
+                "(no rank sets, best set or marks).")
     return ""
 
 
 def _best_title(parts: _Parts, group: str, probe_set: str = ALL_PROBES) -> str:
+    if parts.few(group):
+        return "; no verdict (too few models)"
     best = parts.best_set(group, probe_set)
     if not best:
         return ""
     if len(best) == 1:
-        return f"; best: {best[0]} (separated from every other metric)"
+        return f"; best: {best[0]} (every other metric is beaten)"
     shown = ", ".join(best[:6]) + (f" and {len(best) - 6} more" if len(best) > 6 else "")
-    return f"; best set: {shown} (not separated by the data)"
+    return f"; best set: {shown} (rank sets contain 1)"
 
 
 def _exclusion_note(parts: _Parts) -> str:
@@ -167,14 +197,27 @@ def _exclusion_note(parts: _Parts) -> str:
 
 
 def summary(records: Any) -> Any:
-    """The headline ranking in a few columns (the runner merges ``*_low``/``*_high`` into intervals)."""
+    """The headline ranking in a few columns that fit 80 terminal columns (the runner merges
+    ``*_low``/``*_high`` into intervals): metric, r and interval, rank set, P(rank 1), verdict."""
     parts = _Parts(records)
     head = parts.ranking(parts.headline)
-    cols = ["metric", "pearson_r", "pearson_boot_ci_low", "pearson_boot_ci_high", "rank_ci_low", "rank_ci_high",
-            "best_set", "vs_best", "status"]
-    out = head[[c for c in cols if c in head.columns]].rename(columns={
-        "pearson_r": "r", "pearson_boot_ci_low": "r_95_low", "pearson_boot_ci_high": "r_95_high",
-        "rank_ci_low": "rank_low", "rank_ci_high": "rank_high", "best_set": "best"})
+    few = parts.few(parts.headline)
+    verdict = []
+    for best, by, mark in zip(head["best_set"], head["beaten_by"], head["mark"], strict=True):
+        verdict.append("best set" if best == "yes" else (f"< {by} {mark}" if by else ""))
+    out = head[["metric"]].copy()
+    out["r"] = head["pearson_r"]
+    if "pearson_ci_low" in head:
+        out["r_95_low"], out["r_95_high"] = head["pearson_ci_low"], head["pearson_ci_high"]
+    if not few and (head["rank_set"] != "").any():
+        out["ranks"] = head["rank_set"]
+    if "p_rank_first" in head:
+        out["P(#1)"] = head["p_rank_first"]
+    if not few:
+        out["verdict"] = verdict
+    failed = head["status"] != "ok"
+    if failed.any():
+        out["status"] = ["FAILED" if f else "ok" for f in failed]
     out.attrs["title"] = f"Ranking ({group_label(parts.headline)}){_best_title(parts, parts.headline)}"
     return out
 
@@ -197,7 +240,8 @@ def tables(records: Any) -> list[Table]:
         "ranking", f"Ranking: how well similarity tracks prediction agreement ({group_label(head_group)})"
         + _best_title(parts, head_group),
         head[[c for c in RANK_COLUMNS if c in head.columns]],
-        RANK_CAPTION + _exclusion_note(parts) + _few_note(parts, head_group) + on_note))
+        RANK_CAPTION.format(margin=parts.tie_margin_text()) + _exclusion_note(parts) + _few_note(parts, head_group)
+        + on_note))
 
     # 2. per probe-set family (clean, each perturbation)
     families = [p for p in parts.aggregates if p != ALL_PROBES]
@@ -208,10 +252,11 @@ def tables(records: Any) -> list[Table]:
             t.insert(0, "probe_sets_of", fam.removeprefix("(mean over ").removesuffix(")"))
             frames.append(t)
         fam_table = pd.concat(frames, ignore_index=True)
-        cols = ["probe_sets_of", "rank", "rank_ci_low", "rank_ci_high", "metric", "pearson_r", "pearson_boot_ci_low",
-                "pearson_boot_ci_high", "best_set", "vs_best", "p_rank_first"]
-        sets = "; ".join(f"{f.removeprefix('(mean over ').removesuffix(')')}: {', '.join(parts.best_set(head_group, f))}"
-                         for f in families)
+        cols = ["probe_sets_of", "rank", "rank_set", "metric", "pearson_r", "pearson_ci_low", "pearson_ci_high",
+                "best_set", "beaten_by", "worse_p", "mark", "p_rank_first"]
+        sets = ("no verdict (too few models)" if parts.few(head_group) else
+                "; ".join(f"{f.removeprefix('(mean over ').removesuffix(')')}: "
+                          f"{', '.join(parts.best_set(head_group, f))}" for f in families))
         out.append(Table("by_probe_family", "Ranking on clean, corrupted and attacked probe sets separately",
                          fam_table[[c for c in cols if c in fam_table.columns]],
                          f"Best sets — {sets}. Same statistics as the headline, averaged over the probe sets of one "
@@ -228,14 +273,17 @@ def tables(records: Any) -> list[Table]:
             frames.append(t)
         long = pd.concat(frames, ignore_index=True)
         long["clusters"] = _as_int(long["clusters"])
-        cols = ["group", "rank", "rank_ci_low", "rank_ci_high", "metric", "n", "clusters", "pearson_r",
-                "pearson_boot_ci_low", "pearson_boot_ci_high", "best_set", "vs_best", "spearman_rho",
-                "rank_spearman", "bad_fraction"]
+        cols = ["group", "rank", "rank_set", "metric", "n", "clusters", "pearson_r", "pearson_ci_low",
+                "pearson_ci_high", "best_set", "beaten_by", "worse_p", "mark", "spearman_rho", "rank_spearman",
+                "bad_fraction"]
+        need = sorted({parts.min_clusters(g) for g in main_groups} - {None})
+        need_text = ", ".join(map(str, need)) or "min_clusters"
         out.append(Table("groups", "Per group: which factor differs between the two models",
                          long[[c for c in cols if c in long.columns]],
                          "Group 'all' = every pair; a factor name = the pairs that differ in exactly that factor. "
                          "In a factor group the resampling units are the blocks of models that share every other "
-                         "factor (clusters); with fewer than 20 no significance marks are given."))
+                         f"factor (clusters); with fewer than {need_text} (min_clusters) no verdict is given: no "
+                         "rank sets, best set or marks."))
         ranks = long.pivot_table(index="metric", columns="group", values="rank", aggfunc="first")
         ranks = ranks[[g for g in main_groups if g in ranks.columns]]
         factor_cols = [g for g in ranks.columns if g != "all"] or list(ranks.columns)
@@ -246,7 +294,7 @@ def tables(records: Any) -> list[Table]:
         ranks = ranks.sort_values("mean_rank").reset_index()
         ranks.columns.name = None
         out.append(Table("group_ranks", "Rank of each metric per group (1 = highest r)", ranks,
-                         "mean_rank averages the single-factor groups; see the groups table for rank intervals."))
+                         "mean_rank averages the single-factor groups; see the groups table for rank sets."))
 
     # 4. per-model accuracy
     acc = parts.models[parts.models["statistic"] == "model_accuracy"]
@@ -279,15 +327,14 @@ def tables(records: Any) -> list[Table]:
     if len(parts.compare):
         comp = _wide(parts.compare, ["group", "model_a", "model_b"]).rename(columns={"model_a": "metric_a",
                                                                                     "model_b": "metric_b"})
-        comp["sig"] = [stats.significance_mark(p) for p in comp.get("pearson_diff_holm_p", [])]
-        cols = ["group", "metric_a", "metric_b", "n", "pearson_diff", "pearson_diff_boot_ci_low",
-                "pearson_diff_boot_ci_high", "pearson_diff_boot_p", "pearson_diff_holm_p", "sig",
-                "pearson_diff_jack_se"]
-        out.append(Table("comparisons", "Metric against metric (mean over probe sets, paired model bootstrap)",
+        comp["mark"] = [stats.significance_mark(p) for p in comp.get("pearson_diff_adj_p", [])]
+        cols = ["group", "metric_a", "metric_b", "n", "pearson_diff", "z_diff_jack_se", "pearson_diff_adj_p", "mark"]
+        out.append(Table("comparisons", "Metric against metric (mean over probe sets, the tests behind the rank sets)",
                          comp[[c for c in cols if c in comp.columns]],
-                         "diff = r(a) - r(b); interval and p from the paired model-level bootstrap of the difference "
-                         "of mean Fisher z; holm_p corrects for every pair compared in the group; jack_se = "
-                         "leave-one-model-out jackknife standard error of the difference."))
+                         "diff = r(a) − r(b); z_diff_jack_se = leave-one-model-out jackknife SE of the difference of "
+                         "mean Fisher z; adj_p = step-down max-t adjusted p (family-wise over every ordered pair in "
+                         "the group, tie margin included) of the claim that the better-scoring metric is better: the "
+                         "same tests that give the rank sets, so a mark here is a separation there."))
 
     # 7. bad fraction (Ding et al.) and the conditional variant
     agg = _wide(parts.per_metric[parts.per_metric["probe_set"] == ALL_PROBES], ["metric", "group"])
@@ -313,12 +360,12 @@ def tables(records: Any) -> list[Table]:
             by_probe.columns.name = None
             out.append(Table("probe_sets", f"Pearson r per probe set ({group_label(head_group)})", by_probe,
                              "Correlation of similarity with agreement on each probe set." + on_note))
-        cols = ["metric", "group", "probe_set", "n", "pearson_r", "pearson_boot_ci_low", "pearson_boot_ci_high",
+        cols = ["metric", "group", "probe_set", "n", "pearson_r", "pearson_ci_low", "pearson_ci_high",
                 "pearson_jack_se", "pearson_perm_p", "pearson_indep_ci_low", "pearson_indep_ci_high", "spearman_rho",
                 "spearman_indep_ci_low", "spearman_indep_ci_high", "bad_fraction", "close_bad_fraction"]
         out.append(Table("detail", "Every metric x group x probe set", detail[[c for c in cols if c in detail.columns]],
-                         "boot_ci = model-level bootstrap 95 % interval; jack_se = jackknife standard error of "
-                         "atanh(r); perm_p = Mantel permutation p (model labels permuted). indep_ci = Fisher (r) and "
+                         "ci = 95 % interval tanh(z ± t(U−1)·jack_se); jack_se = leave-one-model-out jackknife "
+                         "standard error of atanh(r); perm_p = Mantel permutation p (model labels permuted). indep_ci = Fisher (r) and "
                          "Bonett & Wright (rho) intervals that ASSUME INDEPENDENT PAIRS: too narrow here, shown for "
                          "comparison with the literature." + on_note))
     return out
@@ -381,8 +428,8 @@ def _forest(parts: _Parts, path: Path) -> Path:
                 ax.text(0, y, "failed", va="center", fontsize=7, color="0.4")
                 continue
             r = float(table.at[metric, "pearson_r"])
-            lo = float(table.at[metric, "pearson_boot_ci_low"]) if "pearson_boot_ci_low" in table else float("nan")
-            hi = float(table.at[metric, "pearson_boot_ci_high"]) if "pearson_boot_ci_high" in table else float("nan")
+            lo = float(table.at[metric, "pearson_ci_low"]) if "pearson_ci_low" in table else float("nan")
+            hi = float(table.at[metric, "pearson_ci_high"]) if "pearson_ci_high" in table else float("nan")
             best = table.at[metric, "best_set"] == "yes"
             color = "#C44E52" if best else "#4C72B0"
             if math.isfinite(lo) and math.isfinite(hi):
@@ -390,10 +437,9 @@ def _forest(parts: _Parts, path: Path) -> Path:
             ax.plot([r], [y], marker="o", markersize=6, color=color, markerfacecolor=color if best else "white",
                     markeredgewidth=1.5)
             rank = table.at[metric, "rank"] if "rank" in table else None
-            lo_r = table.at[metric, "rank_ci_low"] if "rank_ci_low" in table else None
-            hi_r = table.at[metric, "rank_ci_high"] if "rank_ci_high" in table else None
-            if rank is not None and lo_r is not None and str(lo_r) != "<NA>":
-                ax.annotate(f"#{rank} [{lo_r}–{hi_r}]", (1.0, y), xycoords=("axes fraction", "data"),
+            rank_set = table.at[metric, "rank_set"] if "rank_set" in table else ""
+            if rank is not None and rank_set:
+                ax.annotate(f"#{rank} [{rank_set}]", (1.0, y), xycoords=("axes fraction", "data"),
                             xytext=(4, 0), textcoords="offset points", va="center", fontsize=7, color="0.3",
                             annotation_clip=False)
         ax.axvline(0, color="0.7", linewidth=0.8)
@@ -405,8 +451,10 @@ def _forest(parts: _Parts, path: Path) -> Path:
     axes[0][0].set_yticks(range(len(order)))
     axes[0][0].set_yticklabels(order, fontsize=8)
     axes[0][0].invert_yaxis()
-    fig.suptitle(f"Correlation with prediction agreement ({group_label(head)}): 95 % model-bootstrap intervals; "
-                 "filled red = best set; #rank [95 % rank interval]", fontsize=9)
+    verdict = ("no verdict: too few models for rank sets or a best set" if parts.few(head)
+               else "filled red = best set; #rank [95 % rank set]")
+    fig.suptitle(f"Correlation with prediction agreement ({group_label(head)}): 95 % model-level intervals; {verdict}",
+                 fontsize=9)
     fig.tight_layout()
     return _plots.save(fig, path)
 

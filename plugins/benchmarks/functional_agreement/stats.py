@@ -12,9 +12,8 @@ functions that give intervals and tests for the leaderboard resample models.
   probe set's r for many weightings at once (matrix products), and
   :func:`bootstrap_correlations` / :func:`jackknife_correlations` wrap them.
   One set of draws serves every metric, so comparisons are paired.
-- Comparisons and ranks: :func:`bootstrap_p` (two-sided, from paired
-  replicates of a difference), :func:`holm`, :func:`best_set_pvalues`
-  (multiple comparisons with the best, Hsu 1981), :func:`rank_intervals`.
+- Comparisons and ranks live in ``ranking.py`` (one construction for the rank
+  sets, the best set and every mark).
 - :func:`mantel` and :func:`mantel_null`: permutation p-values that relabel
   models (rows and columns together), within blocks when ``blocks`` is given.
 - Pairs-independent formulas, kept for comparison with the literature and
@@ -633,116 +632,6 @@ def bootstrap_interval(
 # ----------------------------------------------------------------------------
 # Paired comparisons, multiple testing, ranks and the set of best metrics
 # ----------------------------------------------------------------------------
-
-
-def bootstrap_p(differences: np.ndarray) -> float:
-    """Two-sided bootstrap p of H0: difference = 0 from paired replicates of the difference.
-
-    ``2·min(#(d* ≤ 0) + 1, #(d* ≥ 0) + 1) / (B + 1)``, capped at 1: the
-    smallest level at which the percentile interval excludes 0 (the +1s keep
-    the p of B replicates from being 0).  NaN replicates are dropped.
-    """
-    d = np.asarray(differences, dtype=np.float64)
-    d = d[np.isfinite(d)]
-    if d.size == 0:
-        return float("nan")
-    below, above = int((d <= 0).sum()), int((d >= 0).sum())
-    return float(min(1.0, 2.0 * (min(below, above) + 1) / (d.size + 1)))
-
-
-def holm(pvalues: np.ndarray | list[float]) -> np.ndarray:
-    """Holm (1979) step-down adjusted p-values (NaN stays NaN and does not count as a test)."""
-    p = np.asarray(pvalues, dtype=np.float64)
-    out = np.full_like(p, np.nan)
-    ok = np.flatnonzero(np.isfinite(p))
-    order = ok[np.argsort(p[ok], kind="stable")]
-    running = 0.0
-    for rank, idx in enumerate(order):
-        running = max(running, min(1.0, (len(order) - rank) * p[idx]))
-        out[idx] = running
-    return out
-
-
-def best_set_pvalues(observed: np.ndarray, replicates: np.ndarray) -> np.ndarray:
-    """For each metric, the p-value of "this metric is the best" (higher is better): multiple
-    comparisons with the best (Hsu 1981) on the paired bootstrap.
-
-    ``observed`` ``[Q]`` are the metrics' scores (mean Fisher z), ``replicates``
-    ``[B, Q]`` paired bootstrap replicates (rows with any NaN are dropped).
-    For metric j the statistic is ``T_j = max_{i≠j} (s_i − s_j) / se_ij``,
-    its strongest studentised deficit against any other metric, with
-    ``se_ij`` the bootstrap standard error of the paired difference; its null
-    distribution is that of the re-centred bootstrap maximum
-    ``max_{i≠j} ((s*_i − s*_j) − (s_i − s_j)) / se_ij``.  The metrics with
-    p ≥ α form a set that contains the truly best metric with probability
-    ≥ 1 − α (asymptotically): for the best metric every true difference
-    ``s_i − s_j`` is ≤ 0, so its statistic is dominated by the re-centred one.
-    Identical metrics (``se_ij = 0``) carry no evidence against each other.
-    Returns ``[Q]`` p-values (NaN for a NaN observation; 1 for a lone metric).
-    """
-    obs = np.asarray(observed, dtype=np.float64)
-    reps = np.asarray(replicates, dtype=np.float64)
-    out = np.full(obs.shape, np.nan)
-    ok = np.flatnonzero(np.isfinite(obs))
-    if len(ok) == 1:
-        out[ok] = 1.0
-    if len(ok) < 2:
-        return out
-    reps = reps[:, ok][np.isfinite(reps[:, ok]).all(axis=1)]
-    o = obs[ok]
-    if len(reps) < 2:
-        out[ok] = 1.0
-        return out
-    diff = o[:, None] - o[None, :]  # [i, j] = s_i - s_j
-    boot = reps[:, :, None] - reps[:, None, :]  # [B, i, j]
-    se = boot.std(axis=0)
-    usable = (se > 1e-12) & ~np.eye(len(ok), dtype=bool)
-    safe = np.where(usable, se, 1.0)
-    t = np.where(usable, diff / safe, -np.inf)  # [i, j]
-    t_star = np.where(usable[None], (boot - diff[None]) / safe[None], -np.inf)  # [B, i, j]
-    stat = t.max(axis=0)  # [j]
-    null = t_star.max(axis=1)  # [B, j]
-    p = (1 + (null >= stat[None, :]).sum(axis=0)) / (1 + len(reps))
-    out[ok] = np.where(np.isfinite(stat), p, 1.0)
-    return out
-
-
-@dataclass(frozen=True)
-class RankInterval:
-    """A metric's observed rank (1 = best), its bootstrap 95 % rank interval and P(rank 1)."""
-
-    rank: int
-    low: int
-    high: int
-    p_first: float
-
-
-def rank_intervals(observed: np.ndarray, replicates: np.ndarray, level: float = 0.95) -> list[RankInterval | None]:
-    """Ranks of ``observed`` ``[Q]`` scores (higher is better, ties share the best rank) with
-    percentile intervals of each metric's rank over the paired ``[B, Q]`` replicates (rows with NaN
-    dropped).  None where the observation is NaN."""
-    from scipy.stats import rankdata
-
-    obs = np.asarray(observed, dtype=np.float64)
-    reps = np.asarray(replicates, dtype=np.float64)
-    ok = np.isfinite(obs)
-    out: list[RankInterval | None] = [None] * len(obs)
-    if not ok.any():
-        return out
-    ranks = rankdata(-obs[ok], method="min")
-    reps = reps[:, ok]
-    reps = reps[np.isfinite(reps).all(axis=1)]
-    boot = rankdata(-reps, axis=1, method="min") if len(reps) else np.empty((0, ok.sum()))
-    alpha = (1.0 - level) / 2.0
-    for col, idx in enumerate(np.flatnonzero(ok)):
-        if len(boot):
-            lo = int(np.quantile(boot[:, col], alpha, method="lower"))
-            hi = int(np.quantile(boot[:, col], 1 - alpha, method="higher"))
-            first = float((boot[:, col] == 1).mean())
-        else:
-            lo, hi, first = 1, int(ok.sum()), float("nan")
-        out[idx] = RankInterval(int(ranks[col]), lo, hi, first)
-    return out
 
 
 def bonett_wright_interval(rho: float, n: int, level_z: float = Z_95) -> tuple[float, float]:
