@@ -876,7 +876,7 @@ def headline_rows(table: Table, limit: int = 3) -> list[str]:
     has one) or else the first ``limit`` rows.  Each names its label (the
     ``metric`` column, else the first text column), the first numeric value
     column with the first ``*ci_low``/``*ci_high`` interval, and the rank
-    interval when there is one.
+    confidence set (a ``rank_set`` column) when there is one.
     """
     frame = table.frame
     cols = [str(c) for c in frame.columns]
@@ -900,8 +900,8 @@ def headline_rows(table: Table, limit: int = 3) -> list[str]:
             text += f": {values[0]} {_fmt(row[values[0]])}"
             if low and high in cols:
                 text += f" [{_fmt(row[low])}, {_fmt(row[high])}]"
-        if {"rank_ci_low", "rank_ci_high"} <= set(cols):
-            text += f", rank {row['rank_ci_low']}–{row['rank_ci_high']}"
+        if "rank_set" in cols and str(row["rank_set"]):
+            text += f", rank set {row['rank_set']}"
         out.append(text)
     return out
 
