@@ -2697,9 +2697,9 @@ def summary_lines(run: RunDir, registry: Registry | None, width: int = 80) -> li
             except UserError:
                 pass
         failed = records[(records["status"] == "failed") & (records["statistic"] == "evaluate")]
-        lines.append(f"{label}:"[:width])
+        lines.append(f"{label}:")
         if len(failed):
-            lines.append(f"  FAILED: {failed['error'].iloc[0]}"[:width])
+            lines.extend(_wrap(f"FAILED: {failed['error'].iloc[0]}", width, "  "))
             continue
         try:
             if getattr(cls.summary, "__func__", None) is Benchmark.summary.__func__:
@@ -2707,14 +2707,14 @@ def summary_lines(run: RunDir, registry: Registry | None, width: int = 80) -> li
                 tables = plugin_call(f"benchmark {label!r} tables", cls.tables, records)
                 short = tables[0].frame if tables else None
                 if tables:
-                    lines[-1] = f"{label}: {tables[0].title}"[:width]
+                    lines[-1] = f"{label}: {tables[0].title}"
             else:
                 short = plugin_call(f"benchmark {label!r} summary", cls.summary, records)
                 title = getattr(short, "attrs", {}).get("title")
                 if title:
-                    lines[-1] = f"{label}: {title}"[:width]
+                    lines[-1] = f"{label}: {title}"
         except PluginCallFailed as exc:
-            lines.append(f"  (no summary: {exc})"[:width])
+            lines.extend(_wrap(f"(no summary: {exc})", width, "  "))
             continue
         if short is None or len(short) == 0:
             lines.append("  (no rows)")
@@ -2723,13 +2723,27 @@ def summary_lines(run: RunDir, registry: Registry | None, width: int = 80) -> li
     failed = frame[(frame["status"] == "failed") & (frame["kind"] != "benchmark")]
     if len(failed):
         what = ", ".join(sorted({f"{r.metric or r.probe_set}" for r in failed.itertuples()}))
-        lines.append(f"{len(failed)} failed measurement(s): {what}"[: width - 1])
+        lines.extend(_wrap(f"{len(failed)} failed measurement(s): {what}", width))
     flags = frame[frame["kind"] == "flag"]
     for row in flags.drop_duplicates(["metric", "statistic"]).itertuples():
         if row.statistic == "undefined":
             models = sorted(set(flags.loc[(flags["metric"] == row.metric) & (flags["statistic"] == "undefined"),
                                           "model_a"]))
-            lines.append(f"flag: {row.metric} is undefined for {len(models)} model(s): {', '.join(models)}"[:width])
+            lines.extend(_wrap(f"flag: {row.metric} is undefined for {len(models)} model(s): "
+                               f"{', '.join(models)}", width))
         else:
-            lines.append(f"flag: {row.metric} gives a {row.statistic} matrix on {row.probe_set}"[:width])
-    return lines
+            lines.extend(_wrap(f"flag: {row.metric} gives a {row.statistic} matrix on {row.probe_set}", width))
+    # titles wrap at word boundaries (never cut mid-word); table lines are laid out to fit already
+    out: list[str] = []
+    for line in lines:
+        out.extend(_wrap(line, width) if len(line) > width else [line])
+    return out
+
+
+def _wrap(text: str, width: int, indent: str = "") -> list[str]:
+    """``text`` wrapped at word boundaries to ``width`` columns (continuation lines indented two
+    more); a single word longer than the line is the only thing ever broken."""
+    import textwrap
+
+    return textwrap.wrap(text, width=width, initial_indent=indent, subsequent_indent=indent + "  ",
+                         break_on_hyphens=False) or [indent.rstrip()]
