@@ -32,7 +32,8 @@ simbench installed.  The checks, on seeded synthetic data in float64:
                   hidden-unit permutation and positive diagonal rescaling
                   through (Leaky)ReLU layers);
 ``pairwise``      ``metric.pairwise(reps)`` is a float64 ``M x M`` matrix equal
-                  to the single-pair calls (1e-5), for models of different widths;
+                  to the single-pair calls (1e-5), for models of different widths,
+                  also with ``d1 + d2 > n`` (spaces that must share dimensions);
 ``edge_cases``    constant, zero, rank-one, tiny- and huge-scale, wide (d > n),
                   duplicated-row and float32 inputs give a finite value in
                   range or a clear ``ValueError`` -- never NaN;
@@ -365,20 +366,44 @@ def check_invariances(metric: Any, seed: int = 0, atol: float = 1e-6) -> None:
         check_invariance(m, invariance, seed, atol)
 
 
-def check_pairwise(metric: Any, seed: int = 0, atol: float = 1e-5) -> None:
-    """``pairwise`` is a finite float64 ``M x M`` matrix equal to the single-pair calls."""
-    import torch
+#: (n, widths) of the activation sets :func:`check_pairwise` compares: models of different widths with
+#: n well above them; and n below the sum of two widths (d1 + d2 > n - 1: the centred column spaces must
+#: share dimensions, several canonical correlations are exactly 1), one model wider than n
+PAIRWISE_CASES: tuple[tuple[int, tuple[int, ...]], ...] = ((64, (10, 8, 10, 5)), (20, (14, 12, 9, 25)))
 
+
+def check_pairwise(metric: Any, seed: int = 0, atol: float = 1e-5) -> None:
+    """``pairwise`` is a finite float64 ``M x M`` matrix equal to the single-pair calls.
+
+    Activation metrics are checked on every case of :data:`PAIRWISE_CASES`
+    (float64), each with an exact copy of the first model up to a unit
+    permutation; weight metrics on four networks of different shapes.
+    """
     m = _instance(metric)
     if m.kind == "weight":
         shapes = [(16, 12, 10, 3), (16, 9, 3), (16, 12, 7, 3), (16, 4)]
-        reps: list[Any] = [make_network(seed + k, widths) for k, widths in enumerate(shapes)]
-        inputs = None
-    else:
-        reps, inputs = make_activations(seed, widths=(10, 8, 10, 5))
-        # an exact copy up to a rotation: identical pairs must agree too
+        _check_pairwise_on(m, [make_network(seed + k, widths) for k, widths in enumerate(shapes)], None, atol, "")
+        return
+    for n, widths in PAIRWISE_CASES:
+        reps, inputs = make_activations(seed, n=n, widths=widths)
+        # an exact copy up to a permutation of units: identical pairs must agree too
         reps.append(transform_activation("permutation", reps[0], _generator(seed, "rotation")))
-    out = _pairwise(m, reps, inputs)
+        _check_pairwise_on(m, reps, inputs, atol, f" (n = {n}, widths {list(widths)} and a copy)")
+
+
+def _check_pairwise_on(m: Metric, reps: list[Any], inputs: Any, atol: float, where: str) -> None:
+    """One set: ``pairwise`` equals the pair calls; a set the metric refuses (``ValueError``, e.g. too few
+    probes for its ``k``) must be refused by both paths."""
+    import torch
+
+    try:
+        out = _pairwise(m, reps, inputs)
+    except ValueError as exc:
+        try:
+            _call(m, reps[0], reps[1], inputs)
+        except ValueError:
+            return
+        raise _fail(m, "pairwise", f"pairwise refused{where} ({exc}) but the single-pair call gives a value") from None
     if not isinstance(out, torch.Tensor):
         raise _fail(m, "pairwise", f"expected a torch.Tensor, got {type(out).__name__}")
     size = len(reps)
@@ -396,7 +421,8 @@ def check_pairwise(metric: Any, seed: int = 0, atol: float = 1e-5) -> None:
         raise _fail(
             m,
             "pairwise",
-            f"pairwise[{i}, {j}] = {float(out[i, j])!r} but metric(reps[{i}], reps[{j}]) = {float(loop[i, j])!r}",
+            f"pairwise[{i}, {j}] = {float(out[i, j])!r} but metric(reps[{i}], reps[{j}]) = {float(loop[i, j])!r}"
+            f"{where}",
         )
 
 

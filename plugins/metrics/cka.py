@@ -19,6 +19,7 @@ from pydantic import Field
 
 from ._base import (
     ISOMETRY,
+    OVERHEAD_BYTES,
     BuiltinMetric,
     UndefinedSimilarity,
     as_matrix,
@@ -96,10 +97,17 @@ class UnbiasedCKA(BuiltinMetric):
 
     Removes the positive bias of CKA at small n (independent Gaussian
     features: biased ~0.20, unbiased ~0.02 at n = 32, d = 8).  Needs n >= 4.
-    Negative HSIC estimates are clipped, so values lie in [0, 1].  A
-    representation whose self-HSIC is zero or at rounding level (a collapsed
+    A representation whose self-HSIC is zero or at rounding level (a collapsed
     model) makes the value 0/0: it raises ``MeasurementFailed`` (also a
     ``ValueError``) naming it, which the runner records as a failed cell.
+
+    Conventions: HSIC1 is the unbiased estimator of Song et al. (2012), as in
+    Kornblith et al.'s reference code (``cka(..., debiased=True)``), which
+    it matches to rounding when the cross HSIC is positive.  A **negative
+    cross HSIC is clipped to 0** (the reference returns the negative ratio),
+    so values lie in [0, 1].  Implementations that normalise HSIC
+    differently (repsim's, which issue 28 found to deviate from the paper)
+    are not matched.
     """
 
     name = "unbiased_cka"
@@ -226,6 +234,13 @@ def unbiased_cka_pair(name: str, a: Any, b: Any) -> float:
 # RBF CKA
 # --------------------------------------------------------------------------
 
+#: float64 temporaries per entry of one model's streamed kernel block (squared distances, GEMM,
+#: exponentials, the sqrt(2) weights), measured
+RBF_BLOCK_TEMP = 52
+
+#: bytes per n^2 of building one model's kernel statistics (measured at n = 2000)
+RBF_BUILD_BYTES = 40
+
 
 @dataclass(frozen=True)
 class RBFCKA(BuiltinMetric):
@@ -235,6 +250,16 @@ class RBFCKA(BuiltinMetric):
     of each representation, so the measure is scale-invariant.  All pairs:
     each model's bandwidth and kernel column means once, then the centred
     kernels' upper triangles streamed in row blocks (one GEMM per block).
+
+    Convention: ``K_ij = exp(-||x_i - x_j||^2 / (2 sigma^2))`` with
+    ``sigma = bandwidth_factor x`` the median of the **off-diagonal**
+    distances (each unordered pair once; the two middle values averaged for
+    an even count; the median of the non-zero distances when more than half
+    coincide).  Kornblith et al.'s reference code (``gram_rbf``) instead sets
+    ``sigma^2 = threshold^2 x`` the median of *all* n^2 squared distances,
+    the n zeros of the diagonal included, which is slightly smaller (values
+    ~1e-5 apart at n = 1000).  With the bandwidth matched, the two agree to
+    rounding (tested against an independent numpy formula).
     """
 
     name = "rbf_cka"
@@ -256,10 +281,15 @@ class RBFCKA(BuiltinMetric):
         return as_matrix(pairwise_rbf_cka(list(reps), self.bandwidth_factor, self.max_memory_mb))
 
     def memory_bytes(self, n: int, d: int, m: int) -> int:
-        """One model's kernel statistics ~26 bytes per ``n^2`` (float64 squared distances, the sorted-out
-        median, the exponentials), then blocks streamed through a buffer of at most 512 MB."""
-        _, feats = feature_bytes(n, d, m)
-        return feats + 26 * n * n + stream_bytes(m, self.memory_limit_bytes())
+        """Peak of ``pairwise``: every model's prepared float32 copy and float64 centred features, plus
+        the larger of building one model's kernel statistics (~40 bytes per ``n^2`` measured: the float64 squared
+        distances, the upper-triangle mask, the distances the median is selected from, the exponentials)
+        and one streamed row block (every model's block, float32, and ~52 bytes an entry of float64
+        temporaries building one model's block), sized exactly as the engine sizes it.  The build is
+        not bounded by ``max_memory_mb``: it is counted here, so validate refuses what would not fit."""
+        cap = self.memory_limit_bytes()
+        held = m * n * d * 12 + m * n * 16
+        return held + max(RBF_BUILD_BYTES * n * n, stream_bytes(m, n, cap, True, RBF_BLOCK_TEMP)) + OVERHEAD_BYTES
 
 
 def _median(v: Tensor) -> Tensor:
@@ -452,7 +482,7 @@ class DeconfoundedCKA(BuiltinMetric):
         w, feats = feature_bytes(n, d, m)
         a = n * (w + min(n, INPUT_WIDTH)) * 8
         core = (w + min(n, INPUT_WIDTH)) ** 2 * 8
-        return feats + 4 * a + 3 * core + min(self.memory_limit_bytes(), 2 * feats)
+        return feats + 4 * a + 3 * core + min(self.memory_limit_bytes(), 2 * feats) + OVERHEAD_BYTES
 
 
 class _Confounder:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field
 
-from ._base import STREAM_BLOCK_BYTES, BuiltinMetric, as_matrix, check_kwargs, feature_bytes, stream_bytes
+from ._base import FLOAT32, OVERHEAD_BYTES, BuiltinMetric, as_matrix, check_kwargs, stream_bytes, stream_rows
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -86,16 +86,29 @@ class JaccardKNN(BuiltinMetric):
         return knn_memory_bytes(n, d, m, self.memory_limit_bytes(), jaccard=True)
 
 
-def knn_memory_bytes(n: int, d: int, m: int, cap: int, jaccard: bool) -> int:
-    """Peak bytes of the all-pairs k-NN computation (measured at n = 3000).
+#: float64 temporaries per entry of one model's similarities while its thresholds are found, and while
+#: a block of its weights is built (similarities, comparisons, differences), measured
+KNN_BUILD_TEMP = 25
+KNN_BLOCK_TEMP = 64
 
-    Similarities are taken ~32 MB of rows (~2^22 entries) at a time, the
-    weights streamed through a buffer of at most 512 MB (no ``n^2`` object is
-    ever held); Jaccard's per-row ``[c, M, M]`` products take at most a block's worth.
+
+def knn_memory_bytes(n: int, d: int, m: int, cap: int, jaccard: bool) -> int:
+    """Peak bytes of the all-pairs k-NN computation.
+
+    Every model's prepared float32 copy and float64 unit-norm rows are held;
+    thresholds are found ~32 MB of similarities (2^22 entries, at least one
+    row) at a time; then the weights are streamed in row blocks sized
+    exactly as the engine sizes them (every model's block plus one model's
+    temporaries); Jaccard's per-row ``[c, M, M]`` products (float32 and
+    float64 copies) come on top.  No ``n^2`` object is ever held.
     """
-    _, feats = feature_bytes(n, d, m)
-    per_row = min(cap // 4, STREAM_BLOCK_BYTES) if jaccard else 0
-    return feats + 6 * max(1 << 22, n) * 8 + stream_bytes(m, cap) + per_row
+    held = m * n * d * 12 + m * n * 16
+    build = KNN_BUILD_TEMP * min(n, max(1, (1 << 22) // n)) * n + n * d * 8
+    stream = stream_bytes(m, n, cap, False, KNN_BLOCK_TEMP)
+    if jaccard:
+        rows = min(n, stream_rows(m, n, cap, False), max(1, (cap // (4 * FLOAT32)) // max(1, m * m)))
+        stream = rows * n * (m * FLOAT32 + KNN_BLOCK_TEMP) + rows * m * m * (FLOAT32 + 3 * 8) + m * rows * n * FLOAT32
+    return held + max(build, stream) + OVERHEAD_BYTES
 
 
 # --------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ._base import ISOMETRY, BuiltinMetric, as_matrix, check_kwargs, feature_bytes
+from ._base import FLOAT32, ISOMETRY, OVERHEAD_BYTES, BuiltinMetric, as_matrix, check_kwargs
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -28,9 +28,17 @@ class RSA(BuiltinMetric):
     Each representation's RDM holds 1 - Pearson r between the activation
     vectors of two probe inputs; RDMs are compared by the Spearman
     correlation of their upper triangles (ties get average ranks; distances
-    are float64 and never rounded, values within 1e-11 count as tied).  An
-    input with constant activations correlates 0 with every other.  All
+    are float64 and never rounded, values within 1e-11 count as tied).  All
     pairs: each model's ranked triangle built once, one GEMM over them.
+
+    Convention: a probe input whose activations are **constant (e.g. all
+    zero, a dead ReLU layer)** has no Pearson correlation; here it
+    correlates **0** with every other input (RDM entries 1), and the probe
+    stays in the comparison.  rsatoolbox (correlation RDM, Spearman
+    comparison) gets NaN for those entries and drops them, so the two differ
+    when such probes exist (~3e-3 on ReLU models with dead probes); without
+    constant probes they agree to rounding (tested against an independent
+    numpy / scipy-style formula).
     """
 
     name = "rsa"
@@ -50,13 +58,24 @@ class RSA(BuiltinMetric):
         return as_matrix(pairwise_rsa(list(reps), self.max_memory_mb))
 
     def memory_bytes(self, n: int, d: int, m: int) -> int:
-        """Building one ranked RDM takes ~40 bytes per ``n^2`` (the float64 triangle, its sort values and
-        int64 order, average ranks); the M float32 rank vectors are held at once if they fit the cap, else
-        two groups' worth (rebuilt per group pair)."""
-        _, feats = feature_bytes(n, d, m)
+        """Peak of ``pairwise``: the prepared float32 copies, building one ranked RDM (~56 bytes per ``n^2``
+        measured: the float64 triangle, its sorted values and int64 order, tie groups, average ranks)
+        and the float32 rank vectors held -- all M if they fit what the cap leaves beside the build
+        (the engine reserves 40 bytes per ``n^2`` and the inputs), else two groups' worth.  The build is
+        not bounded by ``max_memory_mb``: it is counted here, so validate refuses what would not fit."""
+        cap = self.memory_limit_bytes()
+        prepared = m * n * d * FLOAT32
         pairs = n * (n - 1) // 2
-        held, room = m * pairs * 4, self.memory_limit_bytes() - 40 * n * n - feats
-        return feats + 40 * n * n + (held if held <= room else max(room, 2 * pairs * 4))
+        room = max(0, cap - 40 * n * n - prepared) // FLOAT32
+        if m * pairs <= room:
+            held = m * pairs * FLOAT32
+        else:
+            held = 2 * max(1, min(m, room // max(1, 2 * pairs))) * pairs * FLOAT32
+        return prepared + RDM_BUILD_BYTES * n * n + held + OVERHEAD_BYTES
+
+
+#: bytes per n^2 of building one ranked RDM (measured at n = 2000)
+RDM_BUILD_BYTES = 56
 
 
 #: distances closer than this are tied: equal in exact arithmetic, they differ by float64

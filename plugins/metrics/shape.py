@@ -34,6 +34,8 @@ class Procrustes(BuiltinMetric):
     symmetric = True
     value_range = (0.0, 2.0)
     invariances = ISOMETRY
+    tile_size = 8  # float64 features: the blocks' SVDs
+    tile_bytes_per_entry = 40
 
     def __call__(self, a: Any, b: Any, **kwargs: Any) -> float:
         check_kwargs(self.name, kwargs)
@@ -62,6 +64,8 @@ class AngularShape(BuiltinMetric):
     symmetric = True
     value_range = (0.0, math.pi / 2)
     invariances = ISOMETRY
+    tile_size = 8  # float64 features: the blocks' SVDs
+    tile_bytes_per_entry = 40
 
     def __call__(self, a: Any, b: Any, **kwargs: Any) -> float:
         check_kwargs(self.name, kwargs)
