@@ -22,7 +22,7 @@ and notebooks (``docs/api.md``)::
 
 from __future__ import annotations
 
-from .api import Results, list_suites, load, register, register_metric, run
+from .api import Results, list_suites, load, register, register_metric, run, score
 from .errors import MeasurementFailed, ParamError
 from .hookspecs import hookimpl
 from .types import (
@@ -79,4 +79,5 @@ __all__ = [
     "register",
     "register_metric",
     "run",
+    "score",
 ]

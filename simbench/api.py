@@ -366,3 +366,33 @@ def run(suite: str | os.PathLike[str] | Mapping[str, Any], overrides: Mapping[st
     _, tables, frame = lb.build_tables(result, reg, [])
     return Results(result.path, result.read_manifest(), frame, {t.key: t.frame for t in tables},
                    {t.key: t.title for t in tables}, problems)
+
+
+def score(metric: Any, bundle: Any, *, suite: Any = None, run_dir: str | os.PathLike[str] | None = None,
+          plugins: Sequence[str | os.PathLike[str]] = (), cache_dir: str | os.PathLike[str] | None = None,
+          device: str = "cpu", fresh: bool = False, leaderboard_dir: str | os.PathLike[str] | None = None,
+          allow_changed_benchmark: bool = False) -> Results:
+    """Rank a new metric against a benchmark bundle (``docs/bundles.md``) and return the :class:`Results`.
+
+    ``metric``: a :class:`simbench.Metric` subclass or configured instance, a plugin file path (``.py``: every
+    metric it registers), a registered metric's name, or a list of these.  ``bundle``: a bundle directory, a
+    ``.tar``/``.tar.gz``/``.zip`` of one, ``hf://OWNER/NAME[@REVISION]`` or an opened
+    :class:`simbench.bundle.Bundle`.  ``suite`` (a name, path or dict): refuse the bundle unless it is a run of
+    it.  Only the new metric's matrices are computed; the published metrics' matrices, the agreement and
+    accuracies are the bundle's, and the benchmarks run again with the new metric among them.  A bundle whose
+    published numbers this simbench's benchmarks do not reproduce is refused unless ``allow_changed_benchmark``.
+    """
+    from . import leaderboard as lb
+    from .scoring import score_bundle
+
+    loaded = load_suite(suite, plugins=plugins) if suite is not None else None
+    runner = score_bundle(metric, bundle, suite=loaded, out=run_dir, cache_dir=cache_dir, plugins=plugins,
+                          device=device, fresh=fresh, strict=not allow_changed_benchmark,
+                          extra_plugins=[SESSION] if SESSION.classes else [])
+    result = runner.run_dir
+    problems: list[str] = []
+    lb.render(result.path, Path(leaderboard_dir) if leaderboard_dir else result.path / "leaderboard",
+              runner.registry, problems=problems)
+    _, tables, frame = lb.build_tables(result, runner.registry, [])
+    return Results(result.path, result.read_manifest(), frame, {t.key: t.frame for t in tables},
+                   {t.key: t.title for t in tables}, problems)

@@ -54,6 +54,8 @@ def cli(ctx: click.Context, plugins: tuple[str, ...]) -> None:
     simbench publish [RUNS...]            every suite's leaderboard + index.html
     simbench show mnist_c --out g.png     a picture of a perturbation's variants
     simbench new metric NAME              a metric plugin package with its conformance test
+    simbench bundle export RUN_DIR OUT    what a run measured, to rank new metrics against
+    simbench score m.py --bundle B        rank a new metric against a bundle, no retraining
     """
     ctx.ensure_object(dict)
     ctx.obj["plugins"] = plugins
@@ -411,6 +413,103 @@ def new_metric(name: str, out: Path) -> None:
     root = files[0].parent
     click.echo(f"wrote {root}/ ({', '.join(str(f.relative_to(root)) for f in files)})")
     click.echo(f"next: cd {root} && pip install -e '.[dev]' && pytest")
+
+
+# -- benchmark bundles (docs/bundles.md) ----------------------------------------
+
+
+@cli.group("bundle")
+def bundle_group() -> None:
+    """Benchmark bundles: what a run measured, to rank new metrics against (docs/bundles.md)."""
+
+
+@bundle_group.command("export")
+@click.argument("run_dir", metavar="RUN_DIR", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("out", metavar="OUT", type=click.Path(path_type=Path))
+@plugin_option
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="The stage cache the run used, read only (default .simbench-cache or $SIMBENCH_CACHE_DIR).")
+@click.option("--suite", "suite_file", default=None, metavar="SUITE",
+              help="The run's suite (a name or a file), if it is no longer at the path its manifest records.")
+@click.option("--weights/--no-weights", default=None,
+              help="Bundle every model's dense weights (default: when the suite has a weight metric).")
+@click.pass_context
+def bundle_export(ctx: click.Context, run_dir: Path, out: Path, plugins: tuple[str, ...], cache_dir: Path | None,
+                  suite_file: str | None, weights: bool | None) -> None:
+    """Write the bundle of the finished run RUN_DIR to OUT (a new directory, or .tar/.tar.gz/.zip)."""
+    from .bundle import export
+
+    export(run_dir, out, cache_dir=cache_dir, suite_path=resolve_suite(suite_file) if suite_file else None,
+           weights=weights,
+           registry=_registry(ctx, plugins), log=click.echo)
+    size = out.stat().st_size if out.is_file() else sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    click.echo(f"wrote {out} ({size / 2**20:.1f} MiB)")
+
+
+@bundle_group.command("verify")
+@click.argument("source", metavar="BUNDLE")
+def bundle_verify(source: str) -> None:
+    """Check a bundle (directory, archive or hf://OWNER/NAME): format, and every file's size and sha256."""
+    from .bundle import open_bundle
+
+    b = open_bundle(source)
+    click.echo(f"{source}: ok (format {b.doc['format_version']}, suite {b.suite['name']} "
+               f"{str(b.suite['sha256'])[:8]}, {b.doc['n_models']} models, {len(b.doc['probe_sets'])} probe sets, "
+               f"{len(b.doc['metrics'])} metrics, {len(b.doc['files'])} files)")
+
+
+@cli.command("score")
+@click.argument("metrics", metavar="METRIC...", nargs=-1, required=True)
+@click.option("--bundle", "source", required=True, metavar="BUNDLE",
+              help="A bundle directory, a .tar/.tar.gz/.zip of one, or hf://OWNER/NAME[@REVISION].")
+@plugin_option
+@click.option("--suite", "suite_file", default=None, metavar="SUITE",
+              help="Refuse the bundle unless it is a run of this suite (a name or a path).")
+@click.option("--metric", "names", multiple=True, metavar="NAME",
+              help="Score only these of the metrics the METRIC files register (repeatable).")
+@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Run directory of the scoring run (default runs/<suite>-<hash>).")
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Stage cache for the new metric's matrices (default .simbench-cache or $SIMBENCH_CACHE_DIR).")
+@click.option("--device", default="cpu", show_default=True, help="Where the new metric runs: cpu, cuda, auto.")
+@click.option("--fresh", is_flag=True, help="Delete the scoring run directory first instead of resuming.")
+@click.option("--allow-changed-benchmark", is_flag=True,
+              help="Rank even if this simbench's benchmarks no longer reproduce the bundle's published numbers.")
+@click.option("--quiet", "-q", is_flag=True, help="Print only the files written.")
+@click.pass_context
+def score_cmd(ctx: click.Context, metrics: tuple[str, ...], source: str, plugins: tuple[str, ...],
+              suite_file: str | None, names: tuple[str, ...], out: Path | None, cache_dir: Path | None,
+              device: str, fresh: bool, allow_changed_benchmark: bool, quiet: bool) -> None:
+    """Rank METRIC (a plugin file, or a registered metric's name) against a bundle, without retraining.
+
+    Computes only the new metric's matrices on the bundled representations, reruns the benchmarks with it
+    among the published metrics and writes the run directory and its leaderboard.
+    """
+    from . import leaderboard
+    from .runner import summary_lines
+    from .scoring import score_bundle
+
+    from .api import load_suite
+
+    files = tuple(ctx.find_root().obj.get("plugins", ())) + plugins
+    suite = load_suite(suite_file, plugins=files) if suite_file else None
+    runner = score_bundle(list(metrics), source, suite=suite, out=out, cache_dir=cache_dir, plugins=files,
+                          names=names, device=device, fresh=fresh, strict=not allow_changed_benchmark)
+    result = runner.run_dir
+    if not runner.reproduced["ok"]:
+        click.echo(f"warning: this simbench's benchmarks do not reproduce the bundle's published numbers (max "
+                   f"|difference| {runner.reproduced['max_abs_diff']}); every number on this board is this code's",
+                   err=True)
+    written = leaderboard.render(result.path, result.path / "leaderboard", runner.registry)
+    if not quiet:
+        click.echo(f"cells computed {runner.computed} (the new metric's and the benchmarks'), reused "
+                   f"{runner.reused} from the bundle; cache hits {runner.cache.hits}")
+        for line in summary_lines(result, runner.registry, 80):
+            click.echo(line)
+    for path in written:
+        if path.suffix in {".md", ".csv", ".json"}:
+            click.echo(f"wrote {path}")
+    click.echo(f"results: {result.path}")
 
 
 #: the arguments of the command being run (``main``'s ``argv``), for the resume line after Ctrl-C
