@@ -89,8 +89,11 @@ class PWCCA(BuiltinMetric):
 
     Canonical correlations weighted by how much of the *first* argument's
     units each canonical variate accounts for (summed absolute projections
-    of the centred units on the variate, as google/svcca's ``pwcca.py``),
-    hence asymmetric.
+    of the centred units on the unit-norm canonical variate, Morcos et al.'s
+    definition), hence asymmetric.  Not matched to google/svcca's
+    ``pwcca.py``, which forms its directions and projections differently
+    (it projects the uncentred activations, for one); no library reference
+    is claimed.
 
     Convention (deterministic where the paper's is not): when the two
     centred column spaces share dimensions -- always when
@@ -100,10 +103,11 @@ class PWCCA(BuiltinMetric):
     rounding.  Here correlations within ``1024 eps`` (of the compute dtype)
     of 1 form one block whose weight is taken on its principal basis (the
     singular vectors of the units' coordinates in the block), which depends
-    on the data only.  Outside that regime the value is the reference
-    definition.  ``__call__`` and ``pairwise`` compute through the same
-    function (:func:`_pwcca_values`) and agree to rounding (~1e-15 in
-    float64).  :meth:`ill_defined_pairs` and :meth:`matrix_flags` name the
+    on the data only.  The rule applies wherever correlations come that
+    close to 1 (a model with itself, near-identical models in float32);
+    elsewhere the value is the plain definition, unchanged.  ``__call__``
+    and ``pairwise`` compute through the same function
+    (:func:`_pwcca_values`) and agree to rounding (~1e-15 in float64).  :meth:`ill_defined_pairs` and :meth:`matrix_flags` name the
     pairs / models in the ill-defined regime.
     """
 
