@@ -40,6 +40,12 @@ from .errors import MeasurementFailed
 #: modules the fork server imports once, so a cell's process starts with them loaded
 PRELOAD = ("torch", "numpy", "simbench.runner")
 
+#: how long a worker process may take to start (fork, load the --plugin files, unpickle its inputs) before the
+#: cell's own time limit starts; the first cell of a run also waits for the fork server to import torch
+STARTUP_SECONDS = 300.0
+#: the child's first message: it is about to call ``fn`` (a result is a pickle, which never is one byte)
+_STARTED = b"S"
+
 _CONTEXT: Any = None
 
 
@@ -89,6 +95,7 @@ def _child(conn: Any, plugin_files: Sequence[str], threads: int, payload: bytes)
             for path in plugin_files:
                 _load_module_from_file(Path(path))
         fn, args = pickle.loads(payload)
+        conn.send_bytes(_STARTED)  # the time limit counts from here, not from the fork server's start-up
         result: tuple[Any, ...] = ("ok", fn(*args))
     except KeyboardInterrupt:
         result = ("interrupt", "KeyboardInterrupt")
@@ -164,20 +171,27 @@ def call_in_process(fn: Callable[..., Any], args: Sequence[Any], *, timeout: flo
     proc = ctx.Process(target=_child, args=(send, [str(p) for p in plugin_files], int(threads), payload),
                        name=f"simbench-{what}"[:60], daemon=True)
     started = time.monotonic()
+    running = False  # whether the child has started fn (then the cell's time limit applies)
     try:
         _start(proc)
         send.close()  # the child holds the only writer: EOF when it ends
         data = b""
         while True:
-            left = None if not timeout else timeout - (time.monotonic() - started)
+            limit = timeout if running else STARTUP_SECONDS
+            left = None if not limit else limit - (time.monotonic() - started)
             if left is not None and left <= 0:
-                raise MeasurementFailed(f"timed out after {timeout:g} s (run.cell_timeout); its worker process "
-                                        "was killed")
+                if running:
+                    raise MeasurementFailed(f"timed out after {timeout:g} s (run.cell_timeout); its worker process "
+                                            "was killed")
+                raise MeasurementFailed(f"its worker process did not start within {STARTUP_SECONDS:g} s")
             if receive.poll(0.2 if left is None else min(0.2, left)):
                 try:
                     data = receive.recv_bytes()
                 except (EOFError, OSError):
                     data = b""
+                if data == _STARTED and not running:
+                    running, started, data = True, time.monotonic(), b""
+                    continue
                 break
             if not proc.is_alive() and not receive.poll(0):
                 break

@@ -413,6 +413,94 @@ def _clone_probe_set(ps: ProbeSet) -> ProbeSet:
                     None if ps.x_by_model is None else {k: v.clone() for k, v in ps.x_by_model.items()})
 
 
+def _named_tensors(what: str, obj: Any) -> Iterable[tuple[str, Any]]:
+    """``(name, tensor)`` for the tensors of a dataset or a probe set, named for an error message."""
+    if isinstance(obj, DataSplits):
+        for split in ("train", "val", "test"):
+            yield f"the data's {split}.x", getattr(obj, split).x
+            yield f"the data's {split}.y", getattr(obj, split).y
+    elif isinstance(obj, ProbeSet):
+        yield f"probe set {obj.name!r}", obj.x
+        yield f"probe set {obj.name!r}", obj.y
+        for mid, xm in (obj.x_by_model or {}).items():
+            yield f"probe set {obj.name!r} (inputs for {mid})", xm
+    else:
+        for t in _tensors(obj):
+            yield what, t
+
+
+def _equal(a: Any, b: Any) -> bool:
+    """Same shape, dtype and values (NaN equal to NaN), whatever the devices."""
+    import torch
+
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    b = b.to(a.device)
+    if torch.equal(a, b):
+        return True
+    return (a.is_floating_point() or a.is_complex()) and bool(torch.allclose(a, b, rtol=0, atol=0, equal_nan=True))
+
+
+class Restorer:
+    """The one restoring copy of everything plugins share: the data, the probe sets and the models.
+
+    Plugins that are handed shared objects rather than copies (a zoo gets the
+    data; a perturbation the data and the models; a benchmark's view the data;
+    a model reads the probe sets) are checked after every call through
+    :meth:`restore`: whatever a plugin changed in place is put back from this
+    copy *before anything else runs*, and the call fails, naming what it
+    changed.  So the next plugin reads the originals, and a fresh run and a
+    resumed one (which skips the culprit's finished cell) see the same data.
+    The copy is made once per object (memory: one more copy of the data and the
+    probe sets; the models' copy is the state loaded from the cache anyway),
+    and checking costs one comparison of those tensors per plugin call.
+    """
+
+    def __init__(self) -> None:
+        #: id of a live tensor -> (what it is, the live tensor, its pristine copy)
+        self._tensors: dict[int, tuple[str, Any, Any]] = {}
+        #: model id -> (module, pristine state dict)
+        self._models: dict[str, tuple[Any, dict[str, Any]]] = {}
+
+    def keep(self, what: str, obj: Any) -> None:
+        """Remember ``obj``'s tensors as they are now (a dataset, a probe set, or any tensor container)."""
+        for name, t in _named_tensors(what, obj):
+            if id(t) not in self._tensors:
+                self._tensors[id(t)] = (name, t, t.detach().clone())
+
+    def keep_model(self, model_id: str, module: Any, state: Mapping[str, Any]) -> None:
+        """Remember a model by its pristine ``state`` (a copy the module does not share)."""
+        self._models[model_id] = (module, dict(state))
+
+    def forget_model(self, model_id: str) -> None:
+        self._models.pop(model_id, None)
+
+    def restore(self) -> list[str]:
+        """Put back whatever changed since it was kept; return what changed (empty: nothing)."""
+        import torch
+
+        changed: list[str] = []
+        with torch.no_grad():
+            for name, live, saved in self._tensors.values():
+                if _equal(live, saved):
+                    continue
+                if live.shape == saved.shape and live.dtype == saved.dtype:
+                    live.copy_(saved)  # in place: every holder of this tensor (or a view of it) sees the original
+                else:
+                    live.set_(saved.clone())
+                changed.append(name)
+            for mid, (module, state) in self._models.items():
+                current = module.state_dict()
+                if current.keys() == state.keys() and all(_equal(current[k], v) for k, v in state.items()):
+                    continue
+                try:
+                    module.load_state_dict(state, strict=True)
+                except RuntimeError:  # a parameter replaced by one of another shape
+                    module.load_state_dict(state, strict=True, assign=True)
+                changed.append(f"model {mid!r}")
+        return list(dict.fromkeys(changed))
+
+
 # ----------------------------------------------------------------------------
 # Progress display
 # ----------------------------------------------------------------------------
@@ -1004,6 +1092,8 @@ class Runner:
         self._reps: dict[tuple[str, str], tuple[list[Any], list[Any]]] = {}
         self._ui: ProgressUI | None = None
         self._model_state: dict[str, dict[str, Any]] = {}
+        #: the pristine copy of the data, probe sets and models, checked after every plugin call that gets them
+        self.restorer = Restorer()
         #: who runs the plan's tasks: an Executor, or the name of a registered one ([run] executor by default)
         self._executor_spec = (executor or suite.run.get("executor", "local"),
                                scheduler if scheduler is not None else suite.run.get("scheduler", ""),
@@ -1061,10 +1151,15 @@ class Runner:
         self.run_dir.remove_cell(cell_id)
 
     def _restore_models(self) -> None:
-        """Put every model's weights back (after a plugin modified them in place)."""
-        for mid, module in self.state.models.items():
-            if mid in self._model_state:
-                module.load_state_dict(self._model_state[mid], strict=True)
+        """Put back everything a plugin modified in place (data, probe sets, models): :meth:`Restorer.restore`."""
+        self.restorer.restore()
+
+    def _check_untouched(self, what: str) -> None:
+        """After a plugin call: restore what it changed in place and fail it (:class:`PluginCallFailed`) if anything."""
+        changed = self.restorer.restore()
+        if changed:
+            shown = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
+            raise PluginCallFailed(f"{what} modified {shown} in place (restored); a plugin must copy what it changes")
 
     # -- manifest -----------------------------------------------------------------
 
@@ -1246,16 +1341,16 @@ class Runner:
             # every group sees the zoo stage's seed: a zoo derives each model's seeds from it (and the model's
             # own factors), so a model does not depend on how the zoo is split into groups
             ctx = self.stage_ctx("zoo")
-            before = fingerprint(data)
             try:
-                if whole:
-                    built = plugin_call(f"{what} build", zoo.build, data, ctx)
-                else:
-                    built = plugin_call(f"{what} build_group", zoo.build_group, list(group), data, ctx)
+                try:
+                    if whole:
+                        built = plugin_call(f"{what} build", zoo.build, data, ctx)
+                    else:
+                        built = plugin_call(f"{what} build_group", zoo.build_group, list(group), data, ctx)
+                finally:
+                    self._check_untouched(f"{what} build")
             except PluginCallFailed as exc:
                 raise StageFailed(str(exc)) from None
-            if fingerprint(data) != before:
-                raise StageFailed(f"{what} build modified the dataset's tensors in place; it must copy them")
             if not isinstance(built, Mapping):
                 raise StageFailed(f"{what} build returned {type(built).__name__}; expected {{model id: module}}")
             missing = [i for i in group if i not in built]
@@ -1275,11 +1370,16 @@ class Runner:
         return self.cache.get_or_compute(key, compute)
 
     def _restore(self, zoo: Any, spec: ModelSpec, data: DataSplits, tensors: Mapping[str, Any], prefix: str) -> Any:
-        module = plugin_call(f"zoo {self.suite.zoo.name!r} instantiate", zoo.instantiate, spec, data)
+        what = f"zoo {self.suite.zoo.name!r} instantiate"
+        try:
+            module = plugin_call(what, zoo.instantiate, spec, data)
+        finally:
+            self._check_untouched(what)
         state = {k[len(prefix) + 2 :]: v for k, v in tensors.items() if k.startswith(prefix + "::")}
         module.load_state_dict(state, strict=True)
         # kept to put weights back if a plugin modifies a model in place
         self._model_state[prefix] = state
+        self.restorer.keep_model(prefix, module, state)
         return module.to(self.device).eval()
 
     def perturb_models(self, data: DataSplits) -> None:
@@ -1305,12 +1405,11 @@ class Runner:
                     seed=ctx.seed, device=ctx.device, progress=ctx.progress, cache=ctx.cache, log=ctx.log,
                     verbose=ctx.verbose, models=dict(base_models), specs=base_specs, data=data,
                 )
-                before = fingerprint(base_models, data)
-                entries = plugin_call(f"perturbation {use.label!r}", use.obj.perturb_models,
-                                      dict(base_models), list(base_specs), data, pctx)
-                if fingerprint(base_models, data) != before:
-                    raise PluginCallFailed(f"perturbation {use.label!r} modified the zoo's models or data in place; "
-                                           "it must copy them (copy.deepcopy)")
+                try:
+                    entries = plugin_call(f"perturbation {use.label!r}", use.obj.perturb_models,
+                                          dict(base_models), list(base_specs), data, pctx)
+                finally:  # the zoo's models or the data changed in place: put back, and this perturbation fails
+                    self._check_untouched(f"perturbation {use.label!r}")
                 entries = list(entries)
                 new_specs = [{"id": s.id, "factors": dict(s.factors)} for s, _ in entries]
                 for s, _ in entries:
@@ -1352,6 +1451,7 @@ class Runner:
         n = self.suite.probes["n"] or len(split)
         # clone: the probe set must not share memory with the dataset a plugin could modify
         clean = ProbeSet("clean", split.x[:n].clone(), split.y[:n].clone(), {"split": self.suite.probes["split"]})
+        self.restorer.keep("clean", clean)
         clean_key = content_hash({"data": self.data_key(), "probes": self.suite.probes})
         self.state.probe_sets["clean"] = clean
         self.state.probe_keys["clean"] = clean_key
@@ -1370,11 +1470,12 @@ class Runner:
                     verbose=ctx.verbose, models=self.state.models, specs=tuple(self.state.specs), data=data,
                 )
                 given = _clone_probe_set(clean)
-                before = fingerprint(self.state.models, data)
-                sets = list(plugin_call(f"perturbation {use.label!r}", use.obj.probe_sets, given, pctx))
-                if not _same(given, clean) or fingerprint(self.state.models, data) != before:
-                    raise PluginCallFailed(
-                        f"perturbation {use.label!r} modified its input probe set, the models or the data in place")
+                try:
+                    sets = list(plugin_call(f"perturbation {use.label!r}", use.obj.probe_sets, given, pctx))
+                finally:  # the models or the data changed in place: put back, and this perturbation fails
+                    self._check_untouched(f"perturbation {use.label!r}")
+                if not _same(given, clean):
+                    raise PluginCallFailed(f"perturbation {use.label!r} modified its input probe set in place")
                 tensors: dict[str, Any] = {}
                 metas = []
                 rejected = []
@@ -1415,6 +1516,7 @@ class Runner:
                     per_model = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
                 self.run_dir.remove_cell(f"probe_set/{name}")
                 self.state.probe_sets[name] = ProbeSet(name, tensors[f"{j}::x"], tensors[f"{j}::y"], item["meta"], per_model)
+                self.restorer.keep(name, self.state.probe_sets[name])
                 self.state.probe_keys[name] = content_hash([key, name])
             advance(1)
 
@@ -1453,6 +1555,12 @@ class Runner:
                 tensors[f"out::{i}"] = torch.cat(outs)
                 if not bool(torch.isfinite(tensors[f"out::{i}"]).all()):
                     raise MeasurementFailed(f"model {spec.id!r} gives NaN/inf outputs on probe set {probe_set!r}")
+            # a model's read/forward (zoo code) is handed slices of the probe set itself: an in-place op on its
+            # input would change what every later model and probe set reads
+            try:
+                self._check_untouched(f"reading the models on probe set {probe_set!r}")
+            except PluginCallFailed as exc:
+                raise MeasurementFailed(str(exc)) from None
             return tensors, {"ids": [s.id for s in specs]}
 
         def check(tensors: Mapping[str, Any], meta: Mapping[str, Any]) -> None:
@@ -1701,21 +1809,18 @@ class Runner:
             return
         self.stage_ctx("benchmark", use.label)
         started = time.perf_counter()
-        data = self.state.data
-        before = fingerprint(self.state.models, data)
         if context is None:
             context = RunnerView(self, use.label)
         try:
             if use.label in self._request_failures:
                 raise PluginCallFailed(self._request_failures[use.label])
-            records = list(plugin_call(f"benchmark {use.label!r}", use.obj.evaluate, context))
-            if fingerprint(self.state.models, data) != before:
-                raise PluginCallFailed(f"benchmark {use.label!r} modified the models or the data in place")
+            try:
+                records = list(plugin_call(f"benchmark {use.label!r}", use.obj.evaluate, context))
+            finally:  # the data (view.data is the run's own) changed in place: put back before the next benchmark
+                self._check_untouched(f"benchmark {use.label!r}")
             rows = [record_row(self.suite.name, "benchmark", _with_benchmark(r, use.label)) for r in records]
             error = ""
-        except UserError:
-            raise
-        except (PluginCallFailed, MeasurementFailed, Exception) as exc:  # recorded, reported, and the run goes on
+        except Exception as exc:  # noqa: BLE001 - recorded, reported, and the run goes on (a UserError too)
             error = str(exc).splitlines()[0][:300] if isinstance(exc, PluginCallFailed) else one_line(exc)
             log.warning("benchmark %s failed: %s", use.label, error)
             rows = [record_row(self.suite.name, "benchmark", Record(use.label, "evaluate", float("nan"),
@@ -1901,7 +2006,10 @@ class Runner:
         for use in self.suite.benchmarks:
             try:
                 view = RunnerView(self)
-                requests = list(plugin_call(f"benchmark {use.label!r} requests", use.obj.requests, view))
+                try:
+                    requests = list(plugin_call(f"benchmark {use.label!r} requests", use.obj.requests, view))
+                finally:
+                    self._check_untouched(f"benchmark {use.label!r} requests")
             except (PluginCallFailed, MeasurementFailed) as exc:
                 self._request_failures[use.label] = str(exc).splitlines()[0][:300]
                 continue
@@ -2119,6 +2227,7 @@ class Runner:
             per_model = ({k[3:]: v for k, v in tensors.items() if k.startswith("m::")} if meta.get("per_model")
                          else None)
             self.state.probe_sets[name] = ProbeSet(name, tensors["x"], tensors["y"], {}, per_model)
+            self.restorer.keep(name, self.state.probe_sets[name])
             self.state.probe_keys[name] = task.args["probe_key"]
             self.representations(name, None)  # computes and writes the cache entry task.output
             return {}
@@ -2169,6 +2278,7 @@ class Runner:
                 raise UserError(f"dataset {self.suite.data.name!r} loads other data on this worker than on the "
                                 "client; share the data files (and the Hugging Face cache)")
             self.state.data = data
+            self.restorer.keep("the data", data)
         return self.state.data
 
     def _job(self) -> WorkerJob:
@@ -2291,6 +2401,7 @@ class Runner:
             data = self.load_data()
             self.state.data = data
             self.data_fingerprint = fingerprint(data)
+            self.restorer.keep("the data", data)
             preflight(self.suite, data)  # layer names, sizes: refused before any training
             stages(1)
             lap("data")

@@ -226,3 +226,46 @@ def test_crafted_arrays_with_a_matching_checksum_are_recomputed(tmp_path, regist
     runner, resumed = run_toy(tmp_path, registry, overrides, cache=shared_cache)
     assert runner.run_dir.discarded == ["similarity/toy_gram_corr/clean"] and runner.computed == 1
     pd.testing.assert_frame_equal(first, resumed.results(matrices=True))
+
+
+# -- item 1: one restoring copy of everything a plugin may touch -----------------------------------
+
+
+def benchmark_values(frame, label):
+    rows = frame[(frame["kind"] == "benchmark") & (frame["benchmark"] == label)]
+    return rows.set_index("statistic")["value"].to_dict()
+
+
+def test_a_benchmark_that_mutates_the_data_fails_and_the_next_reads_the_original(tmp_path, registry, shared_cache):
+    common = ["metrics=[{name='toy_gram_corr'}]", "perturbations=[]"]
+    _, alone = run_toy(tmp_path, registry, [*common, "benchmarks=[{name='hb_reads_data'}]"], name="alone",
+                       cache=shared_cache)
+    both = [*common, "benchmarks=[{name='hb_mutates_data'}, {name='hb_reads_data'}]"]
+    runner, fresh = run_toy(tmp_path, registry, both, name="both", cache=shared_cache)
+    frame = fresh.results()
+    culprit = frame[(frame["kind"] == "benchmark") & (frame["benchmark"] == "hb_mutates_data")]
+    assert list(culprit["status"]) == ["failed"]
+    assert "modified the data's train.y, the data's test.x in place (restored)" in culprit["error"].iloc[0]
+    assert benchmark_values(frame, "hb_reads_data") == benchmark_values(alone.results(), "hb_reads_data")
+    data = runner.state.data  # the run's own data is the original again
+    assert float(data.train.y.double().sum()) == benchmark_values(frame, "hb_reads_data")["train_y_sum"] > 0
+    # a resume (the culprit's cell reused, the reader's recomputed) gives the same table as the fresh run
+    RunDir(tmp_path / "both").remove_cell("benchmark/hb_reads_data")
+    _, resumed = run_toy(tmp_path, registry, both, name="both", cache=shared_cache)
+    pd.testing.assert_frame_equal(frame, resumed.results())
+
+
+def test_a_perturbation_that_mutates_the_data_fails_and_the_next_reads_the_original(tmp_path, registry):
+    # separate caches: the second perturbation's probe set must be computed after the first in each run
+    common = ["metrics=[{name='toy_gram_corr'}]"]
+    _, alone = run_toy(tmp_path, registry, [*common, "perturbations=[{name='hb_data_probe'}]"], name="alone",
+                       cache=tmp_path / "c1")
+    both = [*common, "perturbations=[{name='hb_mutates_data_pert'}, {name='hb_data_probe'}]"]
+    runner, run = run_toy(tmp_path, registry, both, name="both", cache=tmp_path / "c2")
+    frame = run.results()
+    failed = frame[(frame["kind"] == "perturbation") & (frame["status"] == "failed")]
+    assert list(failed["probe_set"]) == ["hb_mutates_data_pert"]
+    assert "modified the data's test.x in place" in failed["error"].iloc[0]
+    a = alone.matrix("similarity", "toy_gram_corr", "hb_data_probe/v")[1]
+    b = run.matrix("similarity", "toy_gram_corr", "hb_data_probe/v")[1]
+    assert np.array_equal(a, b)
