@@ -564,7 +564,7 @@ def build_tables(run: RunDir, registry: Registry | None,
         cls = _benchmark_class(registry, info.get("name", label)) or Benchmark
         try:
             benchmark_tables = list(cls.tables(records)) if len(records) else []
-        except Exception as exc:  # a broken report must not hide the others
+        except (Exception, SystemExit) as exc:  # a broken report (sys.exit too) must not hide the others
             _problem(problems, f"benchmark {label!r}: tables failed: {type(exc).__name__}: {exc}")
             continue
         if len(benchmarks) > 1:
@@ -638,7 +638,7 @@ def _render_plots(run: RunDir, frame: Any, manifest: dict[str, Any], registry: R
         with tempfile.TemporaryDirectory(prefix="simbench-plots-") as tmp:
             try:
                 produced = [Path(p) for p in cls.plots(records, Path(tmp), run=view)]
-            except Exception as exc:  # a broken figure must not hide the tables
+            except (Exception, SystemExit) as exc:  # a broken figure (sys.exit too) must not hide the tables
                 _problem(problems, f"benchmark {label!r}: plots failed: {type(exc).__name__}: {exc}")
                 continue
             root = Path(tmp).resolve()
@@ -1087,7 +1087,7 @@ def publish(paths: Sequence[Path], out_dir: Path, registry: Registry | None, all
         except UserError as exc:
             report.skipped.append((run_path, str(exc)))
             continue
-        except Exception as exc:  # one broken run must not block the others
+        except (Exception, SystemExit) as exc:  # one broken run (a plugin's sys.exit too) must not block the others
             report.skipped.append((run_path, f"could not be rendered: {type(exc).__name__}: {exc}"))
             continue
         report.written.extend(files)

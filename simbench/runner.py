@@ -825,8 +825,12 @@ def preflight(suite: Suite, data: DataSplits, sample: int = 64) -> SizeEstimate 
         try:
             with torch.device("meta"):
                 module = suite.zoo.obj.instantiate(spec, data)
+        except KeyboardInterrupt:
+            raise
         except Exception:  # noqa: BLE001 - not meta-capable: checked after training instead
             return None
+        except BaseException as exc:  # noqa: BLE001 - sys.exit is no meta-device limitation: the zoo is broken
+            raise StageFailed(f"zoo {suite.zoo.name!r} instantiate: {one_line(exc)}") from None
         readable = tuple(getattr(module, "readable_layers", ()) or ())
         name = getattr(module, "default_layer", "") if layer == "default" else layer
         if readable and name not in readable:
@@ -837,8 +841,12 @@ def preflight(suite: Suite, data: DataSplits, sample: int = 64) -> SizeEstimate 
             x = torch.empty((1, *data.input_shape), device="meta")
             out = module.read(x, [name])[name]
             width = max(width, int(out.reshape(1, -1).shape[1]))
+        except KeyboardInterrupt:
+            raise
         except Exception:  # noqa: BLE001 - the estimate then counts parameters only
             pass
+        except BaseException as exc:  # noqa: BLE001 - sys.exit in a model's read
+            raise StageFailed(f"zoo {suite.zoo.name!r}: model {spec.id!r} read: {one_line(exc)}") from None
     n_probe_sets = 1 + sum(len(u.obj.variants()) for u in suite.perturbations if u.obj.target == "input")
     n_models = len(specs) * (1 + sum(1 for u in suite.perturbations if u.obj.target == "model"))
     estimate = SizeEstimate(n_models, int(sum(params) / len(params) * n_models), width, int(n), n_probe_sets)

@@ -269,3 +269,34 @@ def test_a_perturbation_that_mutates_the_data_fails_and_the_next_reads_the_origi
     a = alone.matrix("similarity", "toy_gram_corr", "hb_data_probe/v")[1]
     b = run.matrix("similarity", "toy_gram_corr", "hb_data_probe/v")[1]
     assert np.array_equal(a, b)
+
+
+# -- item 4: sys.exit in reports, publish and the preflight ---------------------------------------
+
+
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_sys_exit_in_a_zoo_instantiate_during_preflight_is_one_line(tmp_path, cli_here, command):
+    args = ["-p", str(TOY_PLUGINS), "-p", str(BOUNDARY_PLUGINS), command, str(TOY_SUITE), "--set",
+            "zoo.name='hb_exit_zoo'"]
+    if command == "run":
+        args += ["-q", "--no-leaderboard", "--run-dir", str(tmp_path / "r"), "--cache-dir", str(tmp_path / "c")]
+    proc = cli_here(*args)
+    line = one_error_line(proc)
+    assert proc.returncode == 3 and "hb_exit_zoo" in line and "instantiate: SystemExit" in line
+
+
+def test_sys_exit_in_tables_and_plots_is_a_recorded_problem(tmp_path, cli_here, caplog):
+    plugins = ["-p", str(TOY_PLUGINS), "-p", str(BOUNDARY_PLUGINS)]
+    run_dir = tmp_path / "runs" / "toy"
+    proc = cli_here(*plugins, "run", str(TOY_SUITE), "-q", "--run-dir", str(run_dir), "--cache-dir",
+                    str(tmp_path / "c"), "--set", "benchmarks=[{name='hb_exit_report'}, {name='hb_reads_data'}]",
+                    "--set", "perturbations=[]")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "tables failed: SystemExit" in caplog.text and "plots failed: SystemExit" in caplog.text
+    board = (run_dir / "leaderboard" / "toy.md").read_text()
+    assert "tables failed: SystemExit" in board and "test_x_sum" in board  # the other benchmark's table is there
+    out = tmp_path / "published"
+    proc = cli_here(*plugins, "publish", str(tmp_path / "runs"), "--out", str(out), "--allow-dirty")
+    assert proc.returncode == 0 and "published toy" in proc.stdout, proc.stderr[-2000:]
+    assert (out / "README.md").exists() and (out / "index.html").exists()
+    assert "tables failed: SystemExit" in proc.stderr
