@@ -121,7 +121,8 @@ class _Writer:
         self.bytes(rel, buf.getvalue())
 
     def json(self, rel: str, obj: Any) -> None:
-        self.bytes(rel, json.dumps(obj, indent=1, sort_keys=True, default=str).encode("utf-8"))
+        # key order kept: a model's factors are in the zoo's order, which benchmarks group pairs by
+        self.bytes(rel, json.dumps(obj, indent=1, default=str).encode("utf-8"))
 
     def parquet(self, rel: str, frame: Any) -> None:
         buf = io.BytesIO()
@@ -274,10 +275,8 @@ def _export_into(run: Any, manifest: dict[str, Any], order: list[str], w: _Write
             meta["file"] = rel
         meta.pop("models_sha256", None)
         cells[cell_id] = {"rows": payload["rows"], "meta": meta}
-        if cell_id.startswith("agreement/"):
-            for mid, value in zip(ids, meta.get("accuracy", []), strict=True):
-                accuracy_rows.append({"probe_set": cell_id.split("/", 1)[1], "model": mid,
-                                      "statistic": meta.get("task", ""), "value": float(value)})
+        accuracy_rows += [{"probe_set": r["probe_set"], "model": r["model_a"], "statistic": r["statistic"],
+                           "value": float(r["value"])} for r in payload["rows"] if r.get("kind") == "accuracy"]
     w.json("cells.json", {"order": [c for c in order if c in cells], "cells": cells})
     w.parquet("accuracy.parquet", pd.DataFrame(accuracy_rows, columns=["probe_set", "model", "statistic", "value"]))
     w.json("suite/suite.json", suite.raw)

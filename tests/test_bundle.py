@@ -104,7 +104,8 @@ def test_bundle_is_readable_without_simbench(published):
                 "matrices/similarity/wcka/weights.npy"):
         assert (b / rel).read_bytes() == (published / "run" / rel).read_bytes()
     acc = pd.read_parquet(b / "accuracy.parquet")
-    assert len(acc) == 3 * len(ids) and set(acc["statistic"]) == {"classification"}
+    assert len(acc) == 3 * len(ids) and set(acc["statistic"]) == {"accuracy"}
+    assert list(acc["model"][:len(ids)]) == ids
 
 
 def test_score_with_an_empty_cache_reproduces_the_published_numbers(published, tmp_path, cli_here):
