@@ -401,12 +401,22 @@ def _download_hub(spec: str) -> Path:
     except ImportError:
         raise UserError(f"{spec}: loading a bundle from the hub needs huggingface_hub (pip install huggingface_hub)") from None
     try:
-        local = snapshot_download(repo_id=repo, repo_type="dataset", revision=revision or None)
+        patterns = {"allow_patterns": [f"{subdir.strip('/')}/*"]} if subdir else {}  # only the bundle's folder
+        local = snapshot_download(repo_id=repo, repo_type="dataset", revision=revision or None, **patterns)
     except Exception as exc:  # offline, no such repository, no permission: one line
         raise UserError(f"{spec}: cannot download from the Hugging Face hub ({type(exc).__name__}: "
                         f"{str(exc).splitlines()[0][:200] if str(exc) else ''})") from None
     root = Path(local) / _safe_rel(subdir, spec) if subdir else Path(local)
     return root
+
+
+def _temporary_dir() -> Path:
+    """A directory to unpack an archive into, removed when the process ends."""
+    import atexit
+
+    path = Path(tempfile.mkdtemp(prefix="simbench-bundle-"))
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
 
 
 def open_bundle(source: str | os.PathLike[str], unpack_dir: str | os.PathLike[str] | None = None,
@@ -424,7 +434,7 @@ def open_bundle(source: str | os.PathLike[str], unpack_dir: str | os.PathLike[st
         if path.is_file():
             if not path.name.endswith(ARCHIVE_SUFFIXES):
                 raise UserError(f"{path}: expected a bundle directory or a .tar, .tar.gz, .tgz or .zip archive")
-            target = Path(unpack_dir) if unpack_dir else Path(tempfile.mkdtemp(prefix="simbench-bundle-"))
+            target = Path(unpack_dir) if unpack_dir else _temporary_dir()
             try:
                 root = _extract(path, target)
             except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as exc:

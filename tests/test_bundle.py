@@ -253,12 +253,13 @@ def test_hub_loader_on_a_local_repository_layout(published, tmp_path, monkeypatc
     calls = []
 
     def snapshot_download(repo_id, repo_type=None, revision=None, **kwargs):
-        calls.append({"repo_id": repo_id, "repo_type": repo_type, "revision": revision})
+        calls.append({"repo_id": repo_id, "repo_type": repo_type, "revision": revision, **kwargs})
         return str(repo)
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
     b = open_bundle("hf://simbench/toy-bundle@v1/quick")
-    assert calls == [{"repo_id": "simbench/toy-bundle", "repo_type": "dataset", "revision": "v1"}]
+    assert calls == [{"repo_id": "simbench/toy-bundle", "repo_type": "dataset", "revision": "v1",
+                      "allow_patterns": ["quick/*"]}]
     assert b.root == repo / "quick" and b.suite["name"] == "toy"
     assert b.array("representations/clean/0.npy").shape[0] == 40
 
