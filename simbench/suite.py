@@ -335,6 +335,50 @@ def _plugin_list(kind: str, doc: Mapping[str, Any], key: str, file: str, registr
     return uses
 
 
+def suite_model_count(zoo: PluginUse, perturbations: Sequence[PluginUse]) -> int:
+    """The models a suite's matrices compare: the zoo's specs, and a copy per model perturbation (as preflight
+    counts them); 2 when the zoo cannot list its specs here (the run reports that itself)."""
+    try:
+        specs = zoo.obj.specs()
+        count = len(specs)
+    except (Exception, SystemExit):  # noqa: BLE001 - a broken zoo is reported by the stage that calls it
+        return 2
+    return max(2, count * (1 + sum(1 for u in perturbations if getattr(u.obj, "target", "") == "model")))
+
+
+def metric_memory_refusal(metric: Any, n: int, n_models: int, width: int | None) -> str | None:
+    """Why ``metric``'s all-pairs matrix of ``n_models`` models of ``width`` features at ``n`` probes would exceed
+    its memory limit (with the estimate), or None.
+
+    ``width`` None means not known yet (before the models are instantiated): the estimate then uses width 1,
+    so only a probe count that fits no width is refused.  Weight metrics do not depend on the probes.
+    """
+    if getattr(metric, "kind", "activation") == "weight":
+        return None
+    limit = metric.memory_limit_bytes()
+    d, m = max(1, int(width or 1)), max(2, int(n_models))
+    need = metric.memory_bytes(n, d, m)
+    if limit is None or need is None or need <= limit:
+        return None
+    what = f"{m} models of width {d}" if width else f"{m} models, at any width"
+    most = metric.max_probes(d, m)
+    return (
+        f"needs about {need / 2**30:.2f} GiB at n = {n} probes (estimate for {what}), over its limit of "
+        f"{limit / 2**30:.2f} GiB; it supports at most n = {most} probes -- lower probes.n or raise the metric's "
+        "max_memory_mb"
+    )
+
+
+def check_metric_memory(file: str, metrics: Sequence[PluginUse], n: int, n_models: int, width: int | None) -> None:
+    """A :class:`SuiteError` naming the first metric whose estimate (:func:`metric_memory_refusal`) exceeds its
+    ``max_memory_mb``.  Called when a suite is loaded (widths unknown) and again once the models' real
+    width is known (``check_metric_memory(str(suite.path), suite.metrics, n, n_models, width)``)."""
+    for use in metrics:
+        refusal = metric_memory_refusal(use.obj, n, n_models, width)
+        if refusal:
+            raise SuiteError(file, "probes.n", f"metric {use.label!r} {refusal}")
+
+
 def validate(
     doc: Mapping[str, Any],
     file: str,
@@ -374,10 +418,9 @@ def validate(
         raise SuiteError(file, "probes.n", f"expected an integer >= 0 (0 = the whole split), got {probes['n']}")
     if probes["split"] not in ("test", "val"):
         raise SuiteError(file, "probes.split", f"expected 'test' or 'val', got {probes['split']!r}")
-    for use in metrics:  # refuse now, with the estimate, what would run out of memory mid-run
-        refusal = use.obj.memory_refusal(probes["n"]) if probes["n"] else None
-        if refusal:
-            raise SuiteError(file, "probes.n", f"metric {use.label!r} {refusal}")
+    if probes["n"]:  # refuse now, with the estimate, what would run out of memory mid-run
+        # the widths are known only once models are instantiated (preflight): here only what fits no width
+        check_metric_memory(file, metrics, probes["n"], suite_model_count(zoo, perturbations), None)
     run = _check_fields(_expect_table(doc, "run", file, required=False), RUN_DEFAULTS, file, "run")
     if run["device"] not in DEVICES and not re.fullmatch(r"cuda:[0-9]+", str(run["device"])):
         raise SuiteError(file, "run.device", f"expected one of {', '.join(DEVICES)} or cuda:N, got {run['device']!r}")
