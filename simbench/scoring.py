@@ -294,9 +294,16 @@ def _fill_store(runner: Any, b: Bundle, strict: bool = True) -> list[str]:
             meta.update(runner.run_dir.write_matrix(row["kind"], row["metric"], row["probe_set"], b.array(rel)))
         runner.run_dir.write_cell(cell_id, cell["rows"], meta)
     probes = [p["name"] for p in doc["probe_sets"]]
+    published = {m["label"] for m in doc["metrics"]}
+    needed = [f"agreement/{p}" for p in probes] + [
+        f"similarity/{u.label}/{where}" for u in s.metrics if u.label in published
+        for where in ([WEIGHTS] if u.obj.kind == "weight" else probes)]
+    missing = [c for c in needed if c not in cells["cells"]]
+    if missing:  # never recomputed here: the published numbers are the bundle's or none
+        raise UserError(f"bundle {b.source}: cells.json lacks {len(missing)} of the run's cells ({missing[0]}, ...); "
+                        "export the finished run again")
     for name in probes:
         runner.agreement_cell(name)
-    published = {m["label"] for m in doc["metrics"]}
     new_cells = []
     for use in s.metrics:
         for where in ([WEIGHTS] if use.obj.kind == "weight" else probes):

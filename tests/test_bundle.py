@@ -269,3 +269,21 @@ def test_hub_loader_on_a_local_repository_layout(published, tmp_path, monkeypatc
     monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
     with pytest.raises(UserError, match=r"^hf://simbench/other: cannot download from the Hugging Face hub"):
         open_bundle("hf://simbench/other")
+
+
+def test_a_bundle_missing_a_published_cell_is_refused_not_recomputed(published, tmp_path):
+    import hashlib
+
+    b = _copy(published, tmp_path)
+    cells = json.loads((b / "cells.json").read_text())
+    cells["order"].remove("similarity/linear_cka/clean")
+    del cells["cells"]["similarity/linear_cka/clean"]
+    data = json.dumps(cells).encode()
+    (b / "cells.json").write_bytes(data)
+    doc = json.loads((b / "bundle.json").read_text())  # consistently re-signed: the check is on content
+    doc["files"]["cells.json"] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+    (b / "bundle.json").write_text(json.dumps(doc))
+    with pytest.raises(UserError, match=r"cells.json lacks 1 of the run's cells \(similarity/linear_cka/clean"):
+        simbench.score("procrustes", bundle=b, plugins=[TOY_PLUGINS], run_dir=tmp_path / "s",
+                       cache_dir=tmp_path / "cache")
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("*.safetensors"))
