@@ -217,9 +217,12 @@ def test_export_reads_the_cache_and_never_computes(published, tmp_path):
         export(published / "run", published / "bundle", cache_dir=published / "cache")
 
 
-def test_archives_round_trip_and_path_traversal_is_refused(published, tmp_path):
+def test_archives_round_trip_and_path_traversal_is_refused(published, tmp_path, cli_here):
     archive = tmp_path / "toy.tar.gz"
-    export(published / "run", archive, cache_dir=published / "cache", registry=simbench.api.registry([TOY_PLUGINS]))
+    r = cli_here("-p", str(TOY_PLUGINS), "bundle", "export", str(published / "run"), str(archive), "--cache-dir",
+                 str(published / "cache"))
+    assert r.returncode == 0 and f"wrote {archive}" in r.stdout, r.stderr
+    assert cli_here("bundle", "verify", str(archive)).returncode == 0
     b = open_bundle(archive, unpack_dir=tmp_path / "unpacked")
     assert b.doc["n_models"] == 6 and (tmp_path / "unpacked/bundle.json").exists()
 
