@@ -38,7 +38,7 @@ from typing import Any
 from .errors import MeasurementFailed
 
 #: modules the fork server imports once, so a cell's process starts with them loaded
-PRELOAD = ("torch", "numpy", "simbench.runner")
+PRELOAD = ("torch", "numpy", "pydantic", "pydantic.fields", "simbench.runner")
 
 #: how long a worker process may take to start (fork, load the --plugin files, unpickle its inputs) before the
 #: cell's own time limit starts; the first cell of a run also waits for the fork server to import torch
@@ -47,6 +47,16 @@ STARTUP_SECONDS = 300.0
 _STARTED = b"S"
 
 _CONTEXT: Any = None
+#: importable modules (plugins') to preload too, named by :func:`preload` before the fork server starts
+_EXTRA_PRELOAD: list[str] = []
+
+
+def preload(modules: Sequence[str]) -> None:
+    """Have the fork server import ``modules`` too (the plugins a run will isolate), so each cell's process
+    starts with them; a no-op once the server runs (the first isolated cell of this process started it)."""
+    for name in modules:
+        if name not in _EXTRA_PRELOAD and name not in PRELOAD:
+            _EXTRA_PRELOAD.append(name)
 
 
 def _context() -> Any:
@@ -55,7 +65,7 @@ def _context() -> Any:
     if _CONTEXT is None:
         if "forkserver" in multiprocessing.get_all_start_methods():
             ctx = multiprocessing.get_context("forkserver")
-            ctx.set_forkserver_preload(list(PRELOAD))
+            ctx.set_forkserver_preload([*PRELOAD, *_EXTRA_PRELOAD])
         else:  # pragma: no cover - Windows
             ctx = multiprocessing.get_context("spawn")
         _CONTEXT = ctx
@@ -76,9 +86,12 @@ def _one_line(exc: BaseException, limit: int = 300) -> str:
     return (f"{type(exc).__name__}: {line}" if line else type(exc).__name__)[:limit]
 
 
-def _child(conn: Any, plugin_files: Sequence[str], threads: int, payload: bytes) -> None:
+def _child(conn: Any, plugin_files: Sequence[str], threads: int, payload: bytes, environ: dict[str, str]) -> None:
     """The worker process: run ``fn(*args)`` from ``payload`` and send back ``("ok", value)`` or an error."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it kills this process
+    # the fork server's environment is the one it started with: give the call the parent's, as a thread has it
+    os.environ.clear()
+    os.environ.update(environ)
     try:
         import torch
 
@@ -138,6 +151,43 @@ def _start(proc: Any) -> None:
             spawn.get_preparation_data = original
 
 
+#: module names ``simbench.plugins`` gives ``--plugin`` files (``simbench_file_plugin_<stem>_<digest>``)
+FILE_PLUGIN_PREFIX = "simbench_file_plugin_"
+
+
+class _Pickler(pickle.Pickler):
+    """Pickles classes of ``--plugin`` files by module and qualified name, looked up when unpickled.
+
+    The standard pickler insists that ``sys.modules[module].Class is Class``,
+    which fails once the same file was loaded again (another registry built in
+    this process replaces the module object); the child loads each file once,
+    so a name is all it needs.
+    """
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, type) and str(getattr(obj, "__module__", "")).startswith(FILE_PLUGIN_PREFIX):
+            return _file_plugin_class, (obj.__module__, obj.__qualname__)
+        return NotImplemented
+
+
+def _file_plugin_class(module: str, qualname: str) -> Any:
+    """The class ``qualname`` of the loaded ``--plugin`` file module ``module`` (see :class:`_Pickler`)."""
+    import sys
+
+    found: Any = sys.modules[module]
+    for part in qualname.split("."):
+        found = getattr(found, part)
+    return found
+
+
+def _dumps(obj: Any) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    _Pickler(buf, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
+    return buf.getvalue()
+
+
 def _exit_status(code: int | None) -> str:
     if code is None:
         return "still running"
@@ -162,13 +212,14 @@ def call_in_process(fn: Callable[..., Any], args: Sequence[Any], *, timeout: flo
     raised by ``fn``) kills the child and propagates.
     """
     try:
-        payload = pickle.dumps((fn, tuple(args)), protocol=pickle.HIGHEST_PROTOCOL)
+        payload = _dumps((fn, tuple(args)))
     except Exception as exc:  # noqa: BLE001 - e.g. a metric class defined in a notebook
         raise MeasurementFailed(f"cannot be sent to a worker process ({_one_line(exc)}); "
                                 "set run.isolation = 'thread' to run it in the run's process") from None
     ctx = _context()
     receive, send = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(send, [str(p) for p in plugin_files], int(threads), payload),
+    proc = ctx.Process(target=_child, args=(send, [str(p) for p in plugin_files], int(threads), payload,
+                                            dict(os.environ)),
                        name=f"simbench-{what}"[:60], daemon=True)
     started = time.monotonic()
     running = False  # whether the child has started fn (then the cell's time limit applies)

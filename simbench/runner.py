@@ -39,6 +39,7 @@ from typing import Any
 
 from .cache import TensorCache, class_code_hash, content_hash
 from .errors import MeasurementFailed, StageFailed, SuiteError, UserError
+from . import isolation
 from .isolation import call_in_process, unavailable
 from .plan import Executor, PlanTask, Stage, TaskResult, WorkerJob
 from .registry import Registry
@@ -255,6 +256,12 @@ def _async_raise(thread: threading.Thread, exc_type: type[BaseException]) -> Non
     ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), ctypes.py_object(exc_type))
 
 
+def _torch_threads() -> int:
+    """This process's torch thread count (``[run] threads`` once the run set it); 0 if torch is not imported."""
+    torch = sys.modules.get("torch")
+    return int(torch.get_num_threads()) if torch is not None else 0
+
+
 def call_with_timeout(fn: Callable[[], Any], timeout: float, what: str = "cell") -> Any:
     """``fn()`` in a daemon worker thread, waiting at most ``timeout`` seconds (0 = inline, no limit).
 
@@ -268,9 +275,16 @@ def call_with_timeout(fn: Callable[[], Any], timeout: float, what: str = "cell")
         return fn()
     outcome: dict[str, Any] = {}
     started = time.monotonic()
+    threads = _torch_threads()
 
     def work() -> None:
         try:
+            if threads:
+                # OpenMP's thread count is per thread: a new thread would start a team of one per core (measured:
+                # a 40 x 8 matmul 100-500x slower on a busy 2-core machine), whatever [run] threads says
+                import torch
+
+                torch.set_num_threads(threads)
             outcome["value"] = fn()
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread
             outcome["error"] = exc
@@ -475,8 +489,9 @@ class Restorer:
     def forget_model(self, model_id: str) -> None:
         self._models.pop(model_id, None)
 
-    def restore(self) -> list[str]:
-        """Put back whatever changed since it was kept; return what changed (empty: nothing)."""
+    def restore(self, models: bool = True) -> list[str]:
+        """Put back whatever changed since it was kept; return what changed (empty: nothing).
+        ``models=False``: the data and probe sets only."""
         import torch
 
         changed: list[str] = []
@@ -489,7 +504,7 @@ class Restorer:
                 else:
                     live.set_(saved.clone())
                 changed.append(name)
-            for mid, (module, state) in self._models.items():
+            for mid, (module, state) in (self._models.items() if models else ()):
                 current = module.state_dict()
                 if current.keys() == state.keys() and all(_equal(current[k], v) for k, v in state.items()):
                     continue
@@ -1162,9 +1177,11 @@ class Runner:
         """Put back everything a plugin modified in place (data, probe sets, models): :meth:`Restorer.restore`."""
         self.restorer.restore()
 
-    def _check_untouched(self, what: str) -> None:
-        """After a plugin call: restore what it changed in place and fail it (:class:`PluginCallFailed`) if anything."""
-        changed = self.restorer.restore()
+    def _check_untouched(self, what: str, models: bool = True) -> None:
+        """After a plugin call: restore what it changed in place and fail it (:class:`PluginCallFailed`) if anything.
+
+        ``models=False`` skips comparing the models (a call that is not handed them, e.g. ``instantiate``)."""
+        changed = self.restorer.restore(models=models)
         if changed:
             shown = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
             raise PluginCallFailed(f"{what} modified {shown} in place (restored); a plugin must copy what it changes")
@@ -1294,14 +1311,18 @@ class Runner:
             try:
                 tensors, _ = self._get_or_compute(key, self._zoo_compute(data, group, whole))
                 by_id = {s.id: s for s in specs}
-                for mid in group:
-                    models[mid] = self._restore(zoo, by_id[mid], data, tensors, mid)
+                try:
+                    for mid in group:
+                        models[mid] = self._restore(zoo, by_id[mid], data, tensors, mid)
+                finally:
+                    self._check_untouched(f"{what} instantiate", models=False)
             except (StageFailed, PluginCallFailed) as exc:
                 if whole:
                     raise StageFailed(str(exc)) from None
                 self._record_stage_failure(cell_id, "zoo", group[0], f"group of {len(group)} models: {exc}")
                 for mid in group:
                     models.pop(mid, None)
+                    self.restorer.forget_model(mid)
                 continue
             if not whole:
                 self._clear_stage_failure(cell_id)
@@ -1378,11 +1399,9 @@ class Runner:
         return self.cache.get_or_compute(key, compute)
 
     def _restore(self, zoo: Any, spec: ModelSpec, data: DataSplits, tensors: Mapping[str, Any], prefix: str) -> Any:
-        what = f"zoo {self.suite.zoo.name!r} instantiate"
-        try:
-            module = plugin_call(what, zoo.instantiate, spec, data)
-        finally:
-            self._check_untouched(what)
+        """One model from its cached state.  The caller checks the data once after a batch of these
+        (``_check_untouched(..., models=False)``): a check per model would cost M comparisons of the data."""
+        module = plugin_call(f"zoo {self.suite.zoo.name!r} instantiate", zoo.instantiate, spec, data)
         state = {k[len(prefix) + 2 :]: v for k, v in tensors.items() if k.startswith(prefix + "::")}
         module.load_state_dict(state, strict=True)
         # kept to put weights back if a plugin modifies a model in place
@@ -1427,10 +1446,10 @@ class Runner:
                         )
                 return _flatten_state({s.id: m for s, m in entries}, [s.id for s, _ in entries]), {"specs": new_specs}
 
+            added: list[tuple[ModelSpec, Any]] = []
             try:
                 tensors, meta = self.cache.get_or_compute(key, compute)
                 by_id = {s.id: s for s in self.state.specs}
-                added = []
                 for item in meta["specs"]:
                     spec = ModelSpec(item["id"], item["factors"])
                     base = by_id[item["factors"]["original"]]
@@ -1438,7 +1457,10 @@ class Runner:
                         raise PluginCallFailed(
                             f"perturbation {use.name!r} produced model id {spec.id!r}, which already exists")
                     added.append((spec, self._restore(self.suite.zoo.obj, base, data, tensors, spec.id)))
+                self._check_untouched(f"zoo {self.suite.zoo.name!r} instantiate", models=False)
             except PluginCallFailed as exc:
+                for spec, _ in added:  # never part of the run: not kept for restoring either
+                    self.restorer.forget_model(spec.id)
                 self._restore_models()
                 self._record_stage_failure(cell_id, "perturbation", use.label, str(exc))
                 continue
@@ -2447,6 +2469,9 @@ class Runner:
                 for use in self.suite.metrics
                 for name in ([WEIGHTS_PROBE_SET] if use.obj.kind == "weight" else probe_names)
             ]
+            # the fork server of isolated cells imports their (importable) metric modules once, not every cell
+            isolation.preload(sorted({type(use.obj).__module__ for use in self.suite.metrics if self.isolated(use.obj)
+                                      and not type(use.obj).__module__.startswith("simbench_file_plugin_")}))
             self._dispatch(self.similarity_stage(cells))
             advance = ui("Similarity", len(cells), "matrices")
             for use, where in cells:

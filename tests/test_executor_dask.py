@@ -97,8 +97,9 @@ def test_killed_client_resumes_from_the_store_on_dask(tmp_path, cluster, toy_reg
     """The client killed (SIGKILL) mid-run: rerunning, now on the cluster, resumes and matches an uninterrupted run."""
     suite = str(TOY_SUITE)
     plugins = ["--plugin", str(ROOT / "tests" / "fixtures" / "toy_plugins.py")]
+    # run.isolation "thread": toy_kill must kill the client itself, not a per-cell worker process
     args = ["run", suite, *plugins, "--set", "metrics=[{name='toy_gram_corr'},{name='toy_kill'}]", "-q",
-            "--no-leaderboard", "--cache-dir", str(tmp_path / "cache")]
+            "--no-leaderboard", "--cache-dir", str(tmp_path / "cache"), "--set", "run.isolation='thread'"]
     marker = tmp_path / "client-killed"
     first = run_cli(*args, "--run-dir", str(tmp_path / "run"), env={"SIMBENCH_TEST_KILL_FILE": str(marker)})
     assert first.returncode == -9 and marker.exists()

@@ -88,7 +88,10 @@ def test_raising_and_nan_metrics_are_recorded_and_run_goes_on(tmp_path, toy_regi
 @pytest.mark.slow
 def test_kill_and_resume_gives_the_identical_table(tmp_path, cli):
     metrics = "metrics=[{name='toy_gram_corr'}, {name='toy_kill'}]"
-    common = ["-p", str(TOY_PLUGINS), "run", str(TOY_SUITE), "-q", "--no-leaderboard", "--set", metrics]
+    # toy_kill kills its own process, which must be the run's: a per-cell worker process (run.isolation "auto" for a
+    # --plugin file) would only lose that cell
+    common = ["-p", str(TOY_PLUGINS), "run", str(TOY_SUITE), "-q", "--no-leaderboard", "--set", metrics,
+              "--set", "run.isolation='thread'"]
     marker = tmp_path / "killed"
     killed = cli(*common, "--run-dir", str(tmp_path / "a"), "--cache-dir", str(tmp_path / "ca"),
                  env={"SIMBENCH_TEST_KILL_FILE": str(marker)})
