@@ -337,15 +337,24 @@ class Bundle:
     source: str
 
     def path(self, rel: str) -> Path:
+        """A file of the bundle; only files ``bundle.json`` lists (and so were verified) are handed out."""
+        if rel not in self.doc["files"]:
+            raise UserError(f"bundle {self.source}: {rel} is not listed in {MANIFEST}")
         return self.root / rel
 
     def array(self, rel: str) -> Any:
         import numpy as np
 
-        return np.load(self.root / rel, allow_pickle=False)
+        try:
+            return np.load(self.path(rel), allow_pickle=False)
+        except ValueError as exc:
+            raise UserError(f"bundle {self.source}: {rel} is not a .npy array ({exc})") from None
 
     def json(self, rel: str) -> Any:
-        return json.loads((self.root / rel).read_text(encoding="utf-8"))
+        try:
+            return json.loads(self.path(rel).read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise UserError(f"bundle {self.source}: {rel} is not valid JSON ({exc})") from None
 
     @property
     def suite(self) -> dict[str, Any]:
