@@ -313,7 +313,7 @@ def _renames(values: tuple[str, ...]) -> dict[str, str]:
 
 
 @cli.command()
-@click.argument("paths", metavar="RUNS...", nargs=-1, type=click.Path(file_okay=False, path_type=Path))
+@click.argument("paths", metavar="[RUNS]...", nargs=-1, type=click.Path(file_okay=False, path_type=Path))
 @plugin_option
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("leaderboards"),
               show_default=True, help="Output directory (everything is written inside it).")
@@ -329,8 +329,11 @@ def publish(ctx: click.Context, paths: tuple[Path, ...], plugins: tuple[str, ...
 
     \b
     A run with --set overrides is published as <suite>+<hash8>, never under
-    the suite's own name. Runs from a modified source tree are skipped unless
-    --allow-dirty; every skipped run is listed with the reason.
+    the suite's own name; its board says what was set. --rename OLD=NEW
+    gives it a readable name and removes what publish wrote under OLD.
+    Runs from a modified source tree are skipped unless --allow-dirty; every
+    skipped run is listed with the reason. A run with no recorded source
+    revision (from an installed wheel) is published with a warning.
 
     \b
     --rename CUT=FULL publishes a run of suite CUT under the shipped name FULL
@@ -343,13 +346,27 @@ def publish(ctx: click.Context, paths: tuple[Path, ...], plugins: tuple[str, ...
     suites = {row["name"]: Path(row["path"]) for row in list_suites()}
     report = lb.publish(list(paths) or [Path("runs")], out, _registry(ctx, plugins), allow_dirty=allow_dirty,
                         rename=_renames(renames), suites=suites, shipped=shipped_suites())
+    from .site import subtitle
+
+    moved = set(_renames(renames).values())
     for name, run in report.published.items():
-        click.echo(f"published {name} from {run}")
+        prov = lb.RunDir(run).read_manifest()
+        suite = prov.get("suite") if isinstance(prov.get("suite"), dict) else {}
+        what = subtitle({"suite": suite.get("name"), "overrides": suite.get("overrides")}) if "+" in name else ""
+        hint = f"; give it a readable name with --rename {name}=NEW" if what and name not in moved else ""
+        click.echo(f"published {name} from {run}" + (f" ({what}{hint})" if what else ""))
+    for old, new in _renames(renames).items():
+        gone = [p for p in report.removed if p.name.startswith(f"{old}.") or p.parent.name == f"{old}_plots"]
+        if gone:
+            click.echo(f"removed the {len(gone)} files publish wrote for {old} in {out} (the board moved to {new})")
     for run, why in report.skipped:
         click.echo(f"skipped {run}: {why}", err=True)
     for problem in report.problems:
         click.echo(f"warning: {problem}", err=True)
-    click.echo(f"wrote {len(report.written)} files to {out} (index.html, README.md and one leaderboard per suite)")
+    weight = report.weight
+    click.echo(f"wrote {len(report.written)} files to {out} (index.html, README.md and one leaderboard per suite)"
+               + (f"; index.html with its first screen's figures: {weight['first_screen'] / 1e6:.2f} MB, with every "
+                  f"figure it shows: {weight['all'] / 1e6:.2f} MB" if weight else ""))
 
 
 @cli.command()

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import simbench
-from simbench import leaderboard
+from simbench import leaderboard, site
 from simbench.errors import UserError
 from simbench.runner import Runner
 from simbench.suite import load_suite
@@ -194,7 +194,9 @@ def test_markdown_escapes_html_and_newlines_in_user_strings(toy_runs, tmp_path, 
         assert "<script>" not in text and "<img" not in text, name
         assert "&lt;script&gt;" in text, name
         assert not any(line.startswith(("# Injected", "## path", "| x | y |")) for line in text.splitlines()), name
-    assert "<script>" not in (out / "index.html").read_text()
+    page = (out / "index.html").read_text()
+    assert "alert(1)</script>" not in page and "<img src=x" not in page
+    assert page.count("<script") == 1  # the page's own table sorter, nothing from the manifest
 
 
 def test_markdown_table_cells_are_escaped():
@@ -259,18 +261,21 @@ def test_a_raising_benchmark_report_does_not_block_publish(toy_runs, tmp_path):
 # -- the site ------------------------------------------------------------------------------------
 
 
-def test_page_has_a_summary_first_images_as_files_and_fits_its_budget(published):
+def test_page_has_verdicts_first_images_as_files_and_fits_its_budget(published):
     page = (published / "index.html").read_text()
-    assert len(page.encode()) < leaderboard.PAGE_BUDGET_BYTES
+    assert site.page_weight(published / "index.html")["first_screen"] < leaderboard.PAGE_BUDGET_BYTES
     assert "data:image" not in page and "base64" not in page
-    assert page.index('id="summary"') < page.index('<section id="toy"')
+    assert page.index('class="verdict"') < page.index('id="summary"')  # the boards table comes after the cards
     assert 'class="scroll"' in page  # wide tables scroll inside their box
     board = json.loads((published / "toy.json").read_text())
     assert board["plots"]
+    board_page = (published / "toy.html").read_text()
     for rel in board["plots"]:
         assert (published / rel).is_file()
-        assert f'<a href="{rel}"' in page and f'src="{rel}"' in page  # click to enlarge
-    summary = page[page.index('id="summary"'):page.index('<section id="toy"')]
+        assert f'<a href="{rel}"' in board_page and f'src="{rel}"' in board_page  # click to enlarge
+    forest = next(rel for rel in board["plots"] if rel.endswith("_forest.png"))
+    assert f'src="{forest}"' in page  # the index shows each board's headline figure only
+    summary = page[page.index('id="summary"'):]
     assert "toy_gram_corr" in summary and "Core test suite on toy plugins" in summary
 
 
@@ -290,15 +295,17 @@ def test_index_page_renders_in_headless_chromium(published, tmp_path):
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
              "--disable-background-networking", "--disable-component-update", "--disable-sync",
              f"--user-data-dir={tmp_path / 'profile'}"]
-    url = (published / "index.html").as_uri()
-    dom = subprocess.run([chromium(), *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120)
-    assert dom.returncode == 0, dom.stderr[-1000:]
-    assert "<table" in dom.stdout and "Ranking" in dom.stdout and "toy_gram_corr" in dom.stdout
-    assert dom.stdout.index("Summary") < dom.stdout.index('<section id="toy"')
-    shot = tmp_path / "page.png"
-    subprocess.run([chromium(), *flags, f"--screenshot={shot}", "--window-size=1200,900", url],
-                   capture_output=True, timeout=120)
-    assert shot.exists() and shot.stat().st_size > 10_000  # a real rendering, not a blank page
+    for page in ("index.html", "toy.html"):
+        url = (published / page).as_uri()
+        dom = subprocess.run([chromium(), *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120)
+        assert dom.returncode == 0, dom.stderr[-1000:]
+        assert "<table" in dom.stdout and "Ranking" in dom.stdout and "toy_gram_corr" in dom.stdout
+        assert dom.stdout.index("Verdict") < dom.stdout.index("functional_agreement_forest.png")
+        shot = tmp_path / "page.png"
+        subprocess.run([chromium(), *flags, f"--screenshot={shot}", "--window-size=1200,900", url],
+                       capture_output=True, timeout=120)
+        assert shot.exists() and shot.stat().st_size > 10_000  # a real rendering, not a blank page
+        shot.unlink()
 
 
 def test_docs_results_lists_every_column_and_key(published):
@@ -389,7 +396,8 @@ def test_a_declared_cut_is_published_under_the_full_name_with_what_was_cut(cut_r
     assert "not the suite as shipped" not in page  # the cut statement replaces the generic variant line
     # what the cut keeps is stated too: the full suite's own header (the choices its design makes)
     assert prov["full_design"][0].startswith("The toy grid's design") and "choices the toy paper leaves open" in page
-    assert "Cut from the full grid" in (tmp_path / "out" / "index.html").read_text()
+    assert "Cut from the full grid" in (tmp_path / "out" / "toy-full.html").read_text()
+    assert "A cut of the full" in (tmp_path / "out" / "index.html").read_text()
     import pandas as pd
 
     csv = pd.read_csv(tmp_path / "out" / "toy-full.csv")
