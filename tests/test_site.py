@@ -275,3 +275,34 @@ def test_first_screen_in_headless_chromium(out, tmp_path, width, height):
         assert stat.stddev[0] > 20  # text and a figure, not a blank page
         top = image.convert("L").crop((0, 0, width, height // 2))
         assert ImageStat.Stat(top).stddev[0] > 20
+
+
+#: clicks twice on the header of the first numeric column of the first sortable table with 3+ distinct values
+SORT_PROBE = """<script>window.addEventListener('load',function(){
+var out={};var tables=[].slice.call(document.querySelectorAll('table.sortable'));
+function col(t,j){return [].slice.call(t.tBodies[0].rows).map(function(r){return parseFloat(r.cells[j].textContent)})}
+for(var k=0;k<tables.length&&!out.asc;k++){var t=tables[k],ths=t.tHead.rows[0].cells;
+for(var j=0;j<ths.length;j++){var v=col(t,j);
+if(v.length>=3&&v.every(function(x){return !isNaN(x)})&&new Set(v).size>=3){
+out.before=v;ths[j].click();out.asc=col(t,j);ths[j].click();out.desc=col(t,j);out.head=ths[j].textContent;
+out.sort=ths[j].getAttribute('aria-sort');break}}}
+var p=document.createElement('pre');p.id='probe';p.textContent=JSON.stringify(out);document.body.appendChild(p)});</script>"""
+
+
+@pytest.mark.skipif(chromium() is None, reason="headless Chromium (Debian package 'chromium') is not installed")
+def test_tables_sort_by_a_click_in_headless_chromium(out, tmp_path):
+    probe = out / "probe-sort.html"
+    probe.write_text((out / "toy.html").read_text().replace("</body>", SORT_PROBE + "</body>"))
+    try:
+        dom = subprocess.run([chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                              "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                              f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000", "--dump-dom",
+                              probe.as_uri()], capture_output=True, text=True, timeout=120)
+    finally:
+        probe.unlink()
+    found = re.search(r'<pre id="probe">(.*?)</pre>', dom.stdout)
+    assert found, dom.stderr[-2000:]
+    result = json.loads(html.unescape(found.group(1)))
+    assert result.get("asc"), result  # some column of the toy board has three distinct numbers
+    assert result["asc"] == sorted(result["before"]) and result["desc"] == sorted(result["before"], reverse=True)
+    assert result["sort"] == "descending"
