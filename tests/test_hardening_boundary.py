@@ -243,10 +243,11 @@ def test_a_benchmark_that_mutates_the_data_fails_and_the_next_reads_the_original
     both = [*common, "benchmarks=[{name='hb_mutates_data'}, {name='hb_reads_data'}]"]
     runner, fresh = run_toy(tmp_path, registry, both, name="both", cache=shared_cache)
     frame = fresh.results()
+    # the benchmark after the culprit reads the original data: the same numbers as without the culprit
+    assert benchmark_values(frame, "hb_reads_data") == benchmark_values(alone.results(), "hb_reads_data")
     culprit = frame[(frame["kind"] == "benchmark") & (frame["benchmark"] == "hb_mutates_data")]
     assert list(culprit["status"]) == ["failed"]
     assert "modified the data's train.y, the data's test.x in place (restored)" in culprit["error"].iloc[0]
-    assert benchmark_values(frame, "hb_reads_data") == benchmark_values(alone.results(), "hb_reads_data")
     data = runner.state.data  # the run's own data is the original again
     assert float(data.train.y.double().sum()) == benchmark_values(frame, "hb_reads_data")["train_y_sum"] > 0
     # a resume (the culprit's cell reused, the reader's recomputed) gives the same table as the fresh run
@@ -263,12 +264,13 @@ def test_a_perturbation_that_mutates_the_data_fails_and_the_next_reads_the_origi
     both = [*common, "perturbations=[{name='hb_mutates_data_pert'}, {name='hb_data_probe'}]"]
     runner, run = run_toy(tmp_path, registry, both, name="both", cache=tmp_path / "c2")
     frame = run.results()
-    failed = frame[(frame["kind"] == "perturbation") & (frame["status"] == "failed")]
-    assert list(failed["probe_set"]) == ["hb_mutates_data_pert"]
-    assert "modified the data's test.x in place" in failed["error"].iloc[0]
+    # the perturbation after the culprit reads the original data: the same matrix as without the culprit
     a = alone.matrix("similarity", "toy_gram_corr", "hb_data_probe/v")[1]
     b = run.matrix("similarity", "toy_gram_corr", "hb_data_probe/v")[1]
     assert np.array_equal(a, b)
+    failed = frame[(frame["kind"] == "perturbation") & (frame["status"] == "failed")]
+    assert list(failed["probe_set"]) == ["hb_mutates_data_pert"]
+    assert "modified the data's test.x in place" in failed["error"].iloc[0]
 
 
 # -- item 4: sys.exit in reports, publish and the preflight ---------------------------------------
