@@ -146,6 +146,13 @@ def test_index_shows_verdict_and_figure_first_and_details_elsewhere(out, runs):
     assert weight["first_screen"] <= leaderboard.PAGE_BUDGET_BYTES and weight["html"] < 100_000
 
 
+def test_a_first_screen_over_budget_is_reported(runs, reg, tmp_path, monkeypatch):
+    monkeypatch.setattr(leaderboard, "PAGE_BUDGET_BYTES", 20_000)
+    report = leaderboard.publish([runs], tmp_path / "out", reg, allow_dirty=True)
+    assert report.weight["first_screen"] > 20_000 >= report.weight["html"]
+    assert any(p.startswith("index.html and the figures of its first screen are") for p in report.problems)
+
+
 def test_board_pages_hold_every_table_collapsed_and_every_figure(out):
     page = (out / "toy.html").read_text()
     board = json.loads((out / "toy.json").read_text())
