@@ -119,7 +119,9 @@ def ranking_verdict(table: Table) -> str:
     leader = ranked.iloc[0]
     r = f"r = {_fmt(leader['pearson_r'])}{_interval(leader, cols)}" if "pearson_r" in cols else ""
     has_sets = "rank_set" in cols and any(str(v).strip() for v in frame["rank_set"])
-    best = [str(m) for m, flag in zip(frame["metric"], frame["best_set"], strict=True) if _yes(flag)]
+    aliases = frame["aliases"] if "aliases" in cols else [""] * len(frame)
+    best = [str(m) + (f" (= {a})" if str(a).strip() and str(a) != "nan" else "")
+            for m, a, flag in zip(frame["metric"], aliases, frame["best_set"], strict=True) if _yes(flag)]
     title_no_verdict = "no verdict" in str(table.title)
     if title_no_verdict or not (has_sets or best):
         return f"{NO_VERDICT}; highest r: {leader['metric']} ({r})" if r else NO_VERDICT

@@ -72,11 +72,11 @@ def _ranking(rows, title="Ranking: how well similarity tracks prediction agreeme
 
 def test_verdict_names_the_best_set_and_the_leaders_rank_set():
     table = _ranking([[1, "1–2", "cka", "", 0.9, 0.8, 0.95, "yes", "", float("nan"), "", 0.7],
-                      [2, "1–3", "rsa", "", 0.85, 0.7, 0.9, "yes", "", float("nan"), "", 0.3],
+                      [2, "1–3", "rsa", "rsa_cos", 0.85, 0.7, 0.9, "yes", "", float("nan"), "", 0.3],
                       [3, "2–3", "cca", "", 0.5, 0.3, 0.6, "", "cka", 0.01, "*", 0.0]],
                      "Ranking: ... (all pairs); best set: cka, rsa (rank sets contain 1)")
     text = site.verdict([table])
-    assert text.startswith("best set (2 of 3 metrics): cka, rsa; leader cka")
+    assert text.startswith("best set (2 of 3 metrics): cka, rsa (= rsa_cos); leader cka")
     assert "rank set 1–2" in text and "r = 0.900 [0.800, 0.950]" in text and "cca" not in text
     one = _ranking([[1, "1–1", "cka", "", 0.9, 0.8, 0.95, "yes", "", float("nan"), "", 1.0],
                     [2, "2–2", "rsa", "", 0.5, 0.4, 0.6, "", "cka", 0.001, "**", 0.0]])
