@@ -32,7 +32,9 @@ def _run(tmp_path, registry, bench, cache, name="run", executor=None):
     from simbench.suite import load_suite
     from tests.conftest import TOY_SUITE
 
-    suite = load_suite(TOY_SUITE, registry, [f"benchmarks=[{bench}]"])
+    # run.isolation "thread": the counting metric's call log lives in this process (a --plugin file's metric would
+    # otherwise run in a worker process per cell, where these calls would not be seen)
+    suite = load_suite(TOY_SUITE, registry, [f"benchmarks=[{bench}]", "run.isolation='thread'"])
     runner = Runner(suite, registry, tmp_path / name, cache_dir=cache, quiet=True, executor=executor)
     return runner, runner.run()
 
