@@ -297,6 +297,7 @@ h3{font-size:1rem;margin:1rem 0 0.3rem}
 .description,.prov,.links{font-size:0.85rem;color:#555;margin:0.3rem 0}
 figure{margin:0.3rem 0}
 img{max-width:100%;height:auto;display:block;border:1px solid #ddd}
+figure.headline img{width:auto;max-height:70vh}
 figcaption{font-size:0.8rem;color:#555}
 .scroll{overflow-x:auto;max-width:100%;margin:0.3rem 0 1rem;border:1px solid #eee}
 table{border-collapse:collapse;font-size:0.8rem}
