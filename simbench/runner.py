@@ -13,12 +13,15 @@ benchmark evaluation) are written to the run directory, which is what makes
 a killed run resume.
 
 Plugin code is called only through :func:`plugin_call` (or, for metric
-cells, :func:`call_with_timeout`): anything it raises — ``SystemExit``
-included, ``KeyboardInterrupt`` excepted — becomes a one-line failure of that
-plugin's stage, recorded in the run, and the rest of the run goes on where it
-can.  Plugins get copies of shared tensors (or are fingerprinted before and
-after the call), so a plugin that modifies its inputs in place fails itself
-instead of silently corrupting every later measurement.
+cells, :func:`call_with_timeout` or a worker process,
+:func:`simbench.isolation.call_in_process`, per ``[run] isolation``): anything
+it raises — ``SystemExit`` and a metric's ``UserError`` included,
+``KeyboardInterrupt`` excepted — becomes a one-line failure of that plugin's
+stage, recorded in the run, and the rest of the run goes on where it can.
+Metrics and the benchmarks' reads get copies of shared tensors; whatever else
+a plugin is handed (the data, probe sets, models) is checked against one
+restoring copy (:class:`Restorer`) after the call, put back if changed, and
+the plugin fails, so nothing it did in place reaches a later measurement.
 """
 
 from __future__ import annotations
@@ -1743,7 +1746,9 @@ class Runner:
         executor ran and saw fail, or the metric run now on ``inputs()`` (:meth:`_measure`).
 
         The one failure boundary of every metric cell (similarity cells and benchmarks' declared matrices):
-        anything but ``KeyboardInterrupt``/``UserError`` becomes the cell's one-line error.  A timed matrix
+        anything but ``KeyboardInterrupt`` (and the runner's own ``UserError``; a metric's becomes
+        :class:`MeasurementFailed` in :func:`metric_job`) becomes the cell's one-line error.  A cached matrix that
+        fails validation is discarded and computed again.  A timed matrix
         (``timing_repeats``) is measured now unless a worker measured it in this run (``_call_seconds``).
         """
         try:
