@@ -867,6 +867,11 @@ def preflight(suite: Suite, data: DataSplits, sample: int = 64) -> SizeEstimate 
             raise StageFailed(f"zoo {suite.zoo.name!r}: model {spec.id!r} read: {one_line(exc)}") from None
     n_probe_sets = 1 + sum(len(u.obj.variants()) for u in suite.perturbations if u.obj.target == "input")
     n_models = len(specs) * (1 + sum(1 for u in suite.perturbations if u.obj.target == "model"))
+    if width:
+        from .suite import check_metric_memory
+
+        # the load-time check knew no width; now each metric's estimate uses the models' real one
+        check_metric_memory(file, suite.metrics, int(n), n_models, width)
     estimate = SizeEstimate(n_models, int(sum(params) / len(params) * n_models), width, int(n), n_probe_sets)
     limit_gb = float(suite.run["max_size_gb"])
     if estimate.gigabytes > limit_gb:
@@ -968,6 +973,32 @@ def validate_matrix(raw: Any, ids: Sequence[str], metric: Any = None) -> tuple[A
         if float(off.max() - off.min()) <= 1e-12 * max(1.0, float(off.abs().max())):
             flags.append("constant")
     return matrix, flags
+
+
+#: what each kind of matrix flag means (the run's flag rows carry it as their text)
+FLAG_MEANINGS = {
+    "constant": "every pair of models gets the same value",
+    "undefined": "the metric has no value for any pair with this model",
+    "ill_defined": "pairs with this model are in a regime where the metric's value rests on a convention "
+                   "(e.g. pwcca when the two representations share dimensions)",
+}
+
+
+def _metric_notes(metric: Any, reps: Any, kwargs: Mapping[str, Any], ids: Sequence[str], what: str) -> list[str]:
+    """The metric's own notes on its matrix (``matrix_flags(reps, ids)``, e.g. ``"ill_defined:<model>"``), in
+    the runner's flag format; none when it declares no such method.  A note that cannot be computed is
+    logged and left out: it qualifies the matrix, it does not fail it."""
+    notes = getattr(metric, "matrix_flags", None)
+    if not callable(notes):
+        return []
+    try:
+        out = notes(reps, list(ids), **dict(kwargs))
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - a plugin's failure is logged, never a crash
+        log.warning("%s: matrix_flags failed (%s); the matrix is kept without notes", what, one_line(exc))
+        return []
+    return [str(f) for f in out or [] if isinstance(f, str) and ":" in f]
 
 
 def _undefined_models(matrix: Any, ids: Sequence[str]) -> list[int]:
@@ -1719,8 +1750,7 @@ class Runner:
                 name, _, model = flag.partition(":")
                 rows.append(record_row(self.suite.name, "flag", Record(
                     "", name, 1.0, metric=use.label, probe_set=probe_label, model_a=model,
-                    error={"constant": "every pair of models gets the same value",
-                           "undefined": "the metric has no value for any pair with this model"}.get(name, ""))))
+                    error=FLAG_MEANINGS.get(name, ""))))
         pointer = {} if matrix is None else self.run_dir.write_matrix("similarity", use.label, probe_label, matrix)
         self.run_dir.write_cell(cell_id, rows, {**pointer, "error": error, "seconds": seconds, "n_models": len(ids),
                                                 "flags": flags})
@@ -1765,6 +1795,10 @@ class Runner:
                     self._call_seconds.pop(cache_key, None)
             if cached is not None:
                 matrix, flags = cached
+                meta = found[1] if found is not None else {}
+                notes = meta.get("notes") if isinstance(meta, Mapping) else None
+                flags = flags + (list(notes) if isinstance(notes, list) else
+                                 _metric_notes(metric, *inputs(), ids, what))
             elif cache_key in self._task_failures:  # an executor ran it and it failed: not run twice
                 raise MeasurementFailed(self._task_failures[cache_key])
             else:
@@ -1803,7 +1837,9 @@ class Runner:
         if modified:
             raise MeasurementFailed("modified its input tensors in place; a metric must not change its inputs")
         matrix, flags = validate_matrix(raw, ids, metric)
-        self.cache.save(cache_key, {"matrix": matrix})
+        notes = _metric_notes(metric, reps, kwargs, ids, what)
+        flags = flags + notes
+        self.cache.save(cache_key, {"matrix": matrix}, {"notes": notes})
         if timing_repeats:
             self._call_seconds[cache_key] = seconds
         return matrix, flags
@@ -2875,11 +2911,12 @@ def summary_lines(run: RunDir, registry: Registry | None, width: int = 80) -> li
         lines.extend(_wrap(f"{len(failed)} failed measurement(s): {what}", width))
     flags = frame[frame["kind"] == "flag"]
     for row in flags.drop_duplicates(["metric", "statistic"]).itertuples():
-        if row.statistic == "undefined":
-            models = sorted(set(flags.loc[(flags["metric"] == row.metric) & (flags["statistic"] == "undefined"),
+        if row.statistic in ("undefined", "ill_defined"):
+            models = sorted(set(flags.loc[(flags["metric"] == row.metric) & (flags["statistic"] == row.statistic),
                                           "model_a"]))
-            lines.extend(_wrap(f"flag: {row.metric} is undefined for {len(models)} model(s): "
-                               f"{', '.join(models)}", width))
+            what = "is undefined" if row.statistic == "undefined" else "is ill-defined (a convention decides)"
+            lines.extend(_wrap(f"flag: {row.metric} {what} for {len(models)} model(s): "
+                               f"{', '.join(models[:5])}{' …' if len(models) > 5 else ''}", width))
         else:
             lines.extend(_wrap(f"flag: {row.metric} gives a {row.statistic} matrix on {row.probe_set}", width))
     # titles wrap at word boundaries (never cut mid-word); table lines are laid out to fit already
