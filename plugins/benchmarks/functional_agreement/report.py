@@ -449,7 +449,9 @@ def _forest(parts: _Parts, path: Path) -> Path:
         ax.tick_params(labelsize=8)
         ax.grid(axis="x", color="0.92")
     axes[0][0].set_yticks(range(len(order)))
-    axes[0][0].set_yticklabels(order, fontsize=8)
+    # a metric analysed once for its aliases (identical matrices) carries their names
+    axes[0][0].set_yticklabels([m + "".join(f"\n= {a}" for a in parts.aliases.get(m, [])) for m in order],
+                               fontsize=8)
     axes[0][0].invert_yaxis()
     verdict = ("no verdict: too few models for rank sets or a best set" if parts.few(head)
                else "filled red = best set; #rank [95 % rank set]")
