@@ -64,9 +64,10 @@ def register_metrics(register):
 
 
 def joint(statistic: str) -> bool:
-    """Statistics of the whole set of metrics (ranks, the best set, multiple-comparison corrections): they
-    legitimately change when a metric joins; every other statistic of a bundled metric may not."""
-    return statistic.startswith(("rank", "p_rank", "best", "in_best", "vs_best")) or "holm" in statistic
+    """Statistics of the whole set of metrics (ranks, the best set, comparisons with the best, p-values adjusted
+    over the metrics): they legitimately change when a metric joins; no other statistic of a bundled metric may."""
+    return (statistic.startswith(("rank", "p_rank", "best", "in_best", "vs_best", "worse"))
+            or "holm" in statistic or statistic.endswith("_adj_p"))
 
 
 @pytest.fixture(scope="module")
