@@ -302,6 +302,26 @@ def leaderboard(ctx: click.Context, run_dirs: tuple[Path, ...], plugins: tuple[s
             click.echo(f"warning: {run_dir}: {problem}", err=True)
 
 
+def _publish_bundles(ctx: click.Context, published: dict[str, Any], out: Path, cache_dir: Path | None,
+                     plugins: tuple[str, ...]) -> None:
+    """``publish --bundle``: each published run's bundle as ``<out>/<name>.bundle.tar.gz``, replacing the one an
+    earlier publish wrote there; a run that cannot be bundled (a benchmark that declares its own matrices, a
+    missing cache entry) is named with its one-line reason and the others go on."""
+    from .bundle import export
+
+    registry = _registry(ctx, plugins)
+    for name, run in published.items():
+        target = out / f"{name}.bundle.tar.gz"
+        try:
+            if target.is_file():
+                target.unlink()  # the name is publish's own: an earlier publish --bundle wrote it
+            export(run, target, cache_dir=cache_dir, registry=registry)
+        except UserError as exc:
+            click.echo(f"no bundle for {name}: {exc}", err=True)
+            continue
+        click.echo(f"wrote the bundle of {name}: {target} ({target.stat().st_size / 1e6:.1f} MB)")
+
+
 def _renames(values: tuple[str, ...]) -> dict[str, str]:
     out = {}
     for text in values:
@@ -322,9 +342,14 @@ def _renames(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--rename", "renames", multiple=True, metavar="OLD=NEW",
               help="Publish a run under another name, e.g. quick+1a2b3c4d=quick-2seeds; a shipped suite's name only "
                    "for a run of a suite that extends it (paper-mlp-cpu=paper-mlp), listed as a cut.")
+@click.option("--bundle", "with_bundles", is_flag=True,
+              help="Also write each published run's benchmark bundle beside its board, as <name>.bundle.tar.gz "
+                   "(from the stage cache the run used; see docs/bundles.md).")
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="--bundle: the stage cache the runs used (default as for `run`).")
 @click.pass_context
 def publish(ctx: click.Context, paths: tuple[Path, ...], plugins: tuple[str, ...], out: Path, allow_dirty: bool,
-            renames: tuple[str, ...]) -> None:
+            renames: tuple[str, ...], with_bundles: bool, cache_dir: Path | None) -> None:
     """Render the latest run of every suite under RUNS (default: runs/) plus index.html and README.md.
 
     \b
@@ -363,6 +388,8 @@ def publish(ctx: click.Context, paths: tuple[Path, ...], plugins: tuple[str, ...
         click.echo(f"skipped {run}: {why}", err=True)
     for problem in report.problems:
         click.echo(f"warning: {problem}", err=True)
+    if with_bundles:
+        _publish_bundles(ctx, report.published, out, cache_dir, plugins)
     weight = report.weight
     click.echo(f"wrote {len(report.written)} files to {out} (index.html, README.md and one leaderboard per suite)"
                + (f"; index.html with its first screen's figures: {weight['first_screen'] / 1e6:.2f} MB, with every "

@@ -291,3 +291,20 @@ def test_a_bundle_missing_a_published_cell_is_refused_not_recomputed(published, 
         simbench.score("procrustes", bundle=b, plugins=[TOY_PLUGINS], run_dir=tmp_path / "s",
                        cache_dir=tmp_path / "cache")
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("*.safetensors"))
+
+
+def test_publish_can_write_each_runs_bundle_beside_its_board(published, tmp_path, cli_here):
+    """`publish --bundle` writes <name>.bundle.tar.gz next to the board, readable and verified like an export."""
+    out = tmp_path / "boards"
+    r = cli_here("-p", str(TOY_PLUGINS), "publish", str(published / "run"), "--out", str(out), "--allow-dirty",
+                 "--bundle", "--cache-dir", str(published / "cache"))
+    assert r.returncode == 0, r.stderr
+    archive = out / "toy.bundle.tar.gz"
+    assert archive.is_file() and (out / "toy.json").is_file() and "wrote the bundle of toy" in r.stdout
+    b = open_bundle(archive, unpack_dir=tmp_path / "unpacked")
+    assert b.suite["name"] == "toy"
+    # publishing again replaces the bundle it wrote (same name), it does not refuse or pile up
+    r = cli_here("-p", str(TOY_PLUGINS), "publish", str(published / "run"), "--out", str(out), "--allow-dirty",
+                 "--bundle", "--cache-dir", str(published / "cache"))
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in out.glob("*.bundle.tar.gz")) == ["toy.bundle.tar.gz"]
