@@ -129,3 +129,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """
     slow_files = {item.path for item in items if item.get_closest_marker("slow")}
     items.sort(key=lambda item: item.path not in slow_files)  # stable: the order within a file is kept
+
+
+def one_error_line(proc):
+    """The one line a refused command printed on stderr (warnings aside), asserting there is exactly one and no
+    traceback: the promise every user mistake keeps."""
+    lines = [line for line in proc.stderr.splitlines() if line.strip() and not line.startswith("WARNING")]
+    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert len(lines) == 1, proc.stderr[-2000:]
+    return lines[0]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import json
-import time
 
 import numpy as np
 import pandas as pd
@@ -19,7 +18,7 @@ import pytest
 from simbench.results import RunDir
 from simbench.runner import Runner
 from simbench.suite import load_suite
-from tests.conftest import FIXTURES, TOY_PLUGINS, TOY_SUITE
+from tests.conftest import FIXTURES, TOY_PLUGINS, TOY_SUITE, one_error_line
 
 BOUNDARY_PLUGINS = FIXTURES / "boundary_plugins.py"
 
@@ -41,12 +40,6 @@ def run_toy(tmp_path, registry, overrides=(), name="run", cache=None, **kwargs):
     runner = Runner(suite, registry, tmp_path / name, cache_dir=cache or tmp_path / "cache", quiet=True, **kwargs)
     return runner, runner.run()
 
-
-def one_error_line(proc):
-    lines = [line for line in proc.stderr.splitlines() if line.strip() and not line.startswith("WARNING")]
-    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
-    assert len(lines) == 1, proc.stderr[-2000:]
-    return lines[0]
 
 
 def similarity(frame):

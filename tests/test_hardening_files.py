@@ -18,7 +18,7 @@ from simbench.errors import UserError
 from simbench.results import RunDir
 from simbench.runner import Runner
 from simbench.suite import load_suite
-from tests.conftest import TOY_PLUGINS, TOY_SUITE
+from tests.conftest import TOY_PLUGINS, TOY_SUITE, one_error_line
 
 
 @pytest.fixture(scope="module")
@@ -42,12 +42,6 @@ def run_toy(path, registry, overrides=(), cache=None, suite_file=TOY_SUITE, **kw
     runner = Runner(suite, registry, path, cache_dir=cache, quiet=True, **kwargs)
     return runner, runner.run()
 
-
-def one_error_line(proc):
-    lines = [line for line in proc.stderr.splitlines() if line.strip() and not line.startswith("WARNING")]
-    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
-    assert len(lines) == 1, proc.stderr[-2000:]
-    return lines[0]
 
 
 def copy_run(src: Path, dest: Path, **suite_changes) -> Path:

@@ -18,7 +18,7 @@ from simbench.errors import ResourceError, RunBusy, SuiteError, UserError
 from simbench.results import RunDir
 from simbench.runner import Runner, format_frame, simbench_revision
 from simbench.suite import check_data_files, load_suite
-from tests.conftest import ROOT, TOY_PLUGINS, TOY_SUITE
+from tests.conftest import ROOT, TOY_PLUGINS, TOY_SUITE, one_error_line
 
 
 @pytest.fixture(scope="module")
@@ -31,12 +31,6 @@ def run_toy(tmp_path, registry, overrides=(), name="run", cache=None, suite_file
     runner = Runner(suite, registry, tmp_path / name, cache_dir=cache or tmp_path / "cache", quiet=True, **kwargs)
     return runner, runner.run()
 
-
-def one_error_line(proc):
-    lines = [line for line in proc.stderr.splitlines() if line.strip() and not line.startswith("WARNING")]
-    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
-    assert len(lines) == 1, proc.stderr[-2000:]
-    return lines[0]
 
 
 def sims(frame, metric):
