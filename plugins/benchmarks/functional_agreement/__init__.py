@@ -68,10 +68,10 @@ class FunctionalAgreement(simbench.Benchmark):
 
     Seed 001 §2.4-2.5 and Fig. 3-4 (after Ding et al. 2021), with model-level
     uncertainty: per metric x pair group x probe set, Pearson r with its
-    model-bootstrap interval, jackknife SE and Mantel p, Spearman rho, Ding
-    et al.'s bad fraction; aggregated over probe sets by the mean Fisher z;
-    rank intervals, the set of metrics indistinguishable from the best, and
-    paired bootstrap comparisons.
+    model-level interval (jackknife SE, t quantiles) and Mantel p, Spearman
+    rho, Ding et al.'s bad fraction; aggregated over probe sets by the mean
+    Fisher z; rank confidence sets, the best set and the marks, all from one
+    family of simultaneous paired tests (``ranking.py``).
 
     Parameters: ``groups`` (``"all"``, factor names, ``"*"`` = every factor
     that varies in the zoo), ``min_pairs`` (smaller groups are skipped),
@@ -241,7 +241,7 @@ class FunctionalAgreement(simbench.Benchmark):
 
     @classmethod
     def summary(cls, records: Any) -> Any:
-        """For the terminal: metric, r with its model-bootstrap interval, rank interval, best set, status."""
+        """For the terminal: metric, r with its model-level interval, rank set, P(rank 1), verdict, status."""
         from .report import summary
 
         return summary(records)

@@ -72,7 +72,7 @@ class _Parts:
         ok = frame["status"] == "ok"
         self.failed = frame[(frame["status"] == "failed") & (frame["metric"] != "")]
         self.per_metric = frame[ok & (frame["metric"] != "") & (frame["model_a"] == "") & (frame["model_b"] == "")]
-        self.vs_best = frame[ok & (frame["metric"] != "") & (frame["model_a"] == "") & (frame["model_b"] != "")
+        self.worse = frame[ok & (frame["metric"] != "") & (frame["model_a"] == "") & (frame["model_b"] != "")
                              & (frame["statistic"] != "alias_of")]
         aliases = frame[ok & (frame["statistic"] == "alias_of")]
         self.aliases: dict[str, list[str]] = {}
@@ -102,7 +102,7 @@ class _Parts:
 
         rows = self.per_metric[(self.per_metric["group"] == group) & (self.per_metric["probe_set"] == probe_set)]
         table = _wide(rows, ["metric"])
-        vs = self.vs_best[(self.vs_best["group"] == group) & (self.vs_best["probe_set"] == probe_set)]
+        vs = self.worse[(self.worse["group"] == group) & (self.worse["probe_set"] == probe_set)]
         beaten_by = dict(zip(vs["metric"], vs["model_b"], strict=True))
         vs = _wide(vs, ["metric"]).drop(columns=["n"], errors="ignore")
         if len(vs):
