@@ -113,6 +113,13 @@ def mlp_zoo_models(digits012: simbench.DataSplits) -> tuple[MlpZoo, dict]:
 
     models = zoo.build(digits012, simbench.RunContext(seed=0, progress=progress))
     assert calls and calls[0][1] == 2 * 2 * 2  # (arch, strategy) groups x epochs
+    # the progress line names what trains: architectures, strategies, seeds, checkpoints
+    assert calls[0][0] == "Training mlp 784-16-16-3/1x8 standard/fgsm (2 seeds, 2 checkpoints)"
+    # a group built on its own (as the runner does) names its own architecture and strategy
+    calls.clear()
+    group = [s.id for s in zoo.specs() if s.factors["arch"] == "1x8" and s.factors["strategy"] == "fgsm"]
+    zoo.build_group(group, digits012, simbench.RunContext(seed=0, progress=progress))
+    assert [d for d, _ in calls] == ["Training mlp 1x8 fgsm (2 seeds, 2 checkpoints)"]
     return zoo, models
 
 
@@ -215,7 +222,15 @@ def cnn_build(digits012, tmp_path_factory) -> tuple:  # type: ignore[no-untyped-
         base_epochs=2, eps=0.1, alpha=0.05, steps=2, batch_size=64,
     )
     cache = TensorCache(tmp_path_factory.mktemp("cache"))
-    models = zoo.build(digits012, simbench.RunContext(seed=0, cache=cache))
+    labels: list[str] = []
+
+    def progress(description: str, total: int | None = None, unit: str = ""):  # type: ignore[no-untyped-def]
+        labels.append(description)
+        return lambda advance=1: None
+
+    models = zoo.build(digits012, simbench.RunContext(seed=0, cache=cache, progress=progress))
+    # the progress line names the heads, strategies, seeds and checkpoints it fine-tunes
+    assert "Fine-tuning finetuned_cnn heads 1x16/2x8 standard/pgd (2 seeds, 2 checkpoints)" in labels
     return zoo, models, cache
 
 

@@ -136,9 +136,10 @@ def build_finetuned_cnn_zoo(zoo: FinetunedCnnZoo, data: simbench.DataSplits, ctx
         if spec.factors["seed"] not in groups[key]:
             groups[key].append(spec.factors["seed"])
     checkpoints = tuple(sorted(zoo.epochs))
-    n_models = sum(len(seeds) for seeds in groups.values()) * len(checkpoints)
-    advance = ctx.progress(f"Fine-tuning zoo {zoo.name} ({len(groups)} ensembles, {n_models} models)",
-                           total=len(groups) * max(checkpoints), unit="ensemble epochs")
+    heads, strategies = ("/".join(dict.fromkeys(key[i] for key in groups)) for i in (0, 1))
+    n_seeds = len({seed for seeds in groups.values() for seed in seeds})
+    advance = ctx.progress(f"Fine-tuning {zoo.name} heads {heads} {strategies} ({n_seeds} seeds, "
+                           f"{len(checkpoints)} checkpoints)", total=len(groups) * max(checkpoints), unit="ensemble epochs")
     # Standard fine-tuning never changes the frozen convolutions' output: compute the features once.
     train_features = _features(trunk, data.train.x) if "standard" in zoo.strategies else None
     trained: dict[tuple[str, str, int, int], FinetunedCNN] = {}

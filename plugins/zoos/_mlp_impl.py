@@ -91,8 +91,9 @@ def build_mlp_zoo(zoo: MlpZoo, data: simbench.DataSplits, ctx: simbench.RunConte
         if spec.factors["seed"] not in groups[key]:
             groups[key].append(spec.factors["seed"])
     checkpoints = tuple(sorted(zoo.epochs))
-    n_models = sum(len(seeds) for seeds in groups.values()) * len(checkpoints)
-    advance = ctx.progress(f"Training zoo {zoo.name} ({len(groups)} ensembles, {n_models} models)",
+    archs, strategies = ("/".join(dict.fromkeys(key[i] for key in groups)) for i in (0, 1))
+    n_seeds = len({seed for seeds in groups.values() for seed in seeds})
+    advance = ctx.progress(f"Training {zoo.name} {archs} {strategies} ({n_seeds} seeds, {len(checkpoints)} checkpoints)",
                            total=len(groups) * max(checkpoints), unit="ensemble epochs")
     trained: dict[tuple[str, str, int, int], MLP] = {}
     for (arch, strategy), seeds in groups.items():
