@@ -172,11 +172,13 @@ def validate(ctx: click.Context, suite_file: Path, plugins: tuple[str, ...], ove
         data = load_data_offline(suite)
         resolve_task(registry, data, suite.data.name)  # the task the data names is registered
         estimate = preflight(suite, data)
-    n_models = len(suite.zoo.obj.specs())
+    specs = suite.zoo.obj.specs()
+    held_out = sum(1 for s in specs if s.held_out)
+    n_models = f"{len(specs) - held_out} models" + (f" (+{held_out} held out)" if held_out else "")
     variants = ["clean"] + [v for u in suite.perturbations if u.obj.target == "input" for v in u.obj.variants()]
     size = f", about {estimate.gigabytes:.2g} GB" if estimate is not None else ""
     click.echo(
-        f"{suite_file}: ok — suite {suite.name!r}: {n_models} models ({suite.zoo.name}), "
+        f"{suite_file}: ok — suite {suite.name!r}: {n_models} ({suite.zoo.name}), "
         f"{len(variants)} probe sets, {len(suite.metrics)} metrics, "
         f"benchmarks {', '.join(u.label for u in suite.benchmarks)}{size}"
     )

@@ -641,6 +641,9 @@ class _State:
     data: DataSplits | None = None
     specs: list[ModelSpec] = field(default_factory=list)
     models: dict[str, Any] = field(default_factory=dict)
+    #: the zoo's held-out models (trained, given to perturbations, never analysed)
+    held_out: dict[str, Any] = field(default_factory=dict)
+    held_out_specs: list[ModelSpec] = field(default_factory=list)
     zoo_key: str = ""
     probe_sets: dict[str, ProbeSet] = field(default_factory=dict)
     probe_keys: dict[str, str] = field(default_factory=dict)
@@ -866,7 +869,8 @@ def preflight(suite: Suite, data: DataSplits, sample: int = 64) -> SizeEstimate 
         except BaseException as exc:  # noqa: BLE001 - sys.exit in a model's read
             raise StageFailed(f"zoo {suite.zoo.name!r}: model {spec.id!r} read: {one_line(exc)}") from None
     n_probe_sets = 1 + sum(len(u.obj.variants()) for u in suite.perturbations if u.obj.target == "input")
-    n_models = len(specs) * (1 + sum(1 for u in suite.perturbations if u.obj.target == "model"))
+    analysed = [s for s in specs if not s.held_out]  # held-out models are trained, never measured
+    n_models = len(analysed) * (1 + sum(1 for u in suite.perturbations if u.obj.target == "model"))
     if width:
         from .suite import check_metric_memory
 
@@ -1280,7 +1284,7 @@ class Runner:
             "finished": None,
             "invocations": list((previous or {}).get("invocations", [])) + [{"started": _now(), "pid": os.getpid()}],
         }
-        for key in ("data_fingerprint", "n_models", "models", "probe_sets", "cell_order"):
+        for key in ("data_fingerprint", "n_models", "models", "held_out_models", "probe_sets", "cell_order"):
             if previous and key in previous:
                 manifest[key] = previous[key]
         self.run_dir.write_manifest(manifest)
@@ -1362,9 +1366,14 @@ class Runner:
                 self._clear_stage_failure(cell_id)
             keys.append(key)
             kept.update(group)
-        if len(kept) < 2:
+        # held-out models (ModelSpec.held_out) are trained with their group but never analysed: they go
+        # to the perturbations only (PerturbContext.held_out), e.g. as attack sources outside the zoo
+        held = [s for s in specs if s.held_out and s.id in kept]
+        self.state.held_out = {s.id: models.pop(s.id) for s in held}
+        self.state.held_out_specs = held
+        if len([s for s in specs if s.id in kept and not s.held_out]) < 2:
             raise StageFailed(f"{what}: fewer than two models were built (every failing group is listed above)")
-        specs = [s for s in specs if s.id in kept]
+        specs = [s for s in specs if s.id in kept and not s.held_out]
         return specs, models, keys[0] if whole else content_hash(keys)
 
     def zoo_layout(self) -> tuple[list[ModelSpec], list[list[str]], bool]:
@@ -1532,6 +1541,7 @@ class Runner:
                 pctx = PerturbContext(
                     seed=ctx.seed, device=ctx.device, progress=ctx.progress, cache=ctx.cache, log=ctx.log,
                     verbose=ctx.verbose, models=self.state.models, specs=tuple(self.state.specs), data=data,
+                    held_out=self.state.held_out, held_out_specs=tuple(self.state.held_out_specs),
                 )
                 given = _clone_probe_set(clean)
                 try:
@@ -2455,6 +2465,7 @@ class Runner:
             probe_sets={name: {"n": int(ps.x.shape[0]), "meta": dict(ps.meta)}
                         for name, ps in self.state.probe_sets.items()},
             models=[{"id": s.id, "factors": dict(s.factors)} for s in self.state.specs],
+            held_out_models=[{"id": s.id, "factors": dict(s.factors)} for s in self.state.held_out_specs],
             cell_order=order,
         )
         return self.run_dir

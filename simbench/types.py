@@ -234,10 +234,17 @@ class ModelSpec:
     ``factors`` holds at least what distinguishes the models of the zoo
     (e.g. ``arch``, ``seed``, ``epoch``, ``strategy``); benchmarks group model
     pairs by which factor differs.  Values must be JSON scalars.
+
+    ``held_out`` marks a model the zoo trains by its own recipe but that is
+    *not* part of the zoo: the runner trains and caches it with its group,
+    gives it to perturbations (:attr:`PerturbContext.held_out`, e.g. as an
+    attack source that favours no zoo member), names it in the manifest, and
+    never measures or analyses it.
     """
 
     id: str
     factors: Mapping[str, Any]
+    held_out: bool = False
 
 
 @runtime_checkable
@@ -625,10 +632,13 @@ class RunContext:
 
 @dataclass(frozen=True)
 class PerturbContext(RunContext):
-    """Adds the trained models (for attacks) in zoo order."""
+    """Adds the trained models (for attacks) in zoo order, and the zoo's held-out models
+    (:attr:`ModelSpec.held_out`: trained by the zoo's recipe, never analysed)."""
 
     models: Mapping[str, Any] = field(default_factory=dict)
     specs: Sequence[ModelSpec] = ()
+    held_out: Mapping[str, Any] = field(default_factory=dict)
+    held_out_specs: Sequence[ModelSpec] = ()
     data: DataSplits | None = None
 
 

@@ -30,13 +30,14 @@ def load_torchattacks() -> Any:
 
 
 def pick_source(source: str, ctx: simbench.PerturbContext) -> str:
-    models = dict(ctx.models)
+    models = {**dict(ctx.models), **dict(getattr(ctx, "held_out", {}) or {})}
     if not models:
         raise UserError("the 'attacks' perturbation needs trained models (PerturbContext.models is empty)")
     if source:
         if source not in models:
             raise UserError(
-                f"attacks: source model {source!r} is not in the zoo; available: {', '.join(sorted(models))}"
+                f"attacks: source model {source!r} is neither in the zoo nor held out by it; available: "
+                f"{', '.join(sorted(models))}"
             )
         return source
     specs = [s for s in ctx.specs if s.id in models]
@@ -98,10 +99,20 @@ def craft(
 
 
 def probe_sets(pert: Any, clean: simbench.ProbeSet, ctx: simbench.PerturbContext) -> list[simbench.ProbeSet]:
-    models = dict(ctx.models)
-    source = pick_source(pert.source, ctx)
+    models = {**dict(ctx.models), **dict(getattr(ctx, "held_out", {}) or {})}
+    sources = [pick_source(s, ctx) for s in pert.sources] or [pick_source(pert.source, ctx)]
+    held_out = set(getattr(ctx, "held_out", {}) or {})
+    variants = iter(pert.variants())
     results = []
-    for attack, variant in zip(pert.attacks, pert.variants()):
+    for source in sources:
+        results += _source_probe_sets(pert, clean, ctx, models, source, source in held_out, variants)
+    return results
+
+
+def _source_probe_sets(pert: Any, clean: simbench.ProbeSet, ctx: simbench.PerturbContext, models: dict[str, Any],
+                       source: str, held_out: bool, variants: Any) -> list[simbench.ProbeSet]:
+    results = []
+    for attack, variant in zip(pert.attacks, variants):
         meta: dict[str, Any] = {
             "perturbation": pert.name,
             "attack": attack,
@@ -109,6 +120,7 @@ def probe_sets(pert: Any, clean: simbench.ProbeSet, ctx: simbench.PerturbContext
             "alpha": pert.step_size if attack in ("pgd", "tpgd") else (1.25 * pert.eps if attack == "ffgsm" else None),
             "steps": pert.steps if attack in ("pgd", "tpgd") else 1,
             "source": source,
+            "source_held_out": held_out,
             "per_model": pert.per_model,
         }
         x_src = craft(pert, models[source], clean.x, clean.y, attack, ctx.seed, source)
@@ -116,7 +128,7 @@ def probe_sets(pert: Any, clean: simbench.ProbeSet, ctx: simbench.PerturbContext
         if pert.per_model:
             by_model = {
                 mid: x_src if mid == source else craft(pert, m, clean.x, clean.y, attack, ctx.seed, mid)
-                for mid, m in models.items()
+                for mid, m in dict(ctx.models).items()
             }
         results.append(simbench.ProbeSet(name=variant, x=x_src, y=clean.y, meta=meta, x_by_model=by_model))
     return results

@@ -23,7 +23,13 @@ class Attacks(simbench.Perturbation):
     By default every attack is crafted once against a *source* model (the
     suite's ``source``, else the zoo's first ``strategy = "standard"`` model,
     else its first model), so that all model pairs are compared on the same
-    inputs.  ``per_model = true`` crafts against each model in turn and fills
+    inputs.  ``sources`` names several source models instead -- zoo models
+    or, better, the zoo's held-out models (``ModelSpec.held_out``: trained by
+    the zoo's recipe, not in the zoo, so the attack favours no zoo member) --
+    and every attack is crafted against each: probe sets
+    ``attacks/<attack>@<source label>``, the label being the part of the
+    source id that differs between the sources (``attacks/pgd@standard``).
+    ``per_model = true`` crafts against each model in turn and fills
     ``ProbeSet.x_by_model`` (robustness studies).
 
     ``eps`` bounds the perturbation (for ``gn`` it is the noise standard
@@ -41,6 +47,7 @@ class Attacks(simbench.Perturbation):
     alpha: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
     steps: Annotated[int, Field(ge=1, le=10_000)] = 10
     source: str = ""
+    sources: tuple[str, ...] = ()
     per_model: bool = False
     batch_size: Annotated[int, Field(ge=1)] = 1024
 
@@ -54,9 +61,27 @@ class Attacks(simbench.Perturbation):
                 raise simbench.ParamError("attacks", f"unknown attack {a!r}; expected one of {', '.join(ATTACKS)}")
         if len(set(self.attacks)) != len(self.attacks):
             raise simbench.ParamError("attacks", "an attack is listed twice")
+        if len(set(self.sources)) != len(self.sources):
+            raise simbench.ParamError("sources", "a source model is listed twice")
+        if self.sources and (self.source or self.per_model):
+            raise simbench.ParamError("sources", "give either 'sources' or 'source' / 'per_model', not both")
+
+    def source_labels(self) -> list[str]:
+        """Short names of ``sources``: the parts of their ids (split at '/') that differ between them."""
+        if len(self.sources) < 2:
+            return [""] * len(self.sources)
+        parts = [s.split("/") for s in self.sources]
+        width = max(len(p) for p in parts)
+        padded = [p + [""] * (width - len(p)) for p in parts]
+        differ = [k for k in range(width) if len({p[k] for p in padded}) > 1]
+        return ["-".join(p[k] for k in differ if p[k]) for p in padded]
 
     def variants(self) -> list[str]:
-        return [f"{self.name}/{a}" for a in self.attacks]
+        """Probe-set names: one per attack, or one per (source, attack) with several ``sources``."""
+        labels = self.source_labels()
+        if len(labels) < 2:
+            return [f"{self.name}/{a}" for a in self.attacks]
+        return [f"{self.name}/{a}@{label}" for label in labels for a in self.attacks]
 
     @property
     def step_size(self) -> float:

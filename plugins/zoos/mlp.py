@@ -80,6 +80,13 @@ class MlpZoo(TrainingParams, simbench.Zoo):
     every strategy, and the same data order under every architecture and
     strategy, so a pair differing in one factor differs in nothing else.
     Model ids read ``"<arch>/s<seed>/e<epoch>/<strategy>"``.
+
+    ``held_out`` lists models, by id, that are trained by exactly this recipe
+    (their seed's own initialisation and data order, trained in their
+    (architecture, strategy) ensemble) but are *not* part of the zoo: their
+    seeds must not be among ``seeds``.  They reach perturbations only
+    (:attr:`simbench.PerturbContext.held_out`), e.g. as attack sources that
+    favour no zoo member, and are never measured or analysed.
     """
 
     name: ClassVar[str] = "mlp"
@@ -90,6 +97,7 @@ class MlpZoo(TrainingParams, simbench.Zoo):
     seeds: tuple[int, ...] = (0, 1, 2)
     epochs: tuple[int, ...] = (5, 10)
     strategies: tuple[Strategy, ...] = ("standard",)
+    held_out: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         check_archs("archs", self.archs)
@@ -98,9 +106,27 @@ class MlpZoo(TrainingParams, simbench.Zoo):
         check_distinct("strategies", self.strategies, minimum=None)
         if max(self.epochs) > 10_000:
             raise ParamError("epochs", "expected at most 10000 epochs")
+        if self.held_out:
+            check_distinct("held_out", self.held_out, minimum=None)
+        for model_id in self.held_out:
+            self.held_out_factors(model_id)
+
+    def held_out_factors(self, model_id: str) -> dict[str, Any]:
+        """The factors of a held-out model id, checked against the grid (its seed must be outside it)."""
+        parts = model_id.split("/")
+        expected = (f"a model id '<arch>/s<seed>/e<epoch>/<strategy>' with arch in {list(self.archs)}, "
+                    f"epoch in {sorted(self.epochs)}, strategy in {list(self.strategies)} and a seed not in "
+                    f"{list(self.seeds)}")
+        if (len(parts) != 4 or not parts[1].startswith("s") or not parts[1][1:].isdigit()
+                or not parts[2].startswith("e") or not parts[2][1:].isdigit()):
+            raise ParamError("held_out", f"{model_id!r}: expected {expected}")
+        arch, seed, epoch, strategy = parts[0], int(parts[1][1:]), int(parts[2][1:]), parts[3]
+        if arch not in self.archs or epoch not in self.epochs or strategy not in self.strategies or seed in self.seeds:
+            raise ParamError("held_out", f"{model_id!r}: expected {expected}")
+        return {"arch": arch, "seed": seed, "epoch": epoch, "strategy": strategy}
 
     def specs(self) -> list[simbench.ModelSpec]:
-        return [
+        zoo = [
             simbench.ModelSpec(
                 id=f"{arch}/s{seed}/e{epoch}/{strategy}",
                 factors={"arch": arch, "seed": seed, "epoch": epoch, "strategy": strategy},
@@ -110,6 +136,8 @@ class MlpZoo(TrainingParams, simbench.Zoo):
             for seed in self.seeds
             for epoch in sorted(self.epochs)
         ]
+        held = [simbench.ModelSpec(id=i, factors=self.held_out_factors(i), held_out=True) for i in self.held_out]
+        return zoo + held
 
     def groups(self) -> list[list[str]]:
         """One group per (architecture, strategy): its seeds and epochs train as one ensemble, so the runner
