@@ -334,6 +334,21 @@ def _renames(values: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
+def _publish_claims(out: Path, other_options: bool) -> None:
+    """``publish --claims-only``: rewrite ``<out>/claims.md`` from the boards already in ``out``."""
+    from . import claims
+
+    if other_options:
+        raise UserError("publish --claims-only rereads the boards in --out; it takes no RUNS, --rename or --bundle")
+    if not out.is_dir() or not any(out.glob("*.json")):
+        raise UserError(f"publish --claims-only: no boards (<name>.json) in {out}; publish runs there first")
+    problems: list[str] = []
+    path = claims.write(out, problems)
+    for problem in problems:
+        click.echo(f"warning: {problem}", err=True)
+    click.echo(f"wrote {path} ({len(claims.load_claims())} claims)")
+
+
 @cli.command()
 @click.argument("paths", metavar="[RUNS]...", nargs=-1, type=click.Path(file_okay=False, path_type=Path))
 @plugin_option
@@ -349,9 +364,11 @@ def _renames(values: tuple[str, ...]) -> dict[str, str]:
                    "(from the stage cache the run used; see docs/bundles.md).")
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="--bundle: the stage cache the runs used (default as for `run`).")
+@click.option("--claims-only", is_flag=True,
+              help="Only rewrite <out>/claims.md from the boards already in --out (no runs read or rendered).")
 @click.pass_context
 def publish(ctx: click.Context, paths: tuple[Path, ...], plugins: tuple[str, ...], out: Path, allow_dirty: bool,
-            renames: tuple[str, ...], with_bundles: bool, cache_dir: Path | None) -> None:
+            renames: tuple[str, ...], with_bundles: bool, cache_dir: Path | None, claims_only: bool = False) -> None:
     """Render the latest run of every suite under RUNS (default: runs/) plus index.html and README.md.
 
     \b
@@ -366,7 +383,14 @@ def publish(ctx: click.Context, paths: tuple[Path, ...], plugins: tuple[str, ...
     --rename CUT=FULL publishes a run of suite CUT under the shipped name FULL
     only when CUT extends FULL (a declared cut, e.g. paper-mlp-cpu=paper-mlp);
     the board then lists every setting that differs from FULL and why.
+
+    \b
+    Every publish also rewrites claims.md (each seed claim against the board
+    that tests it, from simbench/claims.toml); --claims-only does only that.
     """
+    if claims_only:
+        _publish_claims(out, bool(paths or renames or with_bundles))
+        return
     from . import leaderboard as lb
     from .api import list_suites, shipped_suites
 

@@ -210,7 +210,7 @@ def published_name(manifest: Mapping[str, Any]) -> str:
 
 
 #: board names publish never gives a run: they are (or differ only in case from) the index files it writes
-RESERVED_NAMES = ("README", "index")
+RESERVED_NAMES = ("README", "index", "claims")
 
 
 def _data_file_order(spec: Any, recorded: Mapping[str, Any]) -> list[tuple[str, Any]]:
@@ -878,7 +878,8 @@ def publish(paths: Sequence[Path], out_dir: Path, registry: Registry | None, all
             raise UserError(f"--rename {old}={new}: expected letters, digits, '-', '_' or '.' "
                             "('+<hash>' names are given by publish to runs with overrides)")
         if new.casefold() in {r.casefold() for r in RESERVED_NAMES}:
-            raise UserError(f"--rename {old}={new}: {new!r} is reserved (publish writes README.md and index.html)")
+            raise UserError(f"--rename {old}={new}: {new!r} is reserved "
+                            "(publish writes README.md, index.html and claims.md)")
         taken = new in official or new in suites or (new in runs and rename.get(new, new) == new)
         if "+" in old and taken:
             raise UserError(f"--rename {old}={new}: {new!r} is the name of a suite as shipped; "
@@ -898,7 +899,8 @@ def publish(paths: Sequence[Path], out_dir: Path, registry: Registry | None, all
     for name, run_path in list(runs.items()):
         problem = None
         if name.casefold() in {r.casefold() for r in RESERVED_NAMES}:
-            problem = f"its name {name!r} is reserved (publish writes README.md and index.html); use --rename"
+            problem = (f"its name {name!r} is reserved (publish writes README.md, index.html and claims.md); "
+                       "use --rename")
         elif name not in rename.values():
             problem = _official_problem(run_path, RunDir(run_path).read_manifest(), dict(shipped or {}))
         if problem:
@@ -952,6 +954,9 @@ def publish(paths: Sequence[Path], out_dir: Path, registry: Registry | None, all
                                f"{weight['first_screen'] / 1e6:.1f} MB (budget {PAGE_BUDGET_BYTES / 1e6:.0f} MB)")
     report.weight = weight
     report.written.append(_write_text(out_dir, "README.md", site.readme(boards)))
+    from . import claims  # every board in out_dir, this publish's and earlier ones
+
+    report.written.append(claims.write(out_dir, report.problems))
     return report
 
 
