@@ -5,6 +5,9 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.simbench-installed
 PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
+# the make targets keep their stage cache in the checkout (`make clean` removes it); a plain `simbench run`
+# uses the user cache directory.  The tests set their own (tests/conftest.py).
+export SIMBENCH_CACHE_DIR ?= $(CURDIR)/.simbench-cache
 
 .PHONY: demo test install bench clean publish
 
@@ -14,6 +17,8 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	# torch first and pinned: an unpinned torch pulls a multi-GB CUDA build
 	$(PIP) torch==2.13.0
+	# the distribution is simbench-metrics (the index's "simbench" is another project); drop a venv's old name
+	$(PY) -m pip uninstall --quiet --yes simbench 2>/dev/null || true
 	$(PIP) -e '.[dev,dask]'
 	# torchattacks declares torchvision and an old requests; it needs only torch/numpy/scipy
 	$(PIP) --no-deps torchattacks==3.5.1

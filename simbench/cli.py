@@ -40,7 +40,7 @@ def _console(stderr: bool = False) -> Any:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--plugin", "-p", "plugins", multiple=True, metavar="FILE.py", help="Load a plugin from a Python file.")
-@click.version_option(package_name="simbench")
+@click.version_option(package_name="simbench-metrics")  # the distribution's name; the import package is simbench
 @click.pass_context
 def cli(ctx: click.Context, plugins: tuple[str, ...]) -> None:
     """simbench: benchmark neural-network similarity metrics against what models do.
@@ -48,6 +48,7 @@ def cli(ctx: click.Context, plugins: tuple[str, ...]) -> None:
     \b
     simbench run quick                    run a shipped suite (or a path), write its leaderboard
     simbench validate SUITE               check a suite without running it
+    simbench data mnist --from DIR        install MNIST once (sha256 checked) for the MNIST suites
     simbench list metrics [--json]        registered metrics (zoos, perturbations, ...)
     simbench plugins                      loaded plugins and what they registered
     simbench leaderboard RUN_DIR          render a finished run's leaderboard
@@ -69,7 +70,7 @@ def cli(ctx: click.Context, plugins: tuple[str, ...]) -> None:
 @click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Run directory (default runs/<suite>-<hash>); rerunning resumes it.")
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Stage cache (default .simbench-cache or $SIMBENCH_CACHE_DIR).")
+              help="Stage cache (default $SIMBENCH_CACHE_DIR, else the user cache directory).")
 @click.option("--no-cache", is_flag=True, help="Recompute every stage (finished cells still resume).")
 @click.option("--fresh", is_flag=True, help="Delete the run directory first instead of resuming.")
 @click.option("--leaderboard-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -162,9 +163,11 @@ def validate(ctx: click.Context, suite_file: Path, plugins: tuple[str, ...], ove
 
     registry = _registry(ctx, plugins)
     suite = load_suite(resolve_suite(suite_file), registry, overrides)
+    from .requirements import check_requirements
     from .suite import check_data_files
 
     check_data_files(suite)
+    check_requirements(suite, registry.get("executor", str(suite.run.get("executor") or "local")))
     estimate = None
     if not no_data:
         from .runner import load_data_offline, preflight, resolve_task
@@ -485,6 +488,40 @@ def new_metric(name: str, out: Path) -> None:
     click.echo(f"next: cd {root} && pip install -e '.[dev]' && pytest")
 
 
+# -- datasets installed once per user (simbench/datastore.py) --------------------
+
+
+@cli.group("data")
+def data_group() -> None:
+    """Install a dataset once, where the suites find it: simbench data mnist --from DIR.
+
+    Files go to $SIMBENCH_DATA_DIR, else the user data directory.
+    """
+
+
+@data_group.command("mnist")
+@click.option("--from", "source", required=True, type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
+              help="A folder holding MNIST as parquet files in the hub's schema: train*.parquet and test*.parquet.")
+@click.option("--no-verify", is_flag=True,
+              help="Install files whose sha256 is not a known MNIST copy (their hash still enters each suite's "
+                   "identity).")
+def data_mnist(source: Path, no_verify: bool) -> None:
+    """Check MNIST's sha256 and copy it into the user data directory; the MNIST suites then need no
+    SIMBENCH_MNIST_DIR."""
+    import os
+
+    from .datastore import DATASETS, install
+
+    target, digests = install("mnist", source, verify=not no_verify)
+    click.echo(f"installed MNIST in {target} "
+               f"({', '.join(f'{split}.parquet sha256 {d[:12]}…' for split, d in digests.items())})")
+    env = DATASETS["mnist"].env
+    if os.environ.get(env) is not None:
+        click.echo(f"note: {env} is set ({os.environ[env]}) and wins over this copy; unset it to use this one")
+    else:
+        click.echo("the MNIST suites now find it with no environment variable, e.g. simbench run paper-mlp-cpu")
+
+
 # -- benchmark bundles (docs/bundles.md) ----------------------------------------
 
 
@@ -498,7 +535,8 @@ def bundle_group() -> None:
 @click.argument("out", metavar="OUT", type=click.Path(path_type=Path))
 @plugin_option
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="The stage cache the run used, read only (default .simbench-cache or $SIMBENCH_CACHE_DIR).")
+              help="The stage cache the run used, read only "
+                   "(default $SIMBENCH_CACHE_DIR, else the user cache directory).")
 @click.option("--suite", "suite_file", default=None, metavar="SUITE",
               help="The run's suite (a name or a file), if it is no longer at the path its manifest records.")
 @click.option("--weights/--no-weights", default=None,
@@ -540,7 +578,8 @@ def bundle_verify(source: str) -> None:
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Run directory of the scoring run (default runs/<suite>-<hash>).")
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Stage cache for the new metric's matrices (default .simbench-cache or $SIMBENCH_CACHE_DIR).")
+              help="Stage cache for the new metric's matrices "
+                   "(default $SIMBENCH_CACHE_DIR, else the user cache directory).")
 @click.option("--device", default="cpu", show_default=True, help="Where the new metric runs: cpu, cuda, auto.")
 @click.option("--fresh", is_flag=True, help="Delete the scoring run directory first instead of resuming.")
 @click.option("--allow-changed-benchmark", is_flag=True,

@@ -100,6 +100,7 @@ class DaskExecutor(Executor):
     name: ClassVar[str] = "dask"
     description: ClassVar[str] = "dask.distributed: a LocalCluster, or --scheduler tcp://host:8786"
     remote: ClassVar[bool] = True
+    requires: ClassVar[tuple[str, ...]] = ("dask", "distributed")
     scheduler: str = ""
     workers: int = 0
     #: extra environment for LocalCluster workers (e.g. CUDA_VISIBLE_DEVICES; tests block a plugin this way)
@@ -110,7 +111,8 @@ class DaskExecutor(Executor):
             import dask
             from distributed import Client, LocalCluster
         except ImportError:
-            raise UserError("run.executor = 'dask' needs dask.distributed: pip install 'simbench[dask]'") from None
+            raise UserError("run.executor = 'dask' needs dask.distributed: "
+                            "pip install 'simbench-metrics[dask]'") from None
         address = self.scheduler or os.environ.get(SCHEDULER_ENV, "")
         # a task may take down at most ALLOWED_FAILURES workers before it counts as failed (never forever)
         dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES})

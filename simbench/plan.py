@@ -109,6 +109,8 @@ class Executor:
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     remote: ClassVar[bool] = False
+    #: importable modules the executor needs (as :attr:`simbench.Plugin.requires`), checked before a run starts
+    requires: ClassVar[tuple[str, ...]] = ()
 
     def open(self, calls: WorkerCalls, settings: Mapping[str, Any]) -> None:
         """Start (or connect to) whatever runs the tasks.  ``settings``: the suite's ``[run]`` table."""

@@ -49,7 +49,7 @@ log = logging.getLogger("simbench.plugins")
 
 ENTRY_POINT_GROUP = "simbench"
 #: the distribution whose entry points are simbench's own built-ins (not subject to the allow-list)
-BUILTIN_DISTRIBUTION = "simbench"
+BUILTIN_DISTRIBUTION = "simbench-metrics"  # the import package is simbench; the index's "simbench" is another project
 ALLOW_ENV = "SIMBENCH_PLUGINS"
 BLOCK_ENV = "SIMBENCH_BLOCK_PLUGINS"
 

@@ -64,8 +64,18 @@ from .types import (
 
 log = logging.getLogger("simbench.runner")
 
-DEFAULT_CACHE_DIR = ".simbench-cache"
 CACHE_ENV = "SIMBENCH_CACHE_DIR"
+
+
+def default_cache_dir() -> Path:
+    """The stage cache when neither ``--cache-dir``, ``run.cache_dir`` nor ``$SIMBENCH_CACHE_DIR`` names one:
+    the user cache directory (``platformdirs.user_cache_dir("simbench")``), so that every working directory
+    reuses the zoos trained in any other."""
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("simbench"))
+
+
 INFER_BATCH = 2048
 #: relative tolerance of the symmetry check (batched float32 GEMMs are not bit-symmetric)
 SYMMETRY_RTOL = 1e-4
@@ -1133,7 +1143,7 @@ class Runner:
         self.suite = suite
         self.registry = registry
         self.run_dir = RunDir(run_dir, suite.sha256)
-        cache_root = cache_dir or suite.run.get("cache_dir") or os.environ.get(CACHE_ENV) or DEFAULT_CACHE_DIR
+        cache_root = cache_dir or suite.run.get("cache_dir") or os.environ.get(CACHE_ENV) or default_cache_dir()
         self.cache = TensorCache(cache_root, enabled=use_cache)
         self.console = console
         self.quiet = quiet
@@ -2419,12 +2429,31 @@ class Runner:
 
         Holds the run directory's lock throughout: a second process on the
         same directory is refused with "already running, pid N".
+
+        The suite's data files and the modules its plugins and executor
+        ``require`` are checked before the run directory is made; a run
+        refused later but before training (the data, the preflight checks,
+        the cache or the executor) removes the run directory again when this
+        call created it, so a failed first attempt leaves nothing behind.
         """
+        from .requirements import check_requirements
+        from .suite import check_data_files
+
         if self.fresh:
             check_fresh_target(self.run_dir.path, self.suite.path)  # before the lock file is created in it
+        check_data_files(self.suite)
+        name = self._executor_spec[0]
+        executor = name if isinstance(name, Executor) else self.registry.get("executor", str(name))
+        check_requirements(self.suite, executor)
+        created = _missing_folders(self.run_dir.path)
+        self._past_preflight = False
         self.run_dir.acquire()
         try:
             return self._run_locked()
+        except UserError:
+            if created and not self._past_preflight:
+                _remove_folders(created)  # still locked: no other run can have adopted the directory
+            raise
         finally:
             self.run_dir.release()
 
@@ -2485,6 +2514,7 @@ class Runner:
             self.data_fingerprint = fingerprint(data)
             self.restorer.keep("the data", data)
             preflight(self.suite, data)  # layer names, sizes: refused before any training
+            self._past_preflight = True  # from here on a failed run keeps its directory (and manifest)
             stages(1)
             lap("data")
             self._dispatch(self.zoo_stage())
@@ -2780,6 +2810,28 @@ def _file_size(path: str) -> int | None:
         return os.path.getsize(path)
     except OSError:
         return None
+
+
+def _missing_folders(path: Path) -> list[Path]:
+    """``path`` and those of its parents that do not exist yet, innermost first."""
+    out = []
+    for folder in (path, *path.absolute().parents):
+        if folder.exists() or folder.is_symlink():
+            break
+        out.append(folder)
+    return out
+
+
+def _remove_folders(created: list[Path]) -> None:
+    """Remove the run directory this run created (``created[0]``) and each created parent left empty."""
+    import shutil
+
+    shutil.rmtree(created[0], ignore_errors=True)
+    for folder in created[1:]:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty: something else lives there now
+            break
 
 
 def default_run_dir(suite: Suite, root: str | os.PathLike[str] = "runs") -> Path:

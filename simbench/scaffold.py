@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from .errors import UserError
+from .requirements import DISTRIBUTION
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -26,7 +27,8 @@ name = "simbench-{dash}"
 version = "0.1.0"
 description = "The {name} similarity metric for simbench"
 requires-python = ">=3.11"
-dependencies = ["simbench"]
+# simbench is published as simbench-metrics (the index's "simbench" is an unrelated project)
+dependencies = ["{requirement}"]
 
 [project.optional-dependencies]
 dev = ["pytest>=8"]
@@ -109,6 +111,15 @@ representations; declare only the invariances that hold. Override
 '''
 
 
+def requirement(version: str | None = None) -> str:
+    """The scaffold's dependency on simbench: its distribution name and the versions whose plugin API it
+    was written against (``0.1.x`` -> ``>=0.1,<0.2``; from 1.0 on, the same major version)."""
+    from ._version import __version__
+    major, minor = (int(p) for p in re.findall(r"\d+", version or __version__)[:2])
+    upper = f"{major}.{minor + 1}" if major == 0 else f"{major + 1}"
+    return f"{DISTRIBUTION}>={major}.{minor},<{upper}"
+
+
 def check_name(name: str, taken: Iterable[str] = ()) -> str:
     """``name`` if it can name a new metric package, else a one-line :class:`UserError`.
 
@@ -124,6 +135,8 @@ def check_name(name: str, taken: Iterable[str] = ()) -> str:
     if keyword.iskeyword(name) or keyword.iskeyword(cls) or cls in dir(builtins):
         raise UserError(f"NAME {name!r}: a Python keyword or built-in ({cls}) cannot name the metric's class; "
                         "choose another name, e.g. my_metric")
+    if f"simbench-{name.replace('_', '-')}" == DISTRIBUTION:
+        raise UserError(f"NAME {name!r}: the package simbench-{name} would be simbench itself; choose another name")
     if name in set(taken):
         raise UserError(f"NAME {name!r}: a metric of that name is already registered (a built-in or an installed "
                         "plugin); choose another name")
@@ -147,7 +160,7 @@ def new_metric(name: str, out_dir: Path, taken: Iterable[str] = ()) -> list[Path
     root = out_dir / f"simbench-{dash}"
     if root.exists():
         raise UserError(f"{root}: already exists; choose another --out or remove it")
-    values = {"name": name, "dash": dash, "package": package, "cls": cls}
+    values = {"name": name, "dash": dash, "package": package, "cls": cls, "requirement": requirement()}
     files = {
         root / "pyproject.toml": _PYPROJECT,
         root / "README.md": _README,

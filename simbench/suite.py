@@ -211,6 +211,9 @@ def load_suite(path: str | Path, registry: Registry, overrides: Sequence[str] = 
         except (IndexError, ValueError, TypeError, AttributeError):
             raise SuiteError("--set", text, "does not name a key of the suite") from None
     data_table = doc.get("data") if isinstance(doc.get("data"), dict) else {}
+    from .datastore import apply_env_defaults
+
+    apply_env_defaults()  # $SIMBENCH_MNIST_DIR: the folder `simbench data mnist --from DIR` filled, when unset
     data_files = data_file_digests(data_table.get("data_files"), label)
     # the data files' content is part of the suite's identity: a zoo trained on one file never serves another
     digest = hashlib.sha256(
@@ -261,10 +264,13 @@ def data_file_digests(spec: Any, file: str) -> dict[str, str]:
 
 
 def check_data_files(suite: Suite) -> None:
-    """Raise a one-line :class:`SuiteError` for a ``data_files`` entry that names no file."""
+    """Raise a one-line :class:`SuiteError` for a ``data_files`` entry that names no file (naming the
+    unset variable and ``simbench data mnist --from DIR`` where that is the fix)."""
+    from .datastore import missing_files_message
+
     for pattern, digest in suite.data_files.items():
         if digest.startswith(MISSING):
-            raise SuiteError(str(suite.path), digest[len(MISSING):], f"no such file {pattern!r}")
+            raise SuiteError(str(suite.path), digest[len(MISSING):], missing_files_message(pattern))
 
 
 def _expect_table(doc: Mapping[str, Any], key: str, file: str, required: bool = True) -> dict[str, Any]:

@@ -53,6 +53,10 @@ class Plugin:
     description: ClassVar[str] = ""
     #: bump when the plugin's computation changes; part of every cache key
     version: ClassVar[str] = "1"
+    #: importable modules the plugin needs beyond simbench's own dependencies (e.g. ``("torchattacks",)``):
+    #: ``validate`` and ``run`` refuse a suite that uses the plugin while one is missing, before any training,
+    #: in one line naming the plugin, the module and the pip command (:mod:`simbench.requirements`)
+    requires: ClassVar[tuple[str, ...]] = ()
 
     def params(self) -> dict[str, Any]:
         """The configured parameters as a plain dict (for hashing and records)."""

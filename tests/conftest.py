@@ -18,6 +18,14 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("MKL_NUM_THREADS", "1")
 
+# Never the user's own directories: the stage cache defaults to the user cache directory and installed
+# datasets live in the user data directory.  The tests keep the cache beside the directory each command
+# runs in (a relative path: a test in tmp_path gets its own, as before the user-level default), and see
+# an empty data directory, so an MNIST installed by `simbench data mnist` never changes what they test.
+# A test that needs either sets its own (monkeypatch.setenv / env=...).
+os.environ["SIMBENCH_CACHE_DIR"] = ".simbench-cache"
+os.environ["SIMBENCH_DATA_DIR"] = str(Path(__file__).resolve().parent / ".no-user-data")
+
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures"
 TOY_PLUGINS = FIXTURES / "toy_plugins.py"

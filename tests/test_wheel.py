@@ -58,7 +58,7 @@ def wheel_venv(tmp_path_factory) -> Path:
     build = subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q", "-w", str(dist),
                             str(src)], capture_output=True, text=True, timeout=300)
     assert build.returncode == 0, build.stderr[-2000:]
-    wheel = next(dist.glob("simbench-*.whl"))
+    wheel = next(dist.glob("simbench_metrics-*.whl"))  # the distribution simbench-metrics
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     python = venv / "bin" / "python"
     install = subprocess.run([*pip, "--python", str(python), "install", "--no-deps", "--no-index", "-q", str(wheel)],
