@@ -57,7 +57,7 @@ import simbench
 from simbench.errors import MeasurementFailed, ParamError, UserError
 from simbench.types import Record, Table
 
-from .common import ALL_PROBES, CLEAN, EVERY_FACTOR, WITH_EXCLUDED, family_label, family_of
+from .common import ALL_PROBES, CLEAN, EVERY_FACTOR, WITH_EXCLUDED, WITHIN, family_label, family_of
 
 __all__ = ["FunctionalAgreement", "ALL_PROBES", "WITH_EXCLUDED"]
 
@@ -84,7 +84,12 @@ class FunctionalAgreement(simbench.Benchmark):
     relative to their largest value, are reported once), ``bad_fraction_quantile``
     (Ding et al. use 0.2), ``min_accuracy`` (models at or below it on the
     clean probe set are excluded; default chance + ``collapse_margin``),
-    ``similarity_probe_set`` (measure similarity on this probe set only).
+    ``similarity_probe_set`` (measure similarity on this probe set only),
+    ``focus`` / ``rivals`` (a claim to test head on: ``focus`` against each
+    rival, per group and probe family, with Pearson and Spearman side by side,
+    from the same family of tests as the rank sets), ``within`` (factors held
+    fixed: for each value, the whole ranking again on the pairs of models that
+    share it, e.g. ``within = ["strategy"]``).
     """
 
     name = "functional_agreement"
@@ -104,10 +109,18 @@ class FunctionalAgreement(simbench.Benchmark):
     min_accuracy: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
     collapse_margin: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.1
     similarity_probe_set: str = ""
+    focus: str = ""
+    rivals: tuple[str, ...] = ()
+    within: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.groups:
             raise ParamError("groups", "name at least one group ('all', a factor name, or '*')")
+        if bool(self.focus) != bool(self.rivals):
+            raise ParamError("rivals" if self.focus else "focus",
+                             "give both 'focus' (a metric label) and 'rivals' (the metrics it is claimed to beat)")
+        if self.focus in self.rivals:
+            raise ParamError("rivals", f"the focus metric {self.focus!r} cannot be its own rival")
 
     # -- evaluation -----------------------------------------------------------------------
 
@@ -171,6 +184,29 @@ class FunctionalAgreement(simbench.Benchmark):
             secondary = Analysis(self, metrics, probes, {ALL_PROBES: aggregates[ALL_PROBES]}, ctx.seed,
                                  detail=False)
             records += secondary.run(x, agreement, factors, groups=["all"], rename={"all": WITH_EXCLUDED})
+        for factor in self.within:
+            records += self._within(factor, x, agreement, factors, list(keep), metrics, probes, aggregates, ctx.seed)
+        return records
+
+    def _within(self, factor: str, x: Any, agreement: Any, factors: list[dict[str, Any]], keep: list[int],
+                metrics: list[str], probes: list[str], aggregates: dict[str, list[int]], seed: int) -> list[Record]:
+        """The ranking (every probe family) on the pairs of kept models that share ``factor``'s value,
+        one value at a time: the models are the resampling units, as for 'all'."""
+        from .compute import Analysis
+
+        values = list(dict.fromkeys(factors[i].get(factor) for i in keep))
+        if len(values) < 2:
+            return [Record(self.name, "within_skipped", 1.0, group=f"{WITHIN}{factor}",
+                           status="failed", error=f"factor {factor!r} does not vary among the kept models")]
+        records: list[Record] = []
+        for value in values:
+            sub = [i for i in keep if factors[i].get(factor) == value]
+            if len(sub) < 3:
+                continue
+            analysis = Analysis(self, metrics, probes, aggregates, seed, detail=False)
+            records += analysis.run(x[:, :, sub][:, :, :, sub], agreement[:, sub][:, :, sub],
+                                    [factors[i] for i in sub], groups=["all"],
+                                    rename={"all": f"{WITHIN}{factor} = {value}"})
         return records
 
     def _drop_duplicates(self, metrics: list[str], layers: list[Any], kept: list[int],

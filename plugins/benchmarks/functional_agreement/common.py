@@ -19,6 +19,8 @@ SEVERAL = "several"
 EVERY_FACTOR = "*"
 #: the probe set whose accuracy decides whether a model collapsed
 CLEAN = "clean"
+#: label prefix of the groups of a ``within`` analysis ("within strategy = pgd")
+WITHIN = "within "
 
 
 def family_of(probe_set: str) -> str:
@@ -95,4 +97,6 @@ def group_label(group: str) -> str:
         return "all pairs"
     if group == WITH_EXCLUDED:
         return "all pairs, collapsed models included"
+    if group.startswith(WITHIN):
+        return f"pairs of models with {group.removeprefix(WITHIN)}"
     return f"pairs differing only in {group}"

@@ -86,7 +86,8 @@ class Analysis:
         x0 = np.where(np.isfinite(x), x, 0.0)
         xv, yv = x0[:, :, iu, ju], y[:, iu, ju]  # [Q, K, P], [K, P]
         r = stats.row_pearson(xv, yv[None])  # [Q, K]
-        rho = stats.row_pearson(rankdata(xv, axis=-1), rankdata(yv, axis=-1)[None])
+        xr, yr = rankdata(xv, axis=-1), rankdata(yv, axis=-1)
+        rho = stats.row_pearson(xr, yr[None])
         r[failed], rho[failed] = np.nan, np.nan
         few = n_units < bench.min_clusters
         records: list[Record] = []
@@ -102,12 +103,22 @@ class Analysis:
         add("tie_margin", bench.tie_margin)
 
         boot = jack = null = None
+        spearman: tuple[np.ndarray, np.ndarray] | None = None
         if bench.n_bootstrap:
             counts = stats.bootstrap_counts(n_units, bench.n_bootstrap, numpy_rng(self.seed, "bootstrap", group))
             boot = stats.bootstrap_replicates(xv, yv, counts, iu, ju, cluster_of_pair)
             boot[:, failed] = np.nan
-            jack = stats.weighted_correlations(xv, yv, stats.jackknife_weights(iu, ju, cluster_of_pair, n_units))
+            weights = stats.jackknife_weights(iu, ju, cluster_of_pair, n_units)
+            jack = stats.weighted_correlations(xv, yv, weights)
             jack[:, failed] = np.nan
+            if self.claims:
+                # Spearman's rho under the same resamples: Pearson of the pairs' ranks (ranked once on the
+                # whole group, the usual rank-then-resample approximation), so the seed's two correlations
+                # get the same model-level test
+                boot_rho = stats.bootstrap_replicates(xr, yr, counts, iu, ju, cluster_of_pair)
+                jack_rho = stats.weighted_correlations(xr, yr, weights)
+                boot_rho[:, failed], jack_rho[:, failed] = np.nan, np.nan
+                spearman = (boot_rho, jack_rho)
         if self.detail and bench.n_permutations:
             # blocks keep a single-factor group mapped onto itself under relabelling
             _, null = stats.mantel_null(x0, y, mask, blocks, bench.n_permutations,
@@ -117,8 +128,46 @@ class Analysis:
         if self.detail:
             self._per_probe_set(add, r, rho, xv, yv, n, boot, jack, null)
         for label, subset in self.aggregates.items():
-            self._aggregate(add, label, subset, r, rho, failed, xv, yv, n, boot, jack, null, few)
+            sets = self._aggregate(add, label, subset, r, rho, failed, xv, yv, n, boot, jack, null, few)
+            if sets is not None and spearman is not None:
+                self._claims(add, label, "pearson", mean_z(r, failed, subset), sets, few)
+                z_rho = mean_z(rho, failed, subset)
+                rho_sets = ranking.rank_sets(z_rho, mean_z(spearman[0], failed, subset),
+                                             mean_z(spearman[1], failed, subset), level=bench.level,
+                                             margin=bench.tie_margin)
+                self._claims(add, label, "spearman", z_rho, rho_sets, few)
         return records
+
+    @property
+    def claims(self) -> bool:
+        """Whether this analysis tests the benchmark's ``focus`` metric against its ``rivals``."""
+        return bool(self.detail and self.bench.focus and self.bench.focus in self.metrics
+                    and any(r in self.metrics for r in self.bench.rivals))
+
+    def _claims(self, add: Any, label: str, correlation: str, z: np.ndarray, sets: ranking.RankSets,
+                few: bool) -> None:
+        """The focus metric against each rival: difference, its simultaneous interval on the Fisher-z
+        scale, the step-down adjusted p of either direction (the same family as the rank sets), and
+        the verdict: +1 the focus is better (claim reproduced), -1 the rival is (reversed), 0 neither."""
+        bench = self.bench
+        f = self.metrics.index(bench.focus)
+        for rival in bench.rivals:
+            if rival not in self.metrics or not (np.isfinite(z[f]) and np.isfinite(z[self.metrics.index(rival)])):
+                continue
+            j = self.metrics.index(rival)
+            d, se = float(z[f] - z[j]), float(sets.se[f, j])
+            kw = {"model_b": rival}
+            add(f"claim_{correlation}_diff", np.tanh(z[f]) - np.tanh(z[j]), bench.focus, label, **kw)
+            add(f"claim_{correlation}_z_diff", d, bench.focus, label, **kw)
+            if np.isfinite(se) and np.isfinite(sets.critical):
+                add(f"claim_{correlation}_z_ci_low", d - sets.critical * se, bench.focus, label, **kw)
+                add(f"claim_{correlation}_z_ci_high", d + sets.critical * se, bench.focus, label, **kw)
+            better, worse = sets.pair_p[f, j], sets.pair_p[j, f]
+            add(f"claim_{correlation}_p_better", float(better) if np.isfinite(better) else 1.0, bench.focus, label, **kw)
+            add(f"claim_{correlation}_p_worse", float(worse) if np.isfinite(worse) else 1.0, bench.focus, label, **kw)
+            if not few:
+                verdict = 1.0 if sets.beats[f, j] else (-1.0 if sets.beats[j, f] else 0.0)
+                add(f"claim_{correlation}_verdict", verdict, bench.focus, label, **kw)
 
     def _per_probe_set(self, add: Any, r: np.ndarray, rho: np.ndarray, xv: np.ndarray, yv: np.ndarray, n: int,
                        boot: Any, jack: Any, null: Any) -> None:
@@ -151,13 +200,14 @@ class Analysis:
                 add("close_bad_fraction_chance", bad.close_chance, metric, probe)
 
     def _aggregate(self, add: Any, label: str, subset: list[int], r: np.ndarray, rho: np.ndarray, failed: np.ndarray,
-                   xv: np.ndarray, yv: np.ndarray, n: int, boot: Any, jack: Any, null: Any, few: bool) -> None:
+                   xv: np.ndarray, yv: np.ndarray, n: int, boot: Any, jack: Any, null: Any,
+                   few: bool) -> ranking.RankSets | None:
         bench = self.bench
         z = mean_z(r, failed, subset)  # [Q]
         z_rho = mean_z(rho, failed, subset)
         ok = np.isfinite(z)
         if not ok.any():
-            return
+            return None
         q_bad = bench.bad_fraction_quantile
         for q, metric in enumerate(self.metrics):
             if not ok[q]:
@@ -187,7 +237,7 @@ class Analysis:
         if boot is None:
             for q, rank in zip(np.flatnonzero(ok), rankdata(-z[ok], method="min"), strict=True):
                 add("rank", rank, self.metrics[q], label)
-            return
+            return None
         zb = mean_z(boot, failed, subset)  # [B, Q]
         zj = mean_z(jack, failed, subset)  # [U, Q]
         units = zj.shape[0]
@@ -216,6 +266,7 @@ class Analysis:
             add("best_set_size", float(sets.in_best[ok].sum()), "", label)
         if self.detail and label == ALL_PROBES and not few:
             self._comparisons(add, z, sets, ok)
+        return sets
 
     def _comparisons(self, add: Any, z: np.ndarray, sets: ranking.RankSets, ok: np.ndarray) -> None:
         """Every unordered metric pair (suite order): the difference, its jackknife SE and the

@@ -63,6 +63,9 @@ class RankSets:
     mark_p: np.ndarray
     p_first: np.ndarray
     units: int
+    #: single-step simultaneous critical value on the t(U−1) scale: ``d_ij ± critical·se_ij`` covers every
+    #: paired difference at once with probability 1 − level (NaN where nothing could be compared)
+    critical: float = float("nan")
 
 
 def jackknife_se(replicates: np.ndarray) -> np.ndarray:
@@ -147,9 +150,11 @@ def rank_sets(observed: np.ndarray, boot: np.ndarray, jack: np.ndarray, level: f
         pair_p[np.ix_(idx, idx)] = p_local
         wins = np.nan_to_num(p_local, nan=1.0) < level
         beats[np.ix_(idx, idx)] = wins
+        critical = _t_critical(float(np.quantile(t_null.max(axis=1), 1.0 - level)), units - 1)
     else:
         wins = np.zeros((q, q), dtype=bool)
         p_local = np.full((q, q), np.nan)
+        critical = float("nan")
     se_full[np.ix_(idx, idx)] = np.where(np.eye(q, dtype=bool), np.nan, se)
     low[idx] = 1 + wins.sum(axis=0)
     high[idx] = q - wins.sum(axis=1)
@@ -161,4 +166,12 @@ def rank_sets(observed: np.ndarray, boot: np.ndarray, jack: np.ndarray, level: f
             mark_p[j] = p_col[best_i]
             if wins[best_i, col]:
                 beaten_by[j] = idx[best_i]
-    return RankSets(rank, low, high, in_best, beats, pair_p, se_full, beaten_by, mark_p, p_first, units)
+    return RankSets(rank, low, high, in_best, beats, pair_p, se_full, beaten_by, mark_p, p_first, units, critical)
+
+
+def _t_critical(normal_critical: float, df: float) -> float:
+    """The normal-scale critical value mapped back to Student's t with ``df`` degrees of freedom (the
+    inverse of :func:`t_to_normal`), so that ``(d − δ) / se ≥ result`` ⇔ the statistic exceeds it."""
+    from scipy.stats import norm, t as student
+
+    return float(student.isf(norm.sf(normal_critical), max(df, 1)))

@@ -10,7 +10,8 @@ import simbench
 from simbench.types import Table
 
 from . import stats
-from .common import (ALL_PROBES, SEVERAL, WITH_EXCLUDED, factor_names, group_label, is_aggregate, pair_groups)
+from .common import (ALL_PROBES, SEVERAL, WITH_EXCLUDED, WITHIN, factor_names, group_label, is_aggregate,
+                     pair_groups)
 
 #: the columns of a ranking table, in order (those present are shown)
 RANK_COLUMNS = ("rank", "rank_set", "metric", "aliases", "pearson_r", "pearson_ci_low", "pearson_ci_high",
@@ -72,8 +73,10 @@ class _Parts:
         ok = frame["status"] == "ok"
         self.failed = frame[(frame["status"] == "failed") & (frame["metric"] != "")]
         self.per_metric = frame[ok & (frame["metric"] != "") & (frame["model_a"] == "") & (frame["model_b"] == "")]
+        claim = frame["statistic"].str.startswith("claim_")
+        self.claims = frame[ok & claim]
         self.worse = frame[ok & (frame["metric"] != "") & (frame["model_a"] == "") & (frame["model_b"] != "")
-                             & (frame["statistic"] != "alias_of")]
+                             & (frame["statistic"] != "alias_of") & ~claim]
         aliases = frame[ok & (frame["statistic"] == "alias_of")]
         self.aliases: dict[str, list[str]] = {}
         for alias, original in zip(aliases["metric"], aliases["model_b"], strict=True):
@@ -82,7 +85,9 @@ class _Parts:
         self.models = frame[ok & (frame["metric"] == "") & (frame["model_a"] != "")]
         self.group_rows = frame[ok & (frame["metric"] == "") & (frame["model_a"] == "")]
         self.groups = [g for g in dict.fromkeys(self.per_metric["group"])]
-        main = [g for g in self.groups if g != WITH_EXCLUDED]
+        #: the groups of a ``within`` analysis (one factor held fixed), shown in their own table
+        self.within = [g for g in self.groups if g.startswith(WITHIN)]
+        main = [g for g in self.groups if g != WITH_EXCLUDED and g not in self.within]
         self.headline = "all" if "all" in main else (main[0] if main else "all")
         self.aggregates = [p for p in dict.fromkeys(self.per_metric["probe_set"]) if is_aggregate(p)]
 
@@ -262,8 +267,34 @@ def tables(records: Any) -> list[Table]:
                          f"Best sets — {sets}. Same statistics as the headline, averaged over the probe sets of one "
                          "family only."))
 
+    # 2b. the claim the suite names (focus against rivals), per group and probe family
+    claims = _claims_table(parts)
+    if claims is not None:
+        out.append(claims)
+
+    # 2c. within: the ranking with one factor held fixed
+    if parts.within:
+        frames = []
+        for group in parts.within:
+            for agg in parts.aggregates or [ALL_PROBES]:
+                t = parts.ranking(group, agg)
+                t.insert(0, "probe_sets_of", agg.removeprefix("(mean over ").removesuffix(")"))
+                t.insert(0, "models_with", group.removeprefix(WITHIN))
+                frames.append(t)
+        within = pd.concat(frames, ignore_index=True)
+        cols = ["models_with", "probe_sets_of", "rank", "rank_set", "metric", "n", "pearson_r", "pearson_ci_low",
+                "pearson_ci_high", "best_set", "beaten_by", "worse_p", "mark", "spearman_rho", "bad_fraction"]
+        sets = "; ".join(f"{g.removeprefix(WITHIN)}, {a.removeprefix('(mean over ').removesuffix(')')}: "
+                         f"{', '.join(parts.best_set(g, a)) or 'no verdict'}"
+                         for g in parts.within for a in (parts.aggregates or [ALL_PROBES]))
+        out.append(Table("within", "Ranking with one factor held fixed (pairs of models that share it)",
+                         within[[c for c in cols if c in within.columns]],
+                         "The headline statistics again on the pairs of models that share the named factor's value "
+                         "(models are the resampling units), for every probe family: does a metric's lead survive "
+                         f"when that factor cannot drive agreement? Best sets — {sets}."))
+
     # 3. per group
-    main_groups = [g for g in parts.groups if g != WITH_EXCLUDED]
+    main_groups = [g for g in parts.groups if g != WITH_EXCLUDED and g not in parts.within]
     if len(main_groups) > 1:
         frames = []
         for group in main_groups:
@@ -371,6 +402,52 @@ def tables(records: Any) -> list[Table]:
     return out
 
 
+_VERDICT = {1.0: "reproduced", 0.0: "not significant", -1.0: "reversed"}
+
+
+def _claims_table(parts: _Parts) -> Table | None:
+    """One row per (group, probe family, rival): the focus metric against the rival under Pearson and
+    Spearman side by side (difference, simultaneous 95 % interval of the Fisher-z difference, adjusted
+    p in the observed direction, verdict), with Ding et al.'s bad fraction of both."""
+    import pandas as pd
+
+    c = parts.claims
+    if not len(c):
+        return None
+    focus = str(c["metric"].iloc[0])
+    value = {(g, p, b, st): v for g, p, b, st, v in zip(c["group"], c["probe_set"], c["model_b"], c["statistic"],
+                                                       c["value"], strict=True)}
+    bad = parts.per_metric[parts.per_metric["statistic"] == "bad_fraction"]
+    bad_of = {(g, p, m): v for g, p, m, v in zip(bad["group"], bad["probe_set"], bad["metric"], bad["value"],
+                                                strict=True)}
+    rows = []
+    for group, probe, rival in dict.fromkeys(zip(c["group"], c["probe_set"], c["model_b"], strict=True)):
+        row: dict[str, Any] = {"group": group, "probe_sets_of": probe.removeprefix("(mean over ").removesuffix(")"),
+                               "focus": focus, "rival": rival}
+        for corr in ("pearson", "spearman"):
+            get = lambda stat, corr=corr: value.get((group, probe, rival, f"claim_{corr}_{stat}"), float("nan"))  # noqa: E731
+            diff = get("diff")
+            row[f"{corr}_diff"] = diff
+            row[f"{corr}_z_diff_low"], row[f"{corr}_z_diff_high"] = get("z_ci_low"), get("z_ci_high")
+            row[f"{corr}_adj_p"] = get("p_better") if diff >= 0 else get("p_worse")
+            verdict = get("verdict")
+            row[f"{corr}_verdict"] = _VERDICT.get(verdict, "no verdict (too few units)")
+        row["bad_fraction_focus"] = bad_of.get((group, probe, focus), float("nan"))
+        row["bad_fraction_rival"] = bad_of.get((group, probe, rival), float("nan"))
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    return Table("claims", f"The claim tested head on: {focus} against "
+                 f"{', '.join(dict.fromkeys(c['model_b']))}, per group and probe family",
+                 table, f"diff = {focus} − rival in Pearson r (of similarity with agreement) and in Spearman rho, "
+                 "each averaged over the family's probe sets in Fisher z; z_diff_low/high = simultaneous 95 % "
+                 "interval of the Fisher-z difference (single-step max-t over every metric pair of the group, "
+                 "jackknife SE, t(U−1)); adj_p = step-down adjusted p of the observed direction (the tests behind "
+                 "the rank sets; Spearman: the same construction on the pairs' ranks); verdict: reproduced = "
+                 f"{focus} better beyond the tie margin, reversed = the rival better, not significant = neither. "
+                 "bad_fraction = Ding et al. (2021), lower is better. Groups: 'all' = every pair, a factor = the "
+                 "pairs differing only in it.")
+
+
 # -- figures ---------------------------------------------------------------------------------------
 
 
@@ -402,7 +479,8 @@ def plots(records: Any, out_dir: Any, run: simbench.RunView | None, default_labe
         probe = next((p for p in dict.fromkeys(parts.per_metric["probe_set"]) if not is_aggregate(p)), None)
         measured_on = frame.loc[frame["statistic"] == "similarity_measured_on", "probe_set"]
         if probe is not None:
-            for group_figure in _scatter_figures(run, order, [g for g in parts.groups if g != WITH_EXCLUDED], probe,
+            for group_figure in _scatter_figures(run, order, [g for g in parts.groups
+                                                               if g != WITH_EXCLUDED and g not in parts.within], probe,
                                                  measured_on.iloc[0] if len(measured_on) else probe, out, label):
                 written.append(group_figure)
     return written
