@@ -7,6 +7,7 @@ Importing this module must not import torch: ``simbench --help`` and
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -185,6 +186,14 @@ def validate(ctx: click.Context, suite_file: Path, plugins: tuple[str, ...], ove
         f"{len(variants)} probe sets, {len(suite.metrics)} metrics, "
         f"benchmarks {', '.join(u.label for u in suite.benchmarks)}{size}"
     )
+    from .costs import estimate as cost_estimate
+
+    n_probes = estimate.probes if estimate is not None else int(suite.probes.get("n") or 0)
+    if n_probes:
+        analysed = (len(specs) - held_out) * (1 + sum(1 for u in suite.perturbations if u.obj.target == "model"))
+        workers = (int(suite.run.get("workers") or 0) or os.cpu_count() or 1) if suite.run.get("executor") == "dask" else 1
+        cost = cost_estimate([(u.name, u.obj.kind) for u in suite.metrics], analysed, n_probes, len(variants))
+        click.echo(f"  {cost.line(max(workers, 1))}")
 
 
 def _describe(entry: Any) -> dict[str, Any]:
