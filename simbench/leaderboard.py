@@ -159,7 +159,46 @@ def provenance(manifest: dict[str, Any]) -> dict[str, Any]:
         "device": manifest.get("device"),
         "seed": manifest.get("seed"),
         "finished": manifest.get("finished"),
+        "held_out_models": [m.get("id") for m in manifest.get("held_out_models", []) or [] if isinstance(m, Mapping)],
+        "invocations": run_times(manifest),
     }
+
+
+def run_times(manifest: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Each finished invocation of the run: wall seconds (started to finished), executor, cache use
+    and the seconds of each stage, as the runner recorded them."""
+    from datetime import datetime
+
+    out = []
+    for inv in manifest.get("invocations", []) or []:
+        if not isinstance(inv, Mapping) or not inv.get("finished") or not inv.get("started"):
+            continue
+        try:
+            wall = (datetime.fromisoformat(str(inv["finished"])) - datetime.fromisoformat(str(inv["started"])))
+            seconds = round(wall.total_seconds(), 1)
+        except ValueError:
+            seconds = None
+        out.append({"wall_seconds": seconds, "executor": inv.get("executor"), "cache_hits": inv.get("cache_hits"),
+                    "cache_misses": inv.get("cache_misses"), "stage_seconds": dict(inv.get("stage_seconds") or {})})
+    return out
+
+
+def _duration(seconds: Any) -> str:
+    if not isinstance(seconds, (int, float)):
+        return "?"
+    return f"{seconds / 60:.1f} min" if seconds >= 90 else f"{seconds:.0f} s"
+
+
+def run_time_lines(prov: Mapping[str, Any]) -> list[str]:
+    """Markdown lines: how long each invocation of the run took, stage by stage."""
+    lines = []
+    for k, inv in enumerate(prov.get("invocations") or [], start=1):
+        stages = ", ".join(f"{md_text(name)} {_duration(sec)}" for name, sec in inv["stage_seconds"].items())
+        cache = (f", cache hits {inv['cache_hits']} / misses {inv['cache_misses']}"
+                 if inv.get("cache_hits") is not None else "")
+        lines.append(f"- run time (invocation {k}, executor {md_text(inv.get('executor'))}{cache}): "
+                     f"{_duration(inv['wall_seconds'])} end to end" + (f"; stages: {stages}" if stages else ""))
+    return lines
 
 
 def shown_suite_path(path: Any) -> str:
@@ -697,9 +736,13 @@ def _render(run_path: str | Path, out_dir: str | Path, registry: Registry | None
                   + f", sha256 `{md_text(digest)}`")
     md.append(f"- zoo: `{md_text(prov['zoo'].get('name') if isinstance(prov['zoo'], Mapping) else prov['zoo'])}`, "
               f"{md_text(prov['n_models'])} models")
+    if prov.get("held_out_models"):
+        md.append(f"- held out (trained by the zoo's recipe, not in the zoo, never analysed; e.g. attack sources): "
+                  f"{', '.join(f'`{md_text(m)}`' for m in prov['held_out_models'])}")
     md.append(f"- probe sets: {', '.join(f'{md_text(k)} ({md_text(v)})' for k, v in prov['probe_sets'].items())}")
     md.append(f"- simbench {md_text(prov['simbench_version'])}, revision `{md_text(prov['simbench_revision'])}`, "
               f"device {md_text(prov['device'])}, seed {md_text(prov['seed'])}, finished {md_text(prov['finished'])}")
+    md += run_time_lines(prov)
     md.append("")
     if cut:
         md += _cut_markdown(prov)
