@@ -53,7 +53,7 @@ def test_the_boards_number_and_verdict_follow_the_json(tmp_path):
     board = json.loads((tmp_path / "sanity.json").read_text())
     (verdict,) = [t for t in board["tables"] if t["key"] == "verdict"]
     cols = verdict["columns"]
-    row = [r for r in verdict["rows"] if r[0].startswith("an invertible")][0]
+    row = next(r for r in verdict["rows"] if r[0].startswith("an invertible"))
     row[cols.index("linear_cka_limit")] = 0.123456
     row[cols.index("reproduced")] = "yes"
     (tmp_path / "sanity.json").write_text(json.dumps(board))
@@ -84,8 +84,8 @@ def _board(tables):
 
 
 def _claim(**kw):
-    base = dict(id="x", seed="001", section="§1", claim="c", seed_number="n", board="b",
-                numbers=({"table": "t", "where": {"m": "a"}, "column": "v"},))
+    base = {"id": "x", "seed": "001", "section": "§1", "claim": "c", "seed_number": "n", "board": "b",
+            "numbers": ({"table": "t", "where": {"m": "a"}, "column": "v"},)}
     return claims.Claim(**{**base, **kw})
 
 
