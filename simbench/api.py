@@ -34,10 +34,9 @@ from typing import Any
 
 from .errors import UserError
 from .hookspecs import hookimpl
+from .kinds import KIND_SPECS, KindSpec, kind_of, kinds_text
 
 SUITES_ENV = "SIMBENCH_SUITES_DIR"
-_KIND_HOOKS = {"Metric": "metric", "Zoo": "zoo", "Perturbation": "perturbation", "Benchmark": "benchmark",
-               "Dataset": "dataset", "Task": "task"}
 
 
 # ----------------------------------------------------------------------------
@@ -144,56 +143,41 @@ def resolve_suite(suite: str | os.PathLike[str]) -> Path:
 
 
 class _SessionPlugin:
-    """Classes registered with :func:`register_metric` / :func:`register`, offered through the normal hooks."""
+    """Classes registered with :func:`register_metric` / :func:`register`, offered through the normal hooks.
+
+    It implements every kind's hook (one per entry of :data:`simbench.kinds.KIND_SPECS`, made when the
+    object is), each offering the session's classes of that kind.
+    """
 
     __name__ = "session"
 
     def __init__(self) -> None:
         self.classes: dict[tuple[str, str], type] = {}
+        for kind in KIND_SPECS:
+            setattr(self, kind.hook, self._hook(kind))
 
-    def _register(self, kind: str, register: Any) -> None:
-        for (k, _), cls in self.classes.items():
-            if k == kind:
-                register(cls)
+    def _hook(self, kind: KindSpec) -> Any:
+        def hook(register: Any) -> None:
+            for (k, _), cls in self.classes.items():
+                if k == kind.name:
+                    register(cls)
 
-    @hookimpl
-    def register_metrics(self, register: Any) -> None:
-        self._register("metric", register)
-
-    @hookimpl
-    def register_zoos(self, register: Any) -> None:
-        self._register("zoo", register)
-
-    @hookimpl
-    def register_perturbations(self, register: Any) -> None:
-        self._register("perturbation", register)
-
-    @hookimpl
-    def register_benchmarks(self, register: Any) -> None:
-        self._register("benchmark", register)
-
-    @hookimpl
-    def register_datasets(self, register: Any) -> None:
-        self._register("dataset", register)
-
-    @hookimpl
-    def register_tasks(self, register: Any) -> None:
-        self._register("task", register)
+        hook.__name__ = hook.__qualname__ = kind.hook
+        return hookimpl(hook)
 
 
 SESSION = _SessionPlugin()
 
 
 def _kind_of(cls: Any) -> str:
-    if isinstance(cls, type):
-        for base in cls.__mro__:
-            if base.__module__ == "simbench.types" and base.__name__ in _KIND_HOOKS:
-                return _KIND_HOOKS[base.__name__]
-    raise UserError(f"{cls!r}: expected a subclass of simbench.Metric, Zoo, Perturbation, Benchmark, Dataset or Task")
+    kind = kind_of(cls)
+    if kind is None:
+        raise UserError(f"{cls!r}: expected a subclass of {kinds_text()}")
+    return kind.name
 
 
 def register(cls: type) -> type:
-    """Register a plugin class (metric, zoo, perturbation, benchmark, dataset or task) for this Python session.
+    """Register a plugin class of any kind (metric, zoo, ..., executor) for this Python session.
 
     Registering a class whose name is already registered this way replaces
     it (re-running a notebook cell).  Returns ``cls``, so it works as a
@@ -327,7 +311,7 @@ def load_suite(suite: str | os.PathLike[str] | Mapping[str, Any], overrides: Map
     for text in texts:
         keys, value = suite_mod.parse_override(text)
         try:
-            suite_mod._apply_override(doc, keys, value)
+            suite_mod.apply_override(doc, keys, value)
         except (IndexError, ValueError, TypeError, AttributeError):
             raise UserError(f"overrides: {text}: does not name a key of the suite") from None
     data = doc.get("data") if isinstance(doc.get("data"), dict) else {}
@@ -341,7 +325,7 @@ def load_suite(suite: str | os.PathLike[str] | Mapping[str, Any], overrides: Map
 
 def run(suite: str | os.PathLike[str] | Mapping[str, Any], overrides: Mapping[str, Any] | Sequence[str] = (),
         run_dir: str | os.PathLike[str] | None = None, *, plugins: Sequence[str | os.PathLike[str]] = (),
-        cache_dir: str | os.PathLike[str] | None = None, use_cache: bool = True, quiet: bool = True,
+        cache_dir: str | os.PathLike[str] | None = None, use_cache: bool = True, quiet: bool = False,
         leaderboard_dir: str | os.PathLike[str] | None = None) -> Results:
     """Run a suite (a shipped name, a TOML path or a dict) and return its :class:`Results`.
 
@@ -350,22 +334,51 @@ def run(suite: str | os.PathLike[str] | Mapping[str, Any], overrides: Mapping[st
     ``runs/<suite>-<hash>`` under the current directory; rerunning resumes it.
     The leaderboard files go to ``<run_dir>/leaderboard`` unless
     ``leaderboard_dir`` says otherwise.
+
+    Progress is shown as the run goes (a live display in a terminal or a
+    Jupyter notebook, plain lines otherwise), from its first second;
+    ``quiet=True`` prints nothing.
     """
     from . import leaderboard as lb
     from .runner import Runner, default_run_dir
 
+    say = _progress_printer(quiet)
+    say(f"simbench: loading plugins and suite {suite if not isinstance(suite, Mapping) else '(a dict)'}…")
     reg = registry(plugins)
     loaded = load_suite(suite, overrides, reg=reg)
     path = Path(run_dir) if run_dir is not None else default_run_dir(loaded)
+    say(f"simbench: running suite {loaded.name} -> {path}")
+    say("  Preparing the run (torch, device, plugin code versions)…")
     runner = Runner(loaded, reg, path, cache_dir=Path(cache_dir) if cache_dir else None, quiet=quiet,
-                    use_cache=use_cache)
+                    use_cache=use_cache, console=say.console)
     result = runner.run()
     problems: list[str] = []
+    say("  Writing the leaderboard (tables and plots)…")
     lb.render(result.path, Path(leaderboard_dir) if leaderboard_dir else result.path / "leaderboard", reg,
               problems=problems)
     _, tables, frame = lb.build_tables(result, reg, [])
     return Results(result.path, result.read_manifest(), frame, {t.key: t.frame for t in tables},
                    {t.key: t.title for t in tables}, problems)
+
+
+def _progress_printer(quiet: bool) -> Any:
+    """``say(line)`` for :func:`run`: nothing when ``quiet``; rich in a terminal or a notebook (wrapped at
+    words), whole plain lines otherwise.  ``say.console`` is the console the progress display uses."""
+    from rich.console import Console
+
+    console = Console()
+    live = console.is_terminal or console.is_jupyter
+
+    def say(text: str) -> None:
+        if quiet:
+            return
+        if live:
+            console.print(text, markup=False, highlight=False)
+        else:
+            print(text, flush=True)
+
+    say.console = console  # type: ignore[attr-defined]
+    return say
 
 
 def score(metric: Any, bundle: Any, *, suite: Any = None, run_dir: str | os.PathLike[str] | None = None,

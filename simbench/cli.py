@@ -16,9 +16,8 @@ from typing import Any
 import click
 
 from .errors import UserError
-from .registry import PLURAL, Registry, build_registry
-
-KINDS = {plural: kind for kind, plural in PLURAL.items()}
+from .kinds import KIND_SPECS, kind_spec
+from .registry import Registry, build_registry
 
 
 def _registry(ctx: click.Context, files: tuple[str, ...] = ()) -> Registry:
@@ -114,13 +113,16 @@ def run(ctx: click.Context, suite_file: Path, plugins: tuple[str, ...], override
         check_fresh_target(run_dir, suite.path)  # refused before anything else happens
     console = _console()
     plain = not console.is_terminal
-    say = (lambda text: click.echo(text)) if plain else console.print
+    # into a file: whole lines; on a terminal rich wraps each line at word boundaries to its width
+    say = (lambda text: click.echo(text)) if plain else (lambda text: console.print(text, markup=False,
+                                                                                     highlight=False))
     shipped = shadowed_shipped_suite(suite.name, resolved)
     if shipped is not None:  # said even with -q: a suite posing as a shipped one is never silent
         click.echo(f"warning: suite {suite.name!r} is {resolved}, not the shipped {shipped}; "
                    "publish will not publish it under that name", err=True)
     if not quiet:
-        say(f"simbench: running suite {suite.name} from {resolved} -> {run_dir}", **({} if plain else {"markup": False}))
+        say(f"simbench: running suite {suite.name} from {resolved} -> {run_dir}")
+        say("  Preparing the run (torch, device, plugin code versions)…")  # progress before any slow step
     if executor is not None:
         registry.entry("executor", executor)  # an unknown name: one line with the known ones
     runner = Runner(suite, registry, run_dir, cache_dir=cache_dir, console=console, quiet=quiet,
@@ -140,15 +142,17 @@ def run(ctx: click.Context, suite_file: Path, plugins: tuple[str, ...], override
             f"cache hits {runner.cache.hits}, misses {runner.cache.misses}")
     written = []
     if not no_leaderboard:
+        if not quiet:
+            say("  Writing the leaderboard (tables and plots)…")
         written = leaderboard.render(result.path, leaderboard_dir or result.path / "leaderboard", registry)
     if not quiet:
-        width = min(80, console.width) if not plain else 80
-        for line in summary_lines(result, registry, width):
+        # a terminal: its width, every line wrapped at words; a file: tables in 80 columns, other lines whole
+        for line in summary_lines(result, registry, console.width if not plain else 80, wrap=not plain):
             click.echo(line)
         for path in written:
             if path.suffix in {".md", ".csv", ".json"}:
-                click.echo(f"wrote {path}")
-        click.echo(f"results: {result.path}")
+                say(f"wrote {path}")
+        say(f"results: {result.path}")
 
 
 @cli.command()
@@ -217,6 +221,27 @@ def _describe(entry: Any) -> dict[str, Any]:
     return info
 
 
+def _text_width() -> int | None:
+    """The terminal's width (``$COLUMNS`` first), or ``None`` when stdout is not a terminal (a file, a pipe)."""
+    console = _console()
+    return console.width if console.is_terminal else None
+
+
+def _echo_wrapped(text: str, width: int | None, indent: str = "") -> None:
+    """``text`` whole on one line when ``width`` is ``None`` (into a file); otherwise wrapped at word
+    boundaries to ``width`` columns, continuation lines starting with ``indent`` (never a word cut, unless
+    one word alone is wider than the line)."""
+    if width is None:
+        click.echo(text)
+        return
+    import textwrap
+
+    lead = len(text) - len(text.lstrip(" "))  # the line's own indent is kept, not collapsed
+    for line in textwrap.wrap(text.lstrip(" "), width=width, initial_indent=" " * lead, subsequent_indent=indent,
+                              break_on_hyphens=False) or [""]:
+        click.echo(line)
+
+
 def resolve_suite(arg: str | Path) -> Path:
     """A SUITE argument, a path or the name of a shipped suite, as a file (see :func:`simbench.api.resolve_suite`)."""
     from .api import resolve_suite as resolve
@@ -226,7 +251,7 @@ def resolve_suite(arg: str | Path) -> Path:
 
 @cli.command("list")
 @click.argument("what", required=False,
-                type=click.Choice([*PLURAL.values(), "suites"]))
+                type=click.Choice([*(kind.plural for kind in KIND_SPECS), "suites"]))
 @plugin_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
@@ -239,25 +264,28 @@ def list_cmd(ctx: click.Context, what: str | None, plugins: tuple[str, ...], as_
         if as_json:
             click.echo(json.dumps(rows, indent=1))
         else:
-            for r in rows:
-                text = r["description"] if len(r["description"]) <= 56 else r["description"][:55] + "…"
-                click.echo(f"{r['name']:<22} {text}")  # 80 columns; --json has the whole description
+            width = _text_width()
+            for r in rows:  # the whole description, wrapped at words under itself on a terminal
+                _echo_wrapped(f"{r['name']:<22} {r['description']}", width, " " * 23)
             if rows:
-                click.echo("run one by name (simbench run quick) or by path; --json shows where each file is")
+                _echo_wrapped("run one by name (simbench run quick) or by path; --json shows where each file is",
+                              width)
         return
     registry = _registry(ctx, plugins)
-    kinds = [KINDS[what]] if what else list(PLURAL)
-    payload = {PLURAL[k]: [_describe(e) for e in registry.entries(k)] for k in kinds}
+    kinds = [kind_spec(what)] if what else list(KIND_SPECS)
+    payload = {k.plural: [_describe(e) for e in registry.entries(k.name)] for k in kinds}
     if as_json:
         click.echo(json.dumps(payload if what is None else payload[what], indent=1, default=str))
         return
+    width = _text_width()
     for plural, items in payload.items():
         click.echo(f"{plural}:")
         for item in items:
             extra = ""
             if "kind" in item:
                 extra = f" [{item['kind']}, {'similarity' if item['higher_is_more_similar'] else 'distance'}]"
-            click.echo(f"  {item['name']:<24}{extra} {item['description']}  (from {item['plugin']})")
+            _echo_wrapped(f"  {item['name']:<24}{extra} {item['description']}  (from {item['plugin']})", width,
+                          " " * 6)
         if not items:
             click.echo("  (none)")
 

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from .cache import TensorCache, class_code_hash, content_hash
-from .errors import MeasurementFailed, StageFailed, SuiteError, UserError
+from .errors import MeasurementFailed, StageFailed, SuiteError, UserError, one_line
 from . import isolation
 from .isolation import call_in_process, unavailable
 from .plan import Executor, PlanTask, Stage, TaskResult, WorkerJob
@@ -205,11 +205,6 @@ def simbench_revision() -> str:
     return f"{sha}-dirty" if dirty else sha
 
 
-def git_revision(where: Path | None = None) -> str:
-    """Deprecated alias: simbench's own revision (``where`` is ignored; see :func:`simbench_revision`)."""
-    return simbench_revision()
-
-
 def _now() -> str:
     return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
@@ -235,14 +230,6 @@ class PluginCallFailed(Exception):
 
 class CellTimeout(Exception):
     """Injected into a metric worker thread whose cell ran past ``run.cell_timeout``."""
-
-
-def one_line(exc: BaseException, limit: int = 300) -> str:
-    """``Type: first line of the message`` — never a traceback."""
-    text = str(exc).strip()
-    line = text.splitlines()[0] if text else ""
-    out = f"{type(exc).__name__}: {line}" if line else type(exc).__name__
-    return out[:limit]
 
 
 def plugin_call(what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -539,49 +526,133 @@ def _clock(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
-class ProgressUI:
-    """Progress per stage, with units and an ETA; silent when ``quiet``.
+class Eta:
+    """The time left of one task, from its elapsed time: ``elapsed / done * (total - done)``.
 
-    On a terminal: rich progress bars.  Otherwise (redirected to a file, a
-    CI log): plain lines — the first step, then at most every
-    ``PLAIN_EVERY`` seconds, then the end — so a log shows progress without
-    carriage-return noise.
+    ``done`` and ``total`` count the task's own units of work (ensemble
+    epochs, probe sets, matrices), so the estimate is the measured rate of
+    this task, never a count of stages.  ``clock`` returns seconds (default
+    :func:`time.monotonic`; tests pass a fake one).
+    """
+
+    def __init__(self, total: int | None, clock: Callable[[], float] = time.monotonic) -> None:
+        self.total = total
+        self.clock = clock
+        self.started = clock()
+        self.done = 0
+        self.ended: float | None = None
+
+    def advance(self, step: int = 1) -> None:
+        """Count ``step`` more units done; the clock stops when the total is reached."""
+        self.done += step
+        if self.finished and self.ended is None:
+            self.ended = self.clock()
+
+    @property
+    def finished(self) -> bool:
+        return self.total is not None and self.done >= self.total
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since the task started (until it finished, once it has)."""
+        return (self.ended if self.ended is not None else self.clock()) - self.started
+
+    def remaining(self) -> float | None:
+        """Seconds left at the rate so far; ``None`` before the first unit is done or without a total."""
+        if not self.total or self.done <= 0:
+            return None
+        if self.finished:
+            return 0.0
+        return self.elapsed / self.done * (self.total - self.done)
+
+    def count_text(self, unit: str = "") -> str:
+        """``"3/10 ensemble epochs"`` (``"3 units"`` without a total)."""
+        of = f"/{self.total}" if self.total else ""
+        return f"{self.done}{of}{' ' + unit if unit else ''}"
+
+    def time_text(self) -> str:
+        """``"0:00:12 ETA 0:00:30"`` while running (``ETA ?`` before the first unit), ``"done in 0:00:42"``."""
+        if self.finished:
+            return f"done in {_clock(self.elapsed)}"
+        left = self.remaining()
+        if not self.total:
+            return _clock(self.elapsed)
+        return f"{_clock(self.elapsed)} ETA {'?' if left is None else _clock(left)}"
+
+
+def _rich_progress(console: Any, clock: Callable[[], float]) -> Any:
+    """A rich ``Progress`` whose rows fit 80 columns without cutting a number.
+
+    The counts and times are fixed-width columns that never wrap; the
+    description is the one flexible column and wraps at word boundaries
+    onto more lines when the terminal is narrow.  Counts, elapsed time and
+    ETA come from each task's :class:`Eta` (a time-based estimate).
+    """
+    from rich.progress import BarColumn, Progress, ProgressColumn, TextColumn
+    from rich.table import Column
+    from rich.text import Text
+
+    class CountColumn(ProgressColumn):
+        def render(self, task: Any) -> Text:
+            return Text(task.fields["eta"].count_text(task.fields["unit"]))
+
+    class TimeColumn(ProgressColumn):
+        max_refresh = 0.5
+
+        def render(self, task: Any) -> Text:
+            return Text(task.fields["eta"].time_text())
+
+    return Progress(
+        TextColumn("{task.description}", markup=False, style="bold",
+                   table_column=Column(ratio=1, no_wrap=False, overflow="fold", min_width=16)),
+        BarColumn(bar_width=8 if console is not None and console.width < 100 else 20),
+        CountColumn(table_column=Column(no_wrap=True)),
+        TimeColumn(table_column=Column(no_wrap=True)),
+        console=console,
+        transient=False,
+        expand=True,
+        get_time=clock,
+    )
+
+
+def _live_capable(console: Any) -> bool:
+    """Whether ``console`` shows a live display: a terminal, or a Jupyter notebook with ipywidgets (which
+    rich draws it with; without them, plain lines)."""
+    if console.is_terminal:
+        return True
+    if not getattr(console, "is_jupyter", False):
+        return False
+    import importlib.util
+
+    return importlib.util.find_spec("ipywidgets") is not None
+
+
+class ProgressUI:
+    """Progress per task (what runs, units done, elapsed time, a time-based ETA); silent when ``quiet``.
+
+    On a terminal (or in a Jupyter notebook): a live rich display whose rows
+    fit the console (80 columns included) — descriptions wrap, numbers are
+    never cut.  Otherwise (redirected to a file, a CI log): whole plain lines —
+    when a task starts, then at most every ``PLAIN_EVERY`` seconds, then when
+    it ends — so a log shows progress without carriage-return noise.
     """
 
     PLAIN_EVERY = 10.0
 
     def __init__(self, console: Any = None, quiet: bool = False, plain: bool | None = None,
-                 stream: Any = None) -> None:
+                 stream: Any = None, clock: Callable[[], float] = time.monotonic) -> None:
         self.quiet = quiet
         self._progress: Any = None
         self.console = console
         if plain is None:
-            plain = not (console.is_terminal if console is not None else sys.stdout.isatty())
+            plain = not (_live_capable(console) if console is not None else sys.stdout.isatty())
         self.plain = plain
         self.stream = stream
+        self.clock = clock
 
     def __enter__(self) -> ProgressUI:
         if not self.quiet and not self.plain:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-
-            self._progress = Progress(
-                TextColumn("[bold]{task.description}"),
-                BarColumn(bar_width=20),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[unit]}"),
-                TimeElapsedColumn(),
-                TextColumn("ETA"),
-                TimeRemainingColumn(),
-                console=self.console,
-                transient=False,
-            )
+            self._progress = _rich_progress(self.console, self.clock)
             self._progress.__enter__()
         return self
 
@@ -605,36 +676,32 @@ class ProgressUI:
             self._write(message)
 
     def __call__(self, description: str, total: int | None = None, unit: str = "") -> Callable[[int], None]:
-        if self.quiet:
+        """Start a task of ``total`` units (``None``: unknown); returns ``advance(step=1)``."""
+        if self.quiet or total == 0:  # nothing to do: no line
             return lambda advance=1: None
+        eta = Eta(total, self.clock)
         if self._progress is not None:
-            task = self._progress.add_task(description, total=total, unit=unit)
+            task = self._progress.add_task(description, total=total, unit=unit, eta=eta)
             progress = self._progress
 
             def advance(step: int = 1) -> None:
+                eta.advance(step)
                 progress.advance(task, step)
 
             return advance
-        started = time.monotonic()
-        state = {"done": 0, "printed": -1.0}
-        of = f"/{total}" if total else ""
-        unit_text = f" {unit}" if unit else ""
+        state = {"printed": eta.started}
+        self._write(f"  {description}: {eta.count_text(unit)}")
 
         def advance_plain(step: int = 1) -> None:
-            state["done"] += step
-            done, now = state["done"], time.monotonic()
-            elapsed = now - started
-            finished = total is not None and done >= total
-            if not finished and state["printed"] >= 0 and now - state["printed"] < self.PLAIN_EVERY:
+            eta.advance(step)
+            now = self.clock()
+            if not eta.finished and now - state["printed"] < self.PLAIN_EVERY:
                 return
             state["printed"] = now
-            if finished:
-                tail = f"done in {_clock(elapsed)}"
-            elif total:
-                tail = f"{_clock(elapsed)} elapsed, ETA {_clock(elapsed / done * (total - done))}"
-            else:
-                tail = f"{_clock(elapsed)} elapsed"
-            self._write(f"  {description}: {done}{of}{unit_text}, {tail}")
+            time_text = eta.time_text()
+            if not eta.finished:
+                time_text = time_text.replace(" ETA", " elapsed, ETA", 1) if eta.total else f"{time_text} elapsed"
+            self._write(f"  {description}: {eta.count_text(unit)}, {time_text}")
 
         return advance_plain
 
@@ -792,8 +859,6 @@ def model_buffers(model: Any) -> dict[str, Any]:
     return {name: b.detach().clone() for name, b in named()} if callable(named) else {}
 
 
-#: the former name of :class:`RunnerView`
-RunnerContext = RunnerView
 
 
 # ----------------------------------------------------------------------------
@@ -1353,6 +1418,9 @@ class Runner:
         keys: list[str] = []
         models: dict[str, Any] = {}
         kept: set[str] = set()
+        # several groups: a line counting them above each group's own (epochs), with the zoo's time-based ETA
+        advance = (self._progress(f"Zoo {zoo_use.name} ({len(specs)} models)", len(groups), "groups")
+                   if not whole else (lambda step=1: None))
         for group in groups:
             key = self.zoo_group_key(group, whole)
             cell_id = f"zoo/{group[0]}"
@@ -1371,11 +1439,13 @@ class Runner:
                 for mid in group:
                     models.pop(mid, None)
                     self.restorer.forget_model(mid)
+                advance(1)
                 continue
             if not whole:
                 self._clear_stage_failure(cell_id)
             keys.append(key)
             kept.update(group)
+            advance(1)
         # held-out models (ModelSpec.held_out) are trained with their group but never analysed: they go
         # to the perturbations only (PerturbContext.held_out), e.g. as attack sources outside the zoo
         held = [s for s in specs if s.held_out and s.id in kept]
@@ -1828,8 +1898,7 @@ class Runner:
         except (KeyboardInterrupt, UserError):
             raise
         except BaseException as exc:  # noqa: BLE001 - a plugin's failure (SystemExit included) is a result
-            error = str(exc) if isinstance(exc, MeasurementFailed) else one_line(exc)
-            return None, [], (error.splitlines()[0][:300] if error else type(exc).__name__)
+            return None, [], one_line(exc, typed=not isinstance(exc, MeasurementFailed))
 
     def _measure(self, metric: Any, seed_tags: Sequence[str], what: str, ids: Sequence[str], reps: Any,
                  kwargs: Mapping[str, Any], cache_key: str, timing_repeats: int = 0) -> tuple[Any, list[str]]:
@@ -1888,7 +1957,7 @@ class Runner:
         """The run's ``--plugin`` files (what a worker process loads before it unpickles a plugin)."""
         return [str(Path(info.location).resolve()) for info in self.registry.plugins.values() if info.source == "file"]
 
-    def benchmark_cell(self, use: PluginUse, context: RunnerView | None = None) -> None:
+    def benchmark_cell(self, use: PluginUse, view: RunnerView | None = None) -> None:
         """Evaluate one benchmark on a read-only view of the store (its declared matrices computed before).
 
         A benchmark whose ``requests`` raised, or that raises, modifies the
@@ -1900,19 +1969,19 @@ class Runner:
             return
         self.stage_ctx("benchmark", use.label)
         started = time.perf_counter()
-        if context is None:
-            context = RunnerView(self, use.label)
+        if view is None:
+            view = RunnerView(self, use.label)
         try:
             if use.label in self._request_failures:
                 raise PluginCallFailed(self._request_failures[use.label])
             try:
-                records = list(plugin_call(f"benchmark {use.label!r}", use.obj.evaluate, context))
+                records = list(plugin_call(f"benchmark {use.label!r}", use.obj.evaluate, view))
             finally:  # the data (view.data is the run's own) changed in place: put back before the next benchmark
                 self._check_untouched(f"benchmark {use.label!r}")
             rows = [record_row(self.suite.name, "benchmark", _with_benchmark(r, use.label)) for r in records]
             error = ""
         except Exception as exc:  # noqa: BLE001 - recorded, reported, and the run goes on (a UserError too)
-            error = str(exc).splitlines()[0][:300] if isinstance(exc, PluginCallFailed) else one_line(exc)
+            error = one_line(exc, typed=not isinstance(exc, PluginCallFailed))
             log.warning("benchmark %s failed: %s", use.label, error)
             rows = [record_row(self.suite.name, "benchmark", Record(use.label, "evaluate", float("nan"),
                                                                     status="failed", error=error))]
@@ -2102,7 +2171,7 @@ class Runner:
                 finally:
                     self._check_untouched(f"benchmark {use.label!r} requests")
             except (PluginCallFailed, MeasurementFailed) as exc:
-                self._request_failures[use.label] = str(exc).splitlines()[0][:300]
+                self._request_failures[use.label] = one_line(exc, typed=False)
                 continue
             seen: set[str] = set()
             for request in requests:
@@ -2156,14 +2225,14 @@ class Runner:
         for item in planned:
             cell_id = f"matrix/{item.benchmark}/{item.request.key}"
             timed = item.request.timing_repeats > 0  # measured in this run, whatever the cache holds
-            if self.run_dir._cell_path(cell_id).exists() or (self.cache.has(item.cache_key) and not timed):
+            if self.run_dir.cell_path(cell_id).exists() or (self.cache.has(item.cache_key) and not timed):
                 continue
             inputs_key = self.cache.key("matrix_inputs", {"matrix": item.cache_key})
             if remote and not self.cache.has(inputs_key):
                 try:
                     reps, kwargs = self._request_inputs(item.request, item.metric)
                 except (PluginCallFailed, MeasurementFailed) as exc:  # the cell records it
-                    self._task_failures[item.cache_key] = str(exc).splitlines()[0][:300]
+                    self._task_failures[item.cache_key] = one_line(exc, typed=False)
                     continue
                 self.cache.save(inputs_key, *_pack_sources(reps, kwargs.get("inputs")))
             tasks.append(PlanTask(cell_id, "matrix", item.cache_key, (inputs_key,),
@@ -2256,7 +2325,7 @@ class Runner:
         for use, where in cells:
             cell_id = f"similarity/{use.label}/{where}"
             key = self.similarity_key(use, where)
-            if self.run_dir._cell_path(cell_id).exists() or self.cache.has(key):
+            if self.run_dir.cell_path(cell_id).exists() or self.cache.has(key):
                 continue
             if use.obj.kind == "weight":
                 inputs = [self._weights_entry()]
@@ -2504,7 +2573,9 @@ class Runner:
             self._ui = ui
             self.ctx = RunContext(seed=self.suite.seed, device=self.device, progress=ui, cache=self.cache,
                                   log=ui.log if self.verbose else _silent, verbose=self.verbose)
-            stages = ui("Data + zoo", 2, "stages")
+            # a time-based ETA needs units of work: the data is one (its own line, from the run's first second),
+            # the zoo's groups and each group's epochs are others (build_zoo and the zoo plugin report them)
+            loading = ui(f"Loading data {self.suite.data.name} and checking the suite", 1, "dataset")
             from .suite import check_data_files
 
             check_data_files(self.suite)
@@ -2515,14 +2586,13 @@ class Runner:
             self.restorer.keep("the data", data)
             preflight(self.suite, data)  # layer names, sizes: refused before any training
             self._past_preflight = True  # from here on a failed run keeps its directory (and manifest)
-            stages(1)
+            loading(1)
             lap("data")
             self._dispatch(self.zoo_stage())
             specs, models, zoo_key = self.build_zoo(data)
             self.state.specs, self.state.models, self.state.zoo_key = specs, models, zoo_key
             lap("zoo")
             self.perturb_models(data)
-            stages(1)
             lap("model perturbations")
             self.make_probe_sets(data)
             probe_names = list(self.state.probe_sets)
@@ -2670,8 +2740,7 @@ def run_task(job: WorkerJob, task: PlanTask) -> TaskResult:
     except (KeyboardInterrupt, UserError):
         raise
     except BaseException as exc:  # noqa: BLE001 - the plugin boundary, as in the client
-        error = str(exc) if isinstance(exc, (MeasurementFailed, PluginCallFailed, StageFailed)) else one_line(exc)
-        error = (error.splitlines()[0] if error else type(exc).__name__)[:300]
+        error = one_line(exc, typed=not isinstance(exc, (MeasurementFailed, PluginCallFailed, StageFailed)))
         log.warning("task %s failed on %s: %s", task.id, worker, error)
         return TaskResult(task.id, False, error, time.perf_counter() - started, worker)
     return TaskResult(task.id, True, "", time.perf_counter() - started, worker, dict(meta or {}))
@@ -2875,63 +2944,98 @@ def _merge_intervals(frame: Any) -> Any:
 
 
 def format_frame(frame: Any, width: int = 80, max_rows: int = 20, max_cell: int = 24) -> list[str]:
-    """A DataFrame as plain-text lines no wider than ``width``.
+    """A DataFrame as plain-text lines no wider than ``width``, with no word ever cut.
 
     Columns are kept left to right while they fit (``metric`` first,
-    ``status`` always kept at the end, cut short if need be); cells longer
-    than ``max_cell`` are cut with "…"; more than ``max_rows`` rows end with
-    a line saying how many are left out.
+    ``status`` always kept at the end); the columns left out are named on a
+    last line (they are in the leaderboard files).  A column is at most
+    ``max_cell`` wide (wider only to hold its longest word) and a longer cell
+    wraps at word boundaries onto more lines of its row; space left over
+    widens the columns that wrap.  More than ``max_rows`` rows end with a line
+    saying how many are left out.  Only a single word wider than ``width``
+    itself is ever broken.
     """
+    import textwrap
+
     frame = _merge_intervals(frame)
     columns = [str(c) for c in frame.columns]
     order = (["metric"] if "metric" in columns else []) + [c for c in columns if c not in ("metric", "status")]
     cells = {c: [_cell_text(v) for v in frame[c].tolist()[:max_rows]] for c in columns}
+    gap = 2
 
-    def col_width(c: str, limit: int = max_cell) -> int:
-        return min(limit, max([len(c), *(len(v) for v in cells[c])]))
+    def natural(c: str) -> int:
+        return max([len(c), *(len(v) for v in cells[c])])
 
-    status_w = col_width("status", 18) if "status" in columns else 0
-    budget = width - (status_w + 2 if status_w else 0)
-    chosen: list[tuple[str, int]] = []
+    def longest_word(c: str) -> int:
+        return max(len(w) for text in [c, *cells[c]] for w in (text.split() or [""]))
+
+    def target(c: str, limit: int = max_cell) -> int:
+        return min(width, max(longest_word(c), min(natural(c), limit)))
+
+    # status: reserved at its longest word (at least 10 columns where it has that much text), widened below
+    status_w = min(width, max(longest_word("status"), min(natural("status"), 10))) if "status" in columns else 0
+    budget = width - (status_w + gap if status_w else 0)
+    chosen: list[list[Any]] = []  # [column, width]
     used = 0
     for c in order:
-        w = col_width(c)
-        if used + w + (2 if chosen else 0) > budget:
-            if not chosen:  # even the first column is too wide: cut it
-                chosen.append((c, budget))
+        w = target(c)
+        need = w + (gap if chosen else 0)
+        if used + need > budget:
+            if not chosen:  # the first column alone: as wide as there is room
+                chosen.append([c, max(1, budget)])
+                used = budget
             break
-        used += w + (2 if chosen else 0)
-        chosen.append((c, w))
+        used += need
+        chosen.append([c, w])
     if status_w:
-        chosen.append(("status", min(status_w, width - used - 2) if chosen else width))
+        chosen.append(["status", max(1, min(target("status", 18), width - used - (gap if used else 0)))])
+        used += chosen[-1][1] + (gap if len(chosen) > 1 else 0)
+    # room left over: widen, left to right, the columns whose cells would wrap
+    for item in chosen:
+        extra = min(width - used, natural(item[0]) - item[1])
+        if extra > 0:
+            item[1] += extra
+            used += extra
 
-    def cut(text: str, w: int) -> str:
-        return text if len(text) <= w else text[: max(0, w - 1)] + "…"
+    def numeric(c: str, v: str) -> bool:
+        return bool(v) and (v[0] in "+-" or v[0].isdigit()) and c != "status"
 
-    def line(values: list[str]) -> str:
-        parts = []
-        for (c, w), v in zip(chosen, values, strict=True):
-            text = cut(v, w)
-            numeric = bool(v) and (v[0] in "+-" or v[0].isdigit()) and c != "status"
-            parts.append(text.rjust(w) if numeric else text.ljust(w))
-        return "  ".join(parts).rstrip()[:width]
+    def row(values: list[str]) -> list[str]:
+        wrapped = [textwrap.wrap(v, w, break_on_hyphens=False) or [""] for (_, w), v in zip(chosen, values, strict=True)]
+        lines = []
+        for i in range(max(len(parts) for parts in wrapped)):
+            parts = []
+            for (c, w), v, texts in zip(chosen, values, wrapped, strict=True):
+                text = texts[i] if i < len(texts) else ""
+                parts.append(text.rjust(w) if numeric(c, v) else text.ljust(w))
+            lines.append((" " * gap).join(parts).rstrip())
+        return lines
 
-    out = [line([c for c, _ in chosen])]
-    out.append("  ".join("-" * w for _, w in chosen)[:width])
+    out = row([c for c, _ in chosen])
+    out.append((" " * gap).join("-" * w for _, w in chosen))
     n = len(frame)
     for i in range(min(n, max_rows)):
-        out.append(line([cells[c][i] for c, _ in chosen]))
+        out.extend(row([cells[c][i] for c, _ in chosen]))
     if n > max_rows:
-        out.append(f"... {n - max_rows} more rows in the leaderboard files")
+        out.extend(_wrap(f"... {n - max_rows} more rows in the leaderboard files", width))
     dropped = [c for c in columns if c not in {c for c, _ in chosen}]
     if dropped:
-        out.append(cut(f"(more columns in the files: {', '.join(dropped)})", width))
+        out.extend(_wrap(f"(more columns in the files: {', '.join(dropped)})", width))
     return out
 
 
-def summary_lines(run: RunDir, registry: Registry | None, width: int = 80) -> list[str]:
-    """The end-of-run summary: per benchmark its ``summary`` frame (default: the headline table), then failures."""
+def summary_lines(run: RunDir, registry: Registry | None, width: int = 80, wrap: bool = True) -> list[str]:
+    """The end-of-run summary: per benchmark its ``summary`` frame (default: the headline table), then failures.
+
+    Tables are laid out in ``width`` columns (see :func:`format_frame`: no
+    word cut).  With ``wrap`` (a terminal) every other line is wrapped at
+    word boundaries to ``width`` too; without it (output into a file) those
+    lines are written whole, one line each.
+    """
     from .types import Benchmark
+
+    def fit(text: str, indent: str = "") -> list[str]:
+        return _wrap(text, width, indent) if wrap else [indent + text]
 
     manifest = run.read_manifest()
     frame = run.results()
@@ -2945,9 +3049,10 @@ def summary_lines(run: RunDir, registry: Registry | None, width: int = 80) -> li
             except UserError:
                 pass
         failed = records[(records["status"] == "failed") & (records["statistic"] == "evaluate")]
-        lines.append(f"{label}:")
+        title = f"{label}:"
         if len(failed):
-            lines.extend(_wrap(f"FAILED: {failed['error'].iloc[0]}", width, "  "))
+            lines.extend(fit(title))
+            lines.extend(fit(f"FAILED: {failed['error'].iloc[0]}", "  "))
             continue
         try:
             if getattr(cls.summary, "__func__", None) is Benchmark.summary.__func__:
@@ -2955,15 +3060,16 @@ def summary_lines(run: RunDir, registry: Registry | None, width: int = 80) -> li
                 tables = plugin_call(f"benchmark {label!r} tables", cls.tables, records)
                 short = tables[0].frame if tables else None
                 if tables:
-                    lines[-1] = f"{label}: {tables[0].title}"
+                    title = f"{label}: {tables[0].title}"
             else:
                 short = plugin_call(f"benchmark {label!r} summary", cls.summary, records)
-                title = getattr(short, "attrs", {}).get("title")
-                if title:
-                    lines[-1] = f"{label}: {title}"
+                if getattr(short, "attrs", {}).get("title"):
+                    title = f"{label}: {short.attrs['title']}"
         except PluginCallFailed as exc:
-            lines.extend(_wrap(f"(no summary: {exc})", width, "  "))
+            lines.extend(fit(title))
+            lines.extend(fit(f"(no summary: {exc})", "  "))
             continue
+        lines.extend(fit(title))
         if short is None or len(short) == 0:
             lines.append("  (no rows)")
             continue
@@ -2971,22 +3077,18 @@ def summary_lines(run: RunDir, registry: Registry | None, width: int = 80) -> li
     failed = frame[(frame["status"] == "failed") & (frame["kind"] != "benchmark")]
     if len(failed):
         what = ", ".join(sorted({f"{r.metric or r.probe_set}" for r in failed.itertuples()}))
-        lines.extend(_wrap(f"{len(failed)} failed measurement(s): {what}", width))
+        lines.extend(fit(f"{len(failed)} failed measurement(s): {what}"))
     flags = frame[frame["kind"] == "flag"]
     for row in flags.drop_duplicates(["metric", "statistic"]).itertuples():
         if row.statistic in ("undefined", "ill_defined"):
             models = sorted(set(flags.loc[(flags["metric"] == row.metric) & (flags["statistic"] == row.statistic),
                                           "model_a"]))
             what = "is undefined" if row.statistic == "undefined" else "is ill-defined (a convention decides)"
-            lines.extend(_wrap(f"flag: {row.metric} {what} for {len(models)} model(s): "
-                               f"{', '.join(models[:5])}{' …' if len(models) > 5 else ''}", width))
+            lines.extend(fit(f"flag: {row.metric} {what} for {len(models)} model(s): "
+                             f"{', '.join(models[:5])}{' …' if len(models) > 5 else ''}"))
         else:
-            lines.extend(_wrap(f"flag: {row.metric} gives a {row.statistic} matrix on {row.probe_set}", width))
-    # titles wrap at word boundaries (never cut mid-word); table lines are laid out to fit already
-    out: list[str] = []
-    for line in lines:
-        out.extend(_wrap(line, width) if len(line) > width else [line])
-    return out
+            lines.extend(fit(f"flag: {row.metric} gives a {row.statistic} matrix on {row.probe_set}"))
+    return lines
 
 
 def _wrap(text: str, width: int, indent: str = "") -> list[str]:

@@ -17,7 +17,9 @@ def test_list_suites_from_an_empty_directory(tmp_path, cli_here):
     assert proc.returncode == 0, proc.stderr
     names = [line.split()[0] for line in proc.stdout.splitlines() if line and not line.startswith("run one")]
     assert {"quick", "paper-mlp-digits", "calibration"} <= set(names)
-    assert all(len(line) <= 80 for line in proc.stdout.splitlines())
+    # into a file (not a terminal): each description whole on its suite's line (test_terminal_output: 80 columns)
+    described = {line.split()[0]: " ".join(line.split()[1:]) for line in proc.stdout.splitlines() if line}
+    assert described["quick"].endswith("linear CKA vs Procrustes") and "…" not in proc.stdout
     rows = json.loads(cli_here("list", "suites", "--json", cwd=tmp_path).stdout)
     quick = next(r for r in rows if r["name"] == "quick")
     assert os.path.isabs(quick["path"]) and quick["path"].endswith("quick.toml")

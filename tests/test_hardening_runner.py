@@ -398,8 +398,13 @@ def test_plain_progress_and_an_80_column_summary(tmp_path, cli):
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout.splitlines()
     assert any(line.strip().startswith("Similarity: 3/3 matrices, done in") for line in out), proc.stdout
-    assert any("Representations: 1/3 probe sets" in line and "ETA" in line for line in out), proc.stdout
-    assert all(len(line) <= 80 for line in out if not line.startswith(("wrote ", "results: ", "simbench: "))), out
+    # each task's line from its start (the data's first, before anything slow), then its end
+    assert out.index("  Representations: 0/3 probe sets") < out.index(next(
+        line for line in out if line.startswith("  Representations: 3/3 probe sets, done in")))
+    assert "  Loading data toy_blobs and checking the suite: 0/1 dataset" in out
+    table = out[out.index(next(line for line in out if line.startswith("metric "))):]
+    assert all(len(line) <= 80 for line in table if not line.startswith(("wrote ", "results: "))), out
+    assert "…" not in proc.stdout.replace("…\n", "\n")  # nothing cut short (only the "Preparing…" lines end so)
     assert any(line.startswith("toy_gram_corr") for line in out)
     assert "\x1b[" not in proc.stdout  # no terminal escape codes in a log file
 
@@ -432,7 +437,12 @@ def test_format_frame_fits_80_columns():
     lines = format_frame(frame, 80)
     assert all(len(line) <= 80 for line in lines), lines
     assert lines[0].split()[:3] == ["metric", "pearson_r", "pearson_r_ci"] and lines[0].split()[-1] == "status"
-    assert "[+0.100, +0.200]" in lines[2] and "more columns in the files" in lines[-1]
+    assert "[+0.100, +0.200]" in lines[2]
+    # nothing cut: the long cells wrap at words inside their column, the left-out columns are all named
+    text = " ".join(" ".join(lines).split())
+    assert all(w in text.split() for w in ["FAILED:", "a", "very", "long", "multiline", "error", "message", "that"])
+    assert "a_metric_with_a_rather_long_name_indeed" in text and "…" not in text
+    assert "(more columns in the files: extra_statistic_0," in text and text.endswith("extra_statistic_11)")
 
 
 def test_user_errors_from_runner_are_user_errors(tmp_path, toy_registry):
