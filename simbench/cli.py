@@ -536,7 +536,7 @@ def data_group() -> None:
     """
 
 
-@data_group.command("mnist")
+@data_group.command("mnist", short_help="Check MNIST's sha256 and install it where the suites look.")
 @click.option("--from", "source", required=True, type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
               help="A folder holding MNIST as parquet files in the hub's schema: train*.parquet and test*.parquet.")
 @click.option("--no-verify", is_flag=True,
