@@ -93,8 +93,8 @@ def run(ctx: click.Context, suite_file: Path, plugins: tuple[str, ...], override
     """Run SUITE: train/load the zoo, probe, measure, benchmark, write the leaderboard.
 
     Rerunning the same command resumes a killed or interrupted run.  At the
-    end a short summary (80 columns) is printed; everything else is in the
-    files.  Exit status 2: a mistake in the suite or command; 3: a resource
+    end a short summary is printed (fitted to the terminal, no word cut; into
+    a file, whole lines); everything else is in the files.  Exit status 2: a mistake in the suite or command; 3: a resource
     problem (directory not writable, disk full, run already in progress) or
     a failed dataset/zoo.
     """
@@ -650,7 +650,9 @@ def score_cmd(ctx: click.Context, metrics: tuple[str, ...], source: str, plugins
     if not quiet:
         click.echo(f"cells computed {runner.computed} (the new metric's and the benchmarks'), reused "
                    f"{runner.reused} from the bundle; cache hits {runner.cache.hits}")
-        for line in summary_lines(result, runner.registry, 80):
+        console = _console()
+        for line in summary_lines(result, runner.registry, console.width if console.is_terminal else 80,
+                                  wrap=console.is_terminal):
             click.echo(line)
     for path in written:
         if path.suffix in {".md", ".csv", ".json"}:
