@@ -263,15 +263,20 @@ def render(boards_dir: Path, claims: Sequence[Claim] | None = None) -> tuple[str
     longer resolve).  Deterministic: the same boards give the same bytes."""
     claims = load_claims() if claims is None else claims
     rows = evaluate(claims, boards_dir)
-    revisions: dict[str, str] = {}
+    shown: dict[str, str] = {}  # board -> its cell: link, what ran (a declared cut says so), models, revision
     for claim in claims:
         path = Path(boards_dir) / f"{claim.board}.json"
-        if claim.board and claim.board not in revisions and path.is_file():
+        if claim.board and claim.board not in shown and path.is_file():
             try:
-                prov = json.loads(path.read_text(encoding="utf-8")).get("provenance", {})
+                board = json.loads(path.read_text(encoding="utf-8"))
+                prov = board.get("provenance", {})
             except (OSError, ValueError, AttributeError):
                 continue
-            revisions[claim.board] = str(prov.get("simbench_revision") or "unknown")[:7]
+            label = str(board.get("label") or claim.board)
+            what = label[len(claim.board):].strip() if label.startswith(claim.board) else ""
+            shown[claim.board] = (f"[`{claim.board}`]({claim.board}.md)" + (f" {what}" if what else "")
+                                  + (f", {prov['n_models']} models" if prov.get("n_models") else "")
+                                  + f" @{str(prov.get('simbench_revision') or 'unknown')[:7]}")
     lines = [
         "# Seed claims against the boards",
         "",
@@ -286,8 +291,7 @@ def render(boards_dir: Path, claims: Sequence[Claim] | None = None) -> tuple[str
     ]
     for row in rows:
         c = row.claim
-        board = f"[`{c.board}`]({c.board}.md) @{revisions[c.board]}" if c.board in revisions else \
-            (f"`{c.board}` (missing)" if c.board else "none")
+        board = shown.get(c.board) or (f"`{c.board}` (missing)" if c.board else "none")
         lines.append("| " + " | ".join(_cell(x) for x in [
             f'<a id="{c.id}"></a>{c.id}', f"{c.claim} (seed {c.seed} {c.section})", c.seed_number, board,
             row.board_number, row.verdict, c.test or "—", "; ".join(c.deviations) or "—"]) + " |")
