@@ -30,7 +30,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from .cache import TensorCache, file_sha256
-from .errors import UserError
+from .errors import UserError, one_line
 from .results import _file_name
 
 FORMAT = "simbench-bundle"
@@ -413,8 +413,7 @@ def _download_hub(spec: str) -> Path:
         patterns = {"allow_patterns": [f"{subdir.strip('/')}/*"]} if subdir else {}  # only the bundle's folder
         local = snapshot_download(repo_id=repo, repo_type="dataset", revision=revision or None, **patterns)
     except Exception as exc:  # offline, no such repository, no permission: one line
-        raise UserError(f"{spec}: cannot download from the Hugging Face hub ({type(exc).__name__}: "
-                        f"{str(exc).splitlines()[0][:200] if str(exc) else ''})") from None
+        raise UserError(f"{spec}: cannot download from the Hugging Face hub ({one_line(exc, 250)})") from None
     root = Path(local) / _safe_rel(subdir, spec) if subdir else Path(local)
     return root
 

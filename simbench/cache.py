@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import ResourceError
+from .errors import ResourceError, one_line
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -322,7 +322,7 @@ class TensorCache:
             for p in (tmp, tmp_meta, data_path, meta_path):
                 p.unlink(missing_ok=True)
             self.save_failures += 1
-            reason = (getattr(exc, "strerror", None) or str(exc) or type(exc).__name__).strip().splitlines()[0]
+            reason = str(getattr(exc, "strerror", None) or "").strip() or one_line(exc, typed=False)
             (log.warning if self.save_failures == 1 else log.debug)(
                 "cache entry %s not written (%s); going on without caching it (further failures are not "
                 "repeated)", data_path, reason[:200])
@@ -354,8 +354,7 @@ class TensorCache:
             try:
                 check(*found)
             except Exception as exc:  # noqa: BLE001 - any reason the content is unusable
-                why = str(exc).splitlines()[0][:200] if str(exc) else ""
-                self.discard(key, f"holds unusable content ({type(exc).__name__}: {why})")
+                self.discard(key, f"holds unusable content ({one_line(exc, 250)})")
                 found = None
         if found is not None:
             self.hits += 1

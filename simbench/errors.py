@@ -64,3 +64,21 @@ class ParamError(ValueError):
     def __init__(self, key: str, message: str) -> None:
         self.key = key
         super().__init__(message)
+
+
+def one_line(exc: BaseException, limit: int = 300, *, typed: bool = True) -> str:
+    """An exception as one line for a user-facing message, never a traceback.
+
+    ``typed`` (the default): ``Type: first line of the message``, or ``Type``
+    alone for an empty message (for an exception raised by plugin or library
+    code).  ``typed=False``: the first line alone, or ``Type`` for an empty
+    message (for our own exceptions, whose messages are already sentences).
+    At most ``limit`` characters.
+    """
+    text = str(exc).strip()
+    line = text.splitlines()[0] if text else ""
+    if typed:
+        out = f"{type(exc).__name__}: {line}" if line else type(exc).__name__
+    else:
+        out = line or type(exc).__name__
+    return out[:limit]

@@ -30,7 +30,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from .errors import UserError
+from .errors import UserError, one_line
 from .hookspecs import hookimpl
 from .plan import Executor, PlanTask, TaskResult, WorkerCalls, WorkerJob
 
@@ -66,12 +66,6 @@ def compare_plugins(worker: str, client: Sequence[tuple[str, str, str, str]],
             return (f"dask worker {worker}: {kind} {name!r} (plugin {theirs[0]!r}) has other code than the "
                     f"client's (code hash {theirs[1][:12]} vs {digest[:12]}); install the same version everywhere")
     return ""
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    line = text.splitlines()[0] if text else ""
-    return (f"{type(exc).__name__}: {line}" if line else type(exc).__name__)[:300]
 
 
 def _cuda_count() -> int:
@@ -121,7 +115,7 @@ class DaskExecutor(Executor):
             try:
                 client = Client(address, timeout="30s")
             except Exception as exc:  # noqa: BLE001 - one line, not a traceback
-                raise UserError(f"dask scheduler {address}: cannot connect ({_one_line(exc)})") from None
+                raise UserError(f"dask scheduler {address}: cannot connect ({one_line(exc)})") from None
         else:
             n = self.workers or os.cpu_count() or 1
             threads = str(int(settings.get("threads", 1)))
@@ -170,7 +164,7 @@ class DaskExecutor(Executor):
             except UserError:
                 raise
             except Exception as exc:  # noqa: BLE001 - KilledWorker after ALLOWED_FAILURES deaths, and the like
-                text = _one_line(exc)
+                text = one_line(exc)
                 if type(exc).__name__ == "KilledWorker":
                     text = f"its worker died {ALLOWED_FAILURES} times while running it (KilledWorker)"
                 out[task_id] = TaskResult(task_id, False, text)

@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .errors import MeasurementFailed
+from .errors import MeasurementFailed, one_line
 
 #: modules the fork server imports once, so a cell's process starts with them loaded
 PRELOAD = ("torch", "numpy", "pydantic", "pydantic.fields", "simbench.runner")
@@ -80,12 +80,6 @@ def unavailable() -> str:
     return ""
 
 
-def _one_line(exc: BaseException, limit: int = 300) -> str:
-    text = str(exc).strip()
-    line = text.splitlines()[0] if text else ""
-    return (f"{type(exc).__name__}: {line}" if line else type(exc).__name__)[:limit]
-
-
 def _child(conn: Any, plugin_files: Sequence[str], threads: int, payload: bytes, environ: dict[str, str]) -> None:
     """The worker process: run ``fn(*args)`` from ``payload`` and send back ``("ok", value)`` or an error."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it kills this process
@@ -113,13 +107,13 @@ def _child(conn: Any, plugin_files: Sequence[str], threads: int, payload: bytes,
     except KeyboardInterrupt:
         result = ("interrupt", "KeyboardInterrupt")
     except MeasurementFailed as exc:
-        result = ("error", str(exc).splitlines()[0][:300] if str(exc) else "MeasurementFailed")
+        result = ("error", one_line(exc, typed=False))
     except BaseException as exc:  # noqa: BLE001 - the plugin boundary, SystemExit included
-        result = ("error", _one_line(exc))
+        result = ("error", one_line(exc))
     try:
         data = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
     except BaseException as exc:  # noqa: BLE001 - an unpicklable result is the plugin's failure
-        data = pickle.dumps(("error", f"its result cannot be sent back from the worker process ({_one_line(exc)})"))
+        data = pickle.dumps(("error", f"its result cannot be sent back from the worker process ({one_line(exc)})"))
     try:
         conn.send_bytes(data)
         conn.close()
@@ -214,7 +208,7 @@ def call_in_process(fn: Callable[..., Any], args: Sequence[Any], *, timeout: flo
     try:
         payload = _dumps((fn, tuple(args)))
     except Exception as exc:  # noqa: BLE001 - e.g. a metric class defined in a notebook
-        raise MeasurementFailed(f"cannot be sent to a worker process ({_one_line(exc)}); "
+        raise MeasurementFailed(f"cannot be sent to a worker process ({one_line(exc)}); "
                                 "set run.isolation = 'thread' to run it in the run's process") from None
     ctx = _context()
     receive, send = ctx.Pipe(duplex=False)

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from .boardtext import _fmt, md_text, plain_words
-from .errors import PluginError, UserError
+from .errors import PluginError, UserError, one_line
 from .registry import Registry
 from .results import RunDir
 from .types import Benchmark, ModelSpec, RunView, Table
@@ -283,7 +283,7 @@ def suite_gives_run(path: Path, manifest: Mapping[str, Any]) -> bool:
     :func:`simbench.suite.load_suite`): the run was made from exactly this content and these overrides."""
     import hashlib
 
-    from .suite import _apply_override, _load_with_extends, parse_override
+    from .suite import _load_with_extends, apply_override, parse_override
 
     info = manifest.get("suite") if isinstance(manifest.get("suite"), Mapping) else {}
     overrides = [str(o) for o in (info.get("overrides") or [])]
@@ -292,7 +292,7 @@ def suite_gives_run(path: Path, manifest: Mapping[str, Any]) -> bool:
         doc, blobs = _load_with_extends(Path(path))
         for text in overrides:
             keys, value = parse_override(text)
-            _apply_override(doc, keys, value)
+            apply_override(doc, keys, value)
     except Exception:  # noqa: BLE001 - unreadable, or overrides that no longer apply: not this suite
         return False
     data = doc.get("data") if isinstance(doc.get("data"), dict) else {}
@@ -541,8 +541,7 @@ def read_records(run: RunDir) -> Any:
     except UserError:
         raise
     except Exception as exc:  # pyarrow's own errors for a truncated or foreign file, a MemoryError, ...
-        reason = (str(exc).strip().splitlines() or [""])[0][:200]
-        raise UserError(f"{path}: not a readable results file ({type(exc).__name__}: {reason}); "
+        raise UserError(f"{path}: not a readable results file ({one_line(exc, 250)}); "
                         "rerun the suite to rebuild it") from None
     missing = [c for c in COLUMNS if c not in getattr(frame, "columns", ())]
     if missing:

@@ -18,7 +18,12 @@ Environment variables choose which entry points load:
 ``SIMBENCH_BLOCK_PLUGINS``   comma-separated plugin names to skip: entry-point
                              names, and ``--plugin`` files by file stem
                              (``-p my_metric.py`` is ``my_metric``), the
-                             names the skip hints print
+                             names the skip hints print (pluggy's
+                             ``set_blocked``: nothing loads under the name)
+
+Entry points are loaded by pluggy (``load_setuptools_entrypoints``; where
+each came from: ``list_plugin_distinfo``).  A plugin name that two
+distributions declare with different targets is an error naming both.
 
 An installed plugin that fails to import (``SystemExit`` included) is
 reported in one line, with the ``SIMBENCH_BLOCK_PLUGINS`` hint, and skipped:
@@ -43,7 +48,8 @@ from typing import Any
 import pluggy
 
 from . import hookspecs
-from .errors import PluginError
+from .errors import PluginError, one_line
+from .kinds import KIND_SPECS
 
 log = logging.getLogger("simbench.plugins")
 
@@ -93,13 +99,79 @@ def _load_module_from_file(path: Path) -> ModuleType:
         raise
     except BaseException as exc:  # noqa: BLE001 - sys.exit at import included
         sys.modules.pop(module_name, None)
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise PluginError(f"--plugin {path}: failed to import: {type(exc).__name__}: {message}"[:400]) from None
+        raise PluginError(f"--plugin {path}: failed to import: {one_line(exc, 400)}"[:400]) from None
     return module
 
 
 def _hook_names() -> str:
-    return ", ".join(n for n in dir(hookspecs) if n.startswith("register_"))
+    return ", ".join(kind.hook for kind in KIND_SPECS)
+
+
+def _load_entry_points(pm: pluggy.PluginManager, infos: dict[str, PluginInfo]) -> None:
+    """Load the allowed ``simbench`` entry points with pluggy, recording each in ``infos``.
+
+    Names on the block list are already blocked in ``pm`` (``set_blocked``);
+    every third-party name the allow list leaves out is blocked too, until
+    the entry points are loaded.  An entry point that fails
+    to import (``SystemExit`` included) stops pluggy's loop without naming
+    itself, so the remaining names are then loaded one at a time: the broken
+    one is reported in one line with the block-list hint and skipped.
+    """
+    allow = _env_list(ALLOW_ENV)
+    block = {name for name in _env_list(BLOCK_ENV) or () if pm.is_blocked(name)}
+    found = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)  # one per name and distribution
+    by_name: dict[str, list[Any]] = {}
+    for ep in found:
+        by_name.setdefault(ep.name, []).append(ep)
+    for name, eps in by_name.items():
+        if name not in block and len({ep.value for ep in eps}) > 1:  # two distributions claim one plugin name: refuse, naming both
+            where = " and ".join(f"{_dist_name(ep)}:{ep.value}" for ep in eps)
+            raise PluginError(f"plugin {name!r} is provided twice, by {where}; uninstall one")
+    if allow is not None:
+        unknown = sorted(allow - set(by_name))
+        if unknown:
+            third = sorted(n for n, eps in by_name.items() if _dist_name(eps[0]) != BUILTIN_DISTRIBUTION)
+            raise PluginError(
+                f"{ALLOW_ENV} names {', '.join(repr(u) for u in unknown)}, which no installed plugin provides "
+                f"(installed third-party plugins: {', '.join(third) or 'none'}; built-ins always load)"
+            )
+    not_allowed = [] if allow is None else [
+        n for n, eps in by_name.items()
+        if _dist_name(eps[0]) != BUILTIN_DISTRIBUTION and n not in allow and n not in block
+    ]
+    for name in not_allowed:
+        pm.set_blocked(name)
+    try:
+        pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+    except KeyboardInterrupt:
+        raise
+    except BaseException:  # noqa: BLE001 - one failed to import: load the rest by name to find and skip it
+        for name in by_name:
+            if pm.has_plugin(name) or pm.is_blocked(name):
+                continue
+            try:
+                pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP, name=name)
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:  # noqa: BLE001 - sys.exit at import included: skip, do not die
+                ep = by_name[name][0]
+                log.warning(
+                    "plugin %r (entry point %r of %s) failed to import (%s); skipped. Set %s=%s to stop loading it",
+                    name, ep.value, _dist_name(ep), one_line(exc, 200), BLOCK_ENV, name,
+                )
+    for name in not_allowed:
+        pm.unblock(name)
+    for plugin, dist in pm.list_plugin_distinfo():
+        name = pm.get_name(plugin) or "?"
+        dist_name = dist.metadata["Name"] or "?"
+        value = by_name[name][0].value if name in by_name else "?"
+        infos[name] = PluginInfo(name, "entry point", dist_name, dist.version or "", f"{dist_name}:{value}")
+
+
+def _dist_name(ep: Any) -> str:
+    """The name of the distribution that declares ``ep`` ("?" when unknown)."""
+    dist = getattr(ep, "dist", None)
+    return (dist.metadata["Name"] if dist is not None else None) or "?"
 
 
 def get_plugin_manager(
@@ -116,8 +188,15 @@ def get_plugin_manager(
     pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
     pm.add_hookspecs(hookspecs)
     infos: dict[str, PluginInfo] = {}
+    blocked = _env_list(BLOCK_ENV) or set()
+    for name in sorted(blocked):  # pluggy then loads nothing by that name: no entry point, file or object
+        pm.set_blocked(name)
 
     def add(obj: Any, info: PluginInfo) -> None:
+        if pm.is_blocked(info.name):
+            log.warning("plugin %r (%s): not loaded (%s names it)", info.name, info.location or info.source,
+                        BLOCK_ENV)
+            return
         if pm.get_plugin(info.name) is not None or info.name in infos:
             other = infos.get(info.name)
             where = f" (already loaded from {other.location or other.source})" if other else ""
@@ -126,47 +205,7 @@ def get_plugin_manager(
         infos[info.name] = info
 
     if load_entry_points:
-        allow, block = _env_list(ALLOW_ENV), _env_list(BLOCK_ENV) or set()
-        seen: set[tuple[str, str]] = set()
-        found: list[tuple[Any, Any, str]] = []
-        for dist in importlib.metadata.distributions():
-            for ep in dist.entry_points:
-                if ep.group != ENTRY_POINT_GROUP:
-                    continue
-                key = (ep.name, ep.value)
-                if key in seen:  # the same distribution found twice on sys.path
-                    continue
-                seen.add(key)
-                found.append((dist, ep, dist.metadata["Name"] or "?"))
-        if allow is not None:
-            unknown = sorted(allow - {ep.name for _, ep, _ in found})
-            if unknown:
-                third = sorted(ep.name for _, ep, d in found if d != BUILTIN_DISTRIBUTION)
-                raise PluginError(
-                    f"{ALLOW_ENV} names {', '.join(repr(u) for u in unknown)}, which no installed plugin provides "
-                    f"(installed third-party plugins: {', '.join(third) or 'none'}; built-ins always load)"
-                )
-        for dist, ep, dist_name in found:
-            builtin = dist_name == BUILTIN_DISTRIBUTION
-            if ep.name in block or (allow is not None and not builtin and ep.name not in allow):
-                continue
-            try:
-                module = ep.load()
-            except KeyboardInterrupt:
-                raise
-            except BaseException as exc:  # noqa: BLE001 - sys.exit at import included: skip, do not die
-                message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-                log.warning(
-                    "plugin %r (entry point %r of %s) failed to import (%s%s); skipped. "
-                    "Set %s=%s to stop loading it",
-                    ep.name, ep.value, dist_name, type(exc).__name__, f": {message}"[:200] if message else "",
-                    BLOCK_ENV, ep.name,
-                )
-                continue
-            add(
-                module,
-                PluginInfo(ep.name, "entry point", dist_name, dist.version or "", f"{dist_name}:{ep.value}"),
-            )
+        _load_entry_points(pm, infos)
 
     # the core's own executors ("local", "dask"): infrastructure, not science, so registered here and not
     # listed among the plugins (a lab's executor package registers through the entry point group instead)
@@ -174,10 +213,9 @@ def get_plugin_manager(
 
     pm.register(core_executors, name="simbench.executors")
 
-    blocked = _env_list(BLOCK_ENV) or set()
     for file in plugin_files:
         path = Path(file)
-        if path.stem in blocked:  # the name the skip hints give for a file plugin (its stem), honoured here too
+        if pm.is_blocked(path.stem):  # the name the skip hints give for a file plugin (its stem), honoured here too
             log.warning("--plugin %s: not loaded (%s names %r)", path, BLOCK_ENV, path.stem)
             continue
         module = _load_module_from_file(path)

@@ -2,8 +2,11 @@
 
 The rest of simbench never calls ``pm.hook.*`` directly: it asks a
 :class:`Registry` for a plugin class by kind and name.  Building the registry
-calls every plugin's ``register_*`` hooks one plugin at a time, so each
-registered class is attributed to the plugin that supplied it.
+calls every kind's ``register_*`` hook through pluggy once per plugin (a
+subset hook caller holding that plugin's implementation alone), so each
+registered class is attributed to the plugin that supplied it and a plugin
+whose hook raises is skipped and named, while pluggy's ordering, tracing and
+call monitoring still apply.  The kinds come from :mod:`simbench.kinds`.
 """
 
 from __future__ import annotations
@@ -17,33 +20,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import params as params_mod
-from .errors import PluginError
-from .plan import Executor
+from .errors import PluginError, one_line
+from .kinds import KINDS, kind_spec
 from .plugins import BLOCK_ENV, PluginInfo, get_plugin_manager
-from .types import INVARIANCES, PLUGIN_KINDS, Benchmark, Dataset, Metric, Perturbation, Task, Zoo
+from .types import INVARIANCES, Task
 
-BASES: dict[str, type] = {
-    "metric": Metric,
-    "zoo": Zoo,
-    "perturbation": Perturbation,
-    "benchmark": Benchmark,
-    "dataset": Dataset,
-    "task": Task,
-    "executor": Executor,
-}
-HOOKS: dict[str, str] = {
-    "metric": "register_metrics",
-    "zoo": "register_zoos",
-    "perturbation": "register_perturbations",
-    "benchmark": "register_benchmarks",
-    "dataset": "register_datasets",
-    "task": "register_tasks",
-    "executor": "register_executors",
-}
-PLURAL = {"metric": "metrics", "zoo": "zoos", "perturbation": "perturbations", "benchmark": "benchmarks", "dataset": "datasets",
-          "task": "tasks", "executor": "executors"}
-#: the science kinds plus executors (how a plan runs; see simbench/executors.py)
-KINDS: tuple[str, ...] = (*PLUGIN_KINDS, "executor")
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 
 log = logging.getLogger("simbench.registry")
@@ -60,10 +41,10 @@ class Entry:
 
 
 def _check_class(kind: str, cls: Any, plugin: str) -> None:
-    base = BASES[kind]
+    spec = kind_spec(kind)
     what = f"plugin {plugin!r} registered {cls!r} as a {kind}"
-    if not isinstance(cls, type) or not issubclass(cls, base):
-        raise PluginError(f"{what}: expected a subclass of simbench.{base.__name__}")
+    if not isinstance(cls, type) or not issubclass(cls, spec.base):
+        raise PluginError(f"{what}: expected a subclass of {spec.base_path}")
     # the class itself must be decorated: otherwise its annotated fields silently would not be parameters
     if "__dataclass_fields__" not in cls.__dict__ or not cls.__dataclass_params__.frozen:  # type: ignore[attr-defined]
         raise PluginError(f"{what}: expected a frozen dataclass (@dataclass(frozen=True))")
@@ -101,23 +82,25 @@ class Registry:
         #: plugins whose hook raised: name -> one-line reason (they registered nothing)
         self.skipped: dict[str, str] = {}
         for kind in KINDS:
-            hook = getattr(pm.hook, HOOKS[kind])
-            # Call each implementation on its own so we know who registered what.
-            for impl in reversed(hook.get_hookimpls()):
+            hook = kind_spec(kind).hook
+            impls = list(reversed(getattr(pm.hook, hook).get_hookimpls()))  # pluggy's call order
+            for impl in impls:
                 plugin_name = impl.plugin_name
                 if plugin_name in self.skipped:
                     continue
+                # the hook through pluggy, with this plugin's implementation alone: who registered what is known
+                others = [other.plugin for other in impls if other.plugin is not impl.plugin]
+                call = pm.subset_hook_caller(hook, remove_plugins=others)
                 try:
-                    impl.function(register=self._register_callback(kind, plugin_name))
+                    call(register=self._register_callback(kind, plugin_name))
                 except (KeyboardInterrupt, PluginError):
                     raise  # our own validation of what it registered stays an error
                 except BaseException as exc:  # noqa: BLE001 - one broken plugin must not break every command
-                    self._skip(plugin_name, HOOKS[kind], exc)
+                    self._skip(plugin_name, hook, exc)
 
     def _skip(self, plugin_name: str, hook: str, exc: BaseException) -> None:
         """Forget everything ``plugin_name`` registered and report it in one line."""
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        reason = f"{hook} raised {type(exc).__name__}{': ' + text if text else ''}"[:300]
+        reason = f"{hook} raised {one_line(exc)}"[:300]
         self.skipped[plugin_name] = reason
         for kind in KINDS:
             for name in [n for n, e in self._entries[kind].items() if e.plugin == plugin_name]:
@@ -140,7 +123,7 @@ class Registry:
             self._entries[kind][cls.name] = Entry(kind, cls.name, cls, plugin_name)
             info = self.plugins.get(plugin_name)
             if info is not None:
-                info.registered.setdefault(PLURAL[kind], []).append(cls.name)
+                info.registered.setdefault(kind_spec(kind).plural, []).append(cls.name)
 
         return register
 

@@ -32,7 +32,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from .errors import MeasurementFailed, ResourceError, RunBusy, UserError
+from .errors import MeasurementFailed, ResourceError, RunBusy, UserError, one_line
 from .types import Record, matrix_from_rows
 
 COLUMNS = (
@@ -152,7 +152,7 @@ def _npy_problem(data: bytes, n_models: int | None) -> str:
         else:
             return f"unsupported .npy version {version}"
     except (ValueError, SyntaxError, TypeError) as exc:
-        return f"not a .npy array: {str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__}"
+        return f"not a .npy array: {one_line(exc, 120, typed=False)}"
     if dtype.hasobject or dtype != np.dtype(np.float64):
         return f"dtype {dtype}, expected float64"
     if len(shape) != 2 or shape[0] != shape[1]:
@@ -559,7 +559,8 @@ class RunDir:
 
     # -- cells ---------------------------------------------------------------
 
-    def _cell_path(self, cell_id: str) -> Path:
+    def cell_path(self, cell_id: str) -> Path:
+        """Where cell ``cell_id``'s file is (whether or not it exists; nothing is read or checked)."""
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", cell_id)[:60]
         digest = hashlib.sha1(cell_id.encode()).hexdigest()[:12]
         return self.cells_dir / f"{slug}-{digest}.json"
@@ -572,10 +573,10 @@ class RunDir:
         self.cells_dir.mkdir(parents=True, exist_ok=True)
         payload = {"cell": cell_id, "suite_sha256": self.suite_sha256, "meta": dict(meta or {}),
                    "rows": [dict(r) for r in rows]}
-        _atomic_write(self._cell_path(cell_id), json.dumps(payload, default=str))
+        _atomic_write(self.cell_path(cell_id), json.dumps(payload, default=str))
 
     def remove_cell(self, cell_id: str) -> None:
-        self._cell_path(cell_id).unlink(missing_ok=True)
+        self.cell_path(cell_id).unlink(missing_ok=True)
 
     def load_cell(self, cell_id: str) -> tuple[list[dict[str, Any]], dict[str, Any]] | None:
         """A finished cell's rows and meta; ``None`` if absent, damaged or from another suite.
@@ -584,7 +585,7 @@ class RunDir:
         another suite hash is logged, deleted and recomputed, like a damaged
         cache entry: a rerun never crashes on it and never mixes it in.
         """
-        path = self._cell_path(cell_id)
+        path = self.cell_path(cell_id)
         if not path.exists():
             return None
         reason = ""
@@ -620,7 +621,7 @@ class RunDir:
     def _payload(self, cell_id: str) -> dict[str, Any] | None:
         """One cell's file as stored (no checks, nothing deleted: for readers of a finished run)."""
         try:
-            payload = json.loads(self._cell_path(cell_id).read_text(encoding="utf-8"))
+            payload = json.loads(self.cell_path(cell_id).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
         return payload if isinstance(payload, dict) and payload.get("cell") == cell_id else None

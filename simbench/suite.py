@@ -185,8 +185,10 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return keys, value
 
 
-def _apply_override(doc: dict[str, Any], path: list[str], value: Any) -> None:
-    """Set ``doc[path]``; numeric parts index arrays (``metrics.1.k=5``)."""
+def apply_override(doc: dict[str, Any], path: list[str], value: Any) -> None:
+    """Set ``doc[path]`` in a suite document (``path`` from :func:`parse_override`); numeric parts index
+    arrays (``metrics.1.k=5``).  Raises ``IndexError``/``ValueError``/``TypeError``/``AttributeError`` when the
+    path does not fit the document."""
     node: Any = doc
     for part in path[:-1]:
         if isinstance(node, list):
@@ -207,7 +209,7 @@ def load_suite(path: str | Path, registry: Registry, overrides: Sequence[str] = 
     for text in overrides:
         keys, value = parse_override(text)
         try:
-            _apply_override(doc, keys, value)
+            apply_override(doc, keys, value)
         except (IndexError, ValueError, TypeError, AttributeError):
             raise SuiteError("--set", text, "does not name a key of the suite") from None
     data_table = doc.get("data") if isinstance(doc.get("data"), dict) else {}

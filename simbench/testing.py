@@ -67,6 +67,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .errors import one_line
 from .types import INVARIANCES, Metric
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -952,7 +953,7 @@ class FakeStore:
                 else:
                     self._matrices[cell] = self._measure(metric, reps, labels, inputs)
             except Exception as exc:  # noqa: BLE001 - a failed cell, as in a run
-                self._matrix_failures[cell] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+                self._matrix_failures[cell] = one_line(exc)
 
 
 def _configured(registry: Any, kind: str, name: str, params: Any) -> Any:

@@ -21,9 +21,6 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_chec
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-PluginKind = Literal["metric", "zoo", "perturbation", "benchmark", "dataset", "task"]
-PLUGIN_KINDS: tuple[str, ...] = ("metric", "zoo", "perturbation", "benchmark", "dataset", "task")
-
 #: Invariances a metric may declare.  The conformance kit
 #: (:mod:`simbench.testing`) knows how to check each of them.
 INVARIANCES: frozenset[str] = frozenset(
@@ -439,8 +436,8 @@ class Benchmark(Plugin):
         """
         return ()
 
-    def evaluate(self, ctx: StoreView) -> Iterable[Record]:
-        """This benchmark's records, read from the store view ``ctx`` (never computed there)."""
+    def evaluate(self, view: StoreView) -> Iterable[Record]:
+        """This benchmark's records, read from the store view ``view`` (never computed there)."""
         raise NotImplementedError(f"benchmark {self.name!r} does not implement evaluate")
 
     @classmethod
@@ -799,5 +796,6 @@ class StoreView(Protocol):
         ...
 
 
-#: the former name of :class:`StoreView`, kept so third-party code keeps importing it
+#: Deprecated: the former name of :class:`StoreView`, kept only so existing plugins (three built-in
+#: benchmarks among them) keep importing it; annotate new code with ``simbench.StoreView``.
 BenchmarkContext = StoreView

@@ -153,7 +153,7 @@ def test_a_cached_matrix_that_fails_validation_is_rebuilt(tmp_path, registry):
 def _stamp(run_dir, cell_id, data):
     """Replace a matrix cell's array with ``data`` and give the cell the matching checksum (a crafted array)."""
     rd = RunDir(run_dir)
-    path = rd._cell_path(cell_id)
+    path = rd.cell_path(cell_id)
     payload = json.loads(path.read_text())
     (run_dir / payload["meta"]["array"]).write_bytes(data)
     payload["meta"]["array_sha256"] = __import__("hashlib").sha256(data).hexdigest()
