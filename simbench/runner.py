@@ -588,9 +588,12 @@ def _rich_progress(console: Any, clock: Callable[[], float]) -> Any:
     onto more lines when the terminal is narrow.  Counts, elapsed time and
     ETA come from each task's :class:`Eta` (a time-based estimate).
     """
+    from rich import get_console
     from rich.progress import BarColumn, Progress, ProgressColumn, TextColumn
     from rich.table import Column
     from rich.text import Text
+
+    console = console if console is not None else get_console()
 
     class CountColumn(ProgressColumn):
         def render(self, task: Any) -> Text:
@@ -605,7 +608,7 @@ def _rich_progress(console: Any, clock: Callable[[], float]) -> Any:
     return Progress(
         TextColumn("{task.description}", markup=False, style="bold",
                    table_column=Column(ratio=1, no_wrap=False, overflow="fold", min_width=16)),
-        BarColumn(bar_width=8 if console is not None and console.width < 100 else 20),
+        BarColumn(bar_width=8 if console.width < 100 else 20),
         CountColumn(table_column=Column(no_wrap=True)),
         TimeColumn(table_column=Column(no_wrap=True)),
         console=console,
