@@ -49,13 +49,26 @@ def _attack_source(suite) -> str:
     return next(p.obj.source for p in suite.perturbations if p.name == "attacks")
 
 
-@pytest.mark.parametrize("name", ["paper-mlp.toml", "finetune-cnn.toml", *CPU_CUTS])
+@pytest.mark.parametrize("name", ["finetune-cnn.toml", "finetune-cnn-cpu.toml"])
 def test_attacks_are_crafted_against_a_model_of_the_zoo(registry, name) -> None:  # type: ignore[no-untyped-def]
     suite = load_suite(SUITES / name, registry)
     attacks = next(p.obj for p in suite.perturbations if p.name == "attacks")
     assert attacks.source in {s.id for s in suite.zoo.obj.specs()}
     assert "/standard" in attacks.source
     assert attacks.eps == 0.3 and attacks.steps == 40 and attacks.attacks == ("fgsm", "ffgsm", "gn", "pgd", "tpgd")
+
+
+@pytest.mark.parametrize("name", ["paper-mlp.toml", "paper-mlp-cpu.toml"])
+def test_paper_mlp_attacks_come_from_held_out_sources_one_per_strategy(registry, name) -> None:  # type: ignore[no-untyped-def]
+    suite = load_suite(SUITES / name, registry)
+    attacks = next(p.obj for p in suite.perturbations if p.name == "attacks")
+    specs = {s.id: s for s in suite.zoo.obj.specs()}
+    sources = [specs[i] for i in attacks.sources]
+    assert all(s.held_out for s in sources)  # trained by the zoo's recipe, never analysed
+    assert {s.factors["strategy"] for s in sources} == set(suite.zoo.obj.strategies)
+    assert not {s.factors["seed"] for s in sources} & set(suite.zoo.obj.seeds)
+    assert attacks.eps == 0.3 and attacks.steps == 40 and attacks.attacks == ("fgsm", "ffgsm", "gn", "pgd", "tpgd")
+    assert len(attacks.variants()) == 5 * 3
 
 
 @pytest.mark.parametrize("cut,full", sorted(CPU_CUTS.items()))
@@ -65,7 +78,10 @@ def test_cpu_cuts_keep_the_design_of_the_full_grid(registry, cut, full) -> None:
     assert small.data.obj.data_files and not big.data.obj.data_files  # the full grid takes them from --set
     zs, zb = small.zoo.obj, big.zoo.obj
     assert zs.name == zb.name and zs.eps == zb.eps == 0.3
-    assert len(zs.specs()) < len(zb.specs())
+    assert len(zs.specs()) <= len(zb.specs())
+    if cut == "paper-mlp-cpu.toml":  # the full grid; only the probes are cut
+        assert [s.id for s in zs.specs()] == [s.id for s in zb.specs()]
+        assert small.probes["n"] == 1000 and big.probes["n"] == 0
     assert len(zs.seeds) >= 2 and len(zs.epochs) >= 2  # every kept factor still varies
     assert [m.name for m in small.metrics] == [m.name for m in big.metrics] and len(small.metrics) == 15
     pert_s = {p.name: p.obj for p in small.perturbations}
@@ -79,7 +95,8 @@ def test_cpu_cuts_keep_the_design_of_the_full_grid(registry, cut, full) -> None:
 def test_paper_mlp_full_grid_is_the_seed_design(registry) -> None:  # type: ignore[no-untyped-def]
     zoo = load_suite(SUITES / "paper-mlp.toml", registry).zoo.obj
     assert zoo.archs == ("1x8", "4x8", "4x32") and zoo.strategies == ("standard", "fgsm", "pgd")
-    assert len(zoo.seeds) == 5 and zoo.epochs == (2, 5, 10, 20) and len(zoo.specs()) == 180
+    assert len(zoo.seeds) == 5 and zoo.epochs == (2, 5, 10, 20)
+    assert sum(not s.held_out for s in zoo.specs()) == 180 and sum(s.held_out for s in zoo.specs()) == 3
     cpu = load_suite(SUITES / "paper-mlp-cpu.toml", registry).zoo.obj
     assert cpu.archs == zoo.archs and cpu.strategies == zoo.strategies
 
@@ -113,7 +130,9 @@ def test_paper_mlp_cpu_end_to_end_on_tiny_parquet(  # type: ignore[no-untyped-de
         "run", "suites/paper-mlp-cpu.toml",
         "--set", "zoo.epochs=[1, 2]", "--set", "zoo.warmup_epochs=1", "--set", "zoo.steps=2", "--set", "probes.n=30",
         "--set", 'perturbations.0.corruptions=["shot_noise"]',
-        "--set", 'perturbations.1.attacks=["fgsm", "pgd"]', "--set", 'perturbations.1.source="4x32/s0/e2/standard"',
+        "--set", 'perturbations.1.attacks=["fgsm", "pgd"]', "--set", "zoo.seeds=[0, 1]",
+        "--set", 'zoo.held_out=["4x32/s100/e2/standard", "4x32/s100/e2/pgd"]',
+        "--set", 'perturbations.1.sources=["4x32/s100/e2/standard", "4x32/s100/e2/pgd"]', "--set", 'run.executor="local"',
         "--set", "metrics=[{name='procrustes'},{name='linear_cka'},{name='wcka'}]",
         "--run-dir", str(tmp_path / "run"), "--cache-dir", str(tmp_path / "cache"),
         "--leaderboard-dir", str(tmp_path / "lb"),
@@ -122,3 +141,4 @@ def test_paper_mlp_cpu_end_to_end_on_tiny_parquet(  # type: ignore[no-untyped-de
     assert proc.returncode == 0, proc.stderr[-3000:]
     board = json.loads((tmp_path / "lb" / "paper-mlp-cpu.json").read_text())
     assert board["provenance"]["n_models"] == 3 * 3 * 2 * 2
+    assert board["provenance"]["held_out_models"] == ["4x32/s100/e2/standard", "4x32/s100/e2/pgd"]
