@@ -41,6 +41,8 @@ class Attacks(simbench.Perturbation):
     name: ClassVar[str] = "attacks"
     description: ClassVar[str] = "adversarial inputs via torchattacks: fgsm, ffgsm, gn, pgd, tpgd"
     target: ClassVar[str] = "input"
+    #: torchattacks 3.5.1 is installed without its pinned dependencies (`pip install --no-deps torchattacks==3.5.1`)
+    requires: ClassVar[tuple[str, ...]] = ("torchattacks",)
 
     attacks: tuple[str, ...] = tuple(ATTACKS)
     eps: Annotated[float, Field(gt=0.0, le=1.0)] = 0.15
