@@ -48,3 +48,52 @@ def test_cli_verbs_in_readme():
 
     for verb in cli.commands:
         assert f"simbench {verb}" in README, verb
+
+
+_LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)\)|!\[[^\]]*\]\(([^)\s]+)\)")
+
+
+def _anchors(path) -> set[str]:
+    """The anchors GitHub gives a markdown file: one per heading (lower case, punctuation dropped, spaces to
+    hyphens, repeats numbered) and every explicit ``<a id="...">``."""
+    text = re.sub(r"```.*?```", "", path.read_text(encoding="utf-8"), flags=re.S)
+    found: set[str] = set(re.findall(r'<a id="([^"]+)"', text))
+    seen: dict[str, int] = {}
+    for heading in re.findall(r"^#{1,6}\s+(.*?)\s*#*\s*$", text, re.M):
+        slug = re.sub(r"[^\w\- ]", "", heading.strip().lower().replace("`", "")).replace(" ", "-")
+        n = seen.get(slug, 0)
+        seen[slug] = n + 1
+        found.add(slug if n == 0 else f"{slug}-{n}")
+    return found
+
+
+def test_every_relative_link_in_readme_and_docs_resolves():
+    """A link in README.md or docs/*.md to a file of this repository names a file that exists, and an anchor
+    (``file.md#section``, ``claims.md#001-...``) names a heading or an ``<a id>`` of that file."""
+    broken = []
+    for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        text = re.sub(r"```.*?```", "", doc.read_text(encoding="utf-8"), flags=re.S)
+        for match in _LINK.finditer(text):
+            target = match.group(1) or match.group(2)
+            if re.match(r"[a-z]+:", target):
+                continue  # http(s), mailto: not checked offline
+            file, _, anchor = target.partition("#")
+            path = (doc.parent / file).resolve() if file else doc
+            where = f"{doc.relative_to(ROOT)}: {target}"
+            if not path.exists():
+                broken.append(f"{where} (no such file)")
+            elif anchor and path.suffix == ".md" and anchor not in _anchors(path):
+                broken.append(f"{where} (no such anchor)")
+    assert not broken, "\n".join(broken)
+
+
+def test_readme_reads_top_down():
+    """Issue 25 item 7: the README answers its question first, then the verdicts, install, a metric, suites,
+    data and further reading, in that order; it names papers by title, not by internal seed numbers in prose."""
+    order = ["## The verdicts", "## Install", "## Write your own metric plugin", "## Suites", "## Getting the data",
+             "## Further reading"]
+    positions = [README.index(h) for h in order]
+    assert positions == sorted(positions)
+    assert README.index("Grounding Representation Similarity") < positions[0]
+    assert not re.search(r"[Ss]eeds? 00\d\s*§", README)  # "seed 001 §3.2" means nothing to a reader
+    assert "bench_metrics.py" not in README  # the performance detail lives in docs/performance.md
