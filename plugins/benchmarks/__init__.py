@@ -8,6 +8,7 @@ import simbench
 @simbench.hookimpl
 def register_benchmarks(register):  # type: ignore[no-untyped-def]
     from .calibration import Calibration
+    from .cka_cubes import CkaCubes
     from .functional_agreement import FunctionalAgreement
     from .layer_map import LayerMap
     from .manipulation import Manipulation
@@ -18,3 +19,4 @@ def register_benchmarks(register):  # type: ignore[no-untyped-def]
     register(Sanity)
     register(Manipulation)
     register(LayerMap)
+    register(CkaCubes)
