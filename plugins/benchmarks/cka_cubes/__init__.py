@@ -35,9 +35,9 @@ statistic              group        coords                           value (``n`
 =====================  ===========  ===============================  ==========================================
 ``value_mean``,        transform    ``c`` / ``mu``, ``sigma`` /      ``metric(X, T(X))``, mean and SD over the
 ``value_sd``                        ``distance``                     instantiations (``n`` = ok draws)
-``seconds_mean``       transform    as above                         wall seconds of one metric call
 ``threshold``          ``info``     ``model_a`` names it             a pre-declared verdict threshold
-``size``               ``info``     ``model_a``: n / d / offset      the cubes as drawn
+``size``               ``info``     ``model_a``: n / d / offset /    the cubes as drawn
+                                    instantiations
 =====================  ===========  ===============================  ==========================================
 """
 

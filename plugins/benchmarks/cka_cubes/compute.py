@@ -7,8 +7,7 @@ reproducible and one instantiation's draw does not depend on the grid around it.
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -120,8 +119,7 @@ def _draws(bench: Any, x: np.ndarray, seed: int, kind: str, coords: dict[str, fl
             yield exc
 
 
-def evaluate(bench: Any, view: simbench.StoreView, clock: Callable[[], float] = time.perf_counter
-             ) -> list[simbench.Record]:
+def evaluate(bench: Any, view: simbench.StoreView) -> list[simbench.Record]:
     """Every metric on ``(X, T(X))`` for every setting and instantiation: mean/SD rows per metric and setting,
     the thresholds and the cubes' size as ``info`` rows."""
     label = ""  # the runner stamps the suite label on every record
@@ -137,7 +135,6 @@ def evaluate(bench: Any, view: simbench.StoreView, clock: Callable[[], float] = 
         records.append(simbench.Record(label, "size", float(value), group=INFO, model_a=name))
     for kind, coords in settings(bench):
         values: dict[str, list[float]] = {m: [] for m in metrics}
-        seconds: dict[str, list[float]] = {m: [] for m in metrics}
         errors: dict[str, str] = {}
         for y in _draws(bench, x64, view.seed, kind, coords):
             for m, metric in metrics.items():
@@ -146,13 +143,11 @@ def evaluate(bench: Any, view: simbench.StoreView, clock: Callable[[], float] = 
                 if isinstance(y, Exception):
                     errors[m] = f"drawing T(X): {one_line(y)}"
                     continue
-                t0 = clock()
                 try:
                     v = float(metric(x, y))
                 except Exception as exc:  # noqa: BLE001 - plugin boundary: one failed row, the rest goes on
                     errors[m] = f"{m}(X, T(X)) raised: {one_line(exc)}"
                     continue
-                seconds[m].append(clock() - t0)
                 if not math.isfinite(v):
                     errors[m] = f"{m}(X, T(X)) = {v}"
                     continue
@@ -167,7 +162,5 @@ def evaluate(bench: Any, view: simbench.StoreView, clock: Callable[[], float] = 
             n = len(arr)
             records += [simbench.Record(label, "value_mean", float(arr.mean()), metric=m, group=kind, n=n,
                                         coords=coords),
-                        simbench.Record(label, "value_sd", sd, metric=m, group=kind, n=n, coords=coords),
-                        simbench.Record(label, "seconds_mean", float(np.mean(seconds[m])), metric=m, group=kind,
-                                        n=n, coords=coords)]
+                        simbench.Record(label, "value_sd", sd, metric=m, group=kind, n=n, coords=coords)]
     return records

@@ -21,7 +21,7 @@ CLAIMS = {TRANSLATION: "translating one cube drives linear CKA below 0.2 at a sm
 
 
 def curves(df: Any) -> Any:
-    """One row per metric x transform x setting: ``mean``, ``sd``, ``n``, ``seconds`` (ok rows only)."""
+    """One row per metric x transform x setting: ``mean``, ``sd``, ``n`` (ok rows only)."""
     import pandas as pd
 
     rows = df[(df["status"] == "ok") & df["group"].isin(TRANSFORMS) & (df["metric"] != "")]
@@ -38,7 +38,7 @@ def curves(df: Any) -> Any:
     wide = wide.merge(ns.rename("n").reset_index(), on=keys, how="left")
     wide.columns.name = None
     wide = wide.rename(columns={"group": "transform", "value_mean": "mean", "value_sd": "sd",
-                                "seconds_mean": "seconds", **{f"coord_{c}": c for c in ("c", "mu", "sigma", "distance")}})
+                                **{f"coord_{c}": c for c in ("c", "mu", "sigma", "distance")}})
     return wide.dropna(subset=["mean"])
 
 
@@ -89,8 +89,8 @@ def verdicts(df: Any) -> Any:
                      "first_below": None if under.empty else float(under["mu"].min()),
                      "share_below": None if box.empty else float((box["mean"] < below).mean()),
                      "reproduced": "—" if low is None else ("yes" if low["mean"] < below else "no")})
-    return pd.DataFrame(rows, columns=["claim", "rule", "observed", "at", "first_below", "share_below",
-                                       "reproduced"])
+    return pd.DataFrame(rows, columns=["claim", "reproduced", "observed", "at", "rule", "first_below",
+                                       "share_below"])
 
 
 def tables(records: Any) -> list[Table]:
@@ -112,10 +112,10 @@ def tables(records: Any) -> list[Table]:
         part = cur[cur["transform"] == kind] if len(cur) else cur
         if part.empty:
             continue
-        cols = ["metric", *COORDS[kind], "mean", "sd", "n", "seconds"]
+        cols = ["metric", *COORDS[kind], "mean", "sd", "n"]
         part = part.sort_values(["metric", *COORDS[kind][::-1]])[[c for c in cols if c in part.columns]]
         out.append(Table(kind, TITLES[kind], part.reset_index(drop=True),
-                         caption=f"metric(X, T(X)): mean and SD over instantiations; seconds = one metric call. "
+                         caption=f"metric(X, T(X)): mean and SD over instantiations (n = draws that succeeded). "
                                  f"{where}."))
     failed = df[df["status"] == "failed"]
     if len(failed):
