@@ -14,7 +14,7 @@ from .common import INFO, INVERTIBLE, OUTLIER, SUBJECT, TRANSFORMS, TRANSLATION
 COORDS = {TRANSLATION: ["c"], INVERTIBLE: ["mu", "sigma"], OUTLIER: ["distance"]}
 TITLES = {TRANSLATION: "(a) second cube translated by c v, v from the d-ball",
           INVERTIBLE: "(b) Y = X M, M invertible, elements N(mu, sigma^2)",
-          OUTLIER: "(c) one point of X moved a distance (seed: CIFAR CNN features; here the cubes)"}
+          OUTLIER: "(c) one point moved a distance (seed: CIFAR CNN features)"}
 #: the verdicts' claims (the seed's words) -- keys of the verdict table's rows
 CLAIMS = {TRANSLATION: "translating one cube drives linear CKA below 0.2 at a small distance",
           INVERTIBLE: "an invertible map with small mu, sigma drives linear CKA to about 0"}
@@ -168,13 +168,14 @@ def plots(records: Any, out_dir: Any) -> list[Path]:
             positive = part["mu"][part["mu"] > 0]
             if len(positive) and positive.min() > 0 and part["mu"].max() / positive.min() > 50:
                 ax.set_xscale("symlog", linthresh=float(positive.min()))
+                ax.set_xlim(left=0.0)
         if kind == OUTLIER and (part["distance"] > 0).any() and not math.isclose(part["distance"].max(), 0):
             ax.set_xscale("symlog", linthresh=float(part["distance"][part["distance"] > 0].min()))
         ax.set_title(TITLES[kind], fontsize=8)
         ax.set_xlabel({TRANSLATION: "translation distance c", INVERTIBLE: "mu",
                        OUTLIER: "distance of the moved point"}[kind])
         ax.set_ylabel("metric(X, T(X)) on its own scale")
-        ax.set_ylim(bottom=-0.02)
+        ax.set_ylim(-0.02, max(1.05, 1.05 * float((part["mean"] + part["sd"].fillna(0)).max())))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6)
     fig.suptitle("Seed 003 Fig. 3 on the synthetic cubes (mean ± SD over instantiations)", fontsize=9)
