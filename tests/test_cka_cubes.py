@@ -195,3 +195,13 @@ def test_user_mistakes_are_one_line():
     store = FakeStore(metrics={"linear_cka": LinearCKA(), "procrustes": Procrustes()})
     with pytest.raises(UserError, match="not suite metric labels"):
         run_benchmark(CkaCubes(n_per_cube=5, dim=3, metrics=("cka",)), store)
+
+
+def test_float32_arrays_give_the_float64_values():
+    kw = dict(n_per_cube=300, dim=40, instantiations=2, translation_distances=(5.0,), invertible_mu=(1.0,),
+              invertible_sigma=(0.1,), outlier_distances=(300.0,), metrics=("linear_cka",))
+    rows = {dt: {(r.group, r.statistic): r.value for r in run_benchmark(CkaCubes(dtype=dt, **kw), FakeStore())
+                 if r.statistic == "value_mean"} for dt in ("float64", "float32")}
+    assert rows["float32"].keys() == rows["float64"].keys() and len(rows["float64"]) == 3
+    for key, v in rows["float64"].items():
+        assert rows["float32"][key] == pytest.approx(v, abs=1e-5), key

@@ -64,7 +64,9 @@ class CkaCubes(simbench.Benchmark):
     metric of the suite).  The verdicts (``tables``) use the pre-declared
     thresholds: linear CKA below ``translation_below`` at some ``c <=
     translation_max_c`` (C*), and below ``invertible_below`` at some
-    ``(mu, sigma)`` with both ``<= invertible_max`` (S*).
+    ``(mu, sigma)`` with both ``<= invertible_max`` (S*).  ``dtype``: the
+    arrays the metrics get (``X`` is drawn in float64, then cast; the map's
+    product is taken in ``dtype``).
     """
 
     name: ClassVar[str] = "cka_cubes"

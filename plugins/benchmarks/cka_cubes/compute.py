@@ -80,7 +80,7 @@ def settings(bench: Any) -> list[tuple[str, dict[str, float]]]:
 
 def transformed(bench: Any, x: np.ndarray, seed: int, kind: str, coords: dict[str, float],
                 k: int) -> np.ndarray:
-    """``T(X)`` for instantiation ``k`` of a setting.  The random part (``v``, ``M``, the outlier's point and
+    """``T(X)`` (in ``x``'s dtype) for instantiation ``k`` of a setting.  The random part (``v``, ``M``, the outlier's point and
     direction) depends on the seed, the transform and ``k`` -- for the map also on ``(mu, sigma)`` -- so every
     translation distance moves the cube along the same ``v_k``, as in the seed's curves."""
     if kind == TRANSLATION:
@@ -89,7 +89,7 @@ def transformed(bench: Any, x: np.ndarray, seed: int, kind: str, coords: dict[st
     if kind == INVERTIBLE:
         m = invertible_matrix(bench.dim, coords["mu"], coords["sigma"],
                               numpy_rng(seed, TAG, INVERTIBLE, coords["mu"], coords["sigma"], k))
-        return x @ m
+        return x @ m.astype(x.dtype, copy=False)
     return move_one_point(x, coords["distance"], numpy_rng(seed, TAG, OUTLIER, k))
 
 
@@ -114,7 +114,7 @@ def activation_metrics(bench: Any, view: simbench.StoreView) -> dict[str, Any]:
 def _draws(bench: Any, x: np.ndarray, seed: int, kind: str, coords: dict[str, float]) -> Iterator[Any]:
     for k in range(bench.instantiations):
         try:
-            yield transformed(bench, x, seed, kind, coords, k).astype(bench.dtype, copy=False)
+            yield transformed(bench, x, seed, kind, coords, k)
         except Exception as exc:  # noqa: BLE001 - a draw that fails is that setting's failure, not the run's
             yield exc
 
@@ -136,7 +136,7 @@ def evaluate(bench: Any, view: simbench.StoreView) -> list[simbench.Record]:
     for kind, coords in settings(bench):
         values: dict[str, list[float]] = {m: [] for m in metrics}
         errors: dict[str, str] = {}
-        for y in _draws(bench, x64, view.seed, kind, coords):
+        for y in _draws(bench, x, view.seed, kind, coords):
             for m, metric in metrics.items():
                 if m in errors:
                     continue
