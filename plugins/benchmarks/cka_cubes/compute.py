@@ -144,7 +144,7 @@ def evaluate(bench: Any, view: simbench.StoreView) -> list[simbench.Record]:
                     errors[m] = f"drawing T(X): {one_line(y)}"
                     continue
                 try:
-                    v = float(metric(x, y))
+                    v = float(metric(x.copy(), y.copy()))  # copies: a metric that writes to its input harms no other
                 except Exception as exc:  # noqa: BLE001 - plugin boundary: one failed row, the rest goes on
                     errors[m] = f"{m}(X, T(X)) raised: {one_line(exc)}"
                     continue
