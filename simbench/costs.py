@@ -71,7 +71,9 @@ def load_costs(path: str = str(COSTS_FILE)) -> tuple[dict[str, MetricCost], str]
         doc: dict[str, Any] = json.loads(Path(path).read_text())
     except (OSError, ValueError):
         return {}, ""
-    costs = {name: MetricCost(float(c["per_model"]), float(c["per_pair"]), int(c["n_ref"]), float(c["n_exponent"]))
+    # a cost cannot fall with more probes: a negative fitted exponent is timing noise on a sub-0.1 s matrix
+    costs = {name: MetricCost(float(c["per_model"]), float(c["per_pair"]), int(c["n_ref"]),
+                              max(float(c["n_exponent"]), 0.0))
              for name, c in doc.get("metrics", {}).items()}
     return costs, str(doc.get("machine", ""))
 
@@ -112,5 +114,5 @@ def fit(samples: list[tuple[int, int, float]]) -> MetricCost:
     m_small = min(m for m, _, _ in samples)
     by_n = sorted((n, t) for m, n, t in samples if m == m_small)
     if len(by_n) >= 2 and by_n[0][0] != by_n[-1][0] and by_n[0][1] > 0:
-        exponent = float(np.log(by_n[-1][1] / by_n[0][1]) / np.log(by_n[-1][0] / by_n[0][0]))
+        exponent = max(float(np.log(by_n[-1][1] / by_n[0][1]) / np.log(by_n[-1][0] / by_n[0][0])), 0.0)
     return MetricCost(a, b, n_ref, exponent)

@@ -145,8 +145,9 @@ class DaskExecutor(Executor):
             if problem:
                 raise UserError(problem)
 
-    def run(self, tasks: Sequence[PlanTask], job: WorkerJob, calls: WorkerCalls) -> dict[str, TaskResult]:
-        from distributed import wait
+    def run(self, tasks: Sequence[PlanTask], job: WorkerJob, calls: WorkerCalls,
+            progress: Callable[[int], None] | None = None) -> dict[str, TaskResult]:
+        from distributed import as_completed
 
         if not tasks:
             return {}
@@ -156,7 +157,10 @@ class DaskExecutor(Executor):
         # only a lost worker makes the scheduler run a task again, elsewhere
         futures = {t.id: client.submit(calls["run_task"], job, t, key=f"simbench-{t.id}-{os.urandom(4).hex()}",
                                        pure=False, retries=0) for t in tasks}
-        wait(list(futures.values()))
+        # report each task as it finishes: a metric stage on a small cluster runs for most of an hour
+        for _ in as_completed(list(futures.values())):
+            if progress is not None:
+                progress(1)
         out: dict[str, TaskResult] = {}
         for task_id, future in futures.items():
             try:

@@ -115,9 +115,18 @@ class Executor:
     def open(self, calls: WorkerCalls, settings: Mapping[str, Any]) -> None:
         """Start (or connect to) whatever runs the tasks.  ``settings``: the suite's ``[run]`` table."""
 
-    def run(self, tasks: Sequence[PlanTask], job: WorkerJob, calls: WorkerCalls) -> dict[str, TaskResult]:
-        """Run ``tasks`` (independent of each other); return one result per task id."""
-        return {t.id: calls["run_task"](job, t) for t in tasks}
+    def run(self, tasks: Sequence[PlanTask], job: WorkerJob, calls: WorkerCalls,
+            progress: Callable[[int], None] | None = None) -> dict[str, TaskResult]:
+        """Run ``tasks`` (independent of each other); return one result per task id.
+
+        ``progress(k)`` (optional) is called as tasks finish, ``k`` at a time,
+        so the runner's display advances during a long stage."""
+        out = {}
+        for t in tasks:
+            out[t.id] = calls["run_task"](job, t)
+            if progress is not None:
+                progress(1)
+        return out
 
     def close(self) -> None:
         """Release what :meth:`open` started (never a cluster someone else started)."""

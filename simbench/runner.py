@@ -2467,7 +2467,11 @@ class Runner:
             for line in stage.describe():
                 self.ctx.log(f"task {line}")
         advance = self._progress(f"{stage.name} ({self.executor.name})", len(stage.tasks), "tasks")
-        results = self.executor.run(stage.tasks, self._job(), WORKER_CALLS)
+        import inspect
+
+        reports = "progress" in inspect.signature(self.executor.run).parameters  # executors written before it
+        results = (self.executor.run(stage.tasks, self._job(), WORKER_CALLS, progress=advance) if reports
+                   else self.executor.run(stage.tasks, self._job(), WORKER_CALLS))
         for task in stage.tasks:
             result = results[task.id]
             self._task_seconds[task.output] = result.seconds
@@ -2475,7 +2479,8 @@ class Runner:
                 self._task_failures[task.output] = result.error
             elif (result.meta or {}).get("call_seconds") is not None:  # a timed matrix, timed on the worker
                 self._call_seconds[task.output] = [float(v) for v in result.meta["call_seconds"]]
-        advance(len(stage.tasks))
+        if not reports:
+            advance(len(stage.tasks))
 
     def _open_executor(self) -> None:
         import dataclasses
