@@ -413,11 +413,27 @@ def _run_mismatch(suite: Any, manifest: Mapping[str, Any]) -> str | None:
         table = manifest.get(section)
         return {label: (info or {}).get("params") for label, info in table.items()} if isinstance(table, Mapping) else {}
 
+    def known(use: Any, then: Any) -> dict[str, Any]:
+        """The use's parameters, less those the run could not record because the plugin gained them later
+        and that are at their default (a parameter added since does not change what the run did)."""
+        import dataclasses
+
+        params = dict(use.params)
+        if not isinstance(then, Mapping) or not dataclasses.is_dataclass(use.obj):
+            return params
+        defaults = {f.name: f.default for f in dataclasses.fields(use.obj) if f.default is not dataclasses.MISSING}
+        return {k: v for k, v in params.items()
+                if k in then or k not in defaults or _plain(v) != _plain(defaults[k])}
+
+    run_metrics, run_benchmarks = recorded("metrics"), recorded("benchmarks")
+    zoo_then = (manifest.get("zoo") or {}).get("params") if isinstance(manifest.get("zoo"), Mapping) else None
     checks = [
         ("data", _plain({"name": suite.data.name, "params": suite.data.params}), _plain(manifest.get("data"))),
-        ("zoo", _plain({"name": suite.zoo.name, "params": suite.zoo.params}), _plain(manifest.get("zoo"))),
-        ("metrics", _plain({u.label: u.params for u in suite.metrics}), _plain(recorded("metrics"))),
-        ("benchmarks", _plain({u.label: u.params for u in suite.benchmarks}), _plain(recorded("benchmarks"))),
+        ("zoo", _plain({"name": suite.zoo.name, "params": known(suite.zoo, zoo_then)}), _plain(manifest.get("zoo"))),
+        ("metrics", _plain({u.label: known(u, run_metrics.get(u.label)) for u in suite.metrics}),
+         _plain(run_metrics)),
+        ("benchmarks", _plain({u.label: known(u, run_benchmarks.get(u.label)) for u in suite.benchmarks}),
+         _plain(run_benchmarks)),
         ("run.seed", suite.seed, manifest.get("seed")),
     ]
     probe_sets = manifest.get("probe_sets") if isinstance(manifest.get("probe_sets"), Mapping) else {}
