@@ -49,6 +49,8 @@ def test_paper_mlp_digits_end_to_end(tmp_path, cli_here) -> None:  # type: ignor
     proc = cli_here(
         "run", "suites/paper-mlp-digits.toml",
         "--set", 'zoo.archs=["1x8", "4x32"]', "--set", "zoo.epochs=[3, 8]",
+        "--set", 'zoo.held_out=["4x32/s100/e8/standard", "4x32/s100/e8/pgd"]',
+        "--set", 'perturbations.1.sources=["4x32/s100/e8/standard", "4x32/s100/e8/pgd"]',
         # the paper's four metrics plus two others: the slow O(n^2) ones are covered by the metric tests
         "--set", "metrics=[{name='procrustes'},{name='linear_cka'},{name='dcka'},{name='wcka'},"
                  "{name='mutual_knn'},{name='svcca'}]",
@@ -59,7 +61,8 @@ def test_paper_mlp_digits_end_to_end(tmp_path, cli_here) -> None:  # type: ignor
     board = json.loads((tmp_path / "lb" / "paper-mlp-digits.json").read_text())
     assert board["provenance"]["n_models"] == 2 * 2 * 2 * 3
     probe_sets = set(board["provenance"]["probe_sets"])
-    assert {"clean", "mnist_c/fog", "attacks/pgd", "attacks/tpgd"} <= probe_sets
+    assert {"clean", "mnist_c/fog", "attacks/pgd@standard", "attacks/pgd@pgd", "attacks/tpgd@pgd"} <= probe_sets
+    assert board["provenance"]["held_out_models"] == ["4x32/s100/e8/standard", "4x32/s100/e8/pgd"]
     ranking = board["tables"][0]
     cols = ranking["columns"]
     rows = {row[cols.index("metric")]: row for row in ranking["rows"]}
