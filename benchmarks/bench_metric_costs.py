@@ -30,6 +30,7 @@ from typing import Any  # noqa: E402
 
 import torch  # noqa: E402
 
+from bench_metrics import make_networks, make_reps  # noqa: E402  (the same synthetic read-outs and networks)
 from simbench.costs import COSTS_FILE, fit  # noqa: E402
 from simbench_plugins.metrics import METRICS  # noqa: E402
 
@@ -38,22 +39,8 @@ SIZES = ((24, 1000), (72, 1000), (24, 500))
 CHECK = (48, 1000)
 
 
-def make_reps(m: int, n: int, d: int = 32, seed: int = 0) -> tuple[list[torch.Tensor], torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    latent = torch.randn(n, 16, generator=g)
-    reps = [torch.relu(latent @ torch.randn(16, d, generator=g) + 0.5 * torch.randn(n, d, generator=g))
-            for _ in range(m)]
-    return reps, torch.relu(latent @ torch.randn(16, 784, generator=g) * 0.2)
-
-
-def make_networks(m: int, seed: int = 0) -> list[list[torch.Tensor]]:
-    g = torch.Generator().manual_seed(seed)
-    widths = (784, 32, 32, 32, 3)
-    return [[torch.randn(i, o, generator=g) / i ** 0.5 for i, o in zip(widths[:-1], widths[1:])] for _ in range(m)]
-
-
 def seconds(metric: Any, m: int, n: int) -> float:
-    reps, inputs = make_reps(m, n)
+    reps, inputs = make_reps(m, n, 32)
     data = make_networks(m) if metric.kind == "weight" else reps
     kw = {"inputs": inputs} if metric.needs_inputs else {}
     best = float("inf")

@@ -31,8 +31,6 @@ def test_the_shipped_costs_cover_every_built_in_metric():
     from simbench_plugins.metrics import METRICS
 
     costs, machine = load_costs()
-    if not costs:
-        pytest.skip("no measured costs shipped")
-    assert machine
+    assert costs and machine  # simbench/metric_costs.json ships with the package
     assert {cls.name for cls in METRICS} <= set(costs)
     assert all(c.per_model >= 0 and c.per_pair >= 0 and 0 <= c.n_exponent < 4 for c in costs.values())
