@@ -181,3 +181,26 @@ def test_within_ranks_on_the_sub_zoo_pairs_only():
     assert set(by_name["within"].frame["models_with"]) == {"arch = a", "arch = b"}
     assert not any(str(g).startswith("within") for g in by_name["groups"].frame["group"])
     assert ALL_PROBES in set(frame["probe_set"])
+
+
+def test_a_probe_set_where_every_pair_agrees_equally_leaves_the_means():
+    # every model of arch a gives the same answers on 'shift' (a corruption that sends them all to one
+    # class): r is undefined there for every metric, so within arch = a the means are those of 'clean'
+    # alone and the jackknife interval exists (before the fix r = 0 entered the mean and the interval was NaN)
+    ctx = FakeContext(metrics=("good", "noisy", "random"))
+    idx = np.asarray([i for i, s in enumerate(ctx.specs) if s.factors["arch"] == "a"])
+    ctx.agree["shift"][np.ix_(idx, idx)] = 1.0
+    frame = as_frame(FunctionalAgreement(within=("arch",), **{**FAST, "n_permutations": 0}).evaluate(ctx))
+    group = "within arch = a"
+    iu, ju = np.triu_indices(len(idx), k=1)
+    for metric in ("good", "noisy"):
+        s = 0.5 * (ctx.sim[(metric, "clean")] + ctx.sim[(metric, "clean")].T)
+        clean_r = sps.pearsonr(s[idx[iu], idx[ju]], ctx.agree["clean"][idx[iu], idx[ju]])[0]
+        assert value(frame, "pearson_r", metric, group) == pytest.approx(clean_r, abs=1e-9)
+        low, high = value(frame, "pearson_ci_low", metric, group), value(frame, "pearson_ci_high", metric, group)
+        assert np.isfinite(low) and low < clean_r < high
+    assert value(frame, "agreement_constant", "", group, "shift") == 1.0
+    # arch b still agrees differently on 'shift': both probe sets enter its mean, and nothing is noted
+    assert not ((frame["statistic"] == "agreement_constant") & (frame["group"] == "within arch = b")).any()
+    within = {t.key: t for t in tables(frame)}["within"]
+    assert "arch = a: shift" in within.caption and "arch = b" not in within.caption.split("Left out")[1]

@@ -85,6 +85,11 @@ class Analysis:
         failed = ~np.isfinite(x[:, :, iu, ju]).all(axis=-1)  # [Q, K]
         x0 = np.where(np.isfinite(x), x, 0.0)
         xv, yv = x0[:, :, iu, ju], y[:, iu, ju]  # [Q, K, P], [K, P]
+        # A probe set on which every pair of the group agrees equally (a corruption that sends every
+        # model to one class) says nothing about any metric: r is undefined there, not 0, so the
+        # probe set leaves every mean of this group instead of pulling all metrics towards 0
+        flat = np.ptp(yv, axis=-1) <= 1e-12 if n else np.zeros(len(self.probes), dtype=bool)  # [K]
+        failed = failed | flat[None, :]
         r = stats.row_pearson(xv, yv[None])  # [Q, K]
         xr, yr = rankdata(xv, axis=-1), rankdata(yv, axis=-1)
         rho = stats.row_pearson(xr, yr[None])
@@ -101,6 +106,8 @@ class Analysis:
         add("few_clusters", float(few))
         add("min_clusters", bench.min_clusters)
         add("tie_margin", bench.tie_margin)
+        for k in np.flatnonzero(flat):
+            add("agreement_constant", float(yv[k, 0]), probe=self.probes[k])
 
         boot = jack = null = None
         spearman: tuple[np.ndarray, np.ndarray] | None = None

@@ -187,6 +187,19 @@ def _best_title(parts: _Parts, group: str, probe_set: str = ALL_PROBES) -> str:
     return f"; best set: {shown} (rank sets contain 1)"
 
 
+def _constant_note(parts: _Parts, groups: list[str]) -> str:
+    """Which probe sets a group left out because every pair of it agrees equally there (r undefined)."""
+    rows = parts.group_rows[(parts.group_rows["statistic"] == "agreement_constant")
+                            & parts.group_rows["group"].isin(groups)]
+    if not len(rows):
+        return ""
+    listed = "; ".join(f"{g.removeprefix(WITHIN) if g.startswith(WITHIN) else group_label(g)}: "
+                       f"{', '.join(sorted(rows.loc[rows['group'] == g, 'probe_set']))}"
+                       for g in groups if (rows["group"] == g).any())
+    return (" Left out of the means (every pair of the group agrees equally there, so r is undefined for "
+            f"every metric) — {listed}.")
+
+
 def _exclusion_note(parts: _Parts) -> str:
     rows = parts.group_rows[parts.group_rows["statistic"] == "models_excluded"]
     if not len(rows):
@@ -246,7 +259,7 @@ def tables(records: Any) -> list[Table]:
         + _best_title(parts, head_group),
         head[[c for c in RANK_COLUMNS if c in head.columns]],
         RANK_CAPTION.format(margin=parts.tie_margin_text()) + _exclusion_note(parts) + _few_note(parts, head_group)
-        + on_note))
+        + _constant_note(parts, [head_group]) + on_note))
 
     # 2. per probe-set family (clean, each perturbation)
     families = [p for p in parts.aggregates if p != ALL_PROBES]
@@ -291,7 +304,8 @@ def tables(records: Any) -> list[Table]:
                          within[[c for c in cols if c in within.columns]],
                          "The headline statistics again on the pairs of models that share the named factor's value "
                          "(models are the resampling units), for every probe family: does a metric's lead survive "
-                         f"when that factor cannot drive agreement? Best sets — {sets}."))
+                         f"when that factor cannot drive agreement? Best sets — {sets}."
+                         + _constant_note(parts, parts.within)))
 
     # 3. per group
     main_groups = [g for g in parts.groups if g != WITH_EXCLUDED and g not in parts.within]
@@ -314,7 +328,7 @@ def tables(records: Any) -> list[Table]:
                          "Group 'all' = every pair; a factor name = the pairs that differ in exactly that factor. "
                          "In a factor group the resampling units are the blocks of models that share every other "
                          f"factor (clusters); with fewer than {need_text} (min_clusters) no verdict is given: no "
-                         "rank sets, best set or marks."))
+                         "rank sets, best set or marks." + _constant_note(parts, main_groups)))
         ranks = long.pivot_table(index="metric", columns="group", values="rank", aggfunc="first")
         ranks = ranks[[g for g in main_groups if g in ranks.columns]]
         factor_cols = [g for g in ranks.columns if g != "all"] or list(ranks.columns)
