@@ -15,7 +15,6 @@ verifies one; :mod:`simbench.scoring` scores a new metric against it.
 
 from __future__ import annotations
 
-import datetime as _dt
 import hashlib
 import io
 import json
@@ -31,6 +30,7 @@ from typing import Any
 
 from .cache import TensorCache, file_sha256
 from .errors import UserError, one_line
+from .provenance import now
 from .results import _file_name
 
 FORMAT = "simbench-bundle"
@@ -192,8 +192,9 @@ def _export_into(run: Any, manifest: dict[str, Any], order: list[str], w: _Write
     import numpy as np
     import pandas as pd
 
+    from .provenance import simbench_revision
     from .registry import build_registry
-    from .runner import Runner, fingerprint, set_threads, simbench_revision
+    from .runner import Runner, fingerprint, set_threads
     from .suite import check_data_files, load_suite
     from ._version import __version__
 
@@ -287,7 +288,7 @@ def _export_into(run: Any, manifest: dict[str, Any], order: list[str], w: _Write
     doc = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "created": now(),
         "exported_by": {"simbench_version": __version__, "simbench_revision": simbench_revision()},
         "suite": {k: info.get(k) for k in ("name", "sha256", "description", "path", "overrides", "data_files")},
         "run": {k: manifest.get(k) for k in ("simbench_version", "simbench_revision", "finished", "seed", "device",

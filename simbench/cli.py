@@ -99,8 +99,9 @@ def run(ctx: click.Context, suite_file: Path, plugins: tuple[str, ...], override
     a failed dataset/zoo.
     """
     from . import leaderboard
+    from .report import summary_lines
     from .results import check_fresh_target
-    from .runner import Runner, default_run_dir, summary_lines
+    from .runner import Runner, default_run_dir
     from .suite import load_suite
 
     from .api import shadowed_shipped_suite
@@ -632,7 +633,7 @@ def score_cmd(ctx: click.Context, metrics: tuple[str, ...], source: str, plugins
     among the published metrics and writes the run directory and its leaderboard.
     """
     from . import leaderboard
-    from .runner import summary_lines
+    from .report import summary_lines
     from .scoring import score_bundle
 
     from .api import load_suite

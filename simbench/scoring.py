@@ -22,6 +22,7 @@ from typing import Any
 from .bundle import Bundle, open_bundle
 from .errors import MeasurementFailed, UserError
 from .hookspecs import hookimpl
+from .provenance import now
 
 WEIGHTS = "weights"
 
@@ -228,10 +229,10 @@ def score_bundle(metric: Any, bundle: str | os.PathLike[str] | Bundle, *, suite:
         seconds = time.perf_counter() - started
         runner._finish_manifest(
             manifest,
-            invocation={"finished": _now(), "cells_computed": runner.computed, "cells_reused": runner.reused,
+            invocation={"finished": now(), "cells_computed": runner.computed, "cells_reused": runner.reused,
                         "cache_hits": runner.cache.hits, "cache_misses": runner.cache.misses,
                         "executor": "local", "stage_seconds": {"score": round(seconds, 3)}},
-            finished=_now(), data_fingerprint=b.doc["data"]["fingerprint"], n_models=b.doc["n_models"],
+            finished=now(), data_fingerprint=b.doc["data"]["fingerprint"], n_models=b.doc["n_models"],
             probe_sets={p["name"]: {"n": p["n"], "meta": p["meta"]} for p in b.doc["probe_sets"]},
             models=b.json("models.json")["models"], cell_order=order,
             bundle={"source": b.source, "suite_sha256": b.suite["sha256"], "run": b.doc["run"],
@@ -241,12 +242,6 @@ def score_bundle(metric: Any, bundle: str | os.PathLike[str] | Bundle, *, suite:
     finally:
         runner.run_dir.release()
     return runner
-
-
-def _now() -> str:
-    import datetime as dt
-
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 def _fill_store(runner: Any, b: Bundle, strict: bool = True) -> list[str]:

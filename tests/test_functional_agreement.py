@@ -635,7 +635,7 @@ def test_metric_undefined_for_collapsed_models_only_is_kept():
 
 
 def test_terminal_summary_is_short_and_fits_80_columns(result):
-    from simbench.runner import format_frame
+    from simbench.report import format_frame
 
     _, _, frame = result
     summary = FunctionalAgreement.summary(frame)

@@ -15,8 +15,10 @@ import pandas as pd
 import pytest
 
 from simbench.errors import ResourceError, RunBusy, SuiteError, UserError
+from simbench.provenance import simbench_revision
+from simbench.report import format_frame
 from simbench.results import RunDir
-from simbench.runner import Runner, format_frame, simbench_revision
+from simbench.runner import Runner
 from simbench.suite import check_data_files, load_suite
 from tests.conftest import ROOT, TOY_PLUGINS, TOY_SUITE, one_error_line
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from simbench.runner import Runner, summary_lines
+from simbench.report import summary_lines
+from simbench.runner import Runner
 from simbench.suite import load_suite
 from tests.conftest import TOY_SUITE
 

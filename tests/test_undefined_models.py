@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from simbench.errors import MeasurementFailed
-from simbench.runner import Runner, summary_lines, validate_matrix
+from simbench.report import summary_lines
+from simbench.runner import Runner, validate_matrix
 from simbench.suite import load_suite
 from tests.conftest import TOY_SUITE
 
