@@ -31,6 +31,14 @@ class CosmoCNN(simbench.Zoo):
     and random flips / right-angle rotations (the statistics are isotropic);
     the epoch with the lowest validation loss is kept, as in seed 000.
 
+    ``train_on`` (default: empty = the data's own suite) names simulation
+    suites to train on, one model per (field, suite, seed): for a suite other
+    than the data's, the training and validation maps are regenerated with
+    that suite's physics (same parameters and phases; ``cosmo_fields`` data
+    only), standardised with the data's constants.  This gives both shift
+    directions in one run (trained on A and tested on B, and the reverse).
+    The model's ``train_on`` factor records the suite.
+
     Readable layers: ``block1`` ... ``blockK`` (every block's output), ``fc1``
     (first dense layer, after its activation) and ``output``.
     """
@@ -49,6 +57,7 @@ class CosmoCNN(simbench.Zoo):
     weight_decay: Annotated[float, Field(ge=0.0)] = 1e-5
     augment: bool = True
     max_train: Annotated[int, Field(ge=0)] = 0
+    train_on: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.fields:
@@ -57,8 +66,21 @@ class CosmoCNN(simbench.Zoo):
             raise ParamError("seeds", "must list at least one seed")
         if len(set(self.fields)) != len(self.fields) or len(set(self.seeds)) != len(self.seeds):
             raise ParamError("fields", "fields and seeds must not repeat")
+        if len(set(self.train_on)) != len(self.train_on) or any(not s or "/" in s for s in self.train_on):
+            raise ParamError("train_on", f"must list distinct suite names (got {list(self.train_on)})")
 
     def specs(self) -> list[simbench.ModelSpec]:
+        if self.train_on:
+            return [
+                simbench.ModelSpec(
+                    id=f"cosmo_cnn-{field}-h{self.hidden}-{suite}-s{seed}",
+                    factors={"arch": f"cnn-h{self.hidden}-d{self.dense}", "field": field, "train_on": suite,
+                             "seed": seed},
+                )
+                for suite in self.train_on
+                for field in self.fields
+                for seed in self.seeds
+            ]
         return [
             simbench.ModelSpec(
                 id=f"cosmo_cnn-{field}-h{self.hidden}-s{seed}",

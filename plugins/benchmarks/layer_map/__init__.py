@@ -29,7 +29,13 @@ statistic              model_a / model_b            value
 ``spearman_task_drop_  -                            ``group = "all"``, ``probe_set = ""``: Spearman rho over
 vs_delta_<stat>``                                   (model, shifted probe set) pairs of the task-score drop
                                                     with ``delta_block_score`` / ``delta_offdiag_mean``
+                                                    (without ``design_factor``)
 =====================  ===========================  =====================================================
+
+With ``design_factor`` set (the designed shift test, :mod:`.design`), each model is mapped on its own
+reference, shifted and control probe sets, and the rows add ``excess_drop`` / ``excess_<stat>`` per model
+(``probe_set = ""``), ``test_spearman_<stat>`` / ``test_groups_<stat>`` (``group = "design"``, coords ``p``,
+``alpha``, ``permutations``, group sizes) and ``cell_<stat>`` per cell of models (``group`` = the cell).
 
 Off-diagonal statistics use ``i < j`` for symmetric metrics and all
 ``i != j`` otherwise.  Distance-like metrics (``higher_is_more_similar =
@@ -71,6 +77,19 @@ class LayerMap(simbench.Benchmark):
     stagnant, block-structured layers on the shifted probes (higher
     off-diagonal similarity, larger block score); a robust one does not.
 
+    The designed shift test (``design_factor``, default off): each model is
+    mapped on three probe sets chosen by its factor ``design_factor`` (e.g.
+    ``train_on``): ``reference_sets[value]`` (in distribution),
+    ``shifted_sets[value]`` (the shift under test) and ``control_sets[value]``
+    (an input change of the same size inside the training distribution);
+    templates may name factors (``"{field}"``).  Pre-declared, two-sided,
+    model-level tests at level ``alpha`` (``permutations`` random draws): the
+    Spearman rho over models of the excess task-score drop (control minus
+    shifted) against the excess block score (shifted minus control); the
+    block-score excess of models that fail (task score drops by more than
+    ``fail_drop``) minus that of the others; per cell of seeds, a sign-flip
+    test of the paired shifted-vs-control excess.  See :mod:`.design`.
+
     ``probe_sets`` (default: all, ``reference`` first) names the probe sets;
     ``layers`` (default: every readable layer) the layers; ``score_targets``
     the regression targets averaged into ``task_score`` (default: all; names
@@ -89,6 +108,14 @@ class LayerMap(simbench.Benchmark):
     layers: tuple[str, ...] = ()
     score_targets: tuple[str, ...] = ()
     bins: Annotated[int, Field(ge=2, le=200)] = 20
+    design_factor: str = ""
+    reference_sets: dict[str, str] = field(default_factory=dict)
+    shifted_sets: dict[str, str] = field(default_factory=dict)
+    control_sets: dict[str, str] = field(default_factory=dict)
+    fail_drop: Annotated[float, Field(gt=0.0)] = 0.2
+    alpha: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.05
+    permutations: Annotated[int, Field(ge=99, le=1_000_000)] = 9999
+    seed: int = 0
 
     def __post_init__(self) -> None:
         if not self.metric:
@@ -97,14 +124,40 @@ class LayerMap(simbench.Benchmark):
             raise ParamError("layers", "must not repeat a layer")
         if self.layers and len(self.layers) < 2:
             raise ParamError("layers", "a layer map needs at least two layers")
+        tables = {"reference_sets": self.reference_sets, "shifted_sets": self.shifted_sets,
+                  "control_sets": self.control_sets}
+        if self.design_factor:
+            for key, table in tables.items():
+                if not table:
+                    raise ParamError(key, f"must map each value of design_factor {self.design_factor!r} to a probe "
+                                     "set (e.g. {A = \"clean\", B = \"cosmo_shift/B\"})")
+            if not (set(self.reference_sets) == set(self.shifted_sets) == set(self.control_sets)):
+                raise ParamError("reference_sets", "reference_sets, shifted_sets and control_sets must have the same "
+                                 f"keys (got {sorted(self.reference_sets)}, {sorted(self.shifted_sets)}, "
+                                 f"{sorted(self.control_sets)})")
+            if self.probe_sets:
+                raise ParamError("probe_sets", "is set by reference_sets / shifted_sets / control_sets when "
+                                 "design_factor is set; leave it out")
+        else:
+            for key, table in tables.items():
+                if table:
+                    raise ParamError(key, "needs design_factor (the model factor that picks each model's probe sets)")
 
     def requests(self, view: simbench.StoreView) -> list[simbench.MatrixRequest]:
         """One ``L x L`` map per (model, probe set): ``metric`` over the model's layers, computed by the runner."""
+        if self.design_factor:
+            from . import design
+
+            return design.requests(self, view)
         from . import compute
 
         return compute.requests(self, view)
 
     def evaluate(self, ctx: simbench.StoreView) -> Iterable[simbench.Record]:
+        if self.design_factor:
+            from . import design
+
+            return design.evaluate(self, ctx)
         from . import compute
 
         return compute.evaluate(self, ctx)

@@ -25,6 +25,8 @@ SUMMARY = (
     "block_score",
     "n_layers",
 )
+#: the rows of the designed shift test (``design_factor``), tabled apart from the per-map summaries
+DESIGNED = r"^(?:(?:excess|test|cell|size)_|exemplar$)"
 DELTAS = ("delta_task_score", "delta_block_score", "delta_offdiag_mean", "delta_offdiag_skew", "delta_eig_1")
 
 
@@ -44,6 +46,8 @@ def tables(records: Any) -> list[Table]:
     if df.empty:
         return []
     ok = _ok(df)
+    designed = ok["statistic"].str.match(DESIGNED)
+    design_rows, ok = ok[designed], ok[~designed]
     per = ok[~ok["statistic"].isin(["map", "pdf"]) & (ok["group"] != "all")]
     wide = per.pivot_table(index=["metric", "group", "probe_set"], columns="statistic", values="value",
                            aggfunc="first").reset_index()
@@ -72,10 +76,10 @@ def tables(records: Any) -> list[Table]:
             ]
             out.append(Table(
                 "shift_deltas", "Shifted minus reference probe set", d,
-                "finding: 'fails & blocks' = task score (R^2 or accuracy) drops by more than 0.2 and block_score "
-                "rises (seed 000's failure pattern); 'robust & diverse' = task score within 0.2 and block_score "
-                "does not rise by more "
-                "than 0.05; otherwise the pattern does not match the seed.",
+                f"finding (one rule for both sides): a model 'fails' when its task score (R^2 or accuracy) drops by "
+                f"more than {FAIL_DROP}, and its map 'blocks' when block_score rises by more than {BLOCK_RISE}; "
+                "'fails & blocks' and 'robust & diverse' (neither) match seed 000, 'fails, no blocks' and "
+                "'robust, blocks' do not.",
             ))
     summ = ok[ok["group"] == "all"]
     if len(summ):
@@ -85,6 +89,7 @@ def tables(records: Any) -> list[Table]:
             "Spearman correlation over (model, shifted probe set) pairs between the drop in task score and the "
             "change in block_score / mean off-diagonal similarity; seed 000 predicts positive values.",
         ))
+    out.extend(design_tables(design_rows))
     failed = df[df["status"] == "failed"] if "status" in df.columns else df.iloc[:0]
     if len(failed):
         out.append(Table("failures", "Failed maps", failed[["metric", "group", "probe_set", "error"]]
@@ -92,14 +97,122 @@ def tables(records: Any) -> list[Table]:
     return out
 
 
+#: the per-model pattern rule of the shift_deltas table: one threshold per axis, the same on both sides
+FAIL_DROP = 0.2
+BLOCK_RISE = 0.01
+
+
 def _finding(d_task: float, d_block: float) -> str:
+    """Seed 000's per-model pattern: fails (task drop > FAIL_DROP) x blocks (block-score rise > BLOCK_RISE)."""
     if not (math.isfinite(d_task) and math.isfinite(d_block)):
         return ""
-    if d_task < -0.2 and d_block > 0:
-        return "fails & blocks"
-    if d_task >= -0.2 and d_block <= 0.05:
-        return "robust & diverse"
-    return "does not match"
+    fails, blocks = d_task < -FAIL_DROP, d_block > BLOCK_RISE
+    if fails == blocks:
+        return "fails & blocks" if fails else "robust & diverse"
+    return "fails, no blocks" if fails else "robust, blocks"
+
+
+def verdict(value: float, p: float, alpha: float) -> str:
+    """The designed test's symmetric verdict: the seed predicts a positive statistic."""
+    if not (math.isfinite(value) and math.isfinite(p)):
+        return "undefined"
+    if p < alpha:
+        return "reproduced" if value > 0 else "reversed"
+    return "not reproduced"
+
+
+def _coord(row: Mapping[str, Any], name: str) -> float:
+    v = row.get(f"coord_{name}", math.nan)
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def design_tables(rows: Any) -> list[Table]:
+    """The designed shift test (``design_factor``): the model-level tests with their verdicts, the per-cell
+    paired comparison of shifted vs control, and the per-model excesses."""
+    import pandas as pd
+
+    if rows is None or rows.empty:
+        return []
+    out: list[Table] = []
+    tests = rows[rows["statistic"].str.match(r"^test_")]
+    if len(tests):
+        recs = []
+        for r in tests.to_dict("records"):
+            stat = str(r["statistic"])
+            kind, _, on = stat[len("test_"):].partition("_")
+            p, alpha = _coord(r, "p"), _coord(r, "alpha")
+            what = {"spearman": "Spearman rho over models (excess drop vs excess)",
+                    "groups": "failing minus handling models (excess)"}.get(kind, kind)
+            recs.append({
+                "test": f"{on}: {what}",
+                "metric": r["metric"],
+                "statistic": stat,
+                "value": float(r["value"]),
+                "p": p,
+                "models": int(r["n"]),
+                "failing": _coord(r, "n_fail") if kind == "groups" else math.nan,
+                "alpha": alpha,
+                "verdict": verdict(float(r["value"]), p, alpha),
+            })
+        out.append(Table(
+            "shift_test", "Designed test: suite shift vs size-matched control, models as units", pd.DataFrame(recs),
+            "Per model, excess drop = task score on the control minus on the shifted probes; excess = the map "
+            "statistic on the shifted probes minus on the control (the control moves the inputs as far but stays "
+            "in the training distribution). Spearman: rho over models of excess drop vs excess, p from a "
+            "model-level permutation; fail minus handle: mean excess of models whose task score drops by more "
+            "than the declared threshold under the shift minus the others', p from permuting the labels over "
+            "models. Both two-sided; verdict: 'reproduced' if the value is positive and p < alpha, 'reversed' if "
+            "negative and p < alpha, else 'not reproduced'.",
+        ))
+    cells = rows[rows["statistic"].str.match(r"^cell_")]
+    if len(cells):
+        recs = []
+        for r in cells.to_dict("records"):
+            p, alpha = _coord(r, "p"), _coord(r, "alpha")
+            recs.append({
+                "metric": r["metric"],
+                "cell": r["group"],
+                "map statistic": str(r["statistic"])[len("cell_"):],
+                "models": int(r["n"]),
+                "failing": _coord(r, "n_fail"),
+                "drop (shift)": _coord(r, "shift_drop"),
+                "drop (control)": _coord(r, "control_drop"),
+                "excess (shift - control)": float(r["value"]),
+                "p (sign flip)": p,
+                "change": ("rises" if r["value"] > 0 else "falls") if math.isfinite(p) and p < alpha else "no change",
+            })
+        out.append(Table(
+            "shift_cells", "Per cell of seeds: shifted vs control, paired within models", pd.DataFrame(recs),
+            "drop = mean task-score drop from the model's reference probes; excess = mean over the cell's models of "
+            "the map statistic on the shifted probes minus on the control; p: two-sided sign-flip test over the "
+            "models (exact up to 16). Seed 000 predicts 'rises' where the models fail and no rise where they "
+            "handle the shift.",
+        ))
+    sizes = rows[rows["statistic"].str.match(r"^size_")]
+    if len(sizes):
+        wide = sizes.pivot_table(index=["probe_set"], columns="statistic", values="value",
+                                 aggfunc="first").reset_index()
+        wide = wide.rename(columns={"size_shift_size": "suite shift size", "size_control_size": "control size",
+                                    "size_theta": "phase rotation (rad)", "probe_set": "control probe set"})
+        out.append(Table(
+            "control_sizes", "Control probe sets: how far they move the inputs", wide,
+            "size = mean over probes of the per-map RMS pixel difference (standardised units, the control's "
+            "field) between a probe before and after the change; the control's phase rotation is chosen so that "
+            "its size equals the suite shift's.",
+        ))
+    per = rows[rows["statistic"].str.match(r"^excess_")]
+    if len(per):
+        wide = per.pivot_table(index=["metric", "group"], columns="statistic", values="value",
+                               aggfunc="first").reset_index().rename(columns={"group": "model"})
+        out.append(Table(
+            "shift_excess", "Per model: shifted minus control", wide,
+            "excess_drop = task score on the control minus on the shifted probes; excess_<stat> = the map "
+            "statistic on the shifted probes minus on the control.",
+        ))
+    return out
 
 
 def _safe(name: str) -> str:
@@ -135,6 +248,10 @@ def plot(records: Any, out_dir: str | Path) -> list[Path]:
         return written
     df = _ok(df)
     df = df[df["group"] != "all"]
+    exemplars = set(df.loc[df["statistic"] == "exemplar", "group"])
+    df = df[~df["statistic"].str.match(DESIGNED)]
+    if exemplars:  # the designed test: one model per cell of seeds (its reference, shifted and control maps)
+        df = df[df["group"].isin(exemplars)]
     label = _safe(str(df["benchmark"].iloc[0])) if len(df) and df["benchmark"].iloc[0] else "layer_map"
     for (metric, model), sub in df.groupby(["metric", "group"], sort=False):
         probes = list(dict.fromkeys(sub["probe_set"]))
