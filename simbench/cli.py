@@ -432,17 +432,18 @@ def publish(ctx: click.Context, paths: tuple[Path, ...], plugins: tuple[str, ...
     if claims_only:
         _publish_claims(out, bool(paths or renames or with_bundles))
         return
-    from . import leaderboard as lb
     from .api import list_suites, shipped_suites
+    from .publishing import publish as publish_runs
+    from .results import RunDir
 
     suites = {row["name"]: Path(row["path"]) for row in list_suites()}
-    report = lb.publish(list(paths) or [Path("runs")], out, _registry(ctx, plugins), allow_dirty=allow_dirty,
-                        rename=_renames(renames), suites=suites, shipped=shipped_suites())
+    report = publish_runs(list(paths) or [Path("runs")], out, _registry(ctx, plugins), allow_dirty=allow_dirty,
+                          rename=_renames(renames), suites=suites, shipped=shipped_suites())
     from .site import subtitle
 
     moved = set(_renames(renames).values())
     for name, run in report.published.items():
-        prov = lb.RunDir(run).read_manifest()
+        prov = RunDir(run).read_manifest()
         suite = prov.get("suite") if isinstance(prov.get("suite"), dict) else {}
         what = subtitle({"suite": suite.get("name"), "overrides": suite.get("overrides")}) if "+" in name else ""
         hint = f"; give it a readable name with --rename {name}=NEW" if what and name not in moved else ""

@@ -4,7 +4,8 @@ simbench's own source revision (read without running anyone's git hooks),
 the time stamps every manifest carries, and the versions of the libraries
 whose numbers a run depends on.  The runner writes them into a run's
 manifest, ``simbench export`` into a bundle, ``simbench score`` into a
-scored run; the leaderboard only reads them back.
+scored run; the leaderboard and ``publish`` read them back
+(:func:`recorded_revision`, :func:`is_dirty`), also from older manifests.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ import os
 import platform
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
-__all__ = ["now", "simbench_revision", "versions"]
+__all__ = ["is_dirty", "now", "recorded_revision", "simbench_revision", "versions"]
 
 
 def now() -> str:
@@ -102,3 +105,27 @@ def simbench_revision() -> str:
     except (OSError, subprocess.SubprocessError):
         return sha
     return f"{sha}-dirty" if dirty else sha
+
+
+# reading it back from a manifest
+
+
+def recorded_revision(manifest: Mapping[str, Any]) -> str:
+    """simbench's own revision as the manifest records it (newer manifests), else the older ``git_revision``."""
+    for key in ("simbench_revision", "simbench_git_revision"):
+        value = manifest.get(key)
+        if isinstance(value, Mapping):
+            value = value.get("revision") or value.get("sha")
+        if value:
+            return str(value)
+    prov = manifest.get("provenance")
+    if isinstance(prov, Mapping) and prov.get("simbench_revision"):
+        return str(prov["simbench_revision"])
+    return str(manifest.get("git_revision") or "unknown")
+
+
+def is_dirty(manifest: Mapping[str, Any]) -> bool:
+    """Whether the run came from a source tree with uncommitted changes."""
+    if manifest.get("dirty") is True or manifest.get("simbench_dirty") is True:
+        return True
+    return recorded_revision(manifest).endswith("-dirty")

@@ -1,6 +1,6 @@
 """The published site: what a reader sees first (``index.html``, ``README.md``) and one page per board.
 
-``simbench publish`` (:func:`simbench.leaderboard.publish`) renders each board's files
+``simbench publish`` (:func:`simbench.publishing.publish`) renders each board's files
 (``<name>.md|.csv|.json`` and plots) and hands them here.  This module decides
 
 * **the verdict** of a board in one line (:func:`verdict`): for a functional-agreement
@@ -22,7 +22,7 @@ Figures fit the column and a phone (``max-width: 100%; height: auto``; the link 
 the full resolution); tables sort by a click on a header (a small inline script, no
 framework, nothing loaded from the network: the pages work offline).
 
-**Page weight.**  :data:`simbench.leaderboard.PAGE_BUDGET_BYTES` (2 MB) bounds what a
+**Page weight.**  :data:`simbench.publishing.PAGE_BUDGET_BYTES` (2 MB) bounds what a
 reader downloads to see the first screen: ``index.html`` plus the figures it loads
 eagerly (the first board's headline figure; every other figure is
 ``loading="lazy"``).  :func:`page_weight` measures it and the whole index with every

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from simbench import claims, leaderboard
+from simbench import claims, publishing
 from simbench.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -160,10 +160,10 @@ def test_publish_writes_the_claims_page_from_every_board_in_out(tmp_path):
     out = tmp_path / "boards"
     out.mkdir()
     shutil.copy(BOARDS / "sanity.json", out / "sanity.json")
-    report = leaderboard.publish([tmp_path / "runs"], out, registry, allow_dirty=True)
+    report = publishing.publish([tmp_path / "runs"], out, registry, allow_dirty=True)
     assert out / "claims.md" in report.written
     text = (out / "claims.md").read_text()
     assert text == claims.render(out)[0]
     assert "linear_cka 0.020" in _row(text, "003-outlier")
     assert "not published here" in _row(text, "001-fc-wcka-best")
-    assert "claims" in leaderboard.RESERVED_NAMES  # no suite can be published over the page
+    assert "claims" in publishing.RESERVED_NAMES  # no suite can be published over the page

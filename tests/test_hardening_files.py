@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from simbench import leaderboard
+from simbench import leaderboard, publishing
 from simbench.errors import UserError
 from simbench.results import RunDir
 from simbench.runner import Runner
@@ -218,7 +218,7 @@ def test_a_shipped_name_needs_the_shipped_file(toy_run, tmp_path, toy_registry):
     runs = tmp_path / "runs"
     copy_run(toy_run, runs / "impostor", name="quick")  # any file saying name = "quick"
     copy_run(toy_run, runs / "toy")
-    report = leaderboard.publish([runs], tmp_path / "out", toy_registry, suites={},
+    report = publishing.publish([runs], tmp_path / "out", toy_registry, suites={},
                                  shipped={"quick": Path(__file__).parents[1] / "suites" / "quick.toml"})
     assert set(report.published) == {"toy"}
     assert any("not the shipped suites/quick.toml" in why for _, why in report.skipped)
@@ -226,11 +226,11 @@ def test_a_shipped_name_needs_the_shipped_file(toy_run, tmp_path, toy_registry):
     shipped_copy = tmp_path / "shipped" / "toy.toml"
     shipped_copy.parent.mkdir()
     shipped_copy.write_bytes(TOY_SUITE.read_bytes())
-    report = leaderboard.publish([runs / "toy"], tmp_path / "out2", toy_registry, shipped={"toy": shipped_copy})
+    report = publishing.publish([runs / "toy"], tmp_path / "out2", toy_registry, shipped={"toy": shipped_copy})
     assert set(report.published) == {"toy"}
     shipped_copy.write_text(TOY_SUITE.read_text() + "\n# edited since\n")
     with pytest.raises(UserError, match="not the shipped"):
-        leaderboard.publish([runs / "toy"], tmp_path / "out3", toy_registry, shipped={"toy": shipped_copy})
+        publishing.publish([runs / "toy"], tmp_path / "out3", toy_registry, shipped={"toy": shipped_copy})
 
 
 def test_the_suite_hash_is_recomputed_with_data_files_in_the_loaders_order(tmp_path, toy_registry, monkeypatch):
@@ -249,8 +249,8 @@ def test_the_suite_hash_is_recomputed_with_data_files_in_the_loaders_order(tmp_p
                           "data_files": dict(sorted(suite.data_files.items()))}}
     assert list(manifest["suite"]["data_files"]) != list(suite.data_files)  # the order really differs
     monkeypatch.delenv("SB_DATA")  # publishing need not have the running shell's environment
-    assert leaderboard.suite_gives_run(suite_file, manifest)
-    assert not leaderboard.suite_gives_run(suite_file, {"suite": {**manifest["suite"], "overrides": ["probes.n=31"]}})
+    assert publishing.suite_gives_run(suite_file, manifest)
+    assert not publishing.suite_gives_run(suite_file, {"suite": {**manifest["suite"], "overrides": ["probes.n=31"]}})
 
 
 # -- item 12: publishing names, plots, markdown and CSV ----------------------------------------
@@ -272,7 +272,7 @@ def test_a_run_named_like_the_index_or_with_a_plus_cannot_replace_or_pose(toy_ru
     copy_run(toy_run, runs / "forged", name="quick+1a2b3c4d")  # a name the suite loader never accepts
     copy_run(toy_run, runs / "toy")
     out = tmp_path / "out"
-    report = leaderboard.publish([runs], out, toy_registry)
+    report = publishing.publish([runs], out, toy_registry)
     assert set(report.published) == {"toy", "quick_1a2b3c4d"}  # never quick+<hash>: it did not come from quick
     assert any("reserved" in why for _, why in report.skipped)
     assert (out / "README.md").read_text().startswith("# Leaderboards")
@@ -291,14 +291,14 @@ def test_an_override_runs_hash_must_follow_from_its_overrides(toy_run, tmp_path,
     manifest_f = json.loads((forged / "manifest.json").read_text())
     manifest_f["suite"] = forged_suite
     (forged / "manifest.json").write_text(json.dumps(manifest_f))
-    report = leaderboard.publish([runs, tmp_path / "forged"], tmp_path / "out", toy_registry, allow_dirty=True)
+    report = publishing.publish([runs, tmp_path / "forged"], tmp_path / "out", toy_registry, allow_dirty=True)
     assert name in report.published and "toy+1a2b3c4d" not in report.published
     assert any("does not follow from its suite file and --set overrides" in why for _, why in report.skipped)
     # the suite file gone: the run's own cells must carry the manifest's hash
     manifest_f["suite"]["path"] = str(tmp_path / "gone.toml")
     (forged / "manifest.json").write_text(json.dumps(manifest_f))
     with pytest.raises(UserError, match="does not follow"):
-        leaderboard.publish([tmp_path / "forged"], tmp_path / "out2", toy_registry, allow_dirty=True)
+        publishing.publish([tmp_path / "forged"], tmp_path / "out2", toy_registry, allow_dirty=True)
 
 
 def test_names_differing_only_in_case_are_refused(toy_run, tmp_path, toy_registry):
@@ -306,11 +306,11 @@ def test_names_differing_only_in_case_are_refused(toy_run, tmp_path, toy_registr
     copy_run(toy_run, runs / "a", name="Toy")
     copy_run(toy_run, runs / "b")
     with pytest.raises(UserError, match="differ only in case"):
-        leaderboard.publish([runs], tmp_path / "out", toy_registry)
+        publishing.publish([runs], tmp_path / "out", toy_registry)
     assert not (tmp_path / "out").exists()
     with pytest.raises(UserError, match="differ only in case"):
-        leaderboard.publish([runs], tmp_path / "out", toy_registry, rename={"Toy": "TOY"})
-    report = leaderboard.publish([runs], tmp_path / "out", toy_registry, rename={"Toy": "toy-upper"})
+        publishing.publish([runs], tmp_path / "out", toy_registry, rename={"Toy": "TOY"})
+    report = publishing.publish([runs], tmp_path / "out", toy_registry, rename={"Toy": "toy-upper"})
     assert set(report.published) == {"toy", "toy-upper"}
 
 
@@ -351,7 +351,7 @@ def test_user_text_is_inert_in_markdown_and_csv(tmp_path, toy_registry, shared_c
     runs = tmp_path / "runs"
     copy_run(run.path, runs / "toy")
     out = tmp_path / "out"
-    leaderboard.publish([runs], out, toy_registry)
+    publishing.publish([runs], out, toy_registry)
     md = MarkdownIt("commonmark").enable("table")
     for name in ("toy.md", "README.md"):
         text = (out / name).read_text()

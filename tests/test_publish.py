@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import simbench
-from simbench import leaderboard, site
+from simbench import leaderboard, publishing, site
 from simbench.errors import UserError
 from simbench.runner import Runner
 from simbench.suite import load_suite
@@ -47,7 +47,7 @@ def published(toy_runs) -> Path:
 
     out = toy_runs.parent / "leaderboards"
     # the runs come from this checkout, dirty while it is being developed
-    leaderboard.publish([toy_runs], out, build_registry(plugin_files=[str(TOY_PLUGINS)]), allow_dirty=True)
+    publishing.publish([toy_runs], out, build_registry(plugin_files=[str(TOY_PLUGINS)]), allow_dirty=True)
     return out
 
 
@@ -93,9 +93,9 @@ def test_publishing_an_override_run_under_the_official_name_is_refused(toy_runs,
     manifest = json.loads((toy_runs / "toy-small" / "manifest.json").read_text())
     name = f"toy+{manifest['suite']['sha256'][:8]}"
     with pytest.raises(UserError, match="shipped"):
-        leaderboard.publish([toy_runs], tmp_path / "out", toy_registry_, allow_dirty=True, rename={name: "toy"})
+        publishing.publish([toy_runs], tmp_path / "out", toy_registry_, allow_dirty=True, rename={name: "toy"})
     assert not (tmp_path / "out").exists()
-    renamed = leaderboard.publish([toy_runs], tmp_path / "ok", toy_registry_, allow_dirty=True,
+    renamed = publishing.publish([toy_runs], tmp_path / "ok", toy_registry_, allow_dirty=True,
                                   rename={name: "toy-30-probes"})
     assert set(renamed.published) == {"toy", "toy-30-probes"}
 
@@ -114,13 +114,13 @@ def test_dirty_runs_are_skipped_with_the_reason_unless_allowed(toy_runs, tmp_pat
     _copy_run(toy_runs / "toy-a", runs / "clean", revision="0123abcd", suite_name="cleansuite")
     (runs / "unfinished").mkdir()
     (runs / "unfinished" / "manifest.json").write_text(json.dumps({"suite": {"name": "x"}}))
-    report = leaderboard.publish([runs], tmp_path / "out", toy_registry_)
+    report = publishing.publish([runs], tmp_path / "out", toy_registry_)
     assert set(report.published) == {"cleansuite"}
     reasons = {p.name: why for p, why in report.skipped}
     assert "--allow-dirty" in reasons["dirty"] and "modified source tree" in reasons["dirty"]
     assert "not finished" in reasons["unfinished"]
     assert not (tmp_path / "out" / "dirtysuite.md").exists()
-    assert set(leaderboard.publish([runs], tmp_path / "out2", toy_registry_, allow_dirty=True).published) == {
+    assert set(publishing.publish([runs], tmp_path / "out2", toy_registry_, allow_dirty=True).published) == {
         "cleansuite", "dirtysuite"}
 
 
@@ -143,7 +143,7 @@ def test_names_from_manifests_cannot_leave_out(toy_runs, tmp_path, toy_registry_
     _copy_run(toy_runs / "toy-a", runs / "evil", suite_name=evil, revision="0123abcd")
     out = tmp_path / "deep" / "er" / "out"
     before = {p for p in tmp_path.rglob("*") if not p.is_relative_to(out)}
-    report = leaderboard.publish([runs], out, toy_registry_)
+    report = publishing.publish([runs], out, toy_registry_)
     (name,) = report.published
     assert "/" not in name and not name.startswith(".")
     after = {p for p in tmp_path.rglob("*") if not p.is_relative_to(out)}
@@ -173,7 +173,7 @@ def test_symlinks_under_out_are_not_followed(toy_runs, tmp_path, toy_registry_):
     runs = tmp_path / "runs"
     _copy_run(toy_runs / "toy-a", runs / "toy", revision="0123abcd")
     _copy_run(toy_runs / "toy-a", runs / "other", revision="0123abcd", suite_name="other")
-    report = leaderboard.publish([runs], out, toy_registry_)
+    report = publishing.publish([runs], out, toy_registry_)
     assert victim.read_text() == "precious" and sorted(p.name for p in outside.iterdir()) == ["victim.md"]
     assert "other" in report.published  # the other suite is still published
     assert any("symbolic link" in why for _, why in report.skipped)
@@ -188,7 +188,7 @@ def test_markdown_escapes_html_and_newlines_in_user_strings(toy_runs, tmp_path, 
     _copy_run(toy_runs / "toy-a", runs / "toy", revision="0123abcd", suite_description=evil,
               suite_path="<img src=x onerror=alert(1)>\n## path")
     out = tmp_path / "out"
-    leaderboard.publish([runs], out, toy_registry_)
+    publishing.publish([runs], out, toy_registry_)
     for name in ("toy.md", "README.md"):
         text = (out / name).read_text()
         assert "<script>" not in text and "<img" not in text, name
@@ -244,7 +244,7 @@ def test_a_raising_benchmark_report_does_not_block_publish(toy_runs, tmp_path):
     _copy_run(toy_runs / "toy-a", runs / "toy", revision="0123abcd")
     broken = _copy_run(toy_runs / "toy-a", runs / "broken", revision="0123abcd", suite_name="broken",
                        benchmarks={"functional_agreement": {"name": "broken_report", "params": {}}})
-    report = leaderboard.publish([runs], tmp_path / "out", registry)
+    report = publishing.publish([runs], tmp_path / "out", registry)
     assert set(report.published) == {"toy", "broken"}
     assert any("tables failed: RuntimeError: tables exploded" in p for p in report.problems)
     assert any("plots failed: RuntimeError: plots exploded" in p for p in report.problems)
@@ -263,7 +263,7 @@ def test_a_raising_benchmark_report_does_not_block_publish(toy_runs, tmp_path):
 
 def test_page_has_verdicts_first_images_as_files_and_fits_its_budget(published):
     page = (published / "index.html").read_text()
-    assert site.page_weight(published / "index.html")["first_screen"] < leaderboard.PAGE_BUDGET_BYTES
+    assert site.page_weight(published / "index.html")["first_screen"] < publishing.PAGE_BUDGET_BYTES
     assert "data:image" not in page and "base64" not in page
     assert page.index('class="verdict"') < page.index('id="summary"')  # the boards table comes after the cards
     assert 'class="scroll"' in page  # wide tables scroll inside their box
@@ -380,7 +380,7 @@ def cut_run(tmp_path_factory) -> tuple[Path, dict[str, Path]]:
 def test_a_declared_cut_is_published_under_the_full_name_with_what_was_cut(cut_run, tmp_path, toy_registry_):
     runs, files = cut_run
     shipped = {"toy-full": files["full"]}
-    report = leaderboard.publish([runs], tmp_path / "out", toy_registry_, allow_dirty=True,
+    report = publishing.publish([runs], tmp_path / "out", toy_registry_, allow_dirty=True,
                                  rename={"toy-cut": "toy-full"}, suites=shipped)
     assert set(report.published) == {"toy-full"}
     board = json.loads((tmp_path / "out" / "toy-full.json").read_text())
@@ -403,7 +403,7 @@ def test_a_declared_cut_is_published_under_the_full_name_with_what_was_cut(cut_r
     csv = pd.read_csv(tmp_path / "out" / "toy-full.csv")
     assert set(csv["cut_from"]) == {"toy-full"} and "probes.n: 40 -> 30" in csv["cut"].iloc[0]
     # the numbers are the run's own: the same tables as publishing it under its own name
-    plain = leaderboard.publish([runs], tmp_path / "plain", toy_registry_, allow_dirty=True)
+    plain = publishing.publish([runs], tmp_path / "plain", toy_registry_, allow_dirty=True)
     same = json.loads((tmp_path / "plain" / "toy-cut.json").read_text())
     assert board["tables"] == same["tables"] and "cut_from" not in same["provenance"]
 
@@ -413,17 +413,17 @@ def test_a_rename_onto_a_shipped_name_without_extends_is_refused(toy_runs, cut_r
     shipped = {"toy-full": files["full"]}
     # suite toy does not extend toy-full: publishing it under that name would mislabel it
     with pytest.raises(UserError, match=r"--rename toy=toy-full: 'toy-full' is the name of a suite as shipped.*extends"):
-        leaderboard.publish([toy_runs], tmp_path / "out", toy_registry_, allow_dirty=True,
+        publishing.publish([toy_runs], tmp_path / "out", toy_registry_, allow_dirty=True,
                             rename={"toy": "toy-full"}, suites=shipped)
     assert not (tmp_path / "out").exists()
     # a cut extending another file that merely shares the shipped name is not a cut of the shipped suite
     elsewhere = tmp_path / "elsewhere.toml"
     elsewhere.write_text(files["full"].read_text().replace("n = 40", "n = 41"))
     with pytest.raises(UserError, match="declared cut"):
-        leaderboard.publish([cut_run[0]], tmp_path / "out2", toy_registry_, allow_dirty=True,
+        publishing.publish([cut_run[0]], tmp_path / "out2", toy_registry_, allow_dirty=True,
                             rename={"toy-cut": "toy-full"}, suites={"toy-full": elsewhere})
     # a name that is no suite's stays free, as before
-    free = leaderboard.publish([toy_runs], tmp_path / "ok", toy_registry_, allow_dirty=True,
+    free = publishing.publish([toy_runs], tmp_path / "ok", toy_registry_, allow_dirty=True,
                                rename={"toy": "toy-renamed"}, suites=shipped)
     assert "toy-renamed" in free.published
 
@@ -434,10 +434,10 @@ def test_a_cut_whose_suite_file_changed_since_the_run_is_refused(cut_run, tmp_pa
     files = _write_cut_suites(tmp_path / "suites", probes=20)
     moved = _copy_run(runs / "toy-cut", tmp_path / "runs" / "toy-cut", suite_path=str(files["cut"]))
     with pytest.raises(UserError, match=r"cut\.toml no longer gives the run's probes\.n"):
-        leaderboard.publish([moved.parent], tmp_path / "out", toy_registry_, allow_dirty=True,
+        publishing.publish([moved.parent], tmp_path / "out", toy_registry_, allow_dirty=True,
                             rename={"toy-cut": "toy-full"}, suites={"toy-full": files["full"]})
     files["cut"].write_text(files["cut"].read_text().replace("n = 20", "n = 30").replace("CI is small", "CI is tiny"))
-    report = leaderboard.publish([moved.parent], tmp_path / "ok", toy_registry_, allow_dirty=True,
+    report = publishing.publish([moved.parent], tmp_path / "ok", toy_registry_, allow_dirty=True,
                                  rename={"toy-cut": "toy-full"}, suites={"toy-full": files["full"]})
     assert "CI is tiny" in json.loads((tmp_path / "ok" / "toy-full.json").read_text())["provenance"]["cut_why"][0]
     assert report.published == {"toy-full": moved}

@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from simbench import leaderboard, site
+from simbench import leaderboard, publishing, site
 from simbench.types import Table
 from tests.conftest import TOY_PLUGINS, TOY_SUITE
 
@@ -52,7 +52,7 @@ def reg():
 @pytest.fixture(scope="module")
 def out(runs, reg) -> Path:
     target = runs.parent / "leaderboards"
-    leaderboard.publish([runs], target, reg, allow_dirty=True)
+    publishing.publish([runs], target, reg, allow_dirty=True)
     return target
 
 
@@ -143,12 +143,12 @@ def test_index_shows_verdict_and_figure_first_and_details_elsewhere(out, runs):
     assert "max-width:100%;height:auto" in page.replace(" ", "")
     assert 'class="boards sortable"' in page and "addEventListener('click'" in page
     weight = site.page_weight(out / "index.html")
-    assert weight["first_screen"] <= leaderboard.PAGE_BUDGET_BYTES and weight["html"] < 100_000
+    assert weight["first_screen"] <= publishing.PAGE_BUDGET_BYTES and weight["html"] < 100_000
 
 
 def test_a_first_screen_over_budget_is_reported(runs, reg, tmp_path, monkeypatch):
-    monkeypatch.setattr(leaderboard, "PAGE_BUDGET_BYTES", 20_000)
-    report = leaderboard.publish([runs], tmp_path / "out", reg, allow_dirty=True)
+    monkeypatch.setattr(publishing, "PAGE_BUDGET_BYTES", 20_000)
+    report = publishing.publish([runs], tmp_path / "out", reg, allow_dirty=True)
     assert report.weight["first_screen"] > 20_000 >= report.weight["html"]
     assert any(p.startswith("index.html and the figures of its first screen are") for p in report.problems)
 
@@ -196,11 +196,11 @@ def test_a_variant_says_what_was_overridden(out, runs):
 def test_rename_moves_the_files_and_removes_only_what_publish_wrote(runs, reg, tmp_path):
     target = tmp_path / "out"
     name = _variant(runs)
-    leaderboard.publish([runs], target, reg, allow_dirty=True)
+    publishing.publish([runs], target, reg, allow_dirty=True)
     before = {p.name for p in target.iterdir()}
     assert {f"{name}.md", f"{name}.csv", f"{name}.json", f"{name}.html", f"{name}_plots"} <= before
     (target / f"{name}_plots" / "mine.txt").write_text("a file someone else put there")
-    report = leaderboard.publish([runs], target, reg, allow_dirty=True, rename={name: "toy-verdict"})
+    report = publishing.publish([runs], target, reg, allow_dirty=True, rename={name: "toy-verdict"})
     assert set(report.published) == {"toy", "toy-verdict"}
     assert not any((target / f"{name}{s}").exists() for s in (".md", ".csv", ".json", ".html"))
     assert [p.name for p in (target / f"{name}_plots").iterdir()] == ["mine.txt"]  # not ours: kept
@@ -208,7 +208,7 @@ def test_rename_moves_the_files_and_removes_only_what_publish_wrote(runs, reg, t
     assert (target / "toy-verdict.html").is_file() and name not in (target / "index.html").read_text()
     # an old-name file that publish did not write (no board JSON of that name) is never removed
     (target / f"{name}.md").write_text("my notes")
-    leaderboard.publish([runs], target, reg, allow_dirty=True, rename={name: "toy-verdict"})
+    publishing.publish([runs], target, reg, allow_dirty=True, rename={name: "toy-verdict"})
     assert (target / f"{name}.md").read_text() == "my notes"
 
 
@@ -216,7 +216,7 @@ def test_a_run_without_a_revision_is_published_with_a_warning(runs, reg, tmp_pat
     from tests.test_publish import _copy_run
 
     _copy_run(runs / "toy", tmp_path / "runs" / "wheel", revision="unknown", suite_name="wheel")
-    report = leaderboard.publish([tmp_path / "runs"], tmp_path / "out", reg)
+    report = publishing.publish([tmp_path / "runs"], tmp_path / "out", reg)
     assert set(report.published) == {"wheel"}
     assert any(p.startswith("wheel: ") and "no recorded source revision" in p for p in report.problems)
     assert "no recorded source revision" in (tmp_path / "out" / "wheel.html").read_text()
