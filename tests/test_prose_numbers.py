@@ -23,6 +23,7 @@ import bisect
 import json
 import math
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -387,7 +388,14 @@ def test_a_heading_that_names_a_board_covers_its_section():
     assert [(f.number, f.boards) for f in findings] == [("0.41", ("sanity",))]
 
 
-def test_a_table_cell_is_read_with_its_column_header_and_row():
+def test_a_table_cell_is_read_with_its_column_header_and_row(tmp_path, monkeypatch):
+    # a board of our own (the published cosmo-shift board changes when it is rerun): two rows of a layer_maps table
+    board = {"tables": [{"key": "layer_maps", "columns": ["model", "probe_set", "block_score"],
+                         "rows": [["cosmo_cnn-temperature-h4-s0", "cosmo_shift/B", 0.973],
+                                  ["cosmo_cnn-temperature-h4-s1", "cosmo_shift/B", 0.968]]}]}
+    (tmp_path / "cosmo-shift.json").write_text(json.dumps(board), encoding="utf-8")
+    monkeypatch.setattr(sys.modules[__name__], "BOARDS", {"cosmo-shift": tmp_path / "cosmo-shift.json"})
+    monkeypatch.setattr(sys.modules[__name__], "_CACHE", {})
     text = ("### Result: `suites/cosmo-shift.toml`\n\n| model | probes | block score |\n|---|---|---|\n"
             "| temperature, seed 0 | B | 0.973 |\n| temperature, seed 1 | B | 0.958 |\n")
     assert [f.number for f in _unit_check(text)] == ["0.958"]  # the board has 0.968 for that model
