@@ -194,7 +194,9 @@ def _export_into(run: Any, manifest: dict[str, Any], order: list[str], w: _Write
 
     from .provenance import simbench_revision
     from .registry import build_registry
-    from .runner import Runner, fingerprint, set_threads
+    from .boundary import fingerprint
+    from .runner import Runner
+    from .worker import set_threads
     from .suite import check_data_files, load_suite
     from ._version import __version__
 
@@ -283,7 +285,7 @@ def _export_into(run: Any, manifest: dict[str, Any], order: list[str], w: _Write
     w.json("suite/suite.json", suite.raw)
     w.bytes("run/manifest.json", run.manifest_path.read_bytes())
     w.bytes("run/results.parquet", (run.path / "results.parquet").read_bytes())
-    from .runner import _plugin_key
+    from .cache import plugin_key as _plugin_key
 
     doc = {
         "format": FORMAT,

@@ -199,6 +199,17 @@ def _code_hash(module: str, stamp: tuple[str, int, int]) -> str:
     return h.hexdigest()
 
 
+def plugin_key(use: Any) -> dict[str, Any]:
+    """What a plugin's cached products depend on: its name, parameters and the hash of its *code*
+    (``use``: a :class:`simbench.suite.PluginUse`).
+
+    The hand-bumped ``version`` stays in the key, but editing the plugin's
+    source (or installing another version of its distribution) is enough to
+    invalidate its cache entries.
+    """
+    return {"name": use.name, "version": use.obj.version, "params": use.params, "code": class_code_hash(type(use.obj))}
+
+
 def class_code_hash(cls: type) -> str:
     """:func:`code_hash` of the module defining ``cls`` and of its bases' modules (outside the core)."""
     modules = sorted({c.__module__ for c in cls.__mro__ if c.__module__ not in ("builtins",)

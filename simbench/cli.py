@@ -176,7 +176,8 @@ def validate(ctx: click.Context, suite_file: Path, plugins: tuple[str, ...], ove
     check_requirements(suite, registry.get("executor", str(suite.run.get("executor") or "local")))
     estimate = None
     if not no_data:
-        from .runner import load_data_offline, preflight, resolve_task
+        from .cells import resolve_task
+        from .preflight import load_data_offline, preflight
 
         data = load_data_offline(suite)
         resolve_task(registry, data, suite.data.name)  # the task the data names is registered

@@ -3,8 +3,9 @@
 Two ship, registered through the ``register_executors`` hook like any
 plugin (a lab may register its own):
 
-``local``   today's behaviour and the default: the runner computes each task
-            in its own process when it reaches it (no task leaves the process).
+``local``   the default: every task runs in the client's own process, one after
+            another, through the same worker code as on a cluster
+            (:func:`simbench.worker.run_task` on the runner itself).
 ``dask``    ``dask.distributed``: a ``LocalCluster`` of worker processes on this
             machine (one thread each, torch pinned to ``[run] threads``), or an
             existing cluster named by ``--scheduler tcp://host:8786``,
@@ -45,7 +46,7 @@ __all__ = ["ALLOWED_FAILURES", "SCHEDULER_ENV", "DaskExecutor", "Executor", "Loc
 
 @dataclass(frozen=True)
 class LocalExecutor(Executor):
-    """Every task in this process, computed when the runner reaches it (the default)."""
+    """Every task in this process, one after another (the default): :meth:`Executor.run`'s loop."""
 
     name: ClassVar[str] = "local"
     description: ClassVar[str] = "in this process, stage by stage (the default)"

@@ -38,7 +38,7 @@ from typing import Any
 from .errors import MeasurementFailed, one_line
 
 #: modules the fork server imports once, so a cell's process starts with them loaded
-PRELOAD = ("torch", "numpy", "pydantic", "pydantic.fields", "simbench.runner")
+PRELOAD = ("torch", "numpy", "pydantic", "pydantic.fields", "simbench.boundary")
 
 #: how long a worker process may take to start (fork, load the --plugin files, unpickle its inputs) before the
 #: cell's own time limit starts; the first cell of a run also waits for the fork server to import torch

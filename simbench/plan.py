@@ -1,9 +1,11 @@
 """A suite's work as an explicit plan of pure, content-addressed tasks.
 
 A :class:`PlanTask` is one unit an executor may run anywhere: train one zoo
-group, compute one metric's M x M matrix on one probe set, compute one
-matrix a benchmark declared (``matrix``: its sources materialised by the
-client into one cache entry, the metric run by the task).  It names the
+group, read every model on one probe set, compute one metric's M x M matrix
+on one probe set, materialise the sources of one matrix a benchmark declared
+(``sources``: one cache entry), compute that matrix (``matrix``).  Every
+executor runs the plan, the local one included (:mod:`simbench.worker` runs
+each task; :mod:`simbench.cells` computes it).  It names the
 store entries it reads (``inputs``: tensor-cache keys) and the one entry it
 writes (``output``: a tensor-cache key), and carries only JSON-able
 arguments, so it can be shipped to another process or machine.  Because
@@ -12,7 +14,8 @@ whose output already exists is skipped, a task run twice (a worker lost
 mid-task, the task retried elsewhere) writes the same bytes, and which
 process ran it changes nothing.
 
-The plan is laid out in *stages* (zoo groups, similarity matrices, benchmark matrices):
+The plan is laid out in *stages* (zoo groups, representations, similarity matrices, benchmark sources,
+benchmark matrices):
 later keys depend on what earlier stages produced (a failed zoo group changes
 the zoo, a perturbation names its probe sets only when it runs), so the
 runner asks for one stage's tasks when the stage before it is done.  Within
@@ -30,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 #: the kinds of task the core ships to executors; the rest of the plan runs on the client
-TASK_KINDS = ("zoo_group", "representations", "similarity", "matrix")
+TASK_KINDS = ("zoo_group", "representations", "similarity", "sources", "matrix")
 
 
 @dataclass(frozen=True)

@@ -134,7 +134,7 @@ def summary_lines(run: RunDir, registry: Registry | None, width: int = 80, wrap:
     word boundaries to ``width`` too; without it (output into a file) those
     lines are written whole, one line each.
     """
-    from .runner import PluginCallFailed, plugin_call
+    from .boundary import PluginCallFailed, plugin_call
     from .types import Benchmark
 
     def fit(text: str, indent: str = "") -> list[str]:

@@ -98,7 +98,7 @@ def scoring_suite(bundle: Bundle, new: Sequence[Any], reg: Any, device: str) -> 
     """The bundle's suite with the new metrics appended (plugins other than metrics and benchmarks are not
     needed, so their names are kept as recorded and never looked up)."""
     from . import suite as suite_mod
-    from .runner import _plugin_key
+    from .cache import plugin_key as _plugin_key
     from .suite import PROBES_DEFAULTS, RUN_DEFAULTS, PluginUse, Suite
 
     doc = bundle.json("suite/suite.json")
@@ -180,7 +180,8 @@ def score_bundle(metric: Any, bundle: str | os.PathLike[str] | Bundle, *, suite:
     """
     from .registry import build_registry
     from .results import check_fresh_target
-    from .runner import Runner, resolve_device, set_threads
+    from .runner import Runner
+    from .worker import resolve_device, set_threads
 
     b = bundle if isinstance(bundle, Bundle) else open_bundle(bundle)
     _check_consistency(b)
@@ -333,7 +334,7 @@ def reproduce(runner: Any, b: Bundle, published: set[str], strict: bool = True) 
     import pandas as pd
 
     from .results import COLUMNS, COORD_PREFIX, normalise_frame, record_row
-    from .runner import RunnerView
+    from .view import RunnerView
 
     rows = []
     for use in runner.suite.benchmarks:

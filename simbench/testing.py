@@ -69,6 +69,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import one_line
 from .types import INVARIANCES, Metric
+from .view import RunnerView
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -652,7 +653,7 @@ def fake_model_class() -> type:
     return FakeMLP
 
 
-class FakeStore:
+class FakeStore(RunnerView):
     """A small synthetic :class:`simbench.StoreView` whose matrices come from the real metric plugins.
 
     Default: six readable MLPs (factors ``arch`` (two widths), ``seed``,
@@ -669,8 +670,14 @@ class FakeStore:
     ``metric_classes`` for metrics that are not registered (test doubles).
 
     :func:`run_benchmark` drives a benchmark through it as the runner does:
-    ``requests``, then the declared matrices (computed here with the real
-    metrics, validated like the runner's cells), then ``evaluate``.
+    ``requests``, then the declared matrices, then ``evaluate``.
+
+    It is the runner's own store, not a second implementation: the view is
+    :class:`simbench.view.RunnerView` over a :class:`simbench.worker.Worker`
+    whose cache is in memory only, its representations and sources are the
+    worker's, and every matrix is measured by :func:`simbench.cells.measure`
+    (copies, the modified-input check, :func:`~simbench.boundary.validate_matrix`)
+    and the agreement by :func:`simbench.cells.task_agreement`.
     """
 
     def __init__(self, models: Any = None, specs: Any = None, probe_sets: Any = None, data: Any = None,
@@ -680,7 +687,6 @@ class FakeStore:
 
         from .types import DataSplits, ModelSpec, ProbeSet, Split
 
-        self.suite_name, self.seed, self.device = "fake", seed, "cpu"
         self._registry = registry
         self._metric_classes = {c.name: c for c in metric_classes}
         g = _generator(seed, "fake-store")
@@ -715,26 +721,19 @@ class FakeStore:
                         param.add_(0.05 * torch.randn(param.shape, generator=g))
                 specs.append(ModelSpec(mid, {**base.factors, "original": base.id, "manipulated": "nudged"}))
         self.models_ = dict(models)  # private: a benchmark never reads models
-        self.specs = list(specs) if specs is not None else [ModelSpec(k, {"seed": i}) for i, k in enumerate(models)]
+        specs = list(specs) if specs is not None else [ModelSpec(k, {"seed": i}) for i, k in enumerate(models)]
         if probe_sets is None:
             clean = ProbeSet("clean", data.test.x.clone(), data.test.y.clone())
             noisy = ProbeSet("noise/0.5", clean.x + 0.5 * torch.randn(clean.x.shape, generator=g), clean.y.clone(),
                              {"sigma": 0.5})
             probe_sets = [clean, noisy]
-        self._probes = {p.name: p for p in probe_sets}
-        self.probe_sets = list(self._probes)
         if metrics is None:
             metrics = {name: self._configure("metric", name, {}) for name in ("linear_cka", "procrustes", "wcka")}
-        self.metrics = dict(metrics)
-        self._reps: dict[tuple[str, str], list[Any]] = {}
-        self._similarities: dict[tuple[str, str], Any] = {}
-        self._failures: dict[tuple[str, str], str] = {}
-        self._agreements: dict[str, tuple[Any, Any]] = {}
-        self._matrices: dict[tuple[str, str], Any] = {}
-        self._matrix_failures: dict[tuple[str, str], str] = {}
-        self._matrix_metrics: dict[tuple[str, str], Any] = {}
-        self._matrix_seconds: dict[tuple[str, str], list[float]] = {}
+        super().__init__(_memory_worker(self._registry_or_default(), data, self.models_, specs, probe_sets,
+                                        dict(metrics), seed))
         self.benchmark = ""  # the label whose declared matrices matrix() reads
+        #: the data's task plugin (``DataSplits.task``), resolved as the runner resolves it
+        self.task = self._runner.task
         self._compute_suite_matrices()
 
     @classmethod
@@ -760,7 +759,12 @@ class FakeStore:
             probe_sets += pert.probe_sets(clean, PerturbContext(seed=seed, models=models, specs=specs, data=data))
         return cls(models, specs, probe_sets, data, metrics=metrics, seed=seed, registry=registry)
 
-    # -- building ---------------------------------------------------------------
+    def _registry_or_default(self) -> Any:
+        if self._registry is None:
+            from .registry import build_registry
+
+            self._registry = build_registry()
+        return self._registry
 
     def _configure(self, kind: str, name: str, params: Any) -> Any:
         if kind == "metric" and name in self._metric_classes:
@@ -771,161 +775,40 @@ class FakeStore:
             self._registry = build_registry()
         return _configured(self._registry, kind, name, params)
 
-    def _measure(self, metric: Any, reps: Sequence[Any], ids: Sequence[str], inputs: Any = None,
-                 timing_repeats: int = 0) -> Any:
-        """The validated matrix; with ``timing_repeats`` (two sources), also the seconds of that many one-pair
-        calls ``metric(a, b)`` after a warm-up call, as the runner times a timed request."""
-        import time
-
-        from .runner import validate_matrix
-
-        kwargs = {"inputs": inputs} if getattr(metric, "needs_inputs", False) and inputs is not None else {}
-        matrix = validate_matrix(metric.pairwise(list(reps), **kwargs), ids, metric)[0]
-        if not timing_repeats:
-            return matrix
-        a, b = reps
-        metric(a, b, **kwargs)
-        seconds = []
-        for _ in range(timing_repeats):
-            started = time.perf_counter()
-            metric(a, b, **kwargs)
-            seconds.append(time.perf_counter() - started)
-        return matrix, seconds
-
     def _compute_suite_matrices(self) -> None:
+        """Every agreement and suite-metric cell, through the cells the runner's tasks compute with."""
         import torch
 
-        from .runner import resolve_task, task_agreement
+        from .cells import measure, task_agreement
         from .types import WEIGHTS_PROBE_SET
 
+        worker, state = self._runner, self._runner.state
         ids = [s.id for s in self.specs]
-        if self._registry is None:
-            from .registry import build_registry
-
-            self._registry = build_registry()
-        #: the data's task plugin (``DataSplits.task``), resolved as the runner resolves it
-        self.task = resolve_task(self._registry, self.data, "fake")
         for name in self.probe_sets:
-            outputs = torch.stack(self.outputs(name))
-            self._agreements[name] = task_agreement(self.task, outputs, self._probes[name].y, len(ids))
+            outputs = torch.stack(worker.representations(name, None)[1])
+            state.agreements[name], state.accuracies[name] = task_agreement(
+                self.task, outputs, state.probe_sets[name].y, len(ids))
         for label, metric in self.metrics.items():
             wheres = [WEIGHTS_PROBE_SET] if metric.kind == "weight" else self.probe_sets
             for where in wheres:
                 try:
                     if metric.kind == "weight":
-                        reps = [self.weights(i) for i in ids]
-                        inputs = None
+                        reps = [[w.detach() for w in state.models[i].dense_weights()] for i in ids]
                     else:
-                        reps = self.representations(where)
-                        x = self._probes[where].x
-                        inputs = x.reshape(len(x), -1)
-                    self._similarities[(label, where)] = self._measure(metric, reps, ids, inputs)
+                        reps = worker.representations(where, None)[0]
+                    kwargs = {"inputs": worker._inputs(where)} if metric.needs_inputs and metric.kind != "weight" else {}
+                    state.similarities[(label, where)] = measure(metric, reps, kwargs, ids, what=f"{label}@{where}").matrix
                 except Exception as exc:  # noqa: BLE001 - a failed cell, as in a run
-                    self._failures[(label, where)] = f"{type(exc).__name__}: {exc}"
-
-    # -- the StoreView ----------------------------------------------------------------
-
-    def _where(self, metric: str, probe_set: str) -> tuple[str, str]:
-        from .types import WEIGHTS_PROBE_SET
-
-        if metric not in self.metrics:
-            raise KeyError(f"unknown metric {metric!r}; the fake store has {list(self.metrics)}")
-        return (metric, WEIGHTS_PROBE_SET) if self.metrics[metric].kind == "weight" else (metric, probe_set)
-
-    def similarity(self, metric: str, probe_set: str) -> Any:
-        from .errors import MeasurementFailed
-
-        key = self._where(metric, probe_set)
-        if key in self._failures:
-            raise MeasurementFailed(self._failures[key])
-        return self.metrics[metric].to_similarity(self._similarities[key].clone())
-
-    def failure(self, metric: str, probe_set: str) -> str | None:
-        return self._failures.get(self._where(metric, probe_set))
-
-    def agreement(self, probe_set: str) -> Any:
-        return self._agreements[probe_set][0].clone()
-
-    def accuracy(self, probe_set: str) -> Any:
-        return self._agreements[probe_set][1].clone()
-
-    def probe_set(self, name: str) -> Any:
-        from .types import ProbeSet
-
-        ps = self._probes[name]
-        return ProbeSet(ps.name, ps.x.clone(), ps.y.clone(), dict(ps.meta),
-                        None if ps.x_by_model is None else {k: v.clone() for k, v in ps.x_by_model.items()})
-
-    def _read(self, probe_set: str, layer: str, model_id: str) -> Any:
-        import torch
-
-        model = self.models_[model_id]
-        name = model.default_layer if layer == "default" else layer
-        x = self._probes[probe_set].inputs_for(model_id)
-        from .runner import stored_activations
-
-        with torch.no_grad():
-            return stored_activations(model.read(x, [name])[name].reshape(len(x), -1))
-
-    def outputs(self, probe_set: str) -> list[Any]:
-        import torch
-
-        with torch.no_grad():
-            return [self.models_[s.id](self._probes[probe_set].inputs_for(s.id)).float() for s in self.specs]
-
-    def representations(self, probe_set: str, layer: str | None = None) -> list[Any]:
-        key = (probe_set, layer or "default")
-        if key not in self._reps:
-            self._reps[key] = [self._read(probe_set, key[1], s.id) for s in self.specs]
-        return [r.clone() for r in self._reps[key]]
-
-    def layers(self, model_id: str) -> tuple[str, ...]:
-        return tuple(self.models_[model_id].readable_layers)
-
-    def weights(self, model_id: str) -> list[Any]:
-        return [w.detach().clone() for w in self.models_[model_id].dense_weights()]
-
-    def buffers(self, model_id: str) -> dict[str, Any]:
-        from .runner import model_buffers
-
-        return model_buffers(self.models_[model_id])
-
-    def representation(self, source: Any) -> Any:
-        from .runner import materialise_source  # the runner's own definition of a source
-
-        transform = (self._configure("perturbation", source.transform, dict(source.transform_params))
-                     if source.transform else None)
-        return materialise_source(source, layer=lambda: self._read(source.probe_set, source.layer, source.model),
-                                  weights=lambda: self.weights(source.model),
-                                  labels=lambda: self._probes[source.probe_set].y, transform=transform)
-
-    def matrix(self, key: str) -> Any:
-        from .errors import MeasurementFailed
-
-        cell = (self.benchmark, key)
-        if cell in self._matrix_failures:
-            raise MeasurementFailed(self._matrix_failures[cell])
-        if cell not in self._matrices:
-            raise KeyError(f"matrix {key!r} was not declared by requests()")
-        return self._matrices[cell].clone()
-
-    def matrix_failure(self, key: str) -> str | None:
-        return self._matrix_failures.get((self.benchmark, key))
-
-    def matrix_metric(self, key: str) -> Any:
-        return self._matrix_metrics[(self.benchmark, key)]
-
-    def matrix_seconds(self, key: str) -> list[float] | None:
-        self.matrix(key)  # a failed cell raises
-        found = self._matrix_seconds.get((self.benchmark, key))
-        return None if found is None else list(found)
+                    state.failures[(label, where)] = f"{type(exc).__name__}: {exc}"
 
     # -- declared matrices ------------------------------------------------------------
 
     def compute_requests(self, label: str, requests: Sequence[Any]) -> None:
         """Compute ``label``'s declared matrices with the real metrics (failures stored as one-line errors)."""
+        from .cells import measure
         from .types import MatrixRequest, Source
 
+        worker, state = self._runner, self._runner.state
         seen: set[str] = set()
         for request in requests:
             assert isinstance(request, MatrixRequest), f"requests() yielded {type(request).__name__}"
@@ -937,23 +820,46 @@ class FakeStore:
             metric = (self.metrics[request.metric] if request.metric in self.metrics and not params
                       else self._configure("metric", request.metric, params))
             cell = (label, request.key)
-            self._matrix_metrics[cell] = metric
-            first = request.sources[0]
-            inputs = None
-            if not first.is_weights:
-                x = self._probes[first.probe_set].inputs_for(first.model)
-                inputs = x.reshape(len(x), -1)
-                inputs = inputs[list(first.rows)] if first.rows is not None else inputs
+            state.matrix_metrics[cell] = metric
             try:
-                reps = [self.representation(s) for s in request.sources]
+                reps, kwargs = worker._request_inputs(list(request.sources), metric)
                 labels = [f"{i}:{s.model}@{s.layer}" for i, s in enumerate(request.sources)]
-                if request.timing_repeats:
-                    self._matrices[cell], self._matrix_seconds[cell] = self._measure(
-                        metric, reps, labels, inputs, request.timing_repeats)
-                else:
-                    self._matrices[cell] = self._measure(metric, reps, labels, inputs)
+                measured = measure(metric, reps, kwargs, labels, what=f"{label}/{request.key}",
+                                   timing_repeats=request.timing_repeats)
+                state.matrices[cell] = measured.matrix
+                if measured.call_seconds is not None:
+                    state.matrix_seconds[cell] = measured.call_seconds
             except Exception as exc:  # noqa: BLE001 - a failed cell, as in a run
-                self._matrix_failures[cell] = one_line(exc)
+                state.matrix_failures[cell] = one_line(exc)
+
+
+def _memory_worker(registry: Any, data: Any, models: Any, specs: Sequence[Any], probe_sets: Sequence[Any],
+                   metrics: dict[str, Any], seed: int) -> Any:
+    """A :class:`simbench.worker.Worker` over the given data, models and probe sets, with an in-memory cache
+    (nothing is written anywhere): the store :class:`FakeStore` reads through the runner's own view."""
+    from pathlib import Path
+
+    from .cache import TensorCache
+    from .cells import resolve_task
+    from .suite import PluginUse, Suite
+    from .worker import Worker
+
+    uses = tuple(PluginUse("metric", getattr(type(obj), "name", label), label, {}, obj, f"metrics[{i}]")
+                 for i, (label, obj) in enumerate(metrics.items()))
+    suite = Suite(Path("fake"), "", "fake", "", PluginUse("dataset", "fake", "fake", {}, None, "data"),
+                  PluginUse("zoo", "fake", "fake", {}, None, "zoo"), (), uses, (),
+                  {"layer": "default", "n": 0, "split": "test"},
+                  {"seed": seed, "cell_timeout": 0, "threads": 1, "isolation": "thread"})
+    worker = Worker(suite, registry, TensorCache(Path("fake-store-cache"), enabled=False))
+    worker.task = resolve_task(registry, data, "fake")
+    state = worker.state
+    state.data, state.specs, state.models = data, list(specs), dict(models)
+    worker.restorer.keep("the data", data)
+    for ps in probe_sets:
+        state.probe_sets[ps.name] = ps
+        state.probe_keys[ps.name] = ps.name
+        worker.restorer.keep(ps.name, ps)
+    return worker
 
 
 def _configured(registry: Any, kind: str, name: str, params: Any) -> Any:

@@ -201,7 +201,7 @@ def test_weights_reach_workers_in_the_clients_memory_layout(tmp_path, toy_regist
     runner, _ = _run(tmp_path, toy_registry, [METRICS], "run")
     key = runner._weights_entry()
     tensors, meta = runner.cache.load(key)
-    from simbench.runner import _with_strides
+    from simbench.cells import with_strides as _with_strides
 
     for i, spec in enumerate(runner.state.specs):
         for j, w in enumerate(runner.state.models[spec.id].dense_weights()):

@@ -252,7 +252,7 @@ def test_validate_names_an_unknown_task_too(tmp_path, soft_plugin, cli_here):
 
 def test_a_task_that_returns_the_wrong_shape_stops_the_run_in_one_line(tmp_path):
     from simbench.errors import StageFailed
-    from simbench.runner import task_agreement
+    from simbench.cells import task_agreement
 
     class Flat(simbench.Task):
         name = "flat"

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from simbench.report import format_frame, summary_lines
-from simbench.runner import Eta, ProgressUI
+from simbench.progress import Eta, ProgressUI
 from tests.conftest import ROOT, TOY_PLUGINS, TOY_SUITE
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")

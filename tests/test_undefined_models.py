@@ -9,7 +9,8 @@ import torch
 
 from simbench.errors import MeasurementFailed
 from simbench.report import summary_lines
-from simbench.runner import Runner, validate_matrix
+from simbench.boundary import validate_matrix
+from simbench.runner import Runner
 from simbench.suite import load_suite
 from tests.conftest import TOY_SUITE
 
