@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 from collections.abc import Sequence
@@ -444,6 +445,12 @@ def test_layer_maps_are_declared_and_read_from_the_store() -> None:
             assert delta == pytest.approx(stats[SURVEYS[2]][name] - stats[SURVEYS[0]][name], abs=1e-12)
     tabs = {t.key: t.frame for t in SurveyTransfer.tables(records)}
     assert len(tabs["layer_maps"]) == 4 and list(tabs["layer_verdict"]["pairs"]) == [4, 4]
+    # maps of the first model of each group only: requests and rows shrink, the scores do not
+    one = SurveyTransfer(unseen=("survey_shift/unseen",), baseline="A", map_models_per_group=1)
+    assert [r.key for r in one.requests(store)] == [f"m-{g}-s0@{p}" for p in (SURVEYS[0], SURVEYS[2]) for g in ("A", "A+B")]
+    few = run_benchmark(one, store)
+    assert {r.model_a for r in few if r.model_b == sti.LAYERS} == {"m-A-s0", "m-A+B-s0"}
+    assert sum(r.statistic == "r2" and r.model_b == sti.OVERALL for r in few) == 4 * 3
 
 
 @dataclass(frozen=True)
@@ -481,9 +488,142 @@ def test_transfer_verdict_and_welch_p() -> None:
     from scipy import stats as sps
 
     assert str_report.transfer_verdict(0.1, 0.1, -0.1, 0.01).startswith("reproduced")
-    assert str_report.transfer_verdict(0.1, 0.1, -0.1, 0.3).startswith("same direction")
-    assert str_report.transfer_verdict(-0.1, 0.1, -0.1, 0.01).startswith("mixed evidence")
+    # anything short of better r, R², MAE with a significant adjusted p says "not reproduced" plainly
+    assert str_report.transfer_verdict(0.1, 0.1, -0.1, 0.3).startswith("not reproduced: better r, R² and MAE")
+    assert str_report.transfer_verdict(0.1, 0.1, -0.1, 0.03, alpha=0.01).startswith("not reproduced")
+    assert str_report.transfer_verdict(-0.1, 0.1, -0.1, 0.01).startswith("not reproduced: mixed evidence")
     assert str_report.transfer_verdict(0.1, -0.1, -0.1, 0.01).startswith("not reproduced")
     a, b = [0.1, 0.2, 0.3], [0.5, 0.55, 0.7]
     assert math.isclose(str_report.welch_p(a, b), sps.ttest_ind(a, b, equal_var=False).pvalue)
     assert math.isnan(str_report.welch_p([0.1], b))
+
+
+# --------------------------------------------------------------------------
+# issue 26: the control mix, the overlap mix and the declared tests
+# --------------------------------------------------------------------------
+
+
+def test_holm_matches_the_step_down_by_hand() -> None:
+    adj = str_report.holm([0.01, 0.04, 0.03])
+    assert adj == pytest.approx([0.03, 0.06, 0.06])  # 3 x 0.01; max(0.03, 2 x 0.03); max(0.06, 1 x 0.04)
+    assert str_report.holm([0.2, 0.9]) == pytest.approx([0.4, 0.9])
+    nan_kept = str_report.holm([math.nan, 0.02])
+    assert math.isnan(nan_kept[0]) and nan_kept[1] == pytest.approx(0.02)  # a NaN is not in the family
+
+
+def test_overlap_mix_sees_half_the_galaxies_through_both_surveys(tiny_data: simbench.DataSplits) -> None:
+    x, y = tiny_data.train.x[:7], tiny_data.train.y[:7]
+    xo, yo = Z.overlap_mix(x, y, ["reference", "deeper_sharper"], seed=3, stream="train")
+    assert xo.shape == x.shape and torch.equal(yo, y[torch.tensor([0, 0, 1, 1, 2, 2, 3])])
+    for i in range(7):  # image i = galaxy i // 2 through survey i % 2, with image i's own noise
+        survey = ("reference", "deeper_sharper")[i % 2]
+        want = apply_survey(x[i // 2 : i // 2 + 1], survey, seed=3, index=torch.tensor([i]), stream=f"train/{survey}")
+        assert torch.allclose(xo[i : i + 1], want)
+    zoo = GalaxyCNN(train_surveys=(("reference", "deeper_sharper"),) * 2, pairing=("random", "overlap"))
+    (xr, yr), val_r = Z.training_data(zoo, tiny_data, ["reference", "deeper_sharper"], 3)
+    (xov, yov), val_o = Z.training_data(zoo, tiny_data, ["reference", "deeper_sharper"], 3, "overlap")
+    assert torch.equal(val_r[0], val_o[0])  # both select their epoch on the same validation images
+    assert len(xov) == len(xr) and len(torch.unique(yov, dim=0)) <= (len(yr) + 1) // 2
+
+
+def test_zoo_pairing_and_extra_surveys() -> None:
+    ctrl = {"band_mix": [[1.0, 0.0, 0.0], [0.7, 0.3, 0.0], [0.3, 0.7, 0.0]], "band_gamma": 2.5}
+    zoo = GalaxyCNN(train_surveys=(("reference",), ("reference", "deeper_sharper"), ("reference", "deeper_sharper"),
+                                   ("reference", "blue")), pairing=("random", "random", "overlap", "random"),
+                    extra_surveys={"blue": ctrl})
+    labels = list(dict.fromkeys(s.factors["train_surveys"] for s in zoo.specs()))
+    assert labels == ["reference", "reference+deeper_sharper", "reference+deeper_sharper-overlap", "reference+blue"]
+    assert [s.factors["pairing"] for s in zoo.specs()] == ["random", "random", "overlap", "random"]
+    assert zoo.survey_steps("blue")[0] == ("band", {"gamma": 2.5, "scale": 1.0, "mix": tuple(map(tuple, ctrl["band_mix"]))})
+    for bad, key in (({"pairing": ["random"]}, "pairing"),
+                     ({"train_surveys": [["reference"]], "pairing": ["both"]}, "pairing"),
+                     ({"train_surveys": [["reference", "blue"]]}, "train_surveys"),
+                     ({"extra_surveys": {"reference": ctrl}}, "extra_surveys"),
+                     ({"extra_surveys": {"blue": {"psf_fwhm": 2.0}}}, "extra_surveys.blue.psf_fwhm"),
+                     ({"extra_surveys": {"blue": {"nonsense": 1}}}, "extra_surveys.blue")):
+        obj, k, msg = configure(GalaxyCNN, bad)
+        assert obj is None and k == key, (bad, k, msg)
+
+
+def test_the_suites_control_survey_is_matched_to_b_and_points_away_from_the_unseen_surveys() -> None:
+    """The design argument in suites/survey-shift.toml's header, on noise-free galaxies: D is as far from A as B,
+    B's shift points towards both unseen surveys' shifts, D's away from them; the probe set survey_shift/custom is
+    the survey D the zoo trains on."""
+    import tomllib
+    from pathlib import Path
+
+    from simbench_plugins.perturbations.survey import PRESETS, SurveyShift
+
+    suite = tomllib.loads((Path(__file__).resolve().parents[1] / "suites" / "survey-shift.toml").read_text())
+    zoo_tab, pert = suite["zoo"], suite["perturbations"][0]
+    zoo = GalaxyCNN(train_surveys=tuple(map(tuple, zoo_tab["train_surveys"])), pairing=tuple(zoo_tab["pairing"]),
+                    extra_surveys=zoo_tab["extra_surveys"])
+    params = {k: v for k, v in pert.items() if k not in ("name", "presets")}
+    params["band_mix"] = tuple(map(tuple, params["band_mix"]))
+    assert SurveyShift(presets=(), **params).custom_steps() == zoo.survey_steps("bluer_steeper")
+    bench = next(b for b in suite["benchmarks"] if b["name"] == "survey_transfer")
+    assert bench["control_mix"] == "reference+bluer_steeper" and "bluer_steeper" in zoo_tab["extra_surveys"]
+
+    x = GalaxySynth(size=suite["data"]["size"], n_train=8, n_val=8, n_test=300).load(_ctx(0)).test.x
+    quiet = lambda steps: tuple(s for s in steps if s[0] != "noise")  # noqa: E731
+    img = {k: apply_survey(x, quiet(PRESETS[k])) for k in PRESETS}
+    img["D"] = apply_survey(x, quiet(zoo.survey_steps("bluer_steeper")))
+
+    def rms(a: torch.Tensor, b: torch.Tensor) -> float:
+        return float(((a - b) ** 2).mean((1, 2, 3)).sqrt().mean())
+
+    def cos(a: torch.Tensor, b: torch.Tensor) -> float:
+        a, b = a.flatten(1), b.flatten(1)
+        return float(((a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1) + 1e-12)).mean())
+
+    a = img["reference"]
+    assert rms(img["D"], a) == pytest.approx(rms(img["deeper_sharper"], a), rel=0.05)
+    for unseen in ("redder_shallower_ir", "shallower_blurrier_ir"):
+        assert cos(img["deeper_sharper"] - a, img[unseen] - a) > 0.2
+        assert cos(img["D"] - a, img[unseen] - a) < -0.2
+
+
+GROUPS4 = ("A", "A+B", "A+D", "A+B-overlap")
+#: each mix's prediction noise on the unseen survey, per scenario (the verdicts' inputs)
+SCENARIOS = {
+    "diversity": (0.3, 0.1, 0.1, 0.2),  # the control gains as much as the seed's mix
+    "resemblance": (0.3, 0.1, 0.3, 0.2),  # only the seed's mix gains; the random mix beats the overlap mix
+    "nothing": (0.3, 0.3, 0.1, 0.1),  # the seed's mix does not gain; the overlap mix beats the random mix
+}
+
+
+@functools.lru_cache(maxsize=None)
+def _control_tables(scenario: str) -> dict[str, Any]:
+    noise = {g: {"reference": 0.05, "deeper_sharper": 0.05, "unseen": u} for g, u in zip(GROUPS4, SCENARIOS[scenario])}
+    bench = SurveyTransfer(unseen=("survey_shift/unseen",), baseline="A", seed_mix="A+B", control_mix="A+D",
+                           overlap_mix="A+B-overlap", layer_metric="")
+    records = run_benchmark(bench, _transfer_store(noise, seeds=4, n=80))
+    return {t.key: t.frame for t in SurveyTransfer.tables(records)}
+
+
+def test_control_says_diversity_resemblance_or_nothing_to_separate() -> None:
+    assert _control_tables("diversity")["control"]["verdict"].iloc[0].startswith("diversity")
+    resemblance = _control_tables("resemblance")
+    assert resemblance["control"]["verdict"].iloc[0].startswith("resemblance")
+    assert _control_tables("nothing")["control"]["verdict"].iloc[0].startswith("nothing to separate")
+    # the headline table names each question with its verdict, and the verdict table marks the mixes' roles
+    summary = resemblance["summary"]
+    assert list(summary["question"]) == ["A+B beats A on unseen", "diversity or resemblance on unseen",
+                                         "random beats overlap mix on unseen"]
+    assert set(resemblance["verdict"]["mix role"]) == {"seed's mix", "control", "overlap"}
+
+
+def test_overlap_verdict_follows_the_r_difference() -> None:
+    better = _control_tables("resemblance")["overlap"]
+    assert better["Δr"].iloc[0] > 0 and better["verdict"].iloc[0].startswith("reproduced")
+    worse = _control_tables("nothing")["overlap"]
+    assert worse["verdict"].iloc[0].startswith("not reproduced: the overlap mix has the significantly higher r")
+    assert str_report.overlap_verdict(0.01, 0.4).startswith("not reproduced: higher r for the random mix")
+
+
+def test_named_mixes_must_exist_and_differ() -> None:
+    obj, key, _ = configure(SurveyTransfer, {"seed_mix": "A+B", "control_mix": "A+B"})
+    assert obj is None and key == "control_mix"
+    bench = SurveyTransfer(unseen=("survey_shift/unseen",), baseline="A", control_mix="A+C", layer_metric="")
+    with pytest.raises(ValueError, match="control_mix 'A\\+C' is not a value"):
+        run_benchmark(bench, _transfer_store(NOISE_MIX_BETTER))

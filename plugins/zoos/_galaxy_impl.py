@@ -13,7 +13,7 @@ import simbench
 from simbench.seeding import derive_seed
 
 from ._supervised import train_best_epoch
-from ._galaxy_names import CLEAN, mix_label
+from ._galaxy_names import CLEAN, OVERLAP, mix_label
 
 
 def question_groups(data: simbench.DataSplits) -> list[list[int]] | None:
@@ -135,8 +135,11 @@ def instantiate(zoo: Any, spec: simbench.ModelSpec, data: simbench.DataSplits) -
     return GalaxyCNNModule(int(data.input_shape[0]), n_out, question_groups(data), width=zoo.width, dense=zoo.dense)
 
 
-def survey_mix(x: torch.Tensor, surveys: Sequence[str], seed: int, stream: str) -> torch.Tensor:
-    """Every ``k``-th image through each of the ``k`` surveys (noise seeded per image, independent of batching)."""
+def survey_mix(x: torch.Tensor, surveys: Sequence[str], seed: int, stream: str,
+               steps: Mapping[str, Any] | None = None) -> torch.Tensor:
+    """Every ``k``-th image through each of the ``k`` surveys (noise seeded per image, independent of batching).
+
+    ``steps`` maps a survey name to its step list (the zoo's ``extra_surveys``); other names are presets."""
     from simbench_plugins.perturbations.survey import apply_survey
 
     out = x.clone()
@@ -145,8 +148,18 @@ def survey_mix(x: torch.Tensor, surveys: Sequence[str], seed: int, stream: str) 
         idx = torch.arange(j, x.shape[0], k)
         if survey == CLEAN or len(idx) == 0:
             continue
-        out[idx] = apply_survey(x[idx], survey, seed=seed, index=idx, stream=f"{stream}/{survey}").to(x.dtype)
+        spec = (steps or {}).get(survey, survey)
+        out[idx] = apply_survey(x[idx], spec, seed=seed, index=idx, stream=f"{stream}/{survey}").to(x.dtype)
     return out
+
+
+def overlap_mix(x: torch.Tensor, y: torch.Tensor, surveys: Sequence[str], seed: int, stream: str,
+                steps: Mapping[str, Any] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """A maximum-overlap mix of the same size: image ``i`` is galaxy ``i // k`` through survey ``i % k``, so the
+    first ``ceil(N / k)`` galaxies are each seen through all ``k`` surveys (labels follow the galaxies)."""
+    k = len(surveys)
+    galaxy = torch.arange(x.shape[0]) // k
+    return survey_mix(x[galaxy], surveys, seed, stream, steps), y[galaxy]
 
 
 @torch.no_grad()
@@ -171,23 +184,27 @@ def train_one(model: GalaxyCNNModule, zoo: Any, train: tuple[torch.Tensor, torch
     )
 
 
-def training_data(zoo: Any, data: simbench.DataSplits, surveys: Sequence[str], seed: int
+def training_data(zoo: Any, data: simbench.DataSplits, surveys: Sequence[str], seed: int, pairing: str = "random"
                   ) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
-    """The (surveyed) training and validation splits one training mix sees."""
+    """The (surveyed) training and validation splits one training mix sees (validation: always the random mix)."""
+    steps = {name: zoo.survey_steps(name) for name in surveys if name in getattr(zoo, "extra_surveys", {})}
     x_train, y_train = data.train.x, data.train.y.reshape(len(data.train), -1)
     if zoo.max_train:
         x_train, y_train = x_train[: zoo.max_train], y_train[: zoo.max_train]
     x_val, y_val = data.val.x, data.val.y.reshape(len(data.val), -1)
-    return (
-        (survey_mix(x_train, surveys, seed, "train"), y_train),
-        (survey_mix(x_val, surveys, seed, "val"), y_val),
-    )
+    if pairing == OVERLAP:
+        train = overlap_mix(x_train, y_train, surveys, seed, "train", steps)
+    else:
+        train = (survey_mix(x_train, surveys, seed, "train", steps), y_train)
+    return train, (survey_mix(x_val, surveys, seed, "val", steps), y_val)
 
 
 def build(zoo: Any, data: simbench.DataSplits, ctx: simbench.RunContext) -> dict[str, Any]:
     specs = zoo.specs()
     advance = ctx.progress(f"Training {zoo.name}", total=len(specs) * zoo.epochs)
-    by_label: Mapping[str, tuple[str, ...]] = {mix_label(m): tuple(m) for m in zoo.train_surveys}
+    by_label: Mapping[str, tuple[tuple[str, ...], str]] = {
+        mix_label(m, p): (tuple(m), p) for m, p in zip(zoo.train_surveys, zoo.pairings(), strict=True)
+    }
     surveyed: dict[str, Any] = {}
     models: dict[str, Any] = {}
     for spec in specs:
@@ -195,7 +212,8 @@ def build(zoo: Any, data: simbench.DataSplits, ctx: simbench.RunContext) -> dict
         if label not in surveyed:
             # the survey realisation is the data set of a mix: the same for every seed of that mix
             noise_seed = derive_seed(ctx.seed, "galaxy", "survey-noise")
-            surveyed = {label: training_data(zoo, data, by_label[label], noise_seed)}
+            surveys, pairing = by_label[label]
+            surveyed = {label: training_data(zoo, data, surveys, noise_seed, pairing)}
         seed = int(spec.factors["seed"])
         torch.manual_seed(derive_seed(ctx.seed, "galaxy", "init", seed))  # initial weights
         model = instantiate(zoo, spec, data).to(ctx.device)

@@ -18,6 +18,9 @@ statistic                    model_b      value
 ``delta_offdiag_mean``                    statistic (unseen probe sets only)
 ``probe_role``               -            per probe set: 0 = in distribution, 1 = other, 2 = unseen
 ``baseline``                 -            1, ``group`` = the single-survey (baseline) group
+``mix_role``                 -            ``group`` = a mix named by ``seed_mix`` (value 1),
+                                          ``control_mix`` (2) or ``overlap_mix`` (3)
+``alpha``                    -            the declared significance level
 ===========================  ===========  ======================================================
 
 Tables and the verdicts are computed from these rows by
@@ -28,7 +31,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
+
+from pydantic import Field
 
 import simbench
 from simbench import ParamError
@@ -50,6 +55,26 @@ class SurveyTransfer(simbench.Benchmark):
     single-survey vs mixed comparison on every ``unseen`` probe set with a
     plain verdict (Welch t-test over seeds on the overall R²), and per-task r.
 
+    The test is declared here, before any run: the models (seeds) are the
+    units; per unseen survey a two-sided Welch t-test of the per-seed overall
+    R² of two mixes, Holm-adjusted over the ``unseen`` surveys (one family
+    per pair of mixes) at level ``alpha``.  A comparison is "reproduced" only
+    with better r, R² and MAE and an adjusted p < ``alpha``; anything else
+    says "not reproduced" with the reason.
+
+    ``control_mix`` names a mix whose added survey does not resemble the
+    unseen ones (as far from the in-distribution survey as the seed's mix's
+    added survey, shifted the other way); the ``control`` table asks, per
+    unseen survey, whether a gain of ``seed_mix`` (default: the first
+    non-baseline group) over the single survey is explained by survey
+    diversity (the control mix gains too, significantly) or by the added
+    survey's resemblance to the unseen one (the control does not gain and
+    ``seed_mix`` beats it significantly).  ``overlap_mix`` names a
+    maximum-overlap mix of the same surveys as ``seed_mix`` (the zoo's
+    ``pairing = "overlap"``); the ``overlap`` table tests seed 002's "a random
+    mix transfers better than a maximum-overlap mix" on the overall r (the
+    seed's number), Welch over seeds, Holm over the unseen surveys.
+
     Tasks: ``targets`` (target column names) if given, else the data's
     ``meta["tasks"]`` (task name -> column), else every column of
     ``meta["targets"]``.  ``baseline`` names the single-survey group (default:
@@ -59,8 +84,9 @@ class SurveyTransfer(simbench.Benchmark):
     a registered name configured with ``layer_metric_params``), it also
     declares (``requests``) each model's layer x layer map on the
     in-distribution and unseen probe sets, as the ``layer_map`` benchmark
-    does, over ``layers`` or every readable layer; the runner computes and
-    caches them.  It asks whether the change in block structure tells the
+    does, over ``layers`` or every readable layer, for every model or the
+    first ``map_models_per_group`` of each group (zoo order; 0 = all); the
+    runner computes and caches them.  It asks whether the change in block structure tells the
     models that degrade most from those that do not (Spearman correlation
     over models and unseen surveys between the R² drop and the block-score
     rise).  It reads outputs and those maps from the store view and runs no
@@ -79,6 +105,11 @@ class SurveyTransfer(simbench.Benchmark):
     layer_metric: str = "linear_cka"
     layer_metric_params: dict[str, Any] = field(default_factory=dict)
     layers: tuple[str, ...] = ()
+    seed_mix: str = ""
+    control_mix: str = ""
+    overlap_mix: str = ""
+    alpha: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.05
+    map_models_per_group: Annotated[int, Field(ge=0)] = 0
 
     #: what ``simbench.testing.check_benchmark`` runs it on: the shared fake store's models as regressors
     check_example: ClassVar[dict[str, Any]] = {
@@ -95,6 +126,11 @@ class SurveyTransfer(simbench.Benchmark):
             raise ParamError("targets", "must not repeat a target")
         if self.layers and len(self.layers) < 2:
             raise ParamError("layers", "a layer map needs at least two layers")
+        named = [m for m in (self.seed_mix, self.control_mix, self.overlap_mix) if m]
+        if len(set(named)) != len(named):
+            raise ParamError("control_mix", "seed_mix, control_mix and overlap_mix must name different mixes")
+        if self.baseline and self.baseline in named:
+            raise ParamError("baseline", f"{self.baseline!r} is also named as seed_mix, control_mix or overlap_mix")
 
     def __hash__(self) -> int:  # a dict-valued field would make the generated hash fail
         import json

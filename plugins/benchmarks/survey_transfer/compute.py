@@ -73,9 +73,23 @@ def map_probes(bench: Any) -> list[str]:
     return [bench.in_distribution, *bench.unseen]
 
 
+def mapped_specs(bench: Any, specs: Sequence[Any]) -> list[Any]:
+    """The models whose layers are mapped: all, or the first ``map_models_per_group`` of each group (zoo order)."""
+    if not bench.map_models_per_group:
+        return list(specs)
+    seen: dict[str, int] = {}
+    out = []
+    for spec in specs:
+        group = str(spec.factors.get(bench.group_by, "all"))
+        seen[group] = seen.get(group, 0) + 1
+        if seen[group] <= bench.map_models_per_group:
+            out.append(spec)
+    return out
+
+
 def requests(bench: Any, view: Any) -> list[Any]:
-    """With ``layer_metric`` set: one declared ``L x L`` map per (model, ID or unseen probe set), the metric over
-    the model's layers on that probe set."""
+    """With ``layer_metric`` set: one declared ``L x L`` map per (mapped model, ID or unseen probe set), the metric
+    over the model's layers on that probe set."""
     if not bench.layer_metric:
         return []
     params = tuple(sorted(bench.layer_metric_params.items()))
@@ -83,7 +97,7 @@ def requests(bench: Any, view: Any) -> list[Any]:
     for probe in map_probes(bench):
         if probe not in view.probe_sets:
             continue  # evaluate names the unknown probe set
-        for spec in view.specs:
+        for spec in mapped_specs(bench, view.specs):
             layers, why = mapped_layers(bench, view, spec.id)
             if why:
                 continue  # evaluate records the failed map
@@ -129,8 +143,18 @@ def evaluate(bench: Any, ctx: Any) -> list[Any]:
         role = 0 if probe == bench.in_distribution else 2 if probe in bench.unseen else 1
         records.append(_rec("probe_role", role, probe, "", "", "", 0))
     records.append(_rec("baseline", 1.0, "", bench.baseline or groups[0], "", "", 0))
+    for code, mix in ((1, bench.seed_mix), (2, bench.control_mix), (3, bench.overlap_mix)):
+        if not mix:
+            continue
+        if mix not in groups:
+            raise ValueError(f"survey_transfer: {('seed_mix', 'control_mix', 'overlap_mix')[code - 1]} {mix!r} is not "
+                             f"a value of factor {bench.group_by!r} (values: {sorted(set(groups))})")
+        records.append(_rec("mix_role", float(code), "", mix, "", "", 0))
+    records.append(_rec("alpha", float(bench.alpha), "", "", "", "", 0))
     if bench.layer_metric:
-        records.extend(layer_records(bench, ctx, specs, groups))
+        mapped = {s.id for s in mapped_specs(bench, specs)}
+        keep = [(s, g) for s, g in zip(specs, groups, strict=True) if s.id in mapped]
+        records.extend(layer_records(bench, ctx, [s for s, _ in keep], [g for _, g in keep]))
     return records
 
 

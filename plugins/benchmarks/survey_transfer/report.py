@@ -75,20 +75,77 @@ def welch_p(a: Any, b: Any) -> float:
     return float(sps.ttest_ind(a, b, equal_var=False).pvalue)
 
 
-def transfer_verdict(d_r: float, d_r2: float, d_mae: float, p: float) -> str:
-    """Seed 002's claim for one (unseen survey, mix): the mix beats the single survey on r, R² and MAE."""
+def holm(pvalues: Any) -> list[float]:
+    """Holm's step-down adjusted p-values (NaNs stay NaN and are not counted in the family)."""
+    p = [float(v) for v in pvalues]
+    idx = sorted((i for i, v in enumerate(p) if math.isfinite(v)), key=lambda i: p[i])
+    m = len(idx)
+    out = [math.nan] * len(p)
+    running = 0.0
+    for rank, i in enumerate(idx):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        out[i] = running
+    return out
+
+
+def transfer_verdict(d_r: float, d_r2: float, d_mae: float, p: float, alpha: float = 0.05) -> str:
+    """Seed 002's claim for one (unseen survey, mix): the mix beats the single survey on r, R² and MAE, with the
+    (Holm-adjusted) Welch p of the R² difference below ``alpha``; anything else is "not reproduced"."""
     if not all(math.isfinite(v) for v in (d_r, d_r2, d_mae)):
-        return "undetermined"
+        return "undetermined: a score is missing"
     better = [d_r > 0, d_r2 > 0, d_mae < 0]
     if all(better):
-        if math.isfinite(p) and p < 0.05:
-            return "reproduced: mixed training transfers better (R² difference significant, p < 0.05)"
-        return "same direction as the seed (better r, R², MAE), not significant over these seeds"
+        if math.isfinite(p) and p < alpha:
+            return f"reproduced: the mix transfers better (r, R², MAE; adjusted p < {alpha:g})"
+        return f"not reproduced: better r, R² and MAE in the mean, but not significant (adjusted p ≥ {alpha:g})"
     if not any(better):
-        return "not reproduced: mixed training transfers worse on r, R² and MAE"
+        return "not reproduced: the mix transfers worse on r, R² and MAE"
     if d_r2 > 0:
-        return "mixed evidence: better R², but not on every score"
-    return "not reproduced: mixed training has the lower R²"
+        return "not reproduced: mixed evidence (better R², not on every score)"
+    return "not reproduced: the mix has the lower R²"
+
+
+def declared(df: Any) -> tuple[dict[int, str], float]:
+    """(role code -> mix: 1 = seed_mix, 2 = control_mix, 3 = overlap_mix; alpha) recorded by ``evaluate``."""
+    rows = df[df["statistic"] == "mix_role"]
+    roles = {int(v): str(g) for g, v in zip(rows["group"], rows["value"], strict=True)}
+    a = df.loc[df["statistic"] == "alpha", "value"]
+    return roles, float(a.iloc[0]) if len(a) else 0.05
+
+
+def _compare(overall: Any, probe: str, a: str, b: str, stat: str = "r2") -> dict[str, Any]:
+    """Mix ``b`` minus mix ``a`` on one probe set: mean differences of r, R², MAE and the Welch p of ``stat``."""
+    sa = overall[(overall["probe_set"] == probe) & (overall["group"] == a)]
+    sb = overall[(overall["probe_set"] == probe) & (overall["group"] == b)]
+    d = {s: _mean_sd(sb[s])[0] - _mean_sd(sa[s])[0] for s in ("r", "r2", "mae")}
+    return {"a": sa, "b": sb, "d": d, "p": welch_p(sb[stat], sa[stat]), "n": f"{len(sa)} / {len(sb)}"}
+
+
+def control_verdict(seed_gain_sig: bool, seed_gain: float, ctrl_gain: float, ctrl_p: float, seed_vs_ctrl: float,
+                    seed_vs_ctrl_p: float, alpha: float = 0.05) -> str:
+    """Diversity or resemblance, for one unseen survey (the pre-declared rule; p-values Holm-adjusted)."""
+    if not seed_gain_sig:
+        return "nothing to separate: the seed's mix does not transfer significantly better here"
+    if math.isfinite(ctrl_p) and ctrl_p < alpha and ctrl_gain > 0:
+        if math.isfinite(seed_vs_ctrl_p) and seed_vs_ctrl_p < alpha and seed_vs_ctrl > 0:
+            return "both: a non-resembling added survey helps too, the resembling one significantly more"
+        return "diversity: a non-resembling added survey helps too (control gain significant)"
+    if math.isfinite(seed_vs_ctrl_p) and seed_vs_ctrl_p < alpha and seed_vs_ctrl > 0:
+        return "resemblance: the non-resembling added survey gives no significant gain and the seed's mix beats it"
+    return "undetermined: the control's gain is neither significant nor significantly smaller"
+
+
+def overlap_verdict(d_r: float, p: float, alpha: float = 0.05) -> str:
+    """Seed 002's "a random mix transfers better than a maximum-overlap mix" on one unseen survey (overall r)."""
+    if not math.isfinite(d_r):
+        return "undetermined: a score is missing"
+    if d_r > 0 and math.isfinite(p) and p < alpha:
+        return f"reproduced: the random mix has the higher r (adjusted p < {alpha:g})"
+    if d_r > 0:
+        return f"not reproduced: higher r for the random mix in the mean, not significant (adjusted p ≥ {alpha:g})"
+    if math.isfinite(p) and p < alpha:
+        return f"not reproduced: the overlap mix has the significantly higher r (adjusted p < {alpha:g})"
+    return "not reproduced: the overlap mix has the higher (or equal) mean r, not significant"
 
 
 def tables(records: Any) -> list[Table]:
@@ -98,32 +155,110 @@ def tables(records: Any) -> list[Table]:
     if df.empty or not df["statistic"].isin(["r", "r2"]).any():
         return []
     roles, baseline, groups = config(df)
+    mix_roles, alpha = declared(df)
     probes = _probe_order(roles, df)
     overall = per_model(df)
     out: list[Table] = []
-
-    # ---- verdict: single survey vs each other mix on each unseen survey -------------------------------
     unseen = [p for p in probes if roles.get(p) == 2]
+    others = groups[1:]
+    seed_mix = mix_roles.get(1) or (others[0] if others else "")
+    control, overlap = mix_roles.get(2, ""), mix_roles.get(3, "")
+
+    # ---- verdict: single survey vs each other mix on each unseen survey (Holm over the unseen surveys) ------
     rows = []
-    for probe in unseen:
-        base = overall[(overall["probe_set"] == probe) & (overall["group"] == baseline)]
-        for g in groups[1:]:
-            other = overall[(overall["probe_set"] == probe) & (overall["group"] == g)]
-            d = {s: _mean_sd(other[s])[0] - _mean_sd(base[s])[0] for s in ("r", "r2", "mae")}
-            p = welch_p(other["r2"], base["r2"])
+    verdict_of: dict[tuple[str, str], tuple[float, str]] = {}
+    for g in others:
+        comps = [_compare(overall, probe, baseline, g) for probe in unseen]
+        adjusted = holm([c["p"] for c in comps])
+        for probe, c, p_adj in zip(unseen, comps, adjusted, strict=True):
+            d = c["d"]
+            verdict = transfer_verdict(d["r"], d["r2"], d["mae"], p_adj, alpha)
+            verdict_of[(probe, g)] = (p_adj, verdict)
+            role = {seed_mix: "seed's mix", control: "control", overlap: "overlap"}.get(g, "")
             rows.append({
-                "unseen survey": probe, "single survey": baseline, "mix": g,
-                "R² single": _mean_sd(base["r2"])[0], "R² mix": _mean_sd(other["r2"])[0],
-                "Δr": d["r"], "ΔR²": d["r2"], "ΔMAE": d["mae"], "p (Welch, R²)": p,
-                "seeds": f"{len(base)} / {len(other)}", "verdict": transfer_verdict(d["r"], d["r2"], d["mae"], p),
+                "unseen survey": probe, "single survey": baseline, "mix": g, "mix role": role,
+                "R² single": _mean_sd(c["a"]["r2"])[0], "R² mix": _mean_sd(c["b"]["r2"])[0],
+                "Δr": d["r"], "ΔR²": d["r2"], "ΔMAE": d["mae"], "p (Welch, R²)": c["p"], "p (Holm)": p_adj,
+                "seeds": c["n"], "verdict": verdict,
             })
+    verdict_table = None
     if rows:
-        out.append(Table(
+        verdict_table = Table(
             "verdict", "Seed 002's finding: does mixed-survey training transfer better to an unseen survey?",
             pd.DataFrame(rows),
-            "Overall scores = averages over the tasks, per model; Δ = mix minus single survey (means over seeds); "
-            "p = two-sided Welch t-test of the per-seed overall R². 'Reproduced' needs better r, R² and MAE and "
-            "p < 0.05; with few seeds a real but small gain can fail the test.",
+            "Overall scores = averages over the tasks, per model; Δ = mix minus single survey (means over seeds, "
+            "the seeds are the units); p = two-sided Welch t-test of the per-seed overall R², Holm-adjusted over "
+            f"the {len(unseen)} unseen surveys for each mix (declared before the run). 'Reproduced' needs better r, "
+            f"R² and MAE and adjusted p < {alpha:g}; anything else is 'not reproduced'.",
+        )
+
+    # ---- control: does a non-resembling added survey help too? ----------------------------------------
+    control_rows = []
+    if control and seed_mix and unseen:
+        ctrl = [_compare(overall, probe, baseline, control) for probe in unseen]
+        versus = [_compare(overall, probe, control, seed_mix) for probe in unseen]
+        ctrl_adj, vs_adj = holm([c["p"] for c in ctrl]), holm([c["p"] for c in versus])
+        for k, probe in enumerate(unseen):
+            p_seed, v_seed = verdict_of.get((probe, seed_mix), (math.nan, ""))
+            seed_sig = v_seed.startswith("reproduced")
+            seed_gain = _compare(overall, probe, baseline, seed_mix)["d"]["r2"]
+            control_rows.append({
+                "unseen survey": probe, "seed's mix": seed_mix, "control mix": control,
+                "ΔR² seed's mix": seed_gain, "p seed's mix (Holm)": p_seed,
+                "ΔR² control": ctrl[k]["d"]["r2"], "p control (Holm)": ctrl_adj[k],
+                "ΔR² seed's mix − control": versus[k]["d"]["r2"], "p seed's mix vs control (Holm)": vs_adj[k],
+                "seeds": f"{ctrl[k]['n']} / {versus[k]['n'].split(' / ')[1]}",
+                "verdict": control_verdict(seed_sig, seed_gain, ctrl[k]["d"]["r2"], ctrl_adj[k], versus[k]["d"]["r2"],
+                                           vs_adj[k], alpha),
+            })
+
+    # ---- overlap: random mix vs maximum-overlap mix of the same surveys (seed 002: r 0.810 vs 0.796) -----
+    overlap_rows = []
+    if overlap and seed_mix and unseen:
+        comps = [_compare(overall, probe, overlap, seed_mix, stat="r") for probe in unseen]
+        adjusted = holm([c["p"] for c in comps])
+        for probe, c, p_adj in zip(unseen, comps, adjusted, strict=True):
+            overlap_rows.append({
+                "unseen survey": probe, "random mix": seed_mix, "overlap mix": overlap,
+                "r random": _mean_sd(c["b"]["r"])[0], "r overlap": _mean_sd(c["a"]["r"])[0],
+                "Δr": c["d"]["r"], "ΔR²": c["d"]["r2"], "ΔMAE": c["d"]["mae"],
+                "p (Welch, r)": c["p"], "p (Holm)": p_adj, "seeds": f"{len(c['a'])} / {len(c['b'])}",
+                "verdict": overlap_verdict(c["d"]["r"], p_adj, alpha),
+            })
+
+    # ---- the questions in one table (the board's headline) ---------------------------------------------
+    summary = []
+    for probe in unseen:
+        if seed_mix:
+            summary.append({"question": f"{seed_mix} beats {baseline} on {_short(probe)}",
+                            "verdict": verdict_of.get((probe, seed_mix), (math.nan, "undetermined"))[1]})
+    for row in control_rows:
+        summary.append({"question": f"diversity or resemblance on {_short(row['unseen survey'])}",
+                        "verdict": row["verdict"]})
+    for row in overlap_rows:
+        summary.append({"question": f"random beats overlap mix on {_short(row['unseen survey'])}",
+                        "verdict": row["verdict"]})
+    if summary and (control_rows or overlap_rows):
+        out.append(Table("summary", "Seed 002's questions and their verdicts", pd.DataFrame(summary),
+                         "Each verdict comes from the tables below (tests over seeds, Holm over the unseen surveys)."))
+    if verdict_table is not None:
+        out.append(verdict_table)
+    if control_rows:
+        out.append(Table(
+            "control", "Diversity or resemblance? The control mix adds a survey that does not resemble the unseen ones",
+            pd.DataFrame(control_rows),
+            "ΔR² = difference of mean per-seed overall R²; p = two-sided Welch over seeds, Holm-adjusted over the "
+            "unseen surveys within each comparison. Rule (declared before the run): if the seed's mix is not "
+            "significantly better than the single survey there is nothing to separate; 'diversity' = the control "
+            "mix also gains significantly; 'resemblance' = it does not, and the seed's mix beats it significantly; "
+            "otherwise undetermined.",
+        ))
+    if overlap_rows:
+        out.append(Table(
+            "overlap", "Random mix vs maximum-overlap mix of the same surveys", pd.DataFrame(overlap_rows),
+            "Overlap mix: half as many distinct galaxies, each seen through both surveys (same number of images). "
+            "Δ = random minus overlap; p = two-sided Welch over seeds of the per-seed overall r (the seed's number), "
+            f"Holm-adjusted over the unseen surveys; 'reproduced' needs higher r and adjusted p < {alpha:g}.",
         ))
 
     # ---- overall scores per mix and survey, with degradation from the in-distribution survey -----------
