@@ -263,14 +263,19 @@ class Results:
 
 def load(run_dir: str | os.PathLike[str], plugins: Sequence[str | os.PathLike[str]] = ()) -> Results:
     """The :class:`Results` of a finished run directory (nothing is recomputed)."""
-    from . import leaderboard as lb
+    from .leaderboard import run_tables
     from .results import RunDir
 
     run = RunDir(run_dir)
-    problems: list[str] = []
-    _, tables, frame = lb.build_tables(run, registry(plugins), problems)
-    return Results(run.path, run.read_manifest(), frame, {t.key: t.frame for t in tables},
-                   {t.key: t.title for t in tables}, problems)
+    board = run_tables(run, registry(plugins))
+    return _results(run.path, board, board.problems)
+
+
+def _results(path: Path, board: Any, problems: list[str]) -> Results:
+    """:class:`Results` from a run's tables as :func:`simbench.leaderboard.run_tables` built them."""
+    tables = board.tables
+    return Results(path, board.manifest, board.frame, {t.key: t.frame for t in tables},
+                   {t.key: t.title for t in tables}, list(problems))
 
 
 def _toml_value(value: Any) -> str:
@@ -339,7 +344,7 @@ def run(suite: str | os.PathLike[str] | Mapping[str, Any], overrides: Mapping[st
     Jupyter notebook, plain lines otherwise), from its first second;
     ``quiet=True`` prints nothing.
     """
-    from . import leaderboard as lb
+    from .report import run_and_report
     from .runner import Runner, default_run_dir
 
     say = _progress_printer(quiet)
@@ -351,14 +356,8 @@ def run(suite: str | os.PathLike[str] | Mapping[str, Any], overrides: Mapping[st
     say("  Preparing the run (torch, device, plugin code versions)…")
     runner = Runner(loaded, reg, path, cache_dir=Path(cache_dir) if cache_dir else None, quiet=quiet,
                     use_cache=use_cache, console=say.console)
-    result = runner.run()
-    problems: list[str] = []
-    say("  Writing the leaderboard (tables and plots)…")
-    lb.render(result.path, Path(leaderboard_dir) if leaderboard_dir else result.path / "leaderboard", reg,
-              problems=problems)
-    _, tables, frame = lb.build_tables(result, reg, [])
-    return Results(result.path, result.read_manifest(), frame, {t.key: t.frame for t in tables},
-                   {t.key: t.title for t in tables}, problems)
+    done = run_and_report(runner, Path(leaderboard_dir) if leaderboard_dir else path / "leaderboard", say)
+    return _results(done.run.path, done.tables, done.problems)
 
 
 def _progress_printer(quiet: bool) -> Any:
@@ -395,7 +394,7 @@ def score(metric: Any, bundle: Any, *, suite: Any = None, run_dir: str | os.Path
     accuracies are the bundle's, and the benchmarks run again with the new metric among them.  A bundle whose
     published numbers this simbench's benchmarks do not reproduce is refused unless ``allow_changed_benchmark``.
     """
-    from . import leaderboard as lb
+    from .report import report_run
     from .scoring import score_bundle
 
     loaded = load_suite(suite, plugins=plugins) if suite is not None else None
@@ -403,9 +402,6 @@ def score(metric: Any, bundle: Any, *, suite: Any = None, run_dir: str | os.Path
                           device=device, fresh=fresh, strict=not allow_changed_benchmark,
                           extra_plugins=[SESSION] if SESSION.classes else [])
     result = runner.run_dir
-    problems: list[str] = []
-    lb.render(result.path, Path(leaderboard_dir) if leaderboard_dir else result.path / "leaderboard",
-              runner.registry, problems=problems)
-    _, tables, frame = lb.build_tables(result, runner.registry, [])
-    return Results(result.path, result.read_manifest(), frame, {t.key: t.frame for t in tables},
-                   {t.key: t.title for t in tables}, problems)
+    done = report_run(result, runner.registry,
+                      Path(leaderboard_dir) if leaderboard_dir else result.path / "leaderboard")
+    return _results(result.path, done.tables, done.problems)

@@ -2,6 +2,15 @@
 
 Importing this module must not import torch: ``simbench --help`` and
 ``simbench list`` stay fast (a test checks it).
+
+Why one module of ~700 lines: it is the whole command surface, one click
+command per verb, each a thin layer (options, one-line errors, printing)
+over a library call that lives elsewhere (:mod:`simbench.report`,
+:mod:`simbench.publishing`, :mod:`simbench.bundle`, ...).  The commands share
+the group, ``plugin_option``, the registry and console helpers and the
+``main`` that turns every user mistake into one line; splitting them over
+modules would add a registration step and a helpers module for no logic
+moved, and ``--help`` reads the commands in this order.
 """
 
 from __future__ import annotations
@@ -98,8 +107,7 @@ def run(ctx: click.Context, suite_file: Path, plugins: tuple[str, ...], override
     problem (directory not writable, disk full, run already in progress) or
     a failed dataset/zoo.
     """
-    from . import leaderboard
-    from .report import summary_lines
+    from .report import run_and_report, summary_lines
     from .results import check_fresh_target
     from .runner import Runner, default_run_dir
     from .suite import load_suite
@@ -130,7 +138,8 @@ def run(ctx: click.Context, suite_file: Path, plugins: tuple[str, ...], override
                     use_cache=not no_cache, fresh=fresh, verbose=verbose, plain=plain,
                     executor=executor or ("dask" if scheduler else None), scheduler=scheduler, workers=workers)
     try:
-        result = runner.run()
+        done = run_and_report(runner, None if no_leaderboard else (leaderboard_dir or run_dir / "leaderboard"),
+                              None if quiet else say)
     except KeyboardInterrupt:
         import shlex
 
@@ -139,21 +148,13 @@ def run(ctx: click.Context, suite_file: Path, plugins: tuple[str, ...], override
         click.echo(f"interrupted; finished cells are kept in {run_dir}. To resume: simbench {again}", err=True)
         sys.exit(130)
     if not quiet:
-        say(f"cells computed {runner.computed}, reused {runner.reused}; "
-            f"cache hits {runner.cache.hits}, misses {runner.cache.misses}")
-    written = []
-    if not no_leaderboard:
-        if not quiet:
-            say("  Writing the leaderboard (tables and plots)…")
-        written = leaderboard.render(result.path, leaderboard_dir or result.path / "leaderboard", registry)
-    if not quiet:
         # a terminal: its width, every line wrapped at words; a file: tables in 80 columns, other lines whole
-        for line in summary_lines(result, registry, console.width if not plain else 80, wrap=not plain):
+        for line in summary_lines(done.tables, console.width if not plain else 80, wrap=not plain):
             click.echo(line)
-        for path in written:
+        for path in done.written:
             if path.suffix in {".md", ".csv", ".json"}:
                 say(f"wrote {path}")
-        say(f"results: {result.path}")
+        say(f"results: {done.run.path}")
 
 
 @cli.command()
@@ -634,8 +635,7 @@ def score_cmd(ctx: click.Context, metrics: tuple[str, ...], source: str, plugins
     Computes only the new metric's matrices on the bundled representations, reruns the benchmarks with it
     among the published metrics and writes the run directory and its leaderboard.
     """
-    from . import leaderboard
-    from .report import summary_lines
+    from .report import report_run, summary_lines
     from .scoring import score_bundle
 
     from .api import load_suite
@@ -649,15 +649,15 @@ def score_cmd(ctx: click.Context, metrics: tuple[str, ...], source: str, plugins
         click.echo(f"warning: this simbench's benchmarks do not reproduce the bundle's published numbers (max "
                    f"|difference| {runner.reproduced['max_abs_diff']}); every number on this board is this code's",
                    err=True)
-    written = leaderboard.render(result.path, result.path / "leaderboard", runner.registry)
+    done = report_run(result, runner.registry, result.path / "leaderboard")
     if not quiet:
         click.echo(f"cells computed {runner.computed} (the new metric's and the benchmarks'), reused "
                    f"{runner.reused} from the bundle; cache hits {runner.cache.hits}")
         console = _console()
-        for line in summary_lines(result, runner.registry, console.width if console.is_terminal else 80,
+        for line in summary_lines(done.tables, console.width if console.is_terminal else 80,
                                   wrap=console.is_terminal):
             click.echo(line)
-    for path in written:
+    for path in done.written:
         if path.suffix in {".md", ".csv", ".json"}:
             click.echo(f"wrote {path}")
     click.echo(f"results: {result.path}")

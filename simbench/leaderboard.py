@@ -29,6 +29,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -277,7 +278,7 @@ def read_records(run: RunDir) -> Any:
     :data:`simbench.results.COLUMNS`, their types as written (:func:`simbench.results.normalise_frame`).
 
     A damaged, truncated or foreign file is a one-line :class:`UserError` naming the file.  Every reader
-    of a finished run goes through here (:func:`build_tables`): ``simbench leaderboard``, ``publish``
+    of a finished run goes through here (:func:`run_tables`): ``simbench leaderboard``, ``publish``
     (which lists the run as skipped with this line) and ``simbench.load``.
     """
     from .results import COLUMNS, RESULTS_FILE, normalise_frame
@@ -301,32 +302,65 @@ def read_records(run: RunDir) -> Any:
                         "rerun the suite to rebuild it") from None
 
 
-def build_tables(run: RunDir, registry: Registry | None,
-                 problems: list[str] | None = None) -> tuple[dict[str, Any], list[Table], Any]:
-    """The provenance, all tables and the records of a finished run.
+@dataclass
+class RunTables:
+    """A finished run's records and tables, built once (:func:`run_tables`) and read by every report of it:
+    the leaderboard files (:func:`render`), the end-of-run summary (:func:`simbench.report.summary_lines`)
+    and :class:`simbench.api.Results`."""
+
+    manifest: dict[str, Any]
+    #: the records (``results.parquet``, checked by :func:`read_records`)
+    frame: Any
+    #: where the run came from (:func:`provenance`); a published cut adds its keys
+    prov: dict[str, Any] = field(default_factory=dict)
+    #: benchmark label -> the tables its ``tables`` returned (titles as the benchmark wrote them)
+    benchmarks: dict[str, list[Table]] = field(default_factory=dict)
+    #: benchmark label -> why its ``tables`` failed (one line)
+    failed: dict[str, str] = field(default_factory=dict)
+    #: the core's own tables (compute time, failed measurements)
+    core: list[Table] = field(default_factory=list)
+    #: benchmark label -> its class (the base :class:`Benchmark` where the plugin is gone)
+    classes: dict[str, type[Benchmark]] = field(default_factory=dict)
+    #: one line per benchmark whose ``tables`` failed, as the board lists them
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def tables(self) -> list[Table]:
+        """Every table as the board shows it: each benchmark's (keys and titles prefixed with its label
+        when the suite has several), then the core's."""
+        out: list[Table] = []
+        for label, tables in self.benchmarks.items():
+            if len(self.manifest.get("benchmarks", {})) > 1:
+                tables = [Table(f"{label}.{t.key}", f"{label}: {t.title}", t.frame, t.caption) for t in tables]
+            out.extend(tables)
+        return out + list(self.core)
+
+    def records(self, label: str) -> Any:
+        """The records of benchmark ``label``."""
+        return self.frame[(self.frame["kind"] == "benchmark") & (self.frame["benchmark"] == label)]
+
+
+def run_tables(run: RunDir, registry: Registry | None) -> RunTables:
+    """The records, provenance and every table of a finished run, each benchmark's ``tables`` called once.
 
     A benchmark whose ``tables`` raises contributes no tables; the failure is
-    appended to ``problems`` (one line) and the other benchmarks go on.  A
-    damaged or foreign ``results.parquet`` is one line (:func:`read_records`).
+    one line in ``problems`` (and ``failed``) and the other benchmarks go on.
+    A damaged or foreign ``results.parquet`` is one line (:func:`read_records`).
     """
     manifest = run.read_manifest()
     frame = read_records(run)
-    tables: list[Table] = []
-    benchmarks = manifest.get("benchmarks", {})
-    for label, info in benchmarks.items():
-        records = frame[(frame["kind"] == "benchmark") & (frame["benchmark"] == label)]
+    board = RunTables(manifest, frame, provenance(manifest))
+    for label, info in manifest.get("benchmarks", {}).items():
         cls = _benchmark_class(registry, info.get("name", label)) or Benchmark
+        board.classes[label] = cls
+        records = board.records(label)
         try:
-            benchmark_tables = list(cls.tables(records)) if len(records) else []
+            board.benchmarks[label] = list(cls.tables(records)) if len(records) else []
         except (Exception, SystemExit) as exc:  # a broken report (sys.exit too) must not hide the others
-            _problem(problems, f"benchmark {label!r}: tables failed: {type(exc).__name__}: {exc}")
-            continue
-        if len(benchmarks) > 1:
-            benchmark_tables = [Table(f"{label}.{t.key}", f"{label}: {t.title}", t.frame, t.caption)
-                                for t in benchmark_tables]
-        tables.extend(benchmark_tables)
-    tables.extend(_core_tables(run, frame))
-    return provenance(manifest), tables, frame
+            board.failed[label] = f"tables failed: {type(exc).__name__}: {exc}"
+            _problem(board.problems, f"benchmark {label!r}: {board.failed[label]}")
+    board.core = _core_tables(run, frame)
+    return board
 
 
 def markdown_table(frame: Any) -> str:
@@ -417,17 +451,19 @@ def own_plots(out: Path, stem: str) -> list[Path]:
 
 
 def render(run_path: str | Path, out_dir: str | Path, registry: Registry | None, name: str | None = None,
-           problems: list[str] | None = None) -> list[Path]:
+           problems: list[str] | None = None, tables: RunTables | None = None) -> list[Path]:
     """Write ``<name>.md|.csv|.json`` (and plots) for one run; return the written paths.
 
     ``name`` defaults to the suite's (sanitised) name; ``problems`` collects one
-    line per benchmark report that failed.
+    line per benchmark report that failed.  ``tables``: the run's tables when the caller has built them
+    already (:func:`run_tables`), so they are not built twice.
     """
-    return render_board(run_path, out_dir, registry, name, [] if problems is None else problems)[0]
+    return render_board(run_path, out_dir, registry, name, [] if problems is None else problems,
+                        tables=tables)[0]
 
 
 def render_board(run_path: str | Path, out_dir: str | Path, registry: Registry | None, name: str | None,
-                 problems: list[str], cut: Mapping[str, Any] | None = None
+                 problems: list[str], cut: Mapping[str, Any] | None = None, tables: RunTables | None = None
                  ) -> tuple[list[Path], dict[str, Any], list[Table]]:
     """:func:`render`, also returning the provenance and tables (publish reuses them: tables can be slow).
 
@@ -436,7 +472,9 @@ def render_board(run_path: str | Path, out_dir: str | Path, registry: Registry |
     every setting that differs and why, and the JSON/CSV carry the same.
     """
     run = RunDir(run_path)
-    prov, tables, frame = build_tables(run, registry, problems)
+    board = tables if tables is not None else run_tables(run, registry)
+    problems.extend(board.problems)
+    prov, tables, frame = dict(board.prov), board.tables, board.frame
     if cut:
         prov.update(cut_from=cut["cut_from"], cut=list(cut["cut"]), cut_why=list(cut["cut_why"]),
                     full_design=list(cut.get("full_design", [])))
@@ -444,8 +482,7 @@ def render_board(run_path: str | Path, out_dir: str | Path, registry: Registry |
     out.mkdir(parents=True, exist_ok=True)
     stem = safe_name(name or prov["suite"])
     written: list[Path] = []
-    manifest = run.read_manifest()
-    plot_paths = _render_plots(run, frame, manifest, registry, out, stem, problems)
+    plot_paths = _render_plots(run, frame, board.manifest, registry, out, stem, problems)
 
     title = f"# Leaderboard: {md_text(stem)}"
     if cut:

@@ -1,18 +1,71 @@
-"""The end-of-run summary: a finished run's tables as plain text in 80 columns (the rest is in the files).
+"""The end of a run: its tables built once, the leaderboard files, and the summary in 80 columns.
 
-``simbench run`` prints :func:`summary_lines` after the leaderboard is
-written; :func:`format_frame` lays out one table without ever cutting a word.
+:func:`run_and_report` is what ``simbench run`` and :func:`simbench.run`
+both do (``simbench score`` and :func:`simbench.score` start at
+:func:`report_run`): run the suite, build the finished run's tables once
+(:func:`simbench.leaderboard.run_tables`), write the leaderboard files from
+them, and hand them to :func:`summary_lines` (the terminal summary) and
+:class:`simbench.api.Results`.  :func:`format_frame` lays out one table
+without ever cutting a word.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from .errors import UserError
+from .leaderboard import RunTables, render, run_tables
 from .registry import Registry
 from .results import RunDir
 
-__all__ = ["format_frame", "summary_lines"]
+__all__ = ["Finished", "format_frame", "report_run", "run_and_report", "summary_lines"]
+
+
+@dataclass
+class Finished:
+    """A finished run and what :func:`report_run` made of it."""
+
+    run: RunDir
+    registry: Registry | None
+    #: the leaderboard files written (none without a leaderboard directory)
+    written: list[Path] = field(default_factory=list)
+    #: one line per benchmark report (tables, plots) that failed
+    problems: list[str] = field(default_factory=list)
+    _tables: RunTables | None = None
+
+    @property
+    def tables(self) -> RunTables:
+        """The run's records and tables, built on first use and then kept."""
+        if self._tables is None:
+            self._tables = run_tables(self.run, self.registry)
+            self.problems.extend(p for p in self._tables.problems if p not in self.problems)
+        return self._tables
+
+
+def report_run(run: RunDir, registry: Registry | None, leaderboard_dir: Path | None,
+               say: Callable[[str], None] | None = None) -> Finished:
+    """After a run: write its leaderboard into ``leaderboard_dir`` (None: no files) from its tables, built
+    once; the tables stay on the result for the summary and the API (built there on first use when no
+    leaderboard is written)."""
+    done = Finished(run, registry)
+    if leaderboard_dir is not None:
+        if say is not None:
+            say("  Writing the leaderboard (tables and plots)…")
+        done._tables = run_tables(run, registry)
+        done.written = render(run.path, Path(leaderboard_dir), registry, problems=done.problems, tables=done._tables)
+    return done
+
+
+def run_and_report(runner: Any, leaderboard_dir: Path | None, say: Callable[[str], None] | None = None) -> Finished:
+    """``runner.run()`` (a :class:`simbench.runner.Runner`), then :func:`report_run`: the one path from a
+    suite to its tables that ``simbench run`` and :func:`simbench.run` share."""
+    result = runner.run()
+    if say is not None:
+        say(f"cells computed {runner.computed}, reused {runner.reused}; "
+            f"cache hits {runner.cache.hits}, misses {runner.cache.misses}")
+    return report_run(result, runner.registry, leaderboard_dir, say)
 
 
 
@@ -126,8 +179,9 @@ def format_frame(frame: Any, width: int = 80, max_rows: int = 20, max_cell: int 
     return out
 
 
-def summary_lines(run: RunDir, registry: Registry | None, width: int = 80, wrap: bool = True) -> list[str]:
-    """The end-of-run summary: per benchmark its ``summary`` frame (default: the headline table), then failures.
+def summary_lines(board: RunTables, width: int = 80, wrap: bool = True) -> list[str]:
+    """The end-of-run summary: per benchmark its ``summary`` frame (default: the headline table, as
+    ``board`` holds it: :func:`simbench.leaderboard.run_tables`), then failures.
 
     Tables are laid out in ``width`` columns (see :func:`format_frame`: no
     word cut).  With ``wrap`` (a terminal) every other line is wrapped at
@@ -140,17 +194,11 @@ def summary_lines(run: RunDir, registry: Registry | None, width: int = 80, wrap:
     def fit(text: str, indent: str = "") -> list[str]:
         return _wrap(text, width, indent) if wrap else [indent + text]
 
-    manifest = run.read_manifest()
-    frame = run.results()
+    frame = board.frame
     lines: list[str] = []
-    for label, info in manifest.get("benchmarks", {}).items():
-        records = frame[(frame["kind"] == "benchmark") & (frame["benchmark"] == label)]
-        cls: type[Benchmark] = Benchmark
-        if registry is not None:
-            try:
-                cls = registry.get("benchmark", info.get("name", label))
-            except UserError:
-                pass
+    for label in board.manifest.get("benchmarks", {}):
+        records = board.records(label)
+        cls: type[Benchmark] = board.classes.get(label, Benchmark)
         failed = records[(records["status"] == "failed") & (records["statistic"] == "evaluate")]
         title = f"{label}:"
         if len(failed):
@@ -160,7 +208,9 @@ def summary_lines(run: RunDir, registry: Registry | None, width: int = 80, wrap:
         try:
             if getattr(cls.summary, "__func__", None) is Benchmark.summary.__func__:
                 # the default: the headline table, under its own title
-                tables = plugin_call(f"benchmark {label!r} tables", cls.tables, records)
+                if label in board.failed:
+                    raise PluginCallFailed(f"benchmark {label!r} {board.failed[label]}")
+                tables = board.benchmarks.get(label, [])
                 short = tables[0].frame if tables else None
                 if tables:
                     title = f"{label}: {tables[0].title}"

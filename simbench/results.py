@@ -16,6 +16,14 @@ pointer and the file's sha256.  ``results.parquet`` has one row per matrix
 (``statistic == "matrix"``).  Run directories written before this store
 (``store_format`` 1, one row per model pair) are still read: their matrices are
 rebuilt from those rows (:meth:`RunDir.matrix`).
+
+Why one module of ~730 lines: it is the run directory's whole on-disk
+format — what may be adopted or deleted, the atomic cell files, the matrix
+files and their one reader check (:meth:`RunDir._array_problem`), the
+manifest, consolidation into ``results.parquet`` and the row layout
+(:data:`COLUMNS`, :func:`record_row`) — so that a writer and every reader of
+a file change together in one place.  Readers of a finished run (the
+leaderboard, ``simbench.load``, bundles) and the runner's writer share it.
 """
 
 from __future__ import annotations

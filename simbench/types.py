@@ -9,6 +9,15 @@ listing never has to instantiate or import anything heavy.
 
 This module must not import torch: ``simbench --help`` and ``simbench list``
 stay fast.  Tensor types appear in annotations only.
+
+Why one module of ~800 lines: it is the whole surface a plugin author
+programs against, read top to bottom in one place (``simbench/__init__``
+re-exports it): the base class of every plugin kind with its documented
+methods, the data, model and probe-set types they exchange, the records and
+tables benchmarks produce, the contexts the runner hands to plugins, the
+matrix requests and the store-view protocol.  Most of its length is those
+docstrings; it holds no logic beyond small defaults and checks, so a split
+would only scatter the contract over several files.
 """
 
 from __future__ import annotations

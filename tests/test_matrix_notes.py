@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from simbench.leaderboard import run_tables
 from simbench.report import summary_lines
 from simbench.runner import Runner
 from simbench.suite import load_suite
@@ -28,7 +29,7 @@ def test_pwcca_ill_defined_regime_is_flagged_on_its_matrix_and_survives_the_cach
     assert set(flags["statistic"]) == {"ill_defined"} and set(flags["metric"]) == {"pwcca"}
     assert set(flags["model_a"]) == {f"w{w}/s{s}" for w in (8, 16) for s in (0, 1, 2)}
     assert flags["error"].str.contains("convention").all()
-    assert any("pwcca is ill-defined" in line for line in summary_lines(run, toy_registry))
+    assert any("pwcca is ill-defined" in line for line in summary_lines(run_tables(run, toy_registry)))
     # a second run reads the matrices from the cache: the same notes, from the entry's metadata
     again = _flags(_run(tmp_path, toy_registry, 12, "again"))
     pd.testing.assert_frame_equal(flags[["metric", "probe_set", "model_a", "statistic"]],

@@ -9,8 +9,9 @@ import re
 import pandas as pd
 import pytest
 
-from simbench.report import format_frame, summary_lines
+from simbench.leaderboard import RunTables, run_tables
 from simbench.progress import Eta, ProgressUI
+from simbench.report import format_frame, summary_lines
 from tests.conftest import ROOT, TOY_PLUGINS, TOY_SUITE
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
@@ -131,39 +132,27 @@ def test_format_frame_wraps_long_cells_at_words():
     assert "…" not in "\n".join(lines)
 
 
-class FakeRun:
-    """What summary_lines reads of a run directory: its manifest and records."""
-
-    def __init__(self, manifest: dict, frame: pd.DataFrame) -> None:
-        self._manifest, self._frame = manifest, frame
-
-    def read_manifest(self) -> dict:
-        return self._manifest
-
-    def results(self) -> pd.DataFrame:
-        return self._frame
-
-
 LONG_ERROR = ("benchmark 'functional_agreement' raised ValueError: the agreement matrix of probe set "
               "mnist_c/shot_noise has 3 models with no finite entries, so no pair of models can be compared")
 
 
-def failing_run() -> FakeRun:
+def failing_run() -> RunTables:
     rows = [
         {"kind": "benchmark", "benchmark": "functional_agreement", "statistic": "evaluate", "status": "failed",
          "error": LONG_ERROR, "metric": "", "probe_set": "", "model_a": ""},
         {"kind": "similarity", "benchmark": "", "statistic": "matrix", "status": "failed", "error": "boom",
          "metric": "a_metric_with_a_long_name", "probe_set": "clean", "model_a": ""},
     ]
-    return FakeRun({"benchmarks": {"functional_agreement": {"name": "functional_agreement"}}}, pd.DataFrame(rows))
+    # what summary_lines reads of a finished run: its manifest and records (no benchmark tables: it failed)
+    return RunTables({"benchmarks": {"functional_agreement": {"name": "functional_agreement"}}}, pd.DataFrame(rows))
 
 
 def test_summary_wraps_at_words_on_a_terminal_and_writes_whole_lines_into_a_file():
     run = failing_run()
-    on_terminal = summary_lines(run, None, 80, wrap=True)
+    on_terminal = summary_lines(run, 80, wrap=True)
     assert len(on_terminal) > 3 and all(len(line) <= 80 for line in on_terminal), on_terminal
     assert f"FAILED: {words(LONG_ERROR)}" in words("\n".join(on_terminal))  # every word, whole, in order
-    into_file = summary_lines(run, None, 80, wrap=False)
+    into_file = summary_lines(run, 80, wrap=False)
     assert f"  FAILED: {LONG_ERROR}" in into_file  # one whole line
     assert "1 failed measurement(s): a_metric_with_a_long_name" in into_file
 
@@ -232,7 +221,7 @@ def test_run_quick_at_80_columns_and_into_a_file(tmp_path, cli_here):
         assert all(word in tokens for word in group.split()), group  # named, wrapped at words
     assert "10/10 ensemble epochs" in shown and "8/8 matrices" in shown and "Loading data digits28" in shown
     assert not re.search(r"\d…|…\d|:…", shown)  # no number cut short ("15/…", "0:0…")
-    summary = summary_lines(RunDir(tmp_path / "run", None), build_registry(), 80, wrap=True)
+    summary = summary_lines(run_tables(RunDir(tmp_path / "run", None), build_registry()), 80, wrap=True)
     assert all(len(line) <= 80 for line in summary)
     for line in summary:
         assert words(line) in shown  # the summary, as printed, every word whole
@@ -241,7 +230,7 @@ def test_run_quick_at_80_columns_and_into_a_file(tmp_path, cli_here):
     assert again.returncode == 0, again.stderr
     out = again.stdout.splitlines()
     assert "\x1b[" not in again.stdout
-    whole = summary_lines(RunDir(tmp_path / "run", None), build_registry(), 80, wrap=False)
+    whole = summary_lines(run_tables(RunDir(tmp_path / "run", None), build_registry()), 80, wrap=False)
     assert all(line in out for line in whole)
     assert any(line.startswith("  Similarity: 8/8 matrices, done in") for line in out)
 

@@ -7,9 +7,10 @@ import math
 import pytest
 import torch
 
-from simbench.errors import MeasurementFailed
-from simbench.report import summary_lines
 from simbench.boundary import validate_matrix
+from simbench.errors import MeasurementFailed
+from simbench.leaderboard import run_tables
+from simbench.report import summary_lines
 from simbench.runner import Runner
 from simbench.suite import load_suite
 from tests.conftest import TOY_SUITE
@@ -47,6 +48,6 @@ def test_runner_records_undefined_models_and_the_benchmark_ranks_the_rest(tmp_pa
     bench = frame[(frame["kind"] == "benchmark") & (frame["metric"] == "toy_undefined_first")]
     failed = bench[bench["status"] == "failed"]
     assert len(failed) and failed["error"].str.contains(undefined_model, regex=False).all()
-    assert any("undefined for 1 model" in line for line in summary_lines(run, toy_registry))
+    assert any("undefined for 1 model" in line for line in summary_lines(run_tables(run, toy_registry)))
     ok = frame[(frame["kind"] == "benchmark") & (frame["metric"] == "toy_gram_corr") & (frame["statistic"] == "pearson_r")]
     assert ok["value"].map(math.isfinite).any()
