@@ -22,38 +22,38 @@ def arrow(x1: float, y1: float, x2: float, y2: float) -> None:
 
 box(20, 20, 150, 40, BLUE, "suite.toml / name")
 box(20, 90, 150, 40, BLUE, "Suite (validated)")
-box(20, 160, 150, 40, BLUE, "preflight + lock")
+box(20, 160, 150, 40, BLUE, "checks + run-dir lock")
 box(20, 240, 150, 60, GREY, "plugins: data, zoos,", "perturbations, metrics,", "benchmarks, executors")
-stages = [("1 dataset.load", GREEN), ("2 zoo groups  [task]", ORANGE), ("3 probe sets", GREEN),
-          ("4 representations", GREEN), ("5 agreement", GREEN), ("6 similarity  [task]", ORANGE),
-          ("7 declared matrices  [task]", ORANGE), ("8 benchmarks (read-only view)", GREEN)]
+stages = [("1 dataset.load + preflight", GREEN), ("2 zoo groups  [task]", ORANGE),
+          ("3 model perturbations, probe sets", GREEN), ("4 representations  [task]", ORANGE),
+          ("5 agreement", GREEN), ("6 similarity  [task]", ORANGE),
+          ("7 sources + declared matrices [task]", ORANGE), ("8 benchmarks (read-only view)", GREEN)]
 y0, step, h = 24, 40, 30
 centre = {}
 for k, (label, fill) in enumerate(stages):
     y = y0 + step * k
-    box(230, y, 190, h, fill, label)
+    box(220, y, 210, h, fill, label)
     centre[k + 1] = y + h / 2
 box(490, 40, 190, 60, ORANGE, "executor plugin", "local | dask workers")
 box(490, 140, 190, 60, YELLOW, "tensor cache", "(content-addressed, shared)")
 box(490, 250, 190, 74, YELLOW, "run dir: cells, matrices/*.npy,", "manifest, results.parquet", "(long format, coords)")
-box(490, 380, 190, 40, BLUE, "RUN_DIR/leaderboard")
-box(230, 385, 190, 34, BLUE, "simbench publish")
+box(490, 366, 190, 62, BLUE, "report: tables built once", "RUN_DIR/leaderboard,", "summary, Results")
+box(220, 372, 210, 50, BLUE, "simbench publish", "(publishing policy)")
 box(20, 385, 150, 34, BLUE, "leaderboards/")
 arrow(95, 60, 95, 90)
 arrow(95, 130, 95, 160)
-arrow(170, 180, 230, centre[1])
-for k in (2, 6, 7):
-    arrow(420, centre[k], 490, 70)
+arrow(170, 180, 220, centre[1])
+for k in (2, 4, 6, 7):
+    arrow(430, centre[k], 490, 70)
 arrow(585, 100, 585, 140)
-arrow(420, centre[4], 490, 170)
-arrow(490, 270, 420, centre[8])  # benchmarks read the store
-arrow(420, centre[5], 490, 262)
-arrow(585, 324, 585, 380)
-arrow(490, 400, 420, 402)
-arrow(230, 402, 170, 402)
-arrow(170, 270, 230, 270)
-parts.append('<text x="230" y="16" font-size="11" fill="#555">Runner stages (client); '
-             '[task] = planned, sent to the executor</text>')
+arrow(490, 270, 430, centre[8])  # benchmarks read the store
+arrow(430, centre[5], 490, 262)
+arrow(585, 324, 585, 366)
+arrow(490, 397, 430, 397)
+arrow(220, 397, 170, 402)
+arrow(170, 270, 220, 270)
+parts.append('<text x="220" y="16" font-size="11" fill="#555">Runner stages (client); '
+             '[task] = planned, sent to the executor (local too)</text>')
 
 svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">',
        '<defs><marker id="a" markerWidth="8" markerHeight="8" refX="7" refY="3" orient="auto">'
