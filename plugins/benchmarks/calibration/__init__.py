@@ -40,6 +40,21 @@ statistic                              group            value (``n``)
 ``seconds_q75``, ``seconds_min``,                       models ``model_a``, ``model_b``) on ``probes`` probes
 ``seconds_max``, ``repeats``                            (coordinate, and ``n``); ``repeats`` = how many timed
                                                         calls (the runner's timed requests)
+``gap``, ``frac_random_above``,        ``separation``   per probe set: min(high) - max(low) (< 0: the ranges overlap); the
+``frac_converged_below``                                shares of low values above ``seed_random_above`` and of high
+                                                        values below ``seed_converged_below`` (calibrated scale)
+``auroc``, ``auroc_ci_low`` / ``_high``  ``overlap``    ``probe_set = "pooled"``: every probe set's within-ensemble pairs
+``random_max``, ``random_q95``,                         pooled (seed 001 Fig. 1a probes "clean or 15 corruptions");
+``converged_q05``, ``converged_min``,                   interval = model-level bootstrap (``PooledAuroc``); ``overlaps``
+``gap``, ``frac_random_above``,                         = 1 iff auroc < 1; ``seed_spread`` = 1 iff max(low) >
+``frac_converged_below``, ``overlaps``,                 ``seed_random_above`` and min(high) < ``seed_converged_below``;
+``seed_spread``, ``sets``,                              ``sets_overlapping`` = probe sets on which the metric overlaps
+``sets_overlapping``                                    alone
+``overlap_reproduced``,                ``overlap``      metric ``""``: the pre-declared verdict (1 reproduced, 0 not, NaN
+``metrics_overlapping``,                                undetermined; ``compute.overlap_verdict``) over
+``metrics_declared``                                    ``overlap_metrics``, ``n`` = how many were measured
+``subset_probes``                      ``info``         a ``subset_metrics`` metric's probe count per probe set
+``declared_overlap``                   ``info``         1 for a metric in ``overlap_metrics``
 ``weight_metric``                      ``info``         1 for a weight metric (no probes), 0 otherwise
 ``scale_low``, ``scale_high``          ``info``         the raw values mapped to 0 and 1
 ``expected``                           ``info``         0 / 1 for the ensemble named in ``model_a``
@@ -52,7 +67,16 @@ The probe-count and timing analyses use ``count_probe_set`` and the first
 ``count_models`` models of each ensemble: the benchmark declares those
 matrices (``requests``: random probe subsets as ``Source.rows``, the timed
 pairs with ``timing_repeats``) and the runner computes them as cells; it runs
-no metric itself.  A metric that raises or returns NaN gets one row
+no metric itself.  ``subset_metrics`` are registered activation metrics that
+are not suite metrics: the benchmark declares them per probe set and ensemble
+on one fixed random subset of ``subset_probes`` rows (the same images in every
+probe set), for metrics too costly to run on every probe of every probe set.
+
+The overlap verdict (seed 001 §3.1: random and similar networks' values are
+"wide and overlap") is declared by ``overlap_metrics`` (default the seed's
+three activation metrics), ``overlap_at_least`` (2): 'reproduced' iff at least
+that many have a pooled AUROC below 1, 'not reproduced' iff so many are fully
+separated that it cannot be reached (symmetric), else undetermined.  A metric that raises or returns NaN gets one row
 ``mean = NaN`` (``by_probes_mean`` / ``seconds_median`` for a failed declared
 matrix), ``status = "failed"`` with the error, and the benchmark goes on.
 """
@@ -71,7 +95,7 @@ from simbench.errors import ParamError
 from .._scale import calibrated, scale_of
 from .common import INFO, LETTER_DEPTHS, SEPARATION, TIMING, WEIGHTS
 
-__all__ = ["Calibration", "calibrated", "scale_of", "INFO", "LETTER_DEPTHS", "SEPARATION", "TIMING", "WEIGHTS"]
+__all__ = ["INFO", "LETTER_DEPTHS", "SEPARATION", "TIMING", "WEIGHTS", "Calibration", "calibrated", "scale_of"]
 
 
 @dataclass(frozen=True)
@@ -86,14 +110,17 @@ class Calibration(simbench.Benchmark):
     same against the number of probes (``probe_counts``; 0 = all probes;
     ``count_draws`` random subsets each) and the compute time of one pair
     against the number of probes (``timing_repeats`` calls, median and
-    quartiles).  The zoo labels models with ``factor``; ``low`` / ``high``
+    quartiles).  The pre-declared overlap verdict pools every probe set's
+    pairs per metric in ``overlap_metrics`` (see the module docstring);
+    ``subset_metrics`` run on ``subset_probes`` rows of every probe set.
+    The zoo labels models with ``factor``; ``low`` / ``high``
     name the ensembles expected at 0 / 1.  See the module docstring for the
     record scheme; the leaderboard's verdict table checks seed 001's claims.
     """
 
     name: ClassVar[str] = "calibration"
     description: ClassVar[str] = "random-init (expect 0) vs adjacent-epoch (expect 1) ensembles; probes; time"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"
 
     factor: str = "ensemble"
     low: str = "random"
@@ -106,6 +133,12 @@ class Calibration(simbench.Benchmark):
     timing_repeats: Annotated[int, Field(ge=0)] = 20
     n_bootstrap: Annotated[int, Field(ge=0)] = 500
     tolerance: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.1
+    subset_metrics: tuple[str, ...] = ()
+    subset_probes: Annotated[int, Field(ge=4)] = 500
+    overlap_metrics: tuple[str, ...] = ("procrustes", "linear_cka", "dcka")
+    overlap_at_least: Annotated[int, Field(ge=1)] = 2
+    seed_random_above: Annotated[float, Field(ge=0.0, le=1.0)] = 0.3
+    seed_converged_below: Annotated[float, Field(ge=0.0, le=1.0)] = 0.8
 
     #: for ``simbench.testing.check_benchmark``: the fake store's two architectures stand in for the ensembles
     check_example: ClassVar[dict[str, Any]] = {"params": {
@@ -119,6 +152,14 @@ class Calibration(simbench.Benchmark):
             raise ParamError("probe_counts", "expected probe counts >= 1 (or 0 for all probes)")
         if any(0 < k < 4 for k in self.probe_counts):
             raise ParamError("probe_counts", "several metrics need at least 4 probes; use counts >= 4")
+        if len(set(self.subset_metrics)) != len(self.subset_metrics):
+            raise ParamError("subset_metrics", "a metric is listed twice")
+        if not self.overlap_metrics:
+            raise ParamError("overlap_metrics", "expected at least one metric label (the seed's three: procrustes, "
+                             "linear_cka, dcka)")
+        if self.overlap_at_least > len(self.overlap_metrics):
+            raise ParamError("overlap_at_least", f"expected at most {len(self.overlap_metrics)} (the number of "
+                             "overlap_metrics)")
 
     def requests(self, view: simbench.StoreView) -> list[simbench.MatrixRequest]:
         """The probe-count matrices (random probe subsets of each ensemble's first ``count_models`` models) and

@@ -9,3 +9,6 @@ INFO = "info"
 WEIGHTS = "weights"
 #: letter-value depths stored: quantiles 1/2^k and 1 - 1/2^k
 LETTER_DEPTHS: tuple[int, ...] = (4, 8, 16, 32, 64)
+#: group of the pre-declared overlap verdict's rows (seed 001 §3.1), and the probe-set label of pooled rows
+OVERLAP = "overlap"
+POOLED = "pooled"

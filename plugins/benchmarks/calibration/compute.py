@@ -9,6 +9,7 @@ them as cells, and ``evaluate`` reads them with ``view.matrix`` and
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,7 +21,7 @@ from simbench.seeding import numpy_rng
 from simbench.types import WEIGHTS_PROBE_SET
 
 from .._scale import calibrated, scale_of
-from .common import INFO, LETTER_DEPTHS, SEPARATION, TIMING, WEIGHTS
+from .common import INFO, LETTER_DEPTHS, OVERLAP, POOLED, SEPARATION, TIMING, WEIGHTS
 
 #: records leave ``benchmark`` empty: the runner fills in this benchmark entry's suite label
 BENCH = ""
@@ -71,6 +72,60 @@ def cohen_d(high: np.ndarray, low: np.ndarray) -> float:
     if pooled <= 0:
         return float("inf") if np.mean(high) != np.mean(low) else 0.0
     return float((np.mean(high) - np.mean(low)) / np.sqrt(pooled))
+
+
+def pair_weights(counts: np.ndarray) -> np.ndarray:
+    """Weight of each unordered pair (``triu`` order) when the models are drawn ``counts`` times: the number of
+    pairs of draws of two different models, ``c_i c_j`` (a model drawn with itself makes no pair)."""
+    i, j = np.triu_indices(len(counts), k=1)
+    return (counts[i] * counts[j]).astype(float)
+
+
+class PooledAuroc:
+    """AUROC of ``high`` over ``low`` values pooled over probe sets, and its model-level bootstrap.
+
+    ``low`` / ``high`` hold, per probe set, the values of every unordered pair
+    of an ensemble of ``n_low`` / ``n_high`` models in ``triu`` order.  Pairs
+    that share a model are not independent, so a bootstrap replicate resamples
+    the *models* of each ensemble (with replacement, separately) and weights
+    each pair by how many pairs of draws it stands for (:func:`pair_weights`);
+    the probe sets are fixed (not resampled) and a pair keeps its weight on
+    every probe set.  The weighted AUROC is the Mann-Whitney statistic with
+    weights (ties count one half); with unit weights it equals :func:`auroc`.
+    """
+
+    def __init__(self, low: Sequence[np.ndarray], high: Sequence[np.ndarray], n_low: int, n_high: int) -> None:
+        self.n_low, self.n_high = n_low, n_high
+        p_low, p_high = n_low * (n_low - 1) // 2, n_high * (n_high - 1) // 2
+        if any(len(v) != p_low for v in low) or any(len(v) != p_high for v in high):
+            raise ValueError("each probe set needs the values of every pair, in triu order")
+        lo = np.concatenate(list(low)).astype(float)
+        hi = np.concatenate(list(high)).astype(float)
+        order = np.argsort(lo, kind="stable")
+        self.low_sorted = lo[order]
+        self.low_pair = np.tile(np.arange(p_low), len(low))[order]
+        self.high = hi
+        self.high_pair = np.tile(np.arange(p_high), len(high))
+        self.below = np.searchsorted(self.low_sorted, hi, side="left")
+        self.at_or_below = np.searchsorted(self.low_sorted, hi, side="right")
+
+    def value(self, w_low: np.ndarray | None = None, w_high: np.ndarray | None = None) -> float:
+        """The (weighted) AUROC; ``w_low`` / ``w_high`` weight each pair of an ensemble (default 1)."""
+        wl = np.ones(len(self.low_sorted)) if w_low is None else w_low[self.low_pair]
+        wh = np.ones(len(self.high)) if w_high is None else w_high[self.high_pair]
+        cum = np.concatenate([[0.0], np.cumsum(wl)])
+        less, leq = cum[self.below], cum[self.at_or_below]
+        den = wh.sum() * cum[-1]
+        return float((wh * (less + 0.5 * (leq - less))).sum() / den) if den > 0 else float("nan")
+
+    def bootstrap(self, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+        """``n_boot`` model-level bootstrap replicates of the AUROC (see the class docstring)."""
+        out = np.empty(n_boot)
+        for r in range(n_boot):
+            cl = np.bincount(rng.integers(0, self.n_low, self.n_low), minlength=self.n_low)
+            ch = np.bincount(rng.integers(0, self.n_high, self.n_high), minlength=self.n_high)
+            out[r] = self.value(pair_weights(cl), pair_weights(ch))
+        return out
 
 
 def letter_values(values: np.ndarray) -> dict[int, tuple[float, float]]:
@@ -212,6 +267,37 @@ def count_key(label: str, count: int, draw: int, side: str) -> str:
     return f"probes/{label}/{count}/{draw}/{side}"
 
 
+def subset_key(label: str, probe_set: str, side: str) -> str:
+    """Request key of one ``subset_metrics`` matrix: metric, probe set, ``low``/``high`` ensemble."""
+    return f"subset/{label}/{probe_set}/{side}"
+
+
+def subset_rows(bench: Any, view: Any, n_probes: int) -> np.ndarray:
+    """The ``subset_probes`` rows (sorted) every probe set is read on for ``subset_metrics``: one random draw from
+    the suite seed, the same rows (images) in every probe set; all rows when the probe sets are no larger."""
+    if bench.subset_probes >= n_probes:
+        return np.arange(n_probes)
+    rng = numpy_rng(view.seed, "calibration", "subset_rows", bench.subset_probes)
+    return np.sort(rng.choice(n_probes, size=bench.subset_probes, replace=False))
+
+
+def metric_uses(bench: Any, view: Any) -> list[tuple[str, Any, bool]]:
+    """``(label, configured suite metric or None, computed on a probe subset)``: the suite's metrics, then
+    ``subset_metrics`` (registered names the benchmark declares itself); a name in both is a suite error."""
+    clash = [m for m in bench.subset_metrics if m in view.metrics]
+    if clash:
+        raise UserError(f"calibration: subset_metrics {clash} are also suite metrics; list a metric in one place "
+                        "(subset_metrics computes it on subset_probes rows, the suite on every probe)")
+    return [(label, m, False) for label, m in view.metrics.items()] + [(m, None, True) for m in bench.subset_metrics]
+
+
+def _set_size(view: Any, probe: str) -> int | None:
+    try:
+        return int(view.probe_set(probe).x.shape[0])
+    except MeasurementFailed:
+        return None
+
+
 def timing_key(label: str, count: int) -> str:
     """Request key of one timed pair: metric label and probe count."""
     return f"timing/{label}/{count}"
@@ -227,16 +313,28 @@ def requests(bench: Any, view: Any) -> list[simbench.MatrixRequest]:
     so the flat line is measured, not assumed), ``timing_repeats`` timed calls.
     """
     low, high = ensembles(bench, view.specs)
-    _probe_sets(bench, view)
+    probes = _probe_sets(bench, view)
+    uses = metric_uses(bench, view)
+    ids = [s.id for s in view.specs]
+    out: list[simbench.MatrixRequest] = []
+    for label, _, subset in uses:  # subset_metrics: each ensemble on the same subset_probes rows of every probe set
+        if not subset:
+            continue
+        for p in probes:
+            size = _set_size(view, p)
+            if size is None:  # a failed probe set: evaluate reports it
+                continue
+            rows = _rows(subset_rows(bench, view, size), size)
+            for side, members in (("low", low), ("high", high)):
+                sources = tuple(simbench.Source(ids[int(i)], p, rows=rows) for i in members)
+                out.append(simbench.MatrixRequest(subset_key(label, p, side), label, sources))
     n_probes = _count_probes(bench, view)
     if isinstance(n_probes, str):  # the probe set failed: evaluate reports it
-        return []
-    ids = [s.id for s in view.specs]
+        return out
     probe = bench.count_probe_set
     subsets = _subsets(bench, view, n_probes)
-    out: list[simbench.MatrixRequest] = []
-    for label, metric in view.metrics.items():
-        weight = metric.kind == "weight"
+    for label, metric, subset in uses:
+        weight = not subset and metric.kind == "weight"
         if not weight:
             for k, draws in subsets:
                 for d, idx in enumerate(draws):
@@ -265,22 +363,51 @@ def evaluate(bench: Any, view: Any) -> list[simbench.Record]:
         _record("expected", 0.0, group=INFO, model_a=bench.low),  # which ensemble is expected where
         _record("expected", 1.0, group=INFO, model_a=bench.high),
     ]
+    records += [_record("overlap_at_least", bench.overlap_at_least, group=INFO),
+                _record("seed_random_above", bench.seed_random_above, group=INFO),
+                _record("seed_converged_below", bench.seed_converged_below, group=INFO)]
     n_probes = _count_probes(bench, view)
-    for label, metric in view.metrics.items():
+    pooled_auroc: dict[str, float] = {}
+    for label, metric, subset in metric_uses(bench, view):
+        if subset:
+            metric = _subset_metric(view, label, probes)
+            if metric is None:  # every probe set failed: no matrix was declared
+                records.append(_failed(label, probes[0], bench.low, "no probe set to compute it on"))
+                continue
+            if metric.kind == "weight":
+                raise UserError(f"calibration: subset_metrics {label!r} is a weight metric; subset_metrics takes "
+                                "activation metrics (a weight metric reads no probes: list it as a suite metric)")
+            records.append(_record("subset_probes", bench.subset_probes, metric=label, group=INFO))
         weight = metric.kind == "weight"
         records.append(_record("weight_metric", 1.0 if weight else 0.0, metric=label, group=INFO))
+        records.append(_record("declared_overlap", 1.0 if label in bench.overlap_metrics else 0.0, metric=label,
+                               group=INFO))
         scale = scale_of(metric)
         if scale is not None:
             records += [_record("scale_low", scale[0], metric=label, group=INFO),
                         _record("scale_high", scale[1], metric=label, group=INFO)]
+        per_set: list[tuple[str, np.ndarray, np.ndarray, bool]] = []
         for probe in ([probes[0]] if weight else probes):
             where = WEIGHTS if weight else probe
-            try:
-                oriented = _numpy(view.similarity(label, probe))
-            except MeasurementFailed as exc:
-                records.append(_failed(label, where, bench.low, str(exc)))
-                continue
-            records += _distributions(bench, view, label, metric, where, oriented, low, high)
+            if subset:
+                oriented = _subset_block(view, metric, label, probe, low, high)
+                if isinstance(oriented, str):
+                    records.append(_failed(label, where, bench.low, oriented))
+                    continue
+            else:
+                try:
+                    oriented = _numpy(view.similarity(label, probe))
+                except MeasurementFailed as exc:
+                    records.append(_failed(label, where, bench.low, str(exc)))
+                    continue
+            found, values = _distributions(bench, view, label, metric, where, oriented, low, high)
+            records += found
+            if values is not None:
+                per_set.append((probe, *values))
+        if not weight:
+            found, auc = _overlap(bench, view, label, per_set, len(probes), len(low), len(high))
+            records += found
+            pooled_auroc[label] = auc
         if isinstance(n_probes, str):  # the count probe set failed in the run: neither analysis can run
             records.append(_failed(label, bench.count_probe_set, bench.low, n_probes, "by_probes_mean"))
             continue
@@ -288,14 +415,99 @@ def evaluate(bench: Any, view: Any) -> list[simbench.Record]:
             records += _probe_counts(bench, view, label, metric, low, high, n_probes)
         if bench.timing_repeats:
             records += _timing(bench, view, label, low, n_probes)
-    return records
+    return records + _overlap_verdict(bench, pooled_auroc)
+
+
+def _subset_metric(view: Any, label: str, probes: Sequence[str]) -> Any:
+    """The configured object of a ``subset_metrics`` metric, from its first declared matrix (None if none)."""
+    for p in probes:
+        try:
+            return view.matrix_metric(subset_key(label, p, "low"))
+        except (LookupError, UserError):
+            continue
+    return None
+
+
+def _subset_block(view: Any, metric: Any, label: str, probe: str, low: np.ndarray,
+                  high: np.ndarray) -> np.ndarray | str:
+    """An ``M x M`` oriented matrix holding a ``subset_metrics`` metric's two within-ensemble matrices on
+    ``probe`` (the cross-ensemble block, never read, is 0), or the one-line reason it cannot be built."""
+    m = len(view.specs)
+    out = np.zeros((m, m))
+    for side, members in (("low", low), ("high", high)):
+        s = _count_matrix(view, subset_key(label, probe, side))
+        if isinstance(s, str):
+            return s
+        out[np.ix_(members, members)] = metric.to_similarity(s)
+    return out
+
+
+def overlap_verdict(aurocs: Sequence[float], at_least: int) -> float:
+    """The pre-declared overlap verdict over the declared metrics' pooled AUROCs: 1 (reproduced) when at least
+    ``at_least`` are below 1 (the ensembles' values overlap), 0 (not reproduced) when at least
+    ``len - at_least + 1`` are 1 (no overlap: ``at_least`` overlapping is out of reach), NaN when failed or
+    missing metrics leave it open.  Symmetric: with every metric measured, exactly one of the two holds."""
+    measured = [a for a in aurocs if math.isfinite(a)]
+    overlapping = sum(a < 1.0 for a in measured)
+    separated = len(measured) - overlapping
+    if overlapping >= at_least:
+        return 1.0
+    if separated >= len(aurocs) - at_least + 1:
+        return 0.0
+    return float("nan")
+
+
+def _overlap_verdict(bench: Any, pooled: dict[str, float]) -> list[simbench.Record]:
+    aurocs = [pooled.get(m, float("nan")) for m in bench.overlap_metrics]
+    measured = sum(math.isfinite(a) for a in aurocs)
+    return [_record("overlap_reproduced", overlap_verdict(aurocs, bench.overlap_at_least), group=OVERLAP,
+                    probe_set=POOLED, n=measured),
+            _record("metrics_overlapping", sum(a < 1.0 for a in aurocs if math.isfinite(a)), group=OVERLAP,
+                    probe_set=POOLED, n=measured),
+            _record("metrics_declared", len(aurocs), group=OVERLAP, probe_set=POOLED, n=measured)]
+
+
+def _overlap(bench: Any, view: Any, label: str, per_set: list[tuple[str, np.ndarray, np.ndarray, bool]],
+             n_sets: int, n_low: int, n_high: int) -> tuple[list[simbench.Record], float]:
+    """Seed 001's overlap claim for one activation metric, its values pooled over every probe set (the seed's
+    Fig. 1a probes 'clean or 15 corruptions'): pooled AUROC with a model-level bootstrap interval, the extremes
+    and the gap between the ensembles, the shares beyond the seed's dCKA numbers, and how many single probe sets
+    overlap.  Returns the records and the pooled AUROC (NaN if no probe set was measured)."""
+    if not per_set:
+        return [_failed(label, POOLED, OVERLAP, "no probe set measured (non-finite or failed values on every one)", "auroc")], float("nan")
+    lows, highs = [v[1] for v in per_set], [v[2] for v in per_set]
+    on_scale = all(v[3] for v in per_set)
+    pooled = PooledAuroc(lows, highs, n_low, n_high)
+    auc = pooled.value()
+    lo, hi = np.concatenate(lows), np.concatenate(highs)
+    n = len(lo) + len(hi)
+    stats: dict[str, float] = {
+        "auroc": auc, "random_max": float(lo.max()), "converged_min": float(hi.min()),
+        "random_q95": float(np.quantile(lo, 0.95)), "converged_q05": float(np.quantile(hi, 0.05)),
+        "gap": float(hi.min() - lo.max()), "overlaps": 1.0 if auc < 1.0 else 0.0,
+        "sets": float(len(per_set)), "sets_expected": float(n_sets),
+        "sets_overlapping": float(sum(auroc(h, lw) < 1.0 for _, lw, h, _ in per_set)),
+    }
+    if on_scale:  # the seed's numbers for dCKA, on the calibrated scale
+        stats["frac_random_above"] = float(np.mean(lo > bench.seed_random_above))
+        stats["frac_converged_below"] = float(np.mean(hi < bench.seed_converged_below))
+        stats["seed_spread"] = float(lo.max() > bench.seed_random_above and hi.min() < bench.seed_converged_below)
+    if bench.n_bootstrap and n_low >= 3 and n_high >= 3:
+        reps = pooled.bootstrap(bench.n_bootstrap, numpy_rng(view.seed, "calibration", "overlap", label))
+        reps = reps[np.isfinite(reps)]  # a replicate that drew one model only has no pair: it says nothing
+        if len(reps) >= bench.n_bootstrap / 2:
+            stats["auroc_ci_low"], stats["auroc_ci_high"] = (float(q) for q in np.quantile(reps, [0.025, 0.975]))
+    return [_record(k, v, metric=label, probe_set=POOLED, group=OVERLAP, n=n) for k, v in stats.items()], auc
 
 
 def _distributions(bench: Any, view: Any, label: str, metric: Any, where: str, oriented: np.ndarray,
-                   low: np.ndarray, high: np.ndarray) -> list[simbench.Record]:
+                   low: np.ndarray, high: np.ndarray
+                   ) -> tuple[list[simbench.Record], tuple[np.ndarray, np.ndarray, bool] | None]:
+    """The records of one metric on one probe set, and ``(low values, high values, on the calibrated scale)``
+    of the within-ensemble pairs (raw oriented values when the metric has no calibrated scale; None if failed)."""
     oriented = 0.5 * (oriented + oriented.T)  # unordered pairs: symmetrise asymmetric metrics
     if not np.isfinite(oriented).all():
-        return [_failed(label, where, bench.low, "non-finite similarity values")]
+        return [_failed(label, where, bench.low, "non-finite similarity values")], None
     scaled = calibrated(metric, oriented)
     raw = oriented if metric.higher_is_more_similar else -oriented
     out: list[simbench.Record] = []
@@ -320,13 +532,20 @@ def _distributions(bench: Any, view: Any, label: str, metric: Any, where: str, o
         out += [_record("auroc", auroc(hi_v, lo_v), metric=label, probe_set=where, group=SEPARATION, n=n),
                 _record("overlap", overlap_coefficient(hi_v, lo_v), metric=label, probe_set=where,
                         group=SEPARATION, n=n),
-                _record("cohen_d", cohen_d(hi_v, lo_v), metric=label, probe_set=where, group=SEPARATION, n=n)]
-    else:  # no calibrated scale: separation on the raw (oriented) values, which AUROC does not mind
-        hi_r, lo_r = within_pairs(oriented, high), within_pairs(oriented, low)
-        out += [_record("auroc", auroc(hi_r, lo_r), metric=label, probe_set=where, group=SEPARATION, n=n),
-                _record("overlap", overlap_coefficient(hi_r, lo_r), metric=label, probe_set=where,
-                        group=SEPARATION, n=n)]
-    return out
+                _record("cohen_d", cohen_d(hi_v, lo_v), metric=label, probe_set=where, group=SEPARATION, n=n),
+                _record("gap", float(hi_v.min() - lo_v.max()), metric=label, probe_set=where, group=SEPARATION, n=n),
+                _record("frac_random_above", float(np.mean(lo_v > bench.seed_random_above)), metric=label,
+                        probe_set=where, group=SEPARATION, n=n),
+                _record("frac_converged_below", float(np.mean(hi_v < bench.seed_converged_below)), metric=label,
+                        probe_set=where, group=SEPARATION, n=n)]
+        return out, (lo_v, hi_v, True)
+    # no calibrated scale: separation on the raw (oriented) values, which AUROC does not mind
+    hi_r, lo_r = within_pairs(oriented, high), within_pairs(oriented, low)
+    out += [_record("auroc", auroc(hi_r, lo_r), metric=label, probe_set=where, group=SEPARATION, n=n),
+            _record("overlap", overlap_coefficient(hi_r, lo_r), metric=label, probe_set=where,
+                    group=SEPARATION, n=n),
+            _record("gap", float(hi_r.min() - lo_r.max()), metric=label, probe_set=where, group=SEPARATION, n=n)]
+    return out, (lo_r, hi_r, False)
 
 
 def _count_matrix(view: Any, key: str) -> np.ndarray | str:

@@ -9,7 +9,7 @@ from typing import Any
 from simbench.types import Table
 
 from .._records import records_frame
-from .common import INFO, LETTER_DEPTHS, SEPARATION, TIMING, WEIGHTS
+from .common import INFO, LETTER_DEPTHS, OVERLAP, POOLED, SEPARATION, TIMING, WEIGHTS
 
 DEFAULT_TOLERANCE = 0.1
 LOW_COLOR, HIGH_COLOR = "#1f3b73", "#E8871E"  # seed 001 Fig. 1: dark blue = random, orange = adjacent epochs
@@ -188,6 +188,14 @@ def tables(records: Any) -> list[Table]:
             f"(the seed used 3 147 MNIST test images), so saturation beyond it cannot be checked here. "
             f"{len(done)} checks, {int((done['reproduced'] == 'yes').sum())} reproduced. {summary}"))
 
+    # 2b. the pre-declared overlap verdict (seed 001 §3.1: "wide and overlap"), pooled over the probe sets
+    over = overlap_table(df, low, high)
+    if over is not None:
+        out.append(over)
+    dist = distributions_table(df, weight, low, high)
+    if dist is not None:
+        out.append(dist)
+
     # 3. separation per probe set
     sep = df[(df["group"] == SEPARATION) & (df["statistic"] == "auroc") & (df["status"] == "ok")]
     if len(sep) and sep["probe_set"].nunique() > 1:
@@ -252,6 +260,113 @@ def tables(records: Any) -> list[Table]:
     return out
 
 
+def _info_value(df: Any, statistic: str, default: float, metric: str | None = None) -> float:
+    sel = (df["group"] == INFO) & (df["statistic"] == statistic) & (df["status"] == "ok")
+    if metric is not None:
+        sel &= df["metric"] == metric
+    rows = df.loc[sel, "value"]
+    return float(rows.iloc[0]) if len(rows) else default
+
+
+def _subset_note(df: Any) -> str:
+    rows = df[(df["group"] == INFO) & (df["statistic"] == "subset_probes") & (df["status"] == "ok")]
+    if not len(rows):
+        return ""
+    return " " + "; ".join(f"{m} is read on a fixed random subset of {int(v)} probes of every probe set (the same "
+                           f"images in each)" for m, v in zip(rows["metric"], rows["value"], strict=True)) + "."
+
+
+def overlap_summary(df: Any) -> dict[str, float]:
+    """The overall overlap verdict's rows: ``overlap_reproduced`` (1 / 0 / NaN), ``metrics_overlapping``,
+    ``metrics_declared`` and ``measured`` (how many declared metrics have a pooled AUROC)."""
+    rows = df[(df["group"] == OVERLAP) & (df["metric"] == "") & (df["status"] == "ok")]
+    out = {str(k): float(v) for k, v in zip(rows["statistic"], rows["value"], strict=True)}
+    n = rows.loc[rows["statistic"] == "overlap_reproduced", "n"]
+    if len(n):
+        out["measured"] = float(n.iloc[0])
+    return out
+
+
+def _verdict_word(value: float) -> str:
+    return "undetermined" if not math.isfinite(value) else ("reproduced" if value == 1.0 else "not reproduced")
+
+
+def overlap_table(df: Any, low: str, high: str) -> Table | None:
+    """One row per activation metric (the declared ones first) from the ``overlap`` rows, then ``(overall)``."""
+    import pandas as pd
+
+    rows_df = df[(df["group"] == OVERLAP) & (df["probe_set"] == POOLED) & (df["metric"] != "")]
+    if not len(rows_df):
+        return None
+    above = _info_value(df, "seed_random_above", 0.3)
+    below = _info_value(df, "seed_converged_below", 0.8)
+    at_least = int(_info_value(df, "overlap_at_least", 2))
+    declared = [m for m in dict.fromkeys(rows_df["metric"]) if _info_value(df, "declared_overlap", 0.0, m) == 1.0]
+    others = [m for m in dict.fromkeys(rows_df["metric"]) if m not in declared]
+    rows = []
+    for m in declared + others:
+        def v(stat: str, m: str = m) -> float:
+            return _value(df, stat, m, OVERLAP, POOLED)
+
+        auc = v("auroc")
+        rows.append({
+            "metric": m, "declared": "yes" if m in declared else "no", "auroc": auc,
+            "auroc_ci_low": v("auroc_ci_low"), "auroc_ci_high": v("auroc_ci_high"),
+            f"{low}_max": v("random_max"), f"{low}_q95": v("random_q95"),
+            f"{high}_q05": v("converged_q05"), f"{high}_min": v("converged_min"), "gap": v("gap"),
+            f"share_{low}_above_{above:g}": v("frac_random_above"),
+            f"share_{high}_below_{below:g}": v("frac_converged_below"),
+            "sets_overlapping": v("sets_overlapping"), "sets": v("sets"),
+            "overlap": "n/a" if math.isnan(auc) else ("yes" if auc < 1.0 else "no"),
+            "reproduced": "",
+        })
+    summary = overlap_summary(df)
+    verdict = summary.get("overlap_reproduced", float("nan"))
+    n_over = int(summary.get("metrics_overlapping", 0))
+    n_decl = int(summary.get("metrics_declared", len(declared)))
+    rows.append({"metric": "(overall)", "declared": f"{n_over} of {n_decl} overlap", "overlap": "",
+                 "reproduced": {"reproduced": "yes", "not reproduced": "no"}.get(_verdict_word(verdict), "n/a")})
+    frame = pd.DataFrame(rows)
+    for c in ("sets_overlapping", "sets"):
+        frame[c] = pd.array([int(x) if pd.notna(x) else None for x in frame[c]], dtype="Int64")
+    return Table(
+        "overlap", f"Do the {low} and {high} values overlap? (seed 001 §3.1; pooled over every probe set)", frame,
+        f"Declared before the run: each activation metric's values of all unordered pairs within each ensemble, "
+        f"on every probe set, pooled (the seed probes 'clean or 15 corruptions' for one box per metric, Fig. 1a). "
+        f"auroc = P({high} pair > {low} pair), ties one half; a metric overlaps iff auroc < 1 (some {low} pair "
+        f"scores at least as high as some {high} pair; gap = {high}_min - {low}_max < 0 is the same). Verdict: "
+        f"'reproduced' iff at least {at_least} of the declared metrics overlap, 'not reproduced' iff so many are "
+        f"fully separated that {at_least} cannot (symmetric; with all measured exactly one holds). "
+        f"ci = model-level bootstrap 95 % interval (models of each ensemble resampled, each pair weighted by the "
+        f"pairs of draws it stands for, probe sets fixed); the {high} ensemble is checkpoints of one training run, "
+        f"so its interval covers checkpoint-to-checkpoint variation, not another training run. The seed's dCKA "
+        f"numbers: some {low} values above {above:g}, some {high} values below {below:g} (shares on the "
+        f"calibrated scale). sets_overlapping = probe sets on which the metric overlaps on its own."
+        + _subset_note(df))
+
+
+def distributions_table(df: Any, weight: dict[str, bool], low: str, high: str) -> Table | None:
+    """Per probe set and activation metric: the two ensembles' means and extremes, the gap and the AUROC."""
+    import pandas as pd
+
+    means = df[(df["statistic"] == "mean") & (df["group"] == low) & (df["status"] == "ok")
+               & (df["probe_set"] != WEIGHTS)]
+    if not len(means) or means["probe_set"].nunique() < 2:
+        return None
+    rows = []
+    for p in dict.fromkeys(means["probe_set"]):
+        for m in dict.fromkeys(means.loc[means["probe_set"] == p, "metric"]):
+            if weight.get(m):
+                continue
+            rows.append({"probe_set": p, "metric": m,
+                         f"{low}_mean": _value(df, "mean", m, low, p), f"{low}_max": _value(df, "max", m, low, p),
+                         f"{high}_min": _value(df, "min", m, high, p), f"{high}_mean": _value(df, "mean", m, high, p),
+                         "gap": _value(df, "gap", m, SEPARATION, p), "auroc": _value(df, "auroc", m, SEPARATION, p)})
+    return Table("distributions", "Both ensembles per probe set (calibrated scale)", pd.DataFrame(rows),
+                 f"Mean and extreme of the unordered pairs within each ensemble; gap = {high}_min - {low}_max "
+                 f"(negative = the ranges overlap); auroc as in the overlap table, on this probe set alone.")
+
+
 def _max_count(df: Any) -> int:
     n = df.loc[df["statistic"] == "by_probes_mean", "probes"].dropna()
     return int(n.max()) if len(n) else 0
@@ -300,6 +415,18 @@ def verdict_rows(df: Any, weight: dict[str, bool], tol: float, low: str, high: s
         rows.append({"claim": "(overall)", "metric": "weight metrics",
                      "observed": f"{good} of {len(weights)} calibrated at both ends", "expected": "all",
                      "reproduced": _yes(good == len(weights))})
+    summary = overlap_summary(df)
+    if "overlap_reproduced" in summary:
+        declared = [m for m in acts if _info_value(df, "declared_overlap", 0.0, m) == 1.0]
+        aucs = ", ".join(f"{m} {_value(df, 'auroc', m, OVERLAP, POOLED):.3f}" for m in declared)
+        at_least = int(_info_value(df, "overlap_at_least", 2))
+        word = _verdict_word(summary["overlap_reproduced"])
+        rows.append({"claim": "(overall)", "metric": "overlap of the two ensembles",
+                     "observed": f"{word}: {int(summary.get('metrics_overlapping', 0))} of "
+                                 f"{int(summary.get('metrics_declared', 0))} declared metrics overlap "
+                                 f"(pooled AUROC {aucs})",
+                     "expected": f"AUROC < 1 for at least {at_least}",
+                     "reproduced": {"reproduced": "yes", "not reproduced": "no"}.get(word, "n/a")})
     if acts:
         rows.append({"claim": "(overall)", "metric": "activation metrics",
                      "observed": f"{biased} of {len(acts)} biased away from 0; bias shrinks with probes for "
@@ -360,7 +487,7 @@ def plots(records: Any, out_dir: Any) -> list[Path]:
     label = _plots.safe_name(str(df["benchmark"].iloc[0]) or "calibration")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    weight, tol = _info(df)
+    weight, _tol = _info(df)
     low, high = _ensembles(df)
     probe = headline_probe_set(df)
     written = []
