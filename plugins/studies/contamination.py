@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import simbench
-from simbench_plugins.benchmarks.contamination import Contamination
+from simbench_plugins.benchmarks.contamination import Contamination, ContaminationDistillation, ContaminationGeneral
 from simbench_plugins.data.contamination import BackgroundShift, FeatureContamination
-from simbench_plugins.zoos.contamination import ContaminationNet
+from simbench_plugins.zoos.contamination import ContaminationDistill, ContaminationNet
+
+import simbench
 
 
 @simbench.hookimpl
@@ -21,8 +22,11 @@ def register_perturbations(register):  # type: ignore[no-untyped-def]
 @simbench.hookimpl
 def register_zoos(register):  # type: ignore[no-untyped-def]
     register(ContaminationNet)
+    register(ContaminationDistill)
 
 
 @simbench.hookimpl
 def register_benchmarks(register):  # type: ignore[no-untyped-def]
     register(Contamination)
+    register(ContaminationGeneral)
+    register(ContaminationDistillation)

@@ -1,4 +1,4 @@
-"""Two-layer networks of seed 004 and their batched SGD training (torch)."""
+"""Two-layer networks of seed 004 and their batched SGD / AdamW training (torch)."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ HISTORY_COLUMNS: tuple[str, ...] = (
     "ood_risk",
     "id_error",
     "ood_error",
+    "bg_align",
 )
 
 ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
@@ -66,23 +67,30 @@ class ContaminationNetModule(nn.Module):
     default_layer = "hidden"
     readable_layers: tuple[str, ...] = ("preact", "act_derivative", "hidden", "hidden_f64", "output")
 
-    def __init__(self, d_in: int, width: int, activation: str, train_output: bool, n_records: int) -> None:
+    def __init__(
+        self, d_in: int, width: int, activation: str, train_output: bool, n_records: int, bias: bool = False
+    ) -> None:
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}; expected one of {sorted(ACTIVATIONS)}")
         self.activation = activation
         self.act_fn = ACTIVATIONS[activation]
-        self.hidden = nn.Linear(d_in, width, bias=False)
+        self.hidden = nn.Linear(d_in, width, bias=bias)
         a = torch.zeros(width)
         if train_output:
             self.a = nn.Parameter(a)
         else:
             self.register_buffer("a", a)
+        if bias:  # the output bias of the general setting (App. F.1): trained with the output weights
+            self.register_buffer("c", torch.zeros(()))
+        else:
+            self.c = None
         self.register_buffer("history", torch.zeros(n_records, len(HISTORY_COLUMNS)))
 
     def score(self, x: torch.Tensor) -> torch.Tensor:
         """The scalar network output ``f(x)``."""
-        return self.act_fn(self.hidden(x.flatten(1))) @ self.a
+        f = self.act_fn(self.hidden(x.flatten(1))) @ self.a
+        return f if self.c is None else f + self.c
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         f = self.score(x)
@@ -94,7 +102,7 @@ class ContaminationNetModule(nn.Module):
             raise KeyError(f"contamination_net has no layer(s) {unknown}; readable: {list(self.readable_layers)}")
         pre = self.hidden(x.flatten(1))
         post = self.act_fn(pre)
-        f = post @ self.a
+        f = post @ self.a if self.c is None else post @ self.a + self.c
         acts = {"preact": pre, "hidden": post, "output": torch.stack([-0.5 * f, 0.5 * f], 1)}
         if "hidden_f64" in layers:  # only when asked: similarity metrics read the float32 layers
             acts["hidden_f64"] = self.act_fn(pre.double())
@@ -109,7 +117,8 @@ class ContaminationNetModule(nn.Module):
 def instantiate(zoo: Any, spec: simbench.ModelSpec, data: simbench.DataSplits) -> ContaminationNetModule:
     d_in = int(torch.tensor(data.input_shape).prod())
     return ContaminationNetModule(
-        d_in, zoo.width, str(spec.factors["arch"]), zoo.train_output, len(record_steps(zoo.steps, zoo.record_every))
+        d_in, zoo.width, str(spec.factors["arch"]), zoo.train_output, len(record_steps(zoo.steps, zoo.record_every)),
+        bias=zoo.bias,
     )
 
 
@@ -122,10 +131,39 @@ def _subspaces(data: simbench.DataSplits) -> tuple[torch.Tensor, torch.Tensor]:
     return core.float(), bg.float()
 
 
+def background_alignment(w: torch.Tensor, bg: torch.Tensor) -> torch.Tensor:
+    """``log R`` of hidden weights ``w [..., m, d]``: ``R`` = the weights' mean squared coordinate along the mean
+    background direction ``u`` (the normalised sum of the background features, the direction every background
+    weight's positive mean points to) over their mean squared coordinate along the other ``d_background - 1``
+    background directions.  Feature contamination (seed 004 Thm 4.2: every neuron's weight on every background
+    feature grows with the same sign) drives ``R`` far above 1; weights that only diffuse in the background
+    subspace (optimiser noise, a random initialisation) have ``R`` about 1 whatever their size."""
+    u = bg.sum(1)
+    u = u / u.norm()
+    along = (w @ u) ** 2  # [..., m]
+    total = ((w @ bg) ** 2).sum(-1)
+    other = (total - along).clamp(min=1e-30) / (bg.shape[1] - 1)
+    return torch.log(along.mean(-1) / other.mean(-1))
+
+
+def _forward(
+    x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, a: torch.Tensor, c: torch.Tensor | None,
+    act: Callable[[torch.Tensor], torch.Tensor],
+) -> torch.Tensor:
+    """Scores ``[S, n]`` of ``S`` stacked networks on inputs ``x [n, d]`` (or ``[S, n, d]``)."""
+    pre = torch.einsum("nd,smd->snm" if x.dim() == 2 else "snd,smd->snm", x, w)
+    if b is not None:
+        pre = pre + b[:, None, :]
+    f = (act(pre) * a[:, None, :]).sum(-1)
+    return f if c is None else f + c[:, None]
+
+
 @torch.no_grad()
 def _trace(
     w: torch.Tensor,
+    b: torch.Tensor | None,
     a: torch.Tensor,
+    c: torch.Tensor | None,
     act: Callable[[torch.Tensor], torch.Tensor],
     core: torch.Tensor,
     bg: torch.Tensor,
@@ -133,16 +171,37 @@ def _trace(
     x_ood: torch.Tensor,
     y_sign: torch.Tensor,
 ) -> torch.Tensor:
-    """``[S, 7]`` trace values (all columns but ``step``) for stacked weights ``w [S, m, d]``."""
+    """``[S, 8]`` trace values (all columns but ``step``) for stacked weights ``w [S, m, d]``."""
     proj_bg = w @ bg  # [S, m, d_bg]: each neuron's coordinates on the background features
     cols = [(w @ core).norm(dim=-1).mean(1), proj_bg.norm(dim=-1).mean(1), proj_bg.mean((1, 2))]
     risks, errors = [], []
     for x in (x_id, x_ood):
-        f = (act(torch.einsum("nd,smd->snm", x, w)) * a[:, None, :]).sum(-1)
-        margin = y_sign[None] * f
+        margin = y_sign[None] * _forward(x, w, b, a, c, act)
         risks.append(torch.clamp(1 - margin, min=0).mean(1))
         errors.append((margin <= 0).float().mean(1))
-    return torch.stack(cols + risks + errors, 1)
+    return torch.stack(cols + risks + errors + [background_alignment(w.double(), bg.double()).float()], 1)
+
+
+def _init(zoo: Any, gens: list[torch.Generator], d_in: int) -> tuple[torch.Tensor, ...]:
+    """Initial ``(w [S, m, d], b [S, m] or None, a [S, m], c [S] or None)`` per seed generator.
+
+    ``gaussian`` (the seed's §3.2): ``w ~ N(0, init_scale^2)``, ``a = +-1/width``, zero biases.  ``torch`` (the
+    general setting, PyTorch's ``nn.Linear`` default): every weight and bias of a layer with fan-in ``k`` is
+    ``U(-1/sqrt(k), 1/sqrt(k))``."""
+    m = zoo.width
+    if zoo.init == "torch":
+        def unif(shape: tuple[int, ...], fan_in: int, g: torch.Generator) -> torch.Tensor:
+            return (2 * torch.rand(shape, generator=g) - 1) / fan_in**0.5
+
+        w0 = torch.stack([unif((m, d_in), d_in, g) for g in gens])
+        a0 = torch.stack([unif((m,), m, g) for g in gens])
+        b0 = torch.stack([unif((m,), d_in, g) for g in gens]) if zoo.bias else None
+        c0 = torch.stack([unif((), m, g) for g in gens]) if zoo.bias else None
+        return w0, b0, a0, c0
+    w0 = torch.stack([torch.randn(m, d_in, generator=g) * zoo.init_scale for g in gens])
+    a0 = torch.stack([(2 * torch.randint(2, (m,), generator=g) - 1).float() / m for g in gens])
+    zeros = torch.zeros(len(gens), m) if zoo.bias else None
+    return w0, zeros, a0, (torch.zeros(len(gens)) if zoo.bias else None)
 
 
 def build(zoo: Any, data: simbench.DataSplits, ctx: simbench.RunContext) -> dict[str, Any]:
@@ -168,23 +227,31 @@ def build(zoo: Any, data: simbench.DataSplits, ctx: simbench.RunContext) -> dict
         # the same seed gives the same initial weights and batch order for every activation,
         # so the activations are compared on equal terms
         gens = [torch_generator(ctx.seed, "contamination", "init-and-batches", s) for s in seeds]
-        w0 = torch.stack([torch.randn(zoo.width, d_in, generator=g) * zoo.init_scale for g in gens])
-        a0 = torch.stack([(2 * torch.randint(2, (zoo.width,), generator=g) - 1).float() / zoo.width for g in gens])
+        w0, b0, a0, c0 = _init(zoo, gens, d_in)
         w = w0.to(device).requires_grad_(True)
         a = a0.to(device).requires_grad_(zoo.train_output)
-        params = [w, a] if zoo.train_output else [w]
-        opt = torch.optim.SGD(params, lr=zoo.lr, weight_decay=zoo.weight_decay)
+        b = None if b0 is None else b0.to(device).requires_grad_(True)
+        c = None if c0 is None else c0.to(device).requires_grad_(zoo.train_output)
+        params = [w] + ([b] if b is not None else []) + ([a] + ([c] if c is not None else []) if zoo.train_output
+                                                          else [])
+        if zoo.optimizer == "adamw":  # elementwise, so stacking the seeds' tensors trains each seed independently
+            opt: torch.optim.Optimizer = torch.optim.AdamW(params, lr=zoo.lr, weight_decay=zoo.weight_decay)
+        else:
+            opt = torch.optim.SGD(params, lr=zoo.lr, weight_decay=zoo.weight_decay)
         history = torch.zeros(len(seeds), len(steps_to_record), len(HISTORY_COLUMNS))
         row = 0
         for step in range(zoo.steps + 1):
             if step == steps_to_record[row]:
                 history[:, row, 0] = float(step)
-                history[:, row, 1:] = _trace(w.detach(), a.detach(), act, core, bg, x_val, x_ood, y_val).cpu()
+                history[:, row, 1:] = _trace(
+                    w.detach(), None if b is None else b.detach(), a.detach(), None if c is None else c.detach(),
+                    act, core, bg, x_val, x_ood, y_val,
+                ).cpu()
                 row += 1
             if step == zoo.steps:
                 break
             idx = torch.stack([torch.randint(len(x_train), (zoo.batch_size,), generator=g) for g in gens]).to(device)
-            f = (act(torch.einsum("sbd,smd->sbm", x_train[idx], w)) * a[:, None, :]).sum(-1)
+            f = _forward(x_train[idx], w, b, a, c, act)
             # a sum over models of each model's mean loss: every model gets its own gradient
             loss = torch.clamp(1 - y_train[idx] * f, min=0).mean(1).sum()
             opt.zero_grad(set_to_none=True)
@@ -200,6 +267,9 @@ def build(zoo: Any, data: simbench.DataSplits, ctx: simbench.RunContext) -> dict
             with torch.no_grad():
                 module.hidden.weight.copy_(w[k].detach().cpu())
                 module.a.copy_(a[k].detach().cpu())
+                if b is not None and c is not None:
+                    module.hidden.bias.copy_(b[k].detach().cpu())
+                    module.c.copy_(c[k].detach().cpu())
                 module.history.copy_(history[k])
             models[spec.id] = module.to(ctx.device).eval()
     return models

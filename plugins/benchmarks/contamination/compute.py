@@ -74,6 +74,27 @@ def _check_layers(ctx: Any, specs: Any) -> None:
                              "zoo's post-activation and activation-derivative layers)")
 
 
+def paired_tests(specs: Any, per_model: dict[tuple[str, str, str], float], contaminated_arch: str,
+                 linear_arch: str, ood_probe: str) -> tuple[float, float, int]:
+    """Model-level tests of the finding, pairing the two archs' models of the same seed (same initial weights and
+    batch order): one-sided paired t-tests over the seeds of ``log(bg_proj ratio) > log 2`` and of ``OOD
+    hinge-risk gap difference > 0.1``.  Returns ``(p_contaminated, p_fails_ood, pairs)``; p = 1 with < 2 pairs."""
+    from .general import one_sided_t
+
+    by_seed: dict[Any, dict[str, str]] = defaultdict(dict)
+    for spec in specs:
+        by_seed[spec.factors.get("seed")][str(spec.factors.get("arch", ""))] = spec.id
+    log_ratio, gap_diff = [], []
+    for models in by_seed.values():
+        if contaminated_arch in models and linear_arch in models:
+            a, b = models[contaminated_arch], models[linear_arch]
+            log_ratio.append(float(np.log(per_model[(a, "", "bg_proj")] / max(per_model[(b, "", "bg_proj")], 1e-30))))
+            gap_diff.append(per_model[(a, ood_probe, "ood_gap_risk")] - per_model[(b, ood_probe, "ood_gap_risk")])
+    if len(log_ratio) < 2:
+        return 1.0, 1.0, len(log_ratio)
+    return one_sided_t(log_ratio, float(np.log(2.0)))[1], one_sided_t(gap_diff, 0.1)[1], len(log_ratio)
+
+
 def evaluate(bench: Any, ctx: Any) -> list[Any]:
     from simbench_plugins.data import _contamination_impl as data_impl
 
@@ -150,12 +171,16 @@ def evaluate(bench: Any, ctx: Any) -> list[Any]:
         first = ood[0]
         relu_bg, lin_bg = means[(c, "", "bg_proj")], means[(lin, "", "bg_proj")]
         relu_gap, lin_gap = means[(c, first, "ood_gap_risk")], means[(lin, first, "ood_gap_risk")]
-        contaminated = relu_bg >= 2.0 * lin_bg and means[(c, "", "bg_corr")] > 0
-        fails_ood = relu_gap >= 0.1 and relu_gap >= 5.0 * max(lin_gap, 0.0)
+        p_cont, p_fail, n_pairs = paired_tests(specs, per_model, c, lin, first)
+        contaminated = relu_bg >= 2.0 * lin_bg and means[(c, "", "bg_corr")] > 0 and p_cont < bench.alpha
+        fails_ood = relu_gap >= 0.1 and relu_gap >= 5.0 * max(lin_gap, 0.0) and p_fail < bench.alpha
         for stat, value in (
             ("bg_proj_ratio", relu_bg / max(lin_bg, 1e-12)),
             ("ood_gap_risk_contaminated", relu_gap),
             ("ood_gap_risk_linear", lin_gap),
+            ("n_seed_pairs", float(n_pairs)),
+            ("p_contaminated", p_cont),
+            ("p_fails_ood", p_fail),
             ("contaminated", float(contaminated)),
             ("fails_ood", float(fails_ood)),
             ("reproduced", float(contaminated and fails_ood)),

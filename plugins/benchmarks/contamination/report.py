@@ -69,8 +69,11 @@ def tables(records: Any) -> list[Table]:
     if len(finding):
         out.append(Table("finding", "Is seed 004's finding reproduced?",
                          finding[["statistic", "value", "probe_set"]].reset_index(drop=True),
-                         "reproduced = contaminated (ReLU bg_proj >= 2x linear, bg_corr > 0) and fails_ood "
-                         "(ReLU OOD risk gap >= 0.1 and >= 5x linear)."))
+                         "reproduced = contaminated (ReLU bg_proj >= 2x linear, bg_corr > 0, and a one-sided "
+                         "paired t-test over seeds of log(bg_proj ReLU / linear) > log 2 with p < alpha) and "
+                         "fails_ood (ReLU OOD hinge-risk gap >= 0.1 and >= 5x linear, and a one-sided paired "
+                         "t-test of gap ReLU - gap linear > 0.1 with p < alpha); alpha = 0.05 unless the suite "
+                         "sets it. The 0-1 error is not tested."))
     per_model = df[(df["model_a"] != "") & ~df["statistic"].str.startswith("trace_")]
     if len(per_model):
         wide = per_model.pivot_table(index=["group", "model_a", "probe_set"], columns="statistic", values="value",
