@@ -444,7 +444,9 @@ def test_layer_maps_are_declared_and_read_from_the_store() -> None:
             delta = layer_rows[(f"delta_{name}", spec.id, SURVEYS[2])].value
             assert delta == pytest.approx(stats[SURVEYS[2]][name] - stats[SURVEYS[0]][name], abs=1e-12)
     tabs = {t.key: t.frame for t in SurveyTransfer.tables(records)}
-    assert len(tabs["layer_maps"]) == 4 and list(tabs["layer_verdict"]["pairs"]) == [4, 4]
+    lv = tabs["layer_verdict"]
+    assert len(tabs["layer_maps"]) == 4 and list(lv["models"]) == [4, 4]  # one row per statistic and unseen survey
+    assert list(lv["p (Holm)"]) == pytest.approx(list(lv["p"]))  # one unseen survey: Holm changes nothing
     # maps of the first model of each group only: requests and rows shrink, the scores do not
     one = SurveyTransfer(unseen=("survey_shift/unseen",), baseline="A", map_models_per_group=1)
     assert [r.key for r in one.requests(store)] == [f"m-{g}-s0@{p}" for p in (SURVEYS[0], SURVEYS[2]) for g in ("A", "A+B")]
@@ -501,6 +503,13 @@ def test_transfer_verdict_and_welch_p() -> None:
 # --------------------------------------------------------------------------
 # issue 26: the control mix, the overlap mix and the declared tests
 # --------------------------------------------------------------------------
+
+
+def test_layer_verdict_is_symmetric_and_plain() -> None:
+    assert str_report.layer_verdict(0.6, 0.01, "block score").startswith("reproduced")
+    assert str_report.layer_verdict(-0.6, 0.01, "block score").startswith("not reproduced: the opposite")
+    assert str_report.layer_verdict(0.6, 0.2, "block score").startswith("not reproduced: the change")
+    assert str_report.layer_verdict(math.nan, math.nan, "block score").startswith("not reproduced")
 
 
 def test_holm_matches_the_step_down_by_hand() -> None:
