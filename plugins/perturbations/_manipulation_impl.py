@@ -41,10 +41,22 @@ def target_map(pert: Any, original_map: torch.Tensor) -> torch.Tensor:
         t = original_map.detach().clone()
         t[0, -1] = t[-1, 0] = 1.0
         return t
+    i = torch.arange(k, device=original_map.device)
+    if pert.map_target == "checkerboard":
+        return ((i[:, None] + i[None, :]) % 2 == 0).to(original_map.dtype)
+    if pert.map_target == "cross":
+        return ((i[:, None] == i[None, :]) | (i[:, None] + i[None, :] == k - 1)).to(original_map.dtype)
     m = torch.tensor(pert.matrix, dtype=original_map.dtype, device=original_map.device)
     if m.shape != original_map.shape:
         raise UserError(f"cka_map_manipulation: matrix is {tuple(m.shape)} but the model has {k} layers to map")
     return m
+
+
+def offdiag_distance(m: torch.Tensor, target: torch.Tensor) -> float:
+    """Mean ``|m - target|`` over the off-diagonal cells (the diagonal of a CKA map is always 1)."""
+    k = m.shape[0]
+    mask = ~torch.eye(k, dtype=torch.bool, device=m.device)
+    return float((m - target).abs()[mask].mean())
 
 
 def _logcosh(x: torch.Tensor) -> torch.Tensor:
@@ -143,8 +155,12 @@ def manipulate(
         "map": map_after.cpu(),
         "cka_offdiag_original": float(mean_off_diagonal(map_before)),
         "cka_offdiag": float(mean_off_diagonal(map_after)),
+        "cka_first_last_original": float(map_before[0, -1]),
+        "cka_first_last": float(map_after[0, -1]),
         "cka_map_distance_original": float((map_before - target).abs().mean()),
         "cka_map_distance": float((map_after - target).abs().mean()),
+        "cka_target_distance_original": offdiag_distance(map_before, target),
+        "cka_target_distance": offdiag_distance(map_after, target),
         "accuracy_original": acc_before,
         "accuracy": acc_after,
         "accuracy_change": acc_after - acc_before,
@@ -180,6 +196,10 @@ def perturb_models(
             "cka_offdiag_original": round(report["cka_offdiag_original"], 6),
             "cka_offdiag": round(report["cka_offdiag"], 6),
             "cka_map_distance": round(report["cka_map_distance"], 6),
+            "cka_first_last_original": round(report["cka_first_last_original"], 6),
+            "cka_first_last": round(report["cka_first_last"], 6),
+            "cka_target_distance_original": round(report["cka_target_distance_original"], 6),
+            "cka_target_distance": round(report["cka_target_distance"], 6),
             "accuracy_original": round(report["accuracy_original"], 6),
             "accuracy": round(report["accuracy"], 6),
             "accuracy_change": round(report["accuracy_change"], 6),

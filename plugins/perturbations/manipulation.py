@@ -10,7 +10,9 @@ from pydantic import Field
 
 import simbench
 
-TARGETS: tuple[str, ...] = ("first_last_max", "all_max", "all_min", "explicit")
+TARGETS: tuple[str, ...] = ("first_last_max", "all_max", "all_min", "checkerboard", "cross", "explicit")
+#: the "comical" targets (seed 003 Fig. 5): fixed patterns, not read from the original map
+COMICAL: tuple[str, ...] = ("checkerboard", "cross")
 
 
 @dataclass(frozen=True)
@@ -24,7 +26,12 @@ class CkaMapManipulation(simbench.Perturbation):
     where ``M_f(x)`` is the differentiable linear-CKA map between the
     model's readable layers (``model.read``) on each minibatch.  Targets:
     ``first_last_max`` (the original map with first<->last set to 1),
-    ``all_max`` (all ones), ``all_min`` (identity) or ``explicit`` (``matrix``).
+    ``all_max`` (all ones), ``all_min`` (identity), the "comical" maps of
+    Fig. 5 -- ``checkerboard`` (1 where ``i + j`` is even, else 0: every
+    other layer alike) and ``cross`` (1 on the diagonal and the
+    anti-diagonal, else 0: layer ``i`` alike only to layer ``L - 1 - i``) --
+    or ``explicit`` (``matrix``).  (The seed's Fig. 5 maps are not in its
+    text; these two are ours.)
     AdamW, cosine schedule with linear warm-up over the first
     ``warmup_fraction`` of the steps (the paper: lambda = 100, lr 1e-3, 50 epochs,
     500 warm-up steps; our default epochs are few so it runs on a CPU).
@@ -32,7 +39,10 @@ class CkaMapManipulation(simbench.Perturbation):
     Each variant is a new zoo entry with ``factors = {**original.factors,
     "manipulated": target, "original": original.id}`` plus the achieved
     numbers on the test split: ``cka_offdiag_original``, ``cka_offdiag``
-    (mean off-diagonal CKA), ``cka_map_distance`` (mean |M - target|),
+    (mean off-diagonal CKA), ``cka_first_last_original``, ``cka_first_last``
+    (the first<->last cell), ``cka_map_distance`` (mean |M - target| over all
+    cells), ``cka_target_distance_original``, ``cka_target_distance`` (mean
+    |M - target| over the off-diagonal cells, before / after),
     ``accuracy_original``, ``accuracy``, ``accuracy_change`` and ``cka_map``
     (the achieved map as a JSON string).
     """
@@ -41,7 +51,7 @@ class CkaMapManipulation(simbench.Perturbation):
     description: ClassVar[str] = "fine-tune models towards a target CKA map while distilling their outputs (seed 003)"
     target: ClassVar[str] = "model"
 
-    map_target: Literal["first_last_max", "all_max", "all_min", "explicit"] = "all_max"
+    map_target: Literal["first_last_max", "all_max", "all_min", "checkerboard", "cross", "explicit"] = "all_max"
     matrix: tuple[tuple[float, ...], ...] = ()
     layers: tuple[str, ...] = ()
     models: tuple[str, ...] = ()

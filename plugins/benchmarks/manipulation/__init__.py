@@ -40,9 +40,12 @@ statistic                       group           model_a / model_b          value
                                                                            predictions on the probe set
 ``accuracy_change``             map target      original / manipulated     ``metric = ""``: accuracy(m) - acc.(o)
 ``map_offdiag_original``,       map target      original / manipulated     ``metric = ""``: mean off-diagonal linear
-``map_offdiag``,                                                           CKA of the layer map before / after, and
-``map_distance``                                                           mean |map - target| (from the
-                                                                           perturbation's factors, when present)
+``map_offdiag``,                                                           CKA of the layer map before / after,
+``map_distance``,                                                          mean |map - target| (all cells), the
+``map_first_last_original``,                                               first<->last cell before / after, and
+``map_first_last``,                                                        mean |map - target| over the off-diagonal
+``map_target_distance_original``,                                          cells before / after (from the
+``map_target_distance``                                                    perturbation's factors, when present)
 ``agreement_reference``         ``reference``   -                          ``metric = ""``: median agreement of
                                                                            distinct originals
 ==============================  ==============  =========================  ========================================

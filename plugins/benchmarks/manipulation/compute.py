@@ -89,7 +89,11 @@ def evaluate(bench: Any, ctx: Any) -> list[simbench.Record]:
             for o, m, target in pairs:
                 f = specs[m].factors
                 for key, stat in (("cka_offdiag_original", "map_offdiag_original"), ("cka_offdiag", "map_offdiag"),
-                                  ("cka_map_distance", "map_distance")):
+                                  ("cka_map_distance", "map_distance"),
+                                  ("cka_first_last_original", "map_first_last_original"),
+                                  ("cka_first_last", "map_first_last"),
+                                  ("cka_target_distance_original", "map_target_distance_original"),
+                                  ("cka_target_distance", "map_target_distance")):
                     if isinstance(f.get(key), (int, float)):
                         records.append(simbench.Record(BENCH, stat, float(f[key]), group=target, model_a=ids[o],
                                                        model_b=ids[m]))
