@@ -51,6 +51,7 @@ def main() -> None:
     torch.set_num_threads(1)
 
     from simbench.registry import build_registry
+    from simbench.plan import PlanTask
     from simbench.runner import Runner
     from simbench.suite import load_suite
     from simbench.types import ModelSpec
@@ -78,7 +79,10 @@ def main() -> None:
             s.fill_diagonal_(1.0)
             matrices[f"{use.label}@{p}"] = s
     runner.similarity_key = lambda use, where: f"{use.label}@{where}"
-    runner.cache.load = lambda key: ({"matrix": matrices[key]}, {})
+    # the cell reads its task's output (the matrix and the metric's notes): every one is "cached" here
+    runner._similarity_task = lambda use, where: PlanTask(f"similarity/{use.label}/{where}", "similarity",
+                                                          runner.similarity_key(use, where))
+    runner.cache.load = lambda key: ({"matrix": matrices[key]}, {"notes": []})
 
     # agreement: stand-in outputs (M x probes x 10 classes) for every probe set
     labels = torch.randint(0, 10, (args.probes,), generator=gen)
