@@ -331,7 +331,9 @@ def test_every_board_number_in_readme_and_docs_is_on_its_board():
         found, n = check(path.relative_to(ROOT).as_posix(), path.read_text(encoding="utf-8"), ALLOWED, used)
         findings += found
         checked += n
-    assert checked > 250  # the convention covers the README's results table and the docs' result sections
+    # the convention covers the README's results table and the docs' result sections (fewer numbers since issue 26:
+    # result prose links to leaderboards/claims.md instead of copying board numbers)
+    assert checked > 80
     assert not findings, "numbers that no board holds (fix the prose, or ALLOWED with a reason):\n" + \
         "\n".join(map(str, findings))
     stale = [ALLOWED[i] for i in range(len(ALLOWED)) if i not in used]
@@ -359,7 +361,8 @@ def _unit_check(text: str) -> list[Finding]:
     ("`finetune-cnn-digits`: wCKA 0.19, 10th.", "0.19"),  # the board's 0.1849 rounds to 0.18
     ("`survey-shift`: significant on the first unseen survey (Welch p = 0.021).", None),
     ("`survey-shift`: significant on the first unseen survey (Welch p = 0.067).", "0.067"),  # an older board's
-    ("`contamination`: ReLU's 0-1 error out of distribution is 1.2 %.", None),  # the board holds 0.012
+    # one ReLU network's OOD 0-1 error (0.015 on the 3- and the 6-seed board; the mean moved 0.012 -> 0.013)
+    ("`contamination`: one ReLU network's 0-1 error out of distribution is 1.5 %.", None),
     ("`contamination`: ReLU's 0-1 error out of distribution is 3.4 %.", "3.4 %"),
     ("Seed 003 §3.2 is tested by `sanity` in 12.5 s.", None),  # section numbers and timings are not checked
 ])
