@@ -26,10 +26,11 @@ import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, ClassVar
 
 from .cache import TensorCache, file_sha256
 from .errors import UserError, one_line
+from .plan import Executor
 from .provenance import now
 from .results import _file_name
 
@@ -91,6 +92,19 @@ class ReadOnlyCache(TensorCache):
                 self.discard(key, f"holds unusable content ({type(exc).__name__}: {str(exc)[:200]})")
         self.hits += 1
         return found
+
+
+@dataclass(frozen=True)
+class _NoTasks(Executor):
+    """The replay's executor: a stage whose output the cache lacks is refused in one line, never run (an export
+    reads the stages the run made; it trains and measures nothing)."""
+
+    name: ClassVar[str] = "read-only replay"
+    root: str = ""
+
+    def run(self, tasks: Any, job: Any, calls: Any, progress: Any = None) -> dict[str, Any]:
+        raise UserError(f"cache entry {tasks[0].output} is missing from {self.root}; export reads the stage cache "
+                        "the run used (pass it with --cache-dir DIR)")
 
 
 # ----------------------------------------------------------------------------
@@ -213,6 +227,7 @@ def _export_into(run: Any, manifest: dict[str, Any], order: list[str], w: _Write
     runner = Runner(suite, reg, replay_dir, cache_dir=cache_dir, quiet=True)
     runner.cache = ReadOnlyCache(runner.cache.root)
     runner.cache.check_writable()
+    runner.executor = _NoTasks(str(runner.cache.root))  # the plan's tasks find every output, or the export stops
     runner.device = str(manifest.get("device_type") or "cpu")
     set_threads(int(suite.run["threads"]))
     say(f"replaying {suite.name}'s stages from the cache {runner.cache.root} (read only)")
