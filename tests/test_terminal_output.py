@@ -239,15 +239,26 @@ def test_run_quick_at_80_columns_and_into_a_file(tmp_path, cli_here):
 
 
 @pytest.mark.slow
-def test_api_run_shows_progress_unless_quiet(tmp_path, capfd):
+def test_api_run_shows_progress_unless_quiet(tmp_path, capfd, monkeypatch):
+    import json
+
+    from simbench_plugins.benchmarks.functional_agreement import FunctionalAgreement
+
     import simbench
 
+    built = []  # each call of the benchmark's tables(): the end of a run builds them once (issue 23 item 5)
+    tables = FunctionalAgreement.tables.__func__
+    monkeypatch.setattr(FunctionalAgreement, "tables",
+                        classmethod(lambda cls, records: built.append(len(records)) or tables(cls, records)))
     common = {"plugins": [str(TOY_PLUGINS)], "cache_dir": tmp_path / "cache"}
-    simbench.run(str(TOY_SUITE), run_dir=tmp_path / "a", **common)
+    res = simbench.run(str(TOY_SUITE), run_dir=tmp_path / "a", **common)
     out = capfd.readouterr().out
     assert out.splitlines()[0].startswith("simbench: loading plugins and suite")  # before anything slow
     assert "Preparing the run" in out and "  Loading data toy_blobs and checking the suite: 0/1 dataset" in out
     assert "Similarity: 3/3 matrices, done in" in out and "Writing the leaderboard" in out
+    assert len(built) == 1 and built[0] > 0  # the leaderboard files and the Results share one build
+    board = json.loads((tmp_path / "a" / "leaderboard" / "toy.json").read_text())
+    assert [t["key"] for t in board["tables"]] == list(res.tables) and "ranking" in res.tables
     simbench.run(str(TOY_SUITE), run_dir=tmp_path / "b", quiet=True, **common)
     quiet = capfd.readouterr()
     assert quiet.out == "" and "Similarity" not in quiet.err
