@@ -109,3 +109,35 @@ def load(
         "classes": ["y=-1", "y=+1"],
     }
     return {s: make_split(meta, s) for s in SPLITS}, meta
+
+
+# -- read by the contamination zoo (in training) and benchmarks (afterwards): kept with the generator
+# whose background subspace they measure, so a benchmark never imports the zoo's training code
+
+#: columns of a contamination_net model's ``history`` buffer, one row per recorded training step
+HISTORY_COLUMNS: tuple[str, ...] = (
+    "step",
+    "core_proj",
+    "bg_proj",
+    "bg_corr",
+    "id_risk",
+    "ood_risk",
+    "id_error",
+    "ood_error",
+    "bg_align",
+)
+
+
+def background_alignment(w: torch.Tensor, bg: torch.Tensor) -> torch.Tensor:
+    """``log R`` of hidden weights ``w [..., m, d]``: ``R`` = the weights' mean squared coordinate along the mean
+    background direction ``u`` (the normalised sum of the background features, the direction every background
+    weight's positive mean points to) over their mean squared coordinate along the other ``d_background - 1``
+    background directions.  Feature contamination (seed 004 Thm 4.2: every neuron's weight on every background
+    feature grows with the same sign) drives ``R`` far above 1; weights that only diffuse in the background
+    subspace (optimiser noise, a random initialisation) have ``R`` about 1 whatever their size."""
+    u = bg.sum(1)
+    u = u / u.norm()
+    along = (w @ u) ** 2  # [..., m]
+    total = ((w @ bg) ** 2).sum(-1)
+    other = (total - along).clamp(min=1e-30) / (bg.shape[1] - 1)
+    return torch.log(along.mean(-1) / other.mean(-1))

@@ -11,19 +11,7 @@ from torch import nn
 
 import simbench
 from simbench.seeding import torch_generator
-
-#: columns of a model's ``history`` buffer, one row per recorded training step
-HISTORY_COLUMNS: tuple[str, ...] = (
-    "step",
-    "core_proj",
-    "bg_proj",
-    "bg_corr",
-    "id_risk",
-    "ood_risk",
-    "id_error",
-    "ood_error",
-    "bg_align",
-)
+from simbench_plugins.data._contamination_impl import HISTORY_COLUMNS, background_alignment
 
 ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "relu": torch.relu,
@@ -129,21 +117,6 @@ def _subspaces(data: simbench.DataSplits) -> tuple[torch.Tensor, torch.Tensor]:
         raise ValueError("contamination_net needs feature_contamination data (its subspaces are measured in training)")
     core, bg = _contamination_impl.subspaces(data.meta)
     return core.float(), bg.float()
-
-
-def background_alignment(w: torch.Tensor, bg: torch.Tensor) -> torch.Tensor:
-    """``log R`` of hidden weights ``w [..., m, d]``: ``R`` = the weights' mean squared coordinate along the mean
-    background direction ``u`` (the normalised sum of the background features, the direction every background
-    weight's positive mean points to) over their mean squared coordinate along the other ``d_background - 1``
-    background directions.  Feature contamination (seed 004 Thm 4.2: every neuron's weight on every background
-    feature grows with the same sign) drives ``R`` far above 1; weights that only diffuse in the background
-    subspace (optimiser noise, a random initialisation) have ``R`` about 1 whatever their size."""
-    u = bg.sum(1)
-    u = u / u.norm()
-    along = (w @ u) ** 2  # [..., m]
-    total = ((w @ bg) ** 2).sum(-1)
-    other = (total - along).clamp(min=1e-30) / (bg.shape[1] - 1)
-    return torch.log(along.mean(-1) / other.mean(-1))
 
 
 def _forward(

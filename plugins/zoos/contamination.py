@@ -41,7 +41,7 @@ class ContaminationNet(simbench.Zoo):
     the mean signed background correlation, the hinge risk and error on
     the validation split, ID and with background weights shifted to
     ``U[-1, 0]`` (OOD), and ``bg_align`` (``log R`` of
-    :func:`~simbench_plugins.zoos._contamination_impl.background_alignment`).  The forward pass returns two-class logits
+    :func:`~simbench_plugins.data._contamination_impl.background_alignment`).  The forward pass returns two-class logits
     ``[-f/2, f/2]``, so argmax agreement is sign agreement.  Readable layers:
     ``preact``, ``hidden`` (after the activation) and ``output``, and in
     float64 ``act_derivative`` (the activation's derivative at ``preact``)

@@ -2,7 +2,7 @@
 
 Reads the ``contamination_distill`` zoo's models from the store view: the probe outputs (accuracy ID and OOD),
 the hidden representations (how far the student is from the teacher, ID and OOD) and the hidden weights (the
-background alignment ``log R`` of :func:`simbench_plugins.zoos._contamination_impl.background_alignment`).
+background alignment ``log R`` of :func:`simbench_plugins.data._contamination_impl.background_alignment`).
 
 Per seed (the unit: one teacher, its student and a standard network share the seed): the fraction of the
 teacher-vs-standard OOD accuracy gap the student closes, ``f = (acc_S - acc_B) / (acc_T - acc_B)`` on the OOD
@@ -60,7 +60,6 @@ CODES = {"reproduced": 1.0, "not_lagging": 2.0, "no_gain": 3.0, "no_verdict_id":
 
 def evaluate(bench: Any, ctx: Any) -> list[Any]:
     from simbench_plugins.data import _contamination_impl as data_impl
-    from simbench_plugins.zoos import _contamination_impl as zoo_impl
 
     meta = ctx.data.meta
     if meta.get("generator") != "feature_contamination":
@@ -103,7 +102,7 @@ def evaluate(bench: Any, ctx: Any) -> list[Any]:
             records.append(_rec("student_rep_error", err, ctx.specs[by_seed[s]["student"]].id, "student", probe, n))
     for k, spec in enumerate(specs):
         w = ctx.weights(spec.id)[0].double().cpu().T
-        records.append(_rec("log_align", float(zoo_impl.background_alignment(w, bgb)), spec.id,
+        records.append(_rec("log_align", float(data_impl.background_alignment(w, bgb)), spec.id,
                             str(spec.factors["arch"])))
     closed = []
     for s in seeds:

@@ -1,7 +1,7 @@
 """Computation and tables of ``contamination_general`` (seed 004's general setting, App. F.1, Fig. 3(d) / 10).
 
 Per model (the models are the units; the seed's runs differ by seed only): ``log_align`` = ``log R`` of the
-hidden weights (:func:`simbench_plugins.zoos._contamination_impl.background_alignment`: energy along the mean
+hidden weights (:func:`simbench_plugins.data._contamination_impl.background_alignment`: energy along the mean
 background direction over the mean energy along the other background directions; 0 without a preferred
 direction), the same at initialisation (the zoo's trace, step 0), the signed mean background coordinate, and
 hinge risk / 0-1 error on the ID and OOD probe sets.  Per activation, the pre-declared tests (seeds = units):
@@ -74,7 +74,6 @@ def _scores(ctx: Any, probe: str, n: int) -> torch.Tensor:
 
 def evaluate(bench: Any, ctx: Any) -> list[Any]:
     from simbench_plugins.data import _contamination_impl as data_impl
-    from simbench_plugins.zoos import _contamination_impl as zoo_impl
 
     meta = ctx.data.meta
     if meta.get("generator") != "feature_contamination":
@@ -104,14 +103,14 @@ def evaluate(bench: Any, ctx: Any) -> list[Any]:
     for spec in specs:
         arch = archs[spec.id]
         w = ctx.weights(spec.id)[0].double().cpu().T  # [m, d_in]
-        log_align = float(zoo_impl.background_alignment(w, bgb))
+        log_align = float(data_impl.background_alignment(w, bgb))
         bg_corr = float((w @ bgb).mean())
         records += [_rec("log_align", log_align, spec.id, arch), _rec("bg_corr", bg_corr, spec.id, arch)]
         per[arch]["log_align"].append(log_align)
         per[arch]["bg_corr"].append(bg_corr)
         per[arch]["ood_minus_id_error"].append(errors[spec.id]["ood"] - errors[spec.id]["id"])
         history = ctx.buffers(spec.id).get("history")
-        columns = zoo_impl.HISTORY_COLUMNS
+        columns = data_impl.HISTORY_COLUMNS
         if history is not None and history.numel() and history.shape[1] == len(columns):
             init = float(history[0, columns.index("bg_align")])
             records.append(_rec("log_align_init", init, spec.id, arch))
