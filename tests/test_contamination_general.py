@@ -39,16 +39,16 @@ def test_background_alignment_is_zero_for_isotropic_weights_and_large_along_the_
     _, bg = D.subspaces(data.meta)
     g = torch.Generator().manual_seed(0)
     iso = torch.randn(4000, bg.shape[0], generator=g, dtype=torch.float64)
-    assert float(Z.background_alignment(iso, bg)) == pytest.approx(0.0, abs=0.1)
+    assert float(D.background_alignment(iso, bg)) == pytest.approx(0.0, abs=0.1)
     # scale-free: a network that only diffuses more in the background is not more "aligned"
-    assert float(Z.background_alignment(10 * iso, bg)) == pytest.approx(float(Z.background_alignment(iso, bg)))
+    assert float(D.background_alignment(10 * iso, bg)) == pytest.approx(float(D.background_alignment(iso, bg)))
     u = bg.sum(1) / bg.sum(1).norm()
     contaminated = iso * 0.1 + torch.randn(4000, 1, generator=g, dtype=torch.float64).abs() * u
-    assert float(Z.background_alignment(contaminated, bg)) > math.log(20)
+    assert float(D.background_alignment(contaminated, bg)) > math.log(20)
     # core weights do not count: adding any core component leaves log R unchanged
     core, _ = D.subspaces(data.meta)
     shifted = iso + 5 * torch.randn(4000, core.shape[1], generator=g, dtype=torch.float64) @ core.T
-    assert float(Z.background_alignment(shifted, bg)) == pytest.approx(float(Z.background_alignment(iso, bg)))
+    assert float(D.background_alignment(shifted, bg)) == pytest.approx(float(D.background_alignment(iso, bg)))
 
 
 def _planted_store(data, aligned: dict[str, float], seeds: int = 4):
@@ -91,7 +91,7 @@ def test_general_verdict_separates_planted_contamination_from_none(data):
     spec = store.specs[0]
     w = store.weights(spec.id)[0].double().T
     got = [r.value for r in recs if r.statistic == "log_align" and r.model_a == spec.id]
-    assert got == [pytest.approx(float(Z.background_alignment(w, bg)))]
+    assert got == [pytest.approx(float(D.background_alignment(w, bg)))]
     tables = bench_mod.ContaminationGeneral.tables(recs)
     assert [t.key for t in tables] == ["general", "verdict", "per_model"]
     assert tables[1].frame["verdict"].iloc[0] == "reproduced"
@@ -118,8 +118,8 @@ def test_general_zoo_trains_biases_with_adamw_and_records_the_alignment(data):
         f = torch.sigmoid(model.hidden(x)) @ model.a + model.c
         assert torch.allclose(model.score(x), f) and torch.allclose(model.read(x, ["output"])["output"], model(x))
     _, bg = D.subspaces(data.meta)
-    col = Z.HISTORY_COLUMNS.index("bg_align")
-    final = float(Z.background_alignment(model.hidden.weight.detach().double(), bg))
+    col = D.HISTORY_COLUMNS.index("bg_align")
+    final = float(D.background_alignment(model.hidden.weight.detach().double(), bg))
     assert float(model.history[-1, col]) == pytest.approx(final, abs=1e-5)
     # the torch initialisation: U(-1/sqrt(fan_in), 1/sqrt(fan_in)); the step-0 trace row is the initial weights
     assert float(model.history[0, 0]) == 0.0 and abs(float(model.history[0, col])) < 1.0
