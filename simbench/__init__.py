@@ -27,7 +27,6 @@ from .errors import MeasurementFailed, ParamError
 from .hookspecs import hookimpl
 from .types import (
     Benchmark,
-    BenchmarkContext,
     Dataset,
     DataSplits,
     MatrixRequest,
@@ -38,20 +37,22 @@ from .types import (
     ProbeSet,
     Record,
     RunContext,
-    RunView,
     Source,
     Split,
-    StoreView,
     Table,
     Task,
     Zoo,
 )
+from .view import StoreView
+
+# Deprecated names of StoreView, importable (not in __all__) only because built-in benchmark plugins
+# still annotate with them; they go when those plugins are next edited (see simbench/view.py).
+from .view import BenchmarkContext, RunView  # noqa: F401
 
 from ._version import __version__
 
 __all__ = [
     "Benchmark",
-    "BenchmarkContext",
     "DataSplits",
     "Dataset",
     "MatrixRequest",
@@ -65,7 +66,6 @@ __all__ = [
     "Record",
     "RunContext",
     "Results",
-    "RunView",
     "Source",
     "Split",
     "StoreView",

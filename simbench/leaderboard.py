@@ -38,7 +38,8 @@ from .errors import PluginError, UserError, one_line
 from .provenance import is_dirty, recorded_revision
 from .registry import Registry
 from .results import RunDir
-from .types import Benchmark, ModelSpec, RunView, Table
+from .types import Benchmark, ModelSpec, Table
+from .view import StoreView, plots_view_parameter
 
 log = logging.getLogger("simbench.leaderboard")
 
@@ -381,9 +382,10 @@ def _json_value(value: Any) -> Any:
 
 
 def run_view(frame: Any, manifest: dict[str, Any], registry: Registry | None,
-             store: RunDir | None = None) -> RunView:
-    """The whole run as benchmark plots read it: records, the stored matrices (``store``, the run
-    directory; either store format), the zoo's models and metric classes from the manifest."""
+             store: RunDir | None = None) -> StoreView:
+    """The finished run's :class:`StoreView` (the view benchmarks read during the run) as plots read it:
+    records, the stored matrices (``store``, the run directory; either store format), the zoo's models and
+    metric classes from the manifest."""
     specs = [ModelSpec(m["id"], dict(m.get("factors", {}))) for m in manifest.get("models", [])]
     metrics = {}
     for label, info in manifest.get("metrics", {}).items():
@@ -391,7 +393,7 @@ def run_view(frame: Any, manifest: dict[str, Any], registry: Registry | None,
             metrics[label] = registry.get("metric", info["name"]) if registry is not None else None
         except PluginError:  # uninstalled since the run: its values stay as stored
             continue
-    return RunView(frame, specs, manifest, {k: v for k, v in metrics.items() if v is not None}, store)
+    return StoreView.of_run(frame, specs, manifest, {k: v for k, v in metrics.items() if v is not None}, store)
 
 
 def _render_plots(run: RunDir, frame: Any, manifest: dict[str, Any], registry: Registry | None, out: Path,
@@ -415,7 +417,7 @@ def _render_plots(run: RunDir, frame: Any, manifest: dict[str, Any], registry: R
             continue
         with tempfile.TemporaryDirectory(prefix="simbench-plots-") as tmp:
             try:
-                produced = [Path(p) for p in cls.plots(records, Path(tmp), run=view)]
+                produced = [Path(p) for p in cls.plots(records, Path(tmp), **{plots_view_parameter(cls): view})]
             except (Exception, SystemExit) as exc:  # a broken figure (sys.exit too) must not hide the tables
                 _problem(problems, f"benchmark {label!r}: plots failed: {type(exc).__name__}: {exc}")
                 continue

@@ -27,7 +27,7 @@ from .results import RunDir, record_row
 from .sources import source_to_args
 from .suite import PluginUse
 from .types import DataSplits, MatrixRequest, ModelSpec, PerturbContext, ProbeSet, Record, Source
-from .view import RunnerView
+from .view import StoreView
 from .worker import Worker
 
 log = logging.getLogger("simbench.runner")
@@ -228,7 +228,7 @@ class Planner(Worker):
         # results in the same order as in an uninterrupted run
         for use in self.suite.benchmarks:
             try:
-                view = RunnerView(self)
+                view = StoreView(self)
                 try:
                     requests = list(plugin_call(f"benchmark {use.label!r} requests", use.obj.requests, view))
                 finally:

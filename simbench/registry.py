@@ -12,7 +12,6 @@ call monitoring still apply.  The kinds come from :mod:`simbench.kinds`.
 from __future__ import annotations
 
 import difflib
-import inspect
 import logging
 import re
 from collections.abc import Iterable, Mapping
@@ -24,6 +23,7 @@ from .errors import PluginError, one_line
 from .kinds import KINDS, kind_spec
 from .plugins import BLOCK_ENV, PluginInfo, get_plugin_manager
 from .types import INVARIANCES, Task
+from .view import plots_view_parameter
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -67,9 +67,9 @@ def _check_class(kind: str, cls: Any, plugin: str) -> None:
             raise PluginError(f"{what}: expected a `score_name` class attribute in snake_case, got {score!r}")
         if cls.agreement is Task.agreement:  # the base method only raises: refuse at registration, not mid-run
             raise PluginError(f"{what}: must implement agreement(outputs, targets) -> (M x M agreement, [M] scores)")
-    if kind == "benchmark" and "run" not in inspect.signature(cls.plots).parameters:
-        # the leaderboard always passes the run view; one signature for every benchmark, no shim
-        raise PluginError(f"{what}: plots must accept the run view: def plots(cls, records, out_dir, run=None)")
+    if kind == "benchmark" and not plots_view_parameter(cls):
+        # the leaderboard always passes the finished run's view (``run`` is the parameter's old name)
+        raise PluginError(f"{what}: plots must accept the store view: def plots(cls, records, out_dir, view=None)")
 
 
 class Registry:

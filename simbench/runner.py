@@ -54,7 +54,7 @@ from .types import (
     Record,
     RunContext,
 )
-from .view import RunnerView
+from .view import StoreView
 from .planner import Planned, Planner
 from .worker import WORKER_CALLS, adopt, resolve_device, set_threads, suite_plugins
 
@@ -384,7 +384,7 @@ class Runner(Planner):
         except BaseException as exc:  # noqa: BLE001 - a plugin's failure (SystemExit included) is a result
             return None, [], one_line(exc, typed=not isinstance(exc, MeasurementFailed))
 
-    def benchmark_cell(self, use: PluginUse, view: RunnerView | None = None) -> None:
+    def benchmark_cell(self, use: PluginUse, view: StoreView | None = None) -> None:
         """Evaluate one benchmark on a read-only view of the store (its declared matrices computed before).
 
         A benchmark whose ``requests`` raised, or that raises, modifies the
@@ -397,7 +397,7 @@ class Runner(Planner):
         self.stage_ctx("benchmark", use.label)
         started = time.perf_counter()
         if view is None:
-            view = RunnerView(self, use.label)
+            view = StoreView(self, use.label)
         try:
             if use.label in self._request_failures:
                 raise PluginCallFailed(self._request_failures[use.label])

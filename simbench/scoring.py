@@ -334,11 +334,11 @@ def reproduce(runner: Any, b: Bundle, published: set[str], strict: bool = True) 
     import pandas as pd
 
     from .results import COLUMNS, COORD_PREFIX, normalise_frame, record_row
-    from .view import RunnerView
+    from .view import StoreView
 
     rows = []
     for use in runner.suite.benchmarks:
-        view = RunnerView(runner, use.label)
+        view = StoreView(runner, use.label)
         view.metrics = {k: v for k, v in view.metrics.items() if k in published}
         runner.stage_ctx("benchmark", use.label)  # the seed the benchmark cell gets
         try:

@@ -73,7 +73,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import one_line
 from .types import INVARIANCES, Metric
-from .view import RunnerView
+from .view import StoreView
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -657,7 +657,7 @@ def fake_model_class() -> type:
     return FakeMLP
 
 
-class FakeStore(RunnerView):
+class FakeStore(StoreView):
     """A small synthetic :class:`simbench.StoreView` whose matrices come from the real metric plugins.
 
     Default: six readable MLPs (factors ``arch`` (two widths), ``seed``,
@@ -677,7 +677,7 @@ class FakeStore(RunnerView):
     ``requests``, then the declared matrices, then ``evaluate``.
 
     It is the runner's own store, not a second implementation: the view is
-    :class:`simbench.view.RunnerView` over a :class:`simbench.worker.Worker`
+    :class:`simbench.view.StoreView` over a :class:`simbench.worker.Worker`
     whose cache is in memory only, its representations and sources are the
     worker's, and every matrix is measured by :func:`simbench.cells.measure`
     (copies, the modified-input check, :func:`~simbench.boundary.validate_matrix`)

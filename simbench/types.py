@@ -10,12 +10,13 @@ listing never has to instantiate or import anything heavy.
 This module must not import torch: ``simbench --help`` and ``simbench list``
 stay fast.  Tensor types appear in annotations only.
 
-Why one module of ~800 lines: it is the whole surface a plugin author
+Why one module of ~650 lines: it is the whole surface a plugin author
 programs against, read top to bottom in one place (``simbench/__init__``
 re-exports it): the base class of every plugin kind with its documented
 methods, the data, model and probe-set types they exchange, the records and
-tables benchmarks produce, the contexts the runner hands to plugins, the
-matrix requests and the store-view protocol.  Most of its length is those
+tables benchmarks produce, the contexts the runner hands to plugins and the
+matrix requests (the store view they read is :class:`simbench.view.StoreView`).
+Most of its length is those
 docstrings; it holds no logic beyond small defaults and checks, so a split
 would only scatter the contract over several files.
 """
@@ -29,6 +30,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_chec
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
+
+    from .view import StoreView
 
 #: Invariances a metric may declare.  The conformance kit
 #: (:mod:`simbench.testing`) knows how to check each of them.
@@ -470,12 +473,17 @@ class Benchmark(Plugin):
         return tables[0].frame if tables else None
 
     @classmethod
-    def plots(cls, records: Any, out_dir: Any, run: RunView | None = None) -> list[Any]:
+    def plots(cls, records: Any, out_dir: Any, view: StoreView | None = None) -> list[Any]:
         """Write PNG figures into ``out_dir``; return their paths.  Default: none.
 
-        ``run`` (when the leaderboard has the run directory) gives the whole
-        run besides this benchmark's records: the stored similarity and
-        agreement matrices and the model specs, e.g. for per-pair scatter plots.
+        ``view`` (when the leaderboard has the run directory) is the finished
+        run's :class:`~simbench.view.StoreView` -- the same view ``evaluate``
+        read during the run -- giving the whole run besides this benchmark's
+        records: the stored similarity and agreement matrices
+        (``view.similarity``, ``view.pairs``) and the model specs, e.g. for
+        per-pair scatter plots.  The parameter may still be named ``run`` (as in
+        the built-in benchmarks, until they are next edited): the leaderboard
+        passes the view under whichever of the two names ``plots`` declares.
         """
         return []
 
@@ -511,94 +519,6 @@ def matrix_from_rows(rows: Any, ids: Sequence[str]) -> Any:
     mirror = present.T & ~present
     values[mirror] = values.T[mirror]
     return values
-
-
-def _in_order(values: Any, stored: Sequence[str], ids: Sequence[str]) -> Any:
-    """``values`` (rows/columns in ``stored`` order) re-indexed to ``ids``; NaN for models not stored."""
-    import numpy as np
-
-    if list(stored) == list(ids):
-        return values
-    where = {model: k for k, model in enumerate(stored)}
-    index = np.array([where.get(model, -1) for model in ids], dtype=np.int64)
-    out = values[np.ix_(np.maximum(index, 0), np.maximum(index, 0))].astype(np.float64, copy=True)
-    out[index < 0, :] = np.nan
-    out[:, index < 0] = np.nan
-    return out
-
-
-@dataclass(frozen=True)
-class RunView:
-    """A finished run as the leaderboard reads it: its records, stored matrices and the zoo's models.
-
-    ``frame`` is ``results.parquet``: the columns of :class:`Record` plus
-    ``kind`` (``"similarity"`` / ``"agreement"``: one row per stored matrix,
-    or for run directories of store format 1 one row per matrix entry;
-    ``"accuracy"`` one task score per model; ``"benchmark"`` the benchmarks'
-    records).  ``store`` (a :class:`simbench.results.RunDir`) gives the
-    matrices themselves (``store.matrix(kind, metric, probe_set) -> (ids,
-    ndarray)``); without one they are rebuilt from per-pair rows in
-    ``frame``.  ``specs`` are the models in zoo order, ``manifest`` the run's
-    manifest, ``metrics`` each metric label's plugin class (where still
-    registered), used to orient stored values so that higher = more similar.
-    """
-
-    frame: Any  # pandas.DataFrame
-    specs: Sequence[ModelSpec]
-    manifest: Mapping[str, Any] = field(default_factory=dict)
-    metrics: Mapping[str, type[Metric]] = field(default_factory=dict)
-    store: Any = None  # simbench.results.RunDir, or None for per-pair rows in ``frame``
-
-    def matrix(self, kind: str, metric: str = "", probe_set: str = "clean") -> Any:
-        """One stored matrix as an ``M x M`` float64 ndarray in ``specs`` order, as stored (not
-        oriented); ``None`` when the run has none (or its cell failed).  ``kind`` is
-        ``"similarity"`` or ``"agreement"``; weight metrics are stored under the probe set
-        ``"weights"``."""
-        from .errors import MeasurementFailed
-
-        ids = [s.id for s in self.specs]
-        if self.store is not None:
-            try:
-                stored, values = self.store.matrix(kind, metric, probe_set)
-            except (KeyError, MeasurementFailed):
-                return None
-            return _in_order(values, stored, ids)
-        frame = self.frame
-        rows = frame[(frame["kind"] == kind) & (frame["metric"] == (metric if kind == "similarity" else ""))
-                     & (frame["probe_set"] == probe_set)]
-        return matrix_from_rows(rows, ids)
-
-    def pairs(self, probe_set: str) -> Any:
-        """One row per unordered model pair (zoo order, ``a`` before ``b``) on ``probe_set``.
-
-        Columns ``model_a``, ``model_b``, ``agreement`` and one column per metric
-        with a stored matrix (weight metrics, stored once, appear for every probe
-        set), oriented by the metric's ``to_similarity`` (a distance is negated, as
-        benchmarks see it; metrics whose class is unknown stay as stored).
-        Every metric is symmetrised as ``0.5 * (S[a, b] + S[b, a])``, as the
-        functional-agreement benchmark does (exact for a symmetric matrix); a
-        failed metric's column is absent.  No rows when the probe set has no
-        agreement matrix.
-        """
-        import numpy as np
-        import pandas as pd
-
-        ids = [s.id for s in self.specs]
-        agreement = self.matrix("agreement", "", probe_set)
-        iu, ju = np.triu_indices(len(ids), 1) if agreement is not None else (np.zeros(0, int), np.zeros(0, int))
-        out: dict[str, Any] = {"model_a": [ids[i] for i in iu], "model_b": [ids[j] for j in ju],
-                               "agreement": agreement[iu, ju] if agreement is not None else np.zeros(0)}
-        frame = self.frame
-        measured = frame[(frame["kind"] == "similarity") & (frame["status"] == "ok")]
-        for metric in dict.fromkeys(measured["metric"]):
-            values = self.matrix("similarity", metric, probe_set)
-            if values is None:
-                values = self.matrix("similarity", metric, WEIGHTS_PROBE_SET)
-            if values is None:
-                continue
-            pair = 0.5 * (values[iu, ju] + values[ju, iu])
-            out[metric] = self.metrics[metric].to_similarity(pair) if metric in self.metrics else pair
-        return pd.DataFrame(out)
 
 
 # --------------------------------------------------------------------------
@@ -718,93 +638,3 @@ class MatrixRequest:
     sources: tuple[Source, ...]
     metric_params: tuple[tuple[str, Any], ...] = ()
     timing_repeats: int = 0
-
-
-class StoreView(Protocol):
-    """What a benchmark reads: a read-only view of the run's store.  Every tensor it hands out is a copy.
-
-    ``specs`` fixes the row/column order of every ``M x M`` matrix;
-    ``probe_sets`` names the probe sets in suite order (``"clean"`` first);
-    ``metrics`` maps each suite metric label to its configured object (for
-    metadata: ``to_similarity``, ``value_range``, ``invariances``; a
-    benchmark never calls it).  ``similarity`` is oriented so that higher =
-    more similar and raises :class:`simbench.errors.MeasurementFailed` for a
-    failed cell; weight metrics return the same matrix for every probe set.
-    Nothing here computes a similarity or agreement cell: the runner has
-    computed every one the suite names before benchmarks run.  Extra
-    matrices are declared with :meth:`Benchmark.requests` and read with
-    :meth:`matrix`.
-    """
-
-    suite_name: str
-    seed: int
-    device: str
-    specs: Sequence[ModelSpec]
-    metrics: Mapping[str, Metric]
-    probe_sets: Sequence[str]
-    data: DataSplits
-
-    def similarity(self, metric: str, probe_set: str) -> torch.Tensor: ...
-
-    def failure(self, metric: str, probe_set: str) -> str | None:
-        """The one-line error of a failed similarity cell, or None."""
-        ...
-
-    def agreement(self, probe_set: str) -> torch.Tensor:
-        """``Tensor[M, M]``: how alike two models' outputs are on the probe set (the data's :class:`Task`)."""
-        ...
-
-    def accuracy(self, probe_set: str) -> torch.Tensor:
-        """``Tensor[M]``: each model's task score on the probe set: the data's :class:`Task`'s ``score_name``,
-        accuracy (classification) or R^2 (regression) for the built-ins."""
-        ...
-
-    def probe_set(self, name: str) -> ProbeSet: ...
-
-    def outputs(self, probe_set: str) -> list[torch.Tensor]:
-        """Each model's outputs (logits or regression predictions) on the probe set, in spec order."""
-        ...
-
-    def representations(self, probe_set: str, layer: str | None = None) -> list[torch.Tensor]:
-        """Each model's ``[n, d]`` activations at ``layer`` (default: the suite's layer); float32, or float64
-        for a layer the model returns in float64."""
-        ...
-
-    def layers(self, model_id: str) -> tuple[str, ...]:
-        """The model's readable layers, input side first."""
-        ...
-
-    def weights(self, model_id: str) -> list[torch.Tensor]:
-        """The model's dense weight matrices (each ``[in, out]``, input side first)."""
-        ...
-
-    def buffers(self, model_id: str) -> dict[str, torch.Tensor]:
-        """The model's stored non-weight tensors by name (torch buffers, saved with its checkpoint: e.g. a
-        training trace the zoo recorded, BatchNorm statistics); ``{}`` when it has none."""
-        ...
-
-    def representation(self, source: Source) -> torch.Tensor:
-        """One materialised source (layer read, transform and rows applied), e.g. for a probe's accuracy."""
-        ...
-
-    def matrix(self, key: str) -> torch.Tensor:
-        """This benchmark's declared matrix ``key`` as stored (raw, ``K x K``); ``MeasurementFailed`` if it failed."""
-        ...
-
-    def matrix_failure(self, key: str) -> str | None:
-        """The one-line error of a failed declared matrix, or None."""
-        ...
-
-    def matrix_metric(self, key: str) -> Metric:
-        """The configured metric of declared matrix ``key`` (metadata: orientation, range, symmetry; never call it)."""
-        ...
-
-    def matrix_seconds(self, key: str) -> list[float] | None:
-        """Wall seconds of each timed one-pair call of declared matrix ``key`` (``timing_repeats`` of them),
-        None for a request that was not timed; ``MeasurementFailed`` if the cell failed."""
-        ...
-
-
-#: Deprecated: the former name of :class:`StoreView`, kept only so existing plugins (three built-in
-#: benchmarks among them) keep importing it; annotate new code with ``simbench.StoreView``.
-BenchmarkContext = StoreView

@@ -1,4 +1,4 @@
-"""The functional_agreement benchmark on a fake BenchmarkContext with planted relations."""
+"""The functional_agreement benchmark on a fake store view with planted relations."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from scipy import stats as sps
 
 from simbench.errors import MeasurementFailed, UserError
 from simbench.results import record_row
-from simbench.types import ModelSpec, RunView
+from simbench.types import ModelSpec
+from simbench.view import StoreView
 from simbench_plugins.benchmarks.functional_agreement import ALL_PROBES, WITH_EXCLUDED, FunctionalAgreement, stats
 from simbench_plugins.benchmarks.functional_agreement import ranking
 from simbench_plugins.benchmarks.functional_agreement.common import group_blocks, pair_groups, resolve_groups
@@ -552,7 +553,7 @@ def test_plots_are_written(result, tmp_path):
             assert len(np.unique(np.asarray(img.convert("L")))) > 20  # not blank
 
 
-def run_view(ctx: FakeContext) -> RunView:
+def run_view(ctx: FakeContext) -> StoreView:
     """The fake run as the leaderboard stores it: similarity and agreement matrices as pair rows.
 
     ``asym`` is stored in both directions (as the runner stores asymmetric metrics), ``wcka``
@@ -575,7 +576,7 @@ def run_view(ctx: FakeContext) -> RunView:
                           value=ctx.sim[(metric, p)][i, j]) for i, j in (both if metric == "asym" else upper)]
     rows += [dict(kind="similarity", metric="wcka", probe_set="weights", model_a=ids[j], model_b=ids[i],
                   status="ok", value=float(i + j)) for i, j in upper]  # stored in the other direction
-    return RunView(pd.DataFrame(rows), ctx.specs, {})
+    return StoreView.of_run(pd.DataFrame(rows), ctx.specs, {})
 
 
 def test_run_view_pairs_are_the_stored_matrices():
@@ -612,7 +613,7 @@ def test_run_view_orients_distances_like_the_benchmark():
 
     ctx = FakeContext(metrics=("good",))
     view = run_view(ctx)
-    oriented = RunView(view.frame, view.specs, {}, {"good": Procrustes})
+    oriented = StoreView.of_run(view.frame, view.specs, {}, {"good": Procrustes})
     assert not Procrustes.higher_is_more_similar
     assert (oriented.pairs("clean")["good"] == -view.pairs("clean")["good"]).all()
 

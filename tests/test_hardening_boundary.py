@@ -182,7 +182,7 @@ def test_a_reordered_model_list_is_refused_by_readers_and_rewritten_on_resume(tm
     ids, values = run.matrix("similarity", "toy_gram_corr")
     models = tmp_path / "run" / "matrices" / "models.json"
     models.write_text(json.dumps({"ids": list(reversed(ids))}, indent=1))
-    # every reader goes through RunDir.matrix (RunView, plots, simbench.load): a mislabelled matrix is refused
+    # every reader goes through RunDir.matrix (StoreView, plots, simbench.load): a mislabelled matrix is refused
     with pytest.raises(UserError, match="another model list than matrices/models.json") as info:
         RunDir(tmp_path / "run").matrix("similarity", "toy_gram_corr")
     assert "\n" not in str(info.value)

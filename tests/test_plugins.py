@@ -144,8 +144,9 @@ def test_registered_object_is_validated(tmp_path):
         def register_benchmarks(register):
             register(B)
     '''))
-    # one plots signature for every benchmark: the leaderboard always passes the run view
-    with pytest.raises(PluginError, match=r"plots must accept the run view"):
+    # one plots signature for every benchmark: the leaderboard always passes the store view
+    expected = r"plots must accept the store view: def plots\(cls, records, out_dir, view=None\)"
+    with pytest.raises(PluginError, match=expected):
         build_registry(plugin_files=[str(narrow)])
 
 

@@ -212,7 +212,7 @@ def to_legacy(run: RunDir, dest) -> RunDir:
 
 
 def old_pairs(frame: pd.DataFrame, ids: list[str], probe_set: str) -> pd.DataFrame:
-    """What ``RunView.pairs`` gave for per-pair rows before the array store (its algorithm, restated):
+    """What ``StoreView.pairs`` gave for per-pair rows before the array store (its algorithm, restated):
     each unordered pair's mean over the stored directions."""
     order = {model: i for i, model in enumerate(ids)}
     frame = frame[frame["status"] == "ok"]
@@ -251,7 +251,7 @@ def test_a_legacy_run_directory_gives_the_same_pairs_and_board(finished, tmp_pat
     assert leaderboard.render(legacy.path, legacy_board, registry) and leaderboard.render(run.path, new_board, registry)
     old_json, new_json = (json.loads((d / "toy.json").read_text()) for d in (legacy_board, new_board))
     assert old_json["tables"] == new_json["tables"] and old_json["plots"] == new_json["plots"]
-    assert old_json["plots"], "the toy board has figures (the scatter plots read RunView.pairs)"
+    assert old_json["plots"], "the toy board has figures (the scatter plots read StoreView.pairs)"
 
 
 def test_a_writer_resuming_a_legacy_directory_rewrites_its_matrices_as_arrays(finished, tmp_path, shared_cache):
