@@ -8,7 +8,9 @@ that whole study and nothing else:
 
 * :mod:`.cosmology` -- seed 000: CAMELS-like fields, the cosmology CNN zoo, the simulation-suite shift;
 * :mod:`.contamination` -- seed 004: feature-contamination data, zoo, background shift and benchmark;
-* :mod:`.galaxy` -- seed 002: galaxy morphology data, zoo and the survey-transfer benchmark.
+* :mod:`.galaxy` -- seed 002: galaxy morphology data, zoo and the survey-transfer benchmark;
+* :mod:`.memorisation` -- seed 003 §3.1: the generalising / memorising / untrained CNN zoo and the
+  ``early_layers`` benchmark.
 
 Only light modules are imported (classes and parameters): listing plugins must not import torch.
 """

@@ -14,6 +14,7 @@ import simbench
 from simbench.errors import UserError
 from simbench.seeding import derive_seed, torch_generator
 
+from ._memorisation_names import MEMORISING, RANDOM
 from ._models import ReadableMixin, accuracy
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -113,8 +114,6 @@ def train(zoo: MemorisationZoo, model: ConvNet, x: torch.Tensor, y: torch.Tensor
 def build_models(zoo: MemorisationZoo, ids: Sequence[str], data: simbench.DataSplits,
                  ctx: simbench.RunContext) -> dict[str, Any]:
     """Train (or, for ``random``, just initialise) the models ``ids`` -> ``{id: module}`` in eval mode."""
-    from .memorisation import MEMORISING, RANDOM
-
     specs = {s.id: s for s in zoo.specs()}
     device = torch.device(ctx.device)
     x, y_true = training_set(zoo, data)

@@ -10,11 +10,10 @@ from pydantic import Field
 import simbench
 from simbench.errors import ParamError
 
+from ._memorisation_names import CONDITIONS, GENERALISING, MEMORISING, RANDOM
 from .common import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, check_distinct
 
-#: the three conditions of seed 003 §3.1 (values of the ``condition`` factor)
-GENERALISING, MEMORISING, RANDOM = "generalising", "memorising", "random"
-CONDITIONS: tuple[str, ...] = (GENERALISING, MEMORISING, RANDOM)
+__all__ = ["CONDITIONS", "GENERALISING", "MEMORISING", "RANDOM", "MemorisationZoo"]
 
 
 @dataclass(frozen=True)

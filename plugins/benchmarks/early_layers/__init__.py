@@ -102,6 +102,15 @@ class EarlyLayers(simbench.Benchmark):
     permutations: Annotated[int, Field(ge=99, le=1_000_000)] = 9999
     seed: int = 0
 
+    #: the conformance kit's example (simbench.testing.check_benchmark): two seeds per condition of a tiny
+    #: memorisation zoo on a slice of the bundled digits, trained for two epochs (conformance, not the claim)
+    check_example: ClassVar[dict[str, Any]] = {
+        "params": {"permutations": 99},
+        "store": {"dataset": ("digits28", {}), "probes": 60,
+                  "zoo": ("memorisation", {"seeds": (0, 1), "channels": (4, 4), "kernels": (5, 5), "epochs": 2,
+                                           "batch_size": 64, "train_n": 128})},
+    }
+
     def __post_init__(self) -> None:
         if len(set(self.conditions)) != 3:
             raise ParamError("conditions", f"expected three distinct condition names, got {list(self.conditions)}")
