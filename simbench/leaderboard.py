@@ -38,8 +38,8 @@ from .errors import PluginError, UserError, one_line
 from .provenance import is_dirty, recorded_revision
 from .registry import Registry
 from .results import RunDir
-from .types import Benchmark, ModelSpec, Table
-from .view import StoreView, plots_view_parameter
+from .types import Benchmark, ModelSpec, Table, plots_view_parameter
+from .view import StoreView
 
 log = logging.getLogger("simbench.leaderboard")
 

@@ -22,8 +22,7 @@ from . import params as params_mod
 from .errors import PluginError, one_line
 from .kinds import KINDS, kind_spec
 from .plugins import BLOCK_ENV, PluginInfo, get_plugin_manager
-from .types import INVARIANCES, Task
-from .view import plots_view_parameter
+from .types import INVARIANCES, Task, plots_view_parameter
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 

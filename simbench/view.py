@@ -439,19 +439,6 @@ class StoreView:
         return None if found is None else list(found)
 
 
-#: the parameter of ``Benchmark.plots`` that receives the finished run's view; ``run`` is its old name,
-#: still accepted because built-in benchmark plugins declare it (it goes when they are next edited)
-PLOTS_VIEW_PARAMETERS = ("view", "run")
-
-
-def plots_view_parameter(cls: Any) -> str:
-    """The name under which ``cls.plots`` takes the view: ``"view"``, or the old ``"run"``; ``""`` for neither."""
-    import inspect
-
-    parameters = inspect.signature(cls.plots).parameters
-    return next((name for name in PLOTS_VIEW_PARAMETERS if name in parameters), "")
-
-
 #: Deprecated names of :class:`StoreView`, kept only because built-in benchmark plugins still annotate
 #: with them (``evaluate(self, ctx: simbench.BenchmarkContext)``, ``plots(..., run: simbench.RunView)``);
 #: their source is hashed into cache keys, so these go when those plugins are next edited (their boards

@@ -19,7 +19,8 @@ from simbench import leaderboard
 from simbench.errors import MeasurementFailed, PluginError, UserError
 from simbench.runner import Runner
 from simbench.suite import load_suite
-from simbench.view import StoreView, plots_view_parameter
+from simbench.types import plots_view_parameter
+from simbench.view import StoreView
 from tests.conftest import TOY_PLUGINS, TOY_SUITE
 
 #: a symmetric toy metric, an asymmetric built-in, a distance (oriented by negation), a weight metric
@@ -52,8 +53,7 @@ def test_one_class_one_set_of_names():
     assert simbench.RunView is simbench.StoreView is simbench.BenchmarkContext is StoreView
     assert "StoreView" in simbench.__all__
     assert "RunView" not in simbench.__all__ and "BenchmarkContext" not in simbench.__all__
-    import simbench.types as types
-    import simbench.view as view
+    from simbench import types, view
 
     assert not hasattr(view, "RunnerView") and not hasattr(types, "StoreView") and not hasattr(types, "RunView")
 
