@@ -9,7 +9,7 @@ import io
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -17,9 +17,6 @@ import torch
 import simbench
 from simbench.errors import UserError
 from simbench.seeding import numpy_rng
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .datasets import Digits28, Mnist
 
 #: MNIST digits are fitted into a 20x20 box and centred in a 28x28 frame.
 BOX, FRAME = 20, 28
@@ -88,7 +85,7 @@ def digits_raw() -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(raw.images), np.asarray(raw.target, dtype=np.int64)  # pragma: no cover
 
 
-def load_digits28(ds: Digits28, ctx: simbench.RunContext) -> simbench.DataSplits:
+def load_digits28(ds: simbench.Dataset, ctx: simbench.RunContext) -> simbench.DataSplits:
     """The ``digits28`` data set: sklearn digits, class subset, stratified split."""
     images, targets = digits_raw()
     keep, labels = select_classes(targets, ds.classes)
@@ -221,7 +218,7 @@ def hub_splits(plugin: str, hub_id: str, config: str | None, cache_dir: str | No
     return out, "|".join(fingerprint)
 
 
-def _read_mnist(ds: Mnist) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], str]:
+def _read_mnist(ds: simbench.Dataset) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], str]:
     """Decoded images and labels per split, from ``data_files`` when given, else from the hub."""
     if ds.data_files:
         tables, fingerprint = parquet_splits("mnist", ds.data_files, columns=("image", "label"))
@@ -230,7 +227,7 @@ def _read_mnist(ds: Mnist) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], st
     return {s: _decode_table(t, f"{ds.hub_id}[{s}]") for s, t in tables.items()}, fingerprint
 
 
-def load_mnist(ds: Mnist, ctx: simbench.RunContext) -> simbench.DataSplits:
+def load_mnist(ds: simbench.Dataset, ctx: simbench.RunContext) -> simbench.DataSplits:
     """The ``mnist`` data set: class subset, stratified train/val split, shuffled official test split."""
     raw, fingerprint = _read_mnist(ds)
     rng = numpy_rng(ctx.seed, "mnist")

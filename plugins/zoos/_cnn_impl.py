@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import logging
 from collections import defaultdict
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -19,9 +19,6 @@ from ._train import train_ensemble
 from simbench.seeding import derive_seed, torch_generator
 
 from .common import resolve_widths
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .finetuned_cnn import FinetunedCnnZoo
 
 log = logging.getLogger("simbench.zoos.finetuned_cnn")
 
@@ -37,7 +34,7 @@ def make_finetuned_cnn(head: str, data: simbench.DataSplits) -> FinetunedCNN:
     return FinetunedCNN(data.input_shape, head_widths(head, data))
 
 
-def base_data(zoo: FinetunedCnnZoo, data: simbench.DataSplits, ctx: simbench.RunContext) -> simbench.DataSplits:
+def base_data(zoo: simbench.Zoo, data: simbench.DataSplits, ctx: simbench.RunContext) -> simbench.DataSplits:
     """The suite's dataset reloaded with ``zoo.base_classes`` (the base network learns all classes)."""
     from simbench_plugins.data.datasets import Digits28, Mnist, reload_params
 
@@ -54,7 +51,7 @@ def base_data(zoo: FinetunedCnnZoo, data: simbench.DataSplits, ctx: simbench.Run
     return known[name](**params).load(ctx)
 
 
-def train_base(zoo: FinetunedCnnZoo, data: simbench.DataSplits, ctx: simbench.RunContext) -> tuple[BaseCNN, dict[str, Any]]:
+def train_base(zoo: simbench.Zoo, data: simbench.DataSplits, ctx: simbench.RunContext) -> tuple[BaseCNN, dict[str, Any]]:
     """Train the base CNN, keeping the epoch with the best validation accuracy."""
     device = torch.device(ctx.device)
     with torch.random.fork_rng(devices=[]):  # nn.Module initialisers use the global generator
@@ -89,7 +86,7 @@ def train_base(zoo: FinetunedCnnZoo, data: simbench.DataSplits, ctx: simbench.Ru
     return model, meta
 
 
-def base_trunk(zoo: FinetunedCnnZoo, data: simbench.DataSplits, ctx: simbench.RunContext) -> tuple[ConvTrunk, dict[str, Any]]:
+def base_trunk(zoo: simbench.Zoo, data: simbench.DataSplits, ctx: simbench.RunContext) -> tuple[ConvTrunk, dict[str, Any]]:
     """The trained, frozen convolutions of the base network (from the run's cache when possible)."""
     full = base_data(zoo, data, ctx)
     description = {
@@ -126,7 +123,7 @@ def _features(trunk: ConvTrunk, x: torch.Tensor, batch_size: int = 1024) -> torc
     return torch.cat([trunk(x[i : i + batch_size].to(device)) for i in range(0, len(x), batch_size)])
 
 
-def build_finetuned_cnn_zoo(zoo: FinetunedCnnZoo, data: simbench.DataSplits, ctx: simbench.RunContext) -> dict[str, Any]:
+def build_finetuned_cnn_zoo(zoo: simbench.Zoo, data: simbench.DataSplits, ctx: simbench.RunContext) -> dict[str, Any]:
     specs = zoo.specs()
     trunk, base_meta = base_trunk(zoo, data, ctx)
     log.info("finetuned_cnn base network: %s", base_meta)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -17,8 +17,6 @@ from simbench.seeding import derive_seed, torch_generator
 from ._memorisation_names import MEMORISING, RANDOM
 from ._models import ReadableMixin, accuracy
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .memorisation import MemorisationZoo
 
 
 class ConvNet(ReadableMixin):
@@ -64,7 +62,7 @@ class ConvNet(ReadableMixin):
         return [conv.weight.detach().flatten(1).T for conv in self.convs] + [self.fc.weight.detach().T]
 
 
-def make_net(zoo: MemorisationZoo, data: simbench.DataSplits) -> ConvNet:
+def make_net(zoo: simbench.Zoo, data: simbench.DataSplits) -> ConvNet:
     """An untrained :class:`ConvNet` of ``zoo`` for ``data``."""
     if data.task != "classification" or len(data.input_shape) != 3:
         raise UserError("zoo memorisation needs an image classification dataset ([N, C, H, W] inputs); got task "
@@ -72,7 +70,7 @@ def make_net(zoo: MemorisationZoo, data: simbench.DataSplits) -> ConvNet:
     return ConvNet(data.input_shape, zoo.channels, zoo.kernels, data.num_classes, zoo.batchnorm)
 
 
-def training_set(zoo: MemorisationZoo, data: simbench.DataSplits) -> tuple[torch.Tensor, torch.Tensor]:
+def training_set(zoo: simbench.Zoo, data: simbench.DataSplits) -> tuple[torch.Tensor, torch.Tensor]:
     """The first ``train_n`` training images (0 = all) and their true labels."""
     n = len(data.train.y) if not zoo.train_n else min(zoo.train_n, len(data.train.y))
     if zoo.train_n and zoo.train_n > len(data.train.y):
@@ -87,7 +85,7 @@ def permuted_labels(y: torch.Tensor, run_seed: int, seed: int) -> torch.Tensor:
     return y[torch.randperm(len(y), generator=gen)]
 
 
-def train(zoo: MemorisationZoo, model: ConvNet, x: torch.Tensor, y: torch.Tensor, order: torch.Generator,
+def train(zoo: simbench.Zoo, model: ConvNet, x: torch.Tensor, y: torch.Tensor, order: torch.Generator,
           device: torch.device, advance: Any = None) -> None:
     """AdamW with a per-step cosine schedule over ``zoo.epochs`` epochs of mini-batches (the seed's recipe)."""
     n = len(y)
@@ -111,7 +109,7 @@ def train(zoo: MemorisationZoo, model: ConvNet, x: torch.Tensor, y: torch.Tensor
     model.eval()
 
 
-def build_models(zoo: MemorisationZoo, ids: Sequence[str], data: simbench.DataSplits,
+def build_models(zoo: simbench.Zoo, ids: Sequence[str], data: simbench.DataSplits,
                  ctx: simbench.RunContext) -> dict[str, Any]:
     """Train (or, for ``random``, just initialise) the models ``ids`` -> ``{id: module}`` in eval mode."""
     specs = {s.id: s for s in zoo.specs()}

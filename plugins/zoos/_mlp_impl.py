@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
@@ -15,10 +15,6 @@ from ._train import Member, init_mlp, train_ensemble
 from simbench.seeding import derive_seed, torch_generator
 
 from .common import resolve_widths
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .calibration import CalibrationZoo
-    from .mlp import MlpZoo, TrainingParams
 
 
 def data_widths(arch: str, data: simbench.DataSplits) -> tuple[int, ...]:
@@ -47,7 +43,7 @@ def member(widths: tuple[int, ...], seed: int, strategy: str, run_seed: int) -> 
 
 
 def train_group(
-    params: TrainingParams,
+    params: Any,
     widths: tuple[int, ...],
     strategy: str,
     seeds: list[int],
@@ -78,7 +74,7 @@ def finish(model: torch.nn.Module, data: simbench.DataSplits, device: str) -> to
     return model
 
 
-def build_mlp_zoo(zoo: MlpZoo, data: simbench.DataSplits, ctx: simbench.RunContext,
+def build_mlp_zoo(zoo: simbench.Zoo, data: simbench.DataSplits, ctx: simbench.RunContext,
                   only: set[str] | None = None) -> dict[str, Any]:
     """Train the zoo (or the models ``only``, whole (arch, strategy) ensembles) -> {model id: MLP}.
 
@@ -107,7 +103,7 @@ def build_mlp_zoo(zoo: MlpZoo, data: simbench.DataSplits, ctx: simbench.RunConte
     return out
 
 
-def build_calibration_zoo(zoo: CalibrationZoo, data: simbench.DataSplits, ctx: simbench.RunContext) -> dict[str, Any]:
+def build_calibration_zoo(zoo: simbench.Zoo, data: simbench.DataSplits, ctx: simbench.RunContext) -> dict[str, Any]:
     widths = data_widths(zoo.arch, data)
     specs = zoo.specs()
     checkpoints = zoo.converged_epochs()
