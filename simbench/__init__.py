@@ -45,10 +45,6 @@ from .types import (
 )
 from .view import StoreView
 
-# Deprecated names of StoreView, importable (not in __all__) only because built-in benchmark plugins
-# still annotate with them; they go when those plugins are next edited (see simbench/view.py).
-from .view import BenchmarkContext, RunView  # noqa: F401
-
 from ._version import __version__
 
 __all__ = [

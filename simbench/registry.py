@@ -67,7 +67,7 @@ def _check_class(kind: str, cls: Any, plugin: str) -> None:
         if cls.agreement is Task.agreement:  # the base method only raises: refuse at registration, not mid-run
             raise PluginError(f"{what}: must implement agreement(outputs, targets) -> (M x M agreement, [M] scores)")
     if kind == "benchmark" and not plots_view_parameter(cls):
-        # the leaderboard always passes the finished run's view (``run`` is the parameter's old name)
+        # the leaderboard always passes the finished run's view, by name
         raise PluginError(f"{what}: plots must accept the store view: def plots(cls, records, out_dir, view=None)")
 
 

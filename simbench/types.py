@@ -488,17 +488,11 @@ class Benchmark(Plugin):
         return []
 
 
-#: the parameter of ``Benchmark.plots`` that receives the finished run's view; ``run`` is its old name,
-#: still accepted because built-in benchmark plugins declare it (it goes when they are next edited)
-PLOTS_VIEW_PARAMETERS = ("view", "run")
-
-
 def plots_view_parameter(cls: Any) -> str:
-    """The name under which ``cls.plots`` takes the view: ``"view"``, or the old ``"run"``; ``""`` for neither."""
+    """``"view"`` when ``cls.plots`` takes the finished run's store view (the only name it has), else ``""``."""
     import inspect
 
-    parameters = inspect.signature(cls.plots).parameters
-    return next((name for name in PLOTS_VIEW_PARAMETERS if name in parameters), "")
+    return "view" if "view" in inspect.signature(cls.plots).parameters else ""
 
 
 #: the probe-set label under which the runner stores weight metrics' matrices (probe-independent)

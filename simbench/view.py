@@ -17,11 +17,8 @@ read during a run only; asking a finished run for it is a one-line :class:`UserE
 Read-only: every tensor it hands out is a copy, and it never creates a cell (the runner computes every
 one the suite names before the benchmark stage).
 
-Old names: ``simbench.RunView`` and ``simbench.BenchmarkContext`` are the same class under the names
-the built-in benchmark plugins still annotate with (their source is hashed into cache keys, so they
-change only when those plugins are next edited and their boards recomputed); a ``plots`` whose third
-parameter is still named ``run`` gets the view under that name.  New code says ``StoreView`` and
-``view``.
+One name, one parameter name: ``simbench.StoreView``, handed to ``evaluate(self, view)``,
+``requests(self, view)`` and ``plots(cls, records, out_dir, view=None)``.
 """
 
 from __future__ import annotations
@@ -438,10 +435,3 @@ class StoreView:
         found = self._cells.declared(key, "matrix_seconds")
         return None if found is None else list(found)
 
-
-#: Deprecated names of :class:`StoreView`, kept only because built-in benchmark plugins still annotate
-#: with them (``evaluate(self, ctx: simbench.BenchmarkContext)``, ``plots(..., run: simbench.RunView)``);
-#: their source is hashed into cache keys, so these go when those plugins are next edited (their boards
-#: are recomputed then anyway).  New code says ``simbench.StoreView``.
-RunView = StoreView
-BenchmarkContext = StoreView

@@ -543,7 +543,7 @@ def test_plots_are_written(result, tmp_path):
     from PIL import Image
 
     ctx, _, frame = result
-    paths = FunctionalAgreement.plots(frame, tmp_path / "plots", run=run_view(ctx))
+    paths = FunctionalAgreement.plots(frame, tmp_path / "plots", view=run_view(ctx))
     names = [p.name for p in paths]
     assert names[:2] == ["functional_agreement_forest.png", "functional_agreement_probe_sets.png"]
     assert "functional_agreement_scatter_all.png" in names and "functional_agreement_scatter_seed.png" in names

@@ -224,7 +224,7 @@ class BrokenReport(simbench.Benchmark):
         raise RuntimeError("tables exploded")
 
     @classmethod
-    def plots(cls, records, out_dir, run=None):
+    def plots(cls, records, out_dir, view=None):
         raise RuntimeError("plots exploded")
 
 

@@ -1,8 +1,7 @@
 """Issue 23 item 3: one store view (``simbench.StoreView``) for benchmarks during a run and for the
 leaderboard afterwards.  The view a benchmark reads during a run and the view the leaderboard builds
-from the finished run directory must answer the suite's matrices identically; the old names the
-built-in plugins still use (``RunView``, ``BenchmarkContext``, a ``plots`` parameter named ``run``)
-must keep working.
+from the finished run directory must answer the suite's matrices identically; the old names (``RunView``,
+``BenchmarkContext``, a ``plots`` parameter named ``run``) are gone.
 """
 
 from __future__ import annotations
@@ -49,10 +48,9 @@ def both(tmp_path_factory):
 
 
 def test_one_class_one_set_of_names():
-    # the old names are the same class, importable but not advertised; the runner's own name is gone
-    assert simbench.RunView is simbench.StoreView is simbench.BenchmarkContext is StoreView
-    assert "StoreView" in simbench.__all__
-    assert "RunView" not in simbench.__all__ and "BenchmarkContext" not in simbench.__all__
+    # one name: the old ones (RunView, BenchmarkContext, the runner's RunnerView) are gone
+    assert simbench.StoreView is StoreView and "StoreView" in simbench.__all__
+    assert not hasattr(simbench, "RunView") and not hasattr(simbench, "BenchmarkContext")
     from simbench import types, view
 
     assert not hasattr(view, "RunnerView") and not hasattr(types, "StoreView") and not hasattr(types, "RunView")
@@ -113,7 +111,7 @@ def test_what_a_run_directory_does_not_keep_is_a_one_line_error_after_the_run(bo
         after.similarity("no_such_metric", "clean")
 
 
-def test_plots_take_the_view_as_view_or_by_its_old_name_run(tmp_path):
+def test_plots_take_the_view_as_view_and_no_other_name(tmp_path):
     from simbench.registry import build_registry
 
     @dataclass(frozen=True)
@@ -129,45 +127,36 @@ def test_plots_take_the_view_as_view_or_by_its_old_name_run(tmp_path):
         name = "old_plots"
 
         @classmethod
-        def plots(cls, records, out_dir, run: simbench.RunView | None = None):
+        def plots(cls, records, out_dir, run=None):
             return []
 
     assert plots_view_parameter(simbench.Benchmark) == "view"
-    assert plots_view_parameter(New) == "view" and plots_view_parameter(Old) == "run"
-    plugin = tmp_path / "both_names.py"
-    plugin.write_text(textwrap.dedent('''
+    assert plots_view_parameter(New) == "view" and plots_view_parameter(Old) == ""
+    plugin = tmp_path / "new_name.py"
+    plugin.write_text(textwrap.dedent("""
         from dataclasses import dataclass
         import simbench
         @dataclass(frozen=True)
         class New(simbench.Benchmark):
             name = "new_plots"
+            def evaluate(self, view: simbench.StoreView):
+                return []
             @classmethod
             def plots(cls, records, out_dir, view=None):
-                return []
-        @dataclass(frozen=True)
-        class Old(simbench.Benchmark):
-            name = "old_plots"
-            def evaluate(self, ctx: simbench.BenchmarkContext):
-                return []
-            @classmethod
-            def plots(cls, records, out_dir, run: simbench.RunView | None = None):
                 return []
         @simbench.hookimpl
         def register_benchmarks(register):
             register(New)
-            register(Old)
-    '''))
-    registry = build_registry(plugin_files=[str(plugin)])
-    assert registry.get("benchmark", "new_plots") and registry.get("benchmark", "old_plots")
-    neither = tmp_path / "neither.py"
-    neither.write_text(plugin.read_text().replace("view=None", "figure=None").replace(
-        "register(Old)", "pass"))
-    with pytest.raises(PluginError, match=r"plots must accept the store view"):
-        build_registry(plugin_files=[str(neither)])
+    """))
+    assert build_registry(plugin_files=[str(plugin)]).get("benchmark", "new_plots")
+    old = tmp_path / "old_name.py"  # the parameter's old name is refused in one line naming the plugin
+    old.write_text(plugin.read_text().replace("view=None", "run=None"))
+    with pytest.raises(PluginError, match=r"old_name.*as a benchmark: plots must accept the store view"):
+        build_registry(plugin_files=[str(old)])
 
 
-def test_the_leaderboard_hands_plots_the_finished_runs_view_under_either_name(both, tmp_path, monkeypatch):
-    """Both spellings of ``plots`` get the same finished-run view from the leaderboard."""
+def test_the_leaderboard_hands_plots_the_finished_runs_view(both, tmp_path, monkeypatch):
+    """``plots`` gets the finished run's view from the leaderboard, answering like the run's own."""
     from simbench.registry import build_registry
 
     _, after = both
@@ -183,18 +172,9 @@ def test_the_leaderboard_hands_plots_the_finished_runs_view_under_either_name(bo
             seen["view"] = view
             return []
 
-    @dataclass(frozen=True)
-    class Old(simbench.Benchmark):
-        name = "functional_agreement"
-
-        @classmethod
-        def plots(cls, records, out_dir, run=None):
-            seen["run"] = run
-            return []
-
     registry = build_registry(plugin_files=[str(TOY_PLUGINS)])
     frame, manifest = run.results(), run.read_manifest()
-    for cls, name in ((New, "view"), (Old, "run")):
+    for cls, name in ((New, "view"),):
         monkeypatch.setattr(leaderboard, "_benchmark_class", lambda registry, name, cls=cls: cls)
         leaderboard._render_plots(run, frame, manifest, registry, tmp_path / name, "toy", None)
         view = seen[name]

@@ -29,7 +29,7 @@ def scale_of(metric: Any) -> tuple[float, float] | None:
 
 
 def calibrated(metric: Any, oriented: Any) -> Any:
-    """Map oriented similarities (higher = more similar, as ``ctx.similarity`` returns them) to the
+    """Map oriented similarities (higher = more similar, as ``view.similarity`` returns them) to the
     calibrated scale: 0 = unrelated, 1 = identical.  NaN everywhere when the metric has no scale."""
     scale = scale_of(metric)
     raw = oriented if metric.higher_is_more_similar else -oriented

@@ -182,7 +182,7 @@ class Calibration(simbench.Benchmark):
         return report.tables(records)
 
     @classmethod
-    def plots(cls, records: Any, out_dir: Any, run: simbench.RunView | None = None) -> list[Any]:
+    def plots(cls, records: Any, out_dir: Any, view: simbench.StoreView | None = None) -> list[Any]:
         """Letter-value box plots per ensemble, calibration against probe count, time against probe count."""
         from . import report
 

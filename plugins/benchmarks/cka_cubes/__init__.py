@@ -116,7 +116,7 @@ class CkaCubes(simbench.Benchmark):
         return report.tables(records)
 
     @classmethod
-    def plots(cls, records: Any, out_dir: Any, run: simbench.RunView | None = None) -> list[Any]:
+    def plots(cls, records: Any, out_dir: Any, view: simbench.StoreView | None = None) -> list[Any]:
         """The seed's Fig. 3 layout: (a) CKA vs c, (b) CKA vs mu (one line per sigma), (c) CKA vs outlier distance."""
         from . import report
 

@@ -89,10 +89,10 @@ class Contamination(simbench.Benchmark):
         "metrics": {},
     }}
 
-    def evaluate(self, ctx: simbench.BenchmarkContext) -> Iterable[simbench.Record]:
+    def evaluate(self, view: simbench.StoreView) -> Iterable[simbench.Record]:
         from . import compute
 
-        return compute.evaluate(self, ctx)
+        return compute.evaluate(self, view)
 
     @classmethod
     def tables(cls, records: Any) -> list[Any]:
@@ -102,7 +102,7 @@ class Contamination(simbench.Benchmark):
         return report.tables(records)
 
     @classmethod
-    def plots(cls, records: Any, out_dir: Any, run: simbench.RunView | None = None) -> list[Any]:
+    def plots(cls, records: Any, out_dir: Any, view: simbench.StoreView | None = None) -> list[Any]:
         return plot(records, out_dir)
 
 
@@ -150,10 +150,10 @@ class ContaminationGeneral(simbench.Benchmark):
         "metrics": {},
     }}
 
-    def evaluate(self, ctx: simbench.BenchmarkContext) -> Iterable[simbench.Record]:
+    def evaluate(self, view: simbench.StoreView) -> Iterable[simbench.Record]:
         from . import general
 
-        return general.evaluate(self, ctx)
+        return general.evaluate(self, view)
 
     @classmethod
     def tables(cls, records: Any) -> list[Any]:
@@ -194,10 +194,10 @@ class ContaminationDistillation(simbench.Benchmark):
         "metrics": {},
     }}
 
-    def evaluate(self, ctx: simbench.BenchmarkContext) -> Iterable[simbench.Record]:
+    def evaluate(self, view: simbench.StoreView) -> Iterable[simbench.Record]:
         from . import distill
 
-        return distill.evaluate(self, ctx)
+        return distill.evaluate(self, view)
 
     @classmethod
     def tables(cls, records: Any) -> list[Any]:

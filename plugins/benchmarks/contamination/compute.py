@@ -66,9 +66,9 @@ def _rec(statistic: str, value: float, model: str = "", group: str = "", probe: 
     )
 
 
-def _check_layers(ctx: Any, specs: Any) -> None:
+def _check_layers(view: Any, specs: Any) -> None:
     for spec in specs:
-        missing = [name for name in (POST_LAYER, DERIVATIVE_LAYER) if name not in ctx.layers(spec.id)]
+        missing = [name for name in (POST_LAYER, DERIVATIVE_LAYER) if name not in view.layers(spec.id)]
         if missing:
             raise ValueError(f"contamination: model {spec.id} has no layer(s) {missing} (the contamination_net "
                              "zoo's post-activation and activation-derivative layers)")
@@ -95,21 +95,21 @@ def paired_tests(specs: Any, per_model: dict[tuple[str, str, str], float], conta
     return one_sided_t(log_ratio, float(np.log(2.0)))[1], one_sided_t(gap_diff, 0.1)[1], len(log_ratio)
 
 
-def evaluate(bench: Any, ctx: Any) -> list[Any]:
+def evaluate(bench: Any, view: Any) -> list[Any]:
     from simbench_plugins.data import _contamination_impl as data_impl
 
-    meta = ctx.data.meta
+    meta = view.data.meta
     if meta.get("generator") != "feature_contamination":
         raise ValueError("the contamination benchmark needs feature_contamination data")
-    if bench.id_probe_set not in ctx.probe_sets:
-        raise ValueError(f"contamination: no probe set {bench.id_probe_set!r}; available: {list(ctx.probe_sets)}")
-    ood = list(bench.ood_probe_sets) or [p for p in ctx.probe_sets if p != bench.id_probe_set]
-    unknown = [p for p in ood if p not in ctx.probe_sets]
+    if bench.id_probe_set not in view.probe_sets:
+        raise ValueError(f"contamination: no probe set {bench.id_probe_set!r}; available: {list(view.probe_sets)}")
+    ood = list(bench.ood_probe_sets) or [p for p in view.probe_sets if p != bench.id_probe_set]
+    unknown = [p for p in ood if p not in view.probe_sets]
     if unknown:
-        raise ValueError(f"contamination: unknown probe set(s) {unknown}; available: {list(ctx.probe_sets)}")
+        raise ValueError(f"contamination: unknown probe set(s) {unknown}; available: {list(view.probe_sets)}")
     core, bgb = data_impl.subspaces(meta)
-    specs = list(ctx.specs)
-    _check_layers(ctx, specs)
+    specs = list(view.specs)
+    _check_layers(view, specs)
     archs = {s.id: str(s.factors.get("arch", "")) for s in specs}
     records: list[Any] = []
     per_model: dict[tuple[str, str, str], float] = {}  # (model, probe, stat) -> value
@@ -121,13 +121,13 @@ def evaluate(bench: Any, ctx: Any) -> list[Any]:
             per_model[(model, probe, stat)] = float(value)
 
     for probe in [bench.id_probe_set, *ood]:
-        ps = ctx.probe_set(probe)
+        ps = view.probe_set(probe)
         n = int(ps.y.shape[0])
         labels = ps.y.reshape(-1).long().cpu()
         sign = (2 * labels - 1).double()
-        outputs = ctx.outputs(probe)
-        post_all = ctx.representations(probe, POST_LAYER)
-        deriv_all = ctx.representations(probe, DERIVATIVE_LAYER)
+        outputs = view.outputs(probe)
+        post_all = view.representations(probe, POST_LAYER)
+        deriv_all = view.representations(probe, DERIVATIVE_LAYER)
         for k, spec in enumerate(specs):
             logits = outputs[k].double().cpu().reshape(n, -1)
             f = logits[:, 1] - logits[:, 0]
@@ -143,12 +143,12 @@ def evaluate(bench: Any, ctx: Any) -> list[Any]:
                     add("ood_gap_risk" if stat == "hinge_risk" else "ood_gap_error", gap, spec.id, probe, n)
 
     for spec in specs:
-        w = ctx.weights(spec.id)[0].double().cpu().T  # [m, d_in]
+        w = view.weights(spec.id)[0].double().cpu().T  # [m, d_in]
         proj_bg = w @ bgb
         add("core_proj", float((w @ core).norm(dim=1).mean()), spec.id)
         add("bg_proj", float(proj_bg.norm(dim=1).mean()), spec.id)
         add("bg_corr", float(proj_bg.mean()), spec.id)
-        history = ctx.buffers(spec.id).get("history")  # the zoo's training trace, one row per recorded step
+        history = view.buffers(spec.id).get("history")  # the zoo's training trace, one row per recorded step
         if history is not None and history.numel():
             h = history.double().cpu()
             for row in h:

@@ -58,16 +58,16 @@ def verdict_code(id_ok: bool, gap_ok: bool, p_gain: float, p_lag: float, alpha: 
 CODES = {"reproduced": 1.0, "not_lagging": 2.0, "no_gain": 3.0, "no_verdict_id": 4.0, "no_verdict_gap": 5.0}
 
 
-def evaluate(bench: Any, ctx: Any) -> list[Any]:
+def evaluate(bench: Any, view: Any) -> list[Any]:
     from simbench_plugins.data import _contamination_impl as data_impl
 
-    meta = ctx.data.meta
+    meta = view.data.meta
     if meta.get("generator") != "feature_contamination":
         raise ValueError("contamination_distill needs feature_contamination data")
     for probe in (bench.id_probe_set, bench.ood_probe_set):
-        if probe not in ctx.probe_sets:
-            raise ValueError(f"contamination_distill: no probe set {probe!r}; available: {list(ctx.probe_sets)}")
-    specs = list(ctx.specs)
+        if probe not in view.probe_sets:
+            raise ValueError(f"contamination_distill: no probe set {probe!r}; available: {list(view.probe_sets)}")
+    specs = list(view.specs)
     by_seed: dict[int, dict[str, int]] = defaultdict(dict)
     for k, spec in enumerate(specs):
         role = str(spec.factors.get("arch", ""))
@@ -84,11 +84,11 @@ def evaluate(bench: Any, ctx: Any) -> list[Any]:
     acc: dict[tuple[int, str], float] = {}  # (spec index, "id"/"ood") -> accuracy
     rep_err: dict[tuple[int, str], float] = {}  # (seed, "id"/"ood") -> student's relative error
     for probe, tag in ((bench.id_probe_set, "id"), (bench.ood_probe_set, "ood")):
-        ps = ctx.probe_set(probe)
+        ps = view.probe_set(probe)
         n = int(ps.y.shape[0])
         labels = ps.y.reshape(-1).long().cpu()
-        outputs = ctx.outputs(probe)
-        hidden = ctx.representations(probe, "hidden")
+        outputs = view.outputs(probe)
+        hidden = view.representations(probe, "hidden")
         for k, spec in enumerate(specs):
             logits = outputs[k].double().cpu().reshape(n, -1)
             a = float((logits.argmax(1) == labels).double().mean())
@@ -99,9 +99,9 @@ def evaluate(bench: Any, ctx: Any) -> list[Any]:
             h_s = hidden[by_seed[s]["student"]].double().cpu().reshape(n, -1)
             err = float(((h_s - h_t) ** 2).sum() / (h_t**2).sum().clamp(min=1e-30))
             rep_err[(s, tag)] = err
-            records.append(_rec("student_rep_error", err, ctx.specs[by_seed[s]["student"]].id, "student", probe, n))
+            records.append(_rec("student_rep_error", err, view.specs[by_seed[s]["student"]].id, "student", probe, n))
     for k, spec in enumerate(specs):
-        w = ctx.weights(spec.id)[0].double().cpu().T
+        w = view.weights(spec.id)[0].double().cpu().T
         records.append(_rec("log_align", float(data_impl.background_alignment(w, bgb)), spec.id,
                             str(spec.factors["arch"])))
     closed = []

@@ -66,32 +66,32 @@ def holm(pvalues: list[float]) -> list[float]:
     return out
 
 
-def _scores(ctx: Any, probe: str, n: int) -> torch.Tensor:
-    outputs = ctx.outputs(probe)
-    logits = torch.stack([outputs[k].double().cpu().reshape(n, -1) for k in range(len(ctx.specs))])
+def _scores(view: Any, probe: str, n: int) -> torch.Tensor:
+    outputs = view.outputs(probe)
+    logits = torch.stack([outputs[k].double().cpu().reshape(n, -1) for k in range(len(view.specs))])
     return logits[:, :, 1] - logits[:, :, 0]
 
 
-def evaluate(bench: Any, ctx: Any) -> list[Any]:
+def evaluate(bench: Any, view: Any) -> list[Any]:
     from simbench_plugins.data import _contamination_impl as data_impl
 
-    meta = ctx.data.meta
+    meta = view.data.meta
     if meta.get("generator") != "feature_contamination":
         raise ValueError("contamination_general needs feature_contamination data")
     for probe in (bench.id_probe_set, bench.ood_probe_set):
-        if probe not in ctx.probe_sets:
-            raise ValueError(f"contamination_general: no probe set {probe!r}; available: {list(ctx.probe_sets)}")
+        if probe not in view.probe_sets:
+            raise ValueError(f"contamination_general: no probe set {probe!r}; available: {list(view.probe_sets)}")
     _, bgb = data_impl.subspaces(meta)
-    specs = list(ctx.specs)
+    specs = list(view.specs)
     archs = {s.id: str(s.factors.get("arch", "")) for s in specs}
     records: list[Any] = []
     per: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     errors: dict[str, dict[str, float]] = {}
     for probe, tag in ((bench.id_probe_set, "id"), (bench.ood_probe_set, "ood")):
-        ps = ctx.probe_set(probe)
+        ps = view.probe_set(probe)
         n = int(ps.y.shape[0])
         sign = (2 * ps.y.reshape(-1).long().cpu() - 1).double()
-        f = _scores(ctx, probe, n)
+        f = _scores(view, probe, n)
         for k, spec in enumerate(specs):
             margin = sign * f[k]
             risk, err = float(torch.clamp(1 - margin, min=0).mean()), float((margin <= 0).double().mean())
@@ -102,14 +102,14 @@ def evaluate(bench: Any, ctx: Any) -> list[Any]:
             errors.setdefault(spec.id, {})[tag] = err
     for spec in specs:
         arch = archs[spec.id]
-        w = ctx.weights(spec.id)[0].double().cpu().T  # [m, d_in]
+        w = view.weights(spec.id)[0].double().cpu().T  # [m, d_in]
         log_align = float(data_impl.background_alignment(w, bgb))
         bg_corr = float((w @ bgb).mean())
         records += [_rec("log_align", log_align, spec.id, arch), _rec("bg_corr", bg_corr, spec.id, arch)]
         per[arch]["log_align"].append(log_align)
         per[arch]["bg_corr"].append(bg_corr)
         per[arch]["ood_minus_id_error"].append(errors[spec.id]["ood"] - errors[spec.id]["id"])
-        history = ctx.buffers(spec.id).get("history")
+        history = view.buffers(spec.id).get("history")
         columns = data_impl.HISTORY_COLUMNS
         if history is not None and history.numel() and history.shape[1] == len(columns):
             init = float(history[0, columns.index("bg_align")])

@@ -136,7 +136,7 @@ class EarlyLayers(simbench.Benchmark):
         return report.tables(records)
 
     @classmethod
-    def plots(cls, records: Any, out_dir: Any, run: simbench.RunView | None = None) -> list[Any]:
+    def plots(cls, records: Any, out_dir: Any, view: simbench.StoreView | None = None) -> list[Any]:
         """Layer-wise CKA between and within conditions (the seed's Fig. 1 with the within-condition spread)."""
         from . import report
 

@@ -124,29 +124,29 @@ class FunctionalAgreement(simbench.Benchmark):
 
     # -- evaluation -----------------------------------------------------------------------
 
-    def evaluate(self, ctx: simbench.BenchmarkContext) -> list[Record]:
+    def evaluate(self, view: simbench.StoreView) -> list[Record]:
         import numpy as np
 
         from .compute import Analysis, as_numpy
 
-        probes = list(ctx.probe_sets)
+        probes = list(view.probe_sets)
         if self.similarity_probe_set and self.similarity_probe_set not in probes:
             raise UserError(f"benchmark {self.name}: similarity_probe_set {self.similarity_probe_set!r} is not a "
                             f"probe set of this suite; it has: {', '.join(probes)}")
         records: list[Record] = []
         if self.similarity_probe_set:
             records.append(Record(self.name, "similarity_measured_on", 1.0, probe_set=self.similarity_probe_set))
-        ids = [s.id for s in ctx.specs]
-        kept = self._models_kept(ctx, ids, records)
+        ids = [s.id for s in view.specs]
+        kept = self._models_kept(view, ids, records)
 
-        agreement = np.stack([as_numpy(ctx.agreement(p)) for p in probes])
+        agreement = np.stack([as_numpy(view.agreement(p)) for p in probes])
         metrics: list[str] = []
         layers = []
-        for metric in ctx.metrics:
+        for metric in view.metrics:
             layer = np.full((len(probes), len(ids), len(ids)), np.nan)
             for k, probe in enumerate(probes):
                 try:
-                    s = as_numpy(ctx.similarity(metric, self.similarity_probe_set or probe))
+                    s = as_numpy(view.similarity(metric, self.similarity_probe_set or probe))
                 except MeasurementFailed as exc:
                     records.append(Record(self.name, "pearson_r", float("nan"), metric=metric, probe_set=probe,
                                           group="all", status="failed", error=str(exc)))
@@ -170,22 +170,22 @@ class FunctionalAgreement(simbench.Benchmark):
             return records
         metrics, layers = self._drop_duplicates(metrics, layers, kept, records)
         x = np.stack(layers)  # [Q, K, M, M]; NaN where a metric failed on a probe set
-        factors = [dict(s.factors) for s in ctx.specs]
+        factors = [dict(s.factors) for s in view.specs]
         families = list(dict.fromkeys(family_of(p) for p in probes))
         aggregates = {ALL_PROBES: list(range(len(probes)))}
         if len(families) > 1:
             for fam in families:
                 aggregates[family_label(fam)] = [k for k, p in enumerate(probes) if family_of(p) == fam]
         keep = np.asarray(kept)
-        primary = Analysis(self, metrics, probes, aggregates, ctx.seed)
+        primary = Analysis(self, metrics, probes, aggregates, view.seed)
         records += primary.run(x[:, :, keep][:, :, :, keep], agreement[:, keep][:, :, keep],
                                [factors[i] for i in keep], groups=None)
         if len(keep) < len(ids):
-            secondary = Analysis(self, metrics, probes, {ALL_PROBES: aggregates[ALL_PROBES]}, ctx.seed,
+            secondary = Analysis(self, metrics, probes, {ALL_PROBES: aggregates[ALL_PROBES]}, view.seed,
                                  detail=False)
             records += secondary.run(x, agreement, factors, groups=["all"], rename={"all": WITH_EXCLUDED})
         for factor in self.within:
-            records += self._within(factor, x, agreement, factors, list(keep), metrics, probes, aggregates, ctx.seed)
+            records += self._within(factor, x, agreement, factors, list(keep), metrics, probes, aggregates, view.seed)
         return records
 
     def _within(self, factor: str, x: Any, agreement: Any, factors: list[dict[str, Any]], keep: list[int],
@@ -233,23 +233,23 @@ class FunctionalAgreement(simbench.Benchmark):
                 keep_l.append(layer)
         return keep_m, keep_l
 
-    def _models_kept(self, ctx: simbench.BenchmarkContext, ids: list[str], records: list[Record]) -> list[int]:
+    def _models_kept(self, view: simbench.StoreView, ids: list[str], records: list[Record]) -> list[int]:
         """Record every model's accuracy on every probe set; return the indices of the models
         that are not collapsed (accuracy on the clean probe set above ``min_accuracy``)."""
         import numpy as np
 
         from .compute import as_numpy
 
-        probes = list(ctx.probe_sets)
+        probes = list(view.probe_sets)
         accuracy = {}
         for p in probes:
-            accuracy[p] = as_numpy(ctx.accuracy(p)).reshape(-1)
+            accuracy[p] = as_numpy(view.accuracy(p)).reshape(-1)
             for model, value in zip(ids, accuracy[p], strict=True):
                 records.append(Record(self.name, "model_accuracy", float(value), probe_set=p, model_a=model))
         threshold = self.min_accuracy
         if threshold is None:
-            classes = int(getattr(ctx.data, "num_classes", 0) or 0)
-            if getattr(ctx.data, "task", "classification") != "classification" or classes < 2:
+            classes = int(getattr(view.data, "num_classes", 0) or 0)
+            if getattr(view.data, "task", "classification") != "classification" or classes < 2:
                 return list(range(len(ids)))  # no chance level to judge a regression model by
             threshold = 1.0 / classes + self.collapse_margin
         judge = CLEAN if CLEAN in accuracy else probes[0]
@@ -283,10 +283,10 @@ class FunctionalAgreement(simbench.Benchmark):
         return summary(records)
 
     @classmethod
-    def plots(cls, records: Any, out_dir: Any, run: simbench.RunView | None = None) -> list[Any]:
+    def plots(cls, records: Any, out_dir: Any, view: simbench.StoreView | None = None) -> list[Any]:
         """A forest plot (r with model-bootstrap interval per metric, best set marked, per probe
-        family), a metric x probe-set heatmap of r, a bad-fraction heatmap and, given the run, a
+        family), a metric x probe-set heatmap of r, a bad-fraction heatmap and, given the run's view, a
         metric-vs-agreement scatter per pair group."""
         from .report import plots
 
-        return plots(records, out_dir, run, default_label=cls.name)
+        return plots(records, out_dir, view, default_label=cls.name)

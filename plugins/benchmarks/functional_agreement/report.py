@@ -465,7 +465,7 @@ def _claims_table(parts: _Parts) -> Table | None:
 # -- figures ---------------------------------------------------------------------------------------
 
 
-def plots(records: Any, out_dir: Any, run: simbench.RunView | None, default_label: str) -> list[Any]:
+def plots(records: Any, out_dir: Any, view: simbench.StoreView | None, default_label: str) -> list[Any]:
     """Forest plot, per-probe-set heatmap, bad-fraction heatmap and (given the run) scatter plots."""
     from .. import _plots
 
@@ -489,11 +489,11 @@ def plots(records: Any, out_dir: Any, run: simbench.RunView | None, default_labe
             grid.to_numpy(), list(grid.index), list(grid.columns), out / f"{label}_probe_sets.png",
             title=f"Pearson r of similarity with agreement per probe set ({group_label(head)})",
             vmin=-1, vmax=1, cmap="RdBu_r", colorbar_label="Pearson r", missing_label="failed"))
-    if run is not None and run.specs:
+    if view is not None and view.specs:
         probe = next((p for p in dict.fromkeys(parts.per_metric["probe_set"]) if not is_aggregate(p)), None)
         measured_on = frame.loc[frame["statistic"] == "similarity_measured_on", "probe_set"]
         if probe is not None:
-            for group_figure in _scatter_figures(run, order, [g for g in parts.groups
+            for group_figure in _scatter_figures(view, order, [g for g in parts.groups
                                                                if g != WITH_EXCLUDED and g not in parts.within], probe,
                                                  measured_on.iloc[0] if len(measured_on) else probe, out, label):
                 written.append(group_figure)
@@ -558,7 +558,7 @@ def _upper_index(i: int, j: int, m: int) -> int:
     return i * m - i * (i + 1) // 2 + (j - i - 1)
 
 
-def _scatter_figures(run: simbench.RunView, order: list[str], groups: list[str], probe: str, similarity_on: str,
+def _scatter_figures(view: simbench.StoreView, order: list[str], groups: list[str], probe: str, similarity_on: str,
                      out: Path, label: str) -> list[Path]:
     """Metric similarity (x) against prediction agreement (y) over model pairs, one figure per pair
     group (legible at page width), one panel per metric, Pearson r in each panel (seed 001 Fig. 2 style)."""
@@ -566,13 +566,13 @@ def _scatter_figures(run: simbench.RunView, order: list[str], groups: list[str],
 
     from .. import _plots
 
-    agreement = run.pairs(probe)
-    sims = agreement if similarity_on == probe else run.pairs(similarity_on)
+    agreement = view.pairs(probe)
+    sims = agreement if similarity_on == probe else view.pairs(similarity_on)
     metrics = [m for m in order if m in sims.columns]
     if not metrics or not len(agreement):
         return []
-    ids = [s.id for s in run.specs]
-    factors = [dict(s.factors) for s in run.specs]
+    ids = [s.id for s in view.specs]
+    factors = [dict(s.factors) for s in view.specs]
     masks = pair_groups(factors, factor_names(factors))
     labels = np.full(len(ids) * (len(ids) - 1) // 2, SEVERAL, dtype=object)
     for name, mask in masks.items():

@@ -153,14 +153,14 @@ class LayerMap(simbench.Benchmark):
 
         return compute.requests(self, view)
 
-    def evaluate(self, ctx: simbench.StoreView) -> Iterable[simbench.Record]:
+    def evaluate(self, view: simbench.StoreView) -> Iterable[simbench.Record]:
         if self.design_factor:
             from . import design
 
-            return design.evaluate(self, ctx)
+            return design.evaluate(self, view)
         from . import compute
 
-        return compute.evaluate(self, ctx)
+        return compute.evaluate(self, view)
 
     @classmethod
     def tables(cls, records: Any) -> list[Any]:
@@ -171,7 +171,7 @@ class LayerMap(simbench.Benchmark):
         return report.tables(records)
 
     @classmethod
-    def plots(cls, records: Any, out_dir: Any, run: simbench.RunView | None = None) -> list[Any]:
+    def plots(cls, records: Any, out_dir: Any, view: simbench.StoreView | None = None) -> list[Any]:
         """Heatmaps per model (probe sets side by side, scores in the titles), PDFs and spectra."""
         return plot(records, out_dir)
 

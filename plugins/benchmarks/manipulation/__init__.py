@@ -84,10 +84,10 @@ class Manipulation(simbench.Benchmark):
 
     probe_sets: tuple[str, ...] = ()
 
-    def evaluate(self, ctx: simbench.BenchmarkContext) -> list[simbench.Record]:
+    def evaluate(self, view: simbench.StoreView) -> list[simbench.Record]:
         from . import compute
 
-        return compute.evaluate(self, ctx)
+        return compute.evaluate(self, view)
 
     @classmethod
     def tables(cls, records: Any) -> list[Any]:
@@ -97,7 +97,7 @@ class Manipulation(simbench.Benchmark):
         return report.tables(records)
 
     @classmethod
-    def plots(cls, records: Any, out_dir: Any, run: simbench.RunView | None = None) -> list[Any]:
+    def plots(cls, records: Any, out_dir: Any, view: simbench.StoreView | None = None) -> list[Any]:
         """Displacement per metric and target (bars with the per-pair spread)."""
         from . import report
 

@@ -59,16 +59,16 @@ def pair_statistics(metric: Any, s: np.ndarray, pairs: list[tuple[int, int, str]
     return out
 
 
-def evaluate(bench: Any, ctx: Any) -> list[simbench.Record]:
-    specs = list(ctx.specs)
+def evaluate(bench: Any, view: Any) -> list[simbench.Record]:
+    specs = list(view.specs)
     pairs, originals = pairs_of(specs)
     if not pairs:
         raise UserError("manipulation: the zoo has no manipulated models; add a [[perturbations]] entry "
                         "'cka_map_manipulation' to the suite")
-    probes = list(bench.probe_sets) or list(ctx.probe_sets)
-    unknown = [p for p in probes if p not in ctx.probe_sets]
+    probes = list(bench.probe_sets) or list(view.probe_sets)
+    unknown = [p for p in probes if p not in view.probe_sets]
     if unknown:
-        raise UserError(f"manipulation: unknown probe set(s) {unknown}; this suite has {list(ctx.probe_sets)}")
+        raise UserError(f"manipulation: unknown probe set(s) {unknown}; this suite has {list(view.probe_sets)}")
     targets = list(dict.fromkeys(t for _, _, t in pairs))
     groups = targets + (["all"] if len(targets) > 1 else [])
     ids = [s.id for s in specs]
@@ -77,9 +77,9 @@ def evaluate(bench: Any, ctx: Any) -> list[simbench.Record]:
 
     # function: agreement and accuracy change of every pair, and the yardstick's agreement
     for probe in probes:
-        agree = _numpy(ctx.agreement(probe))
-        acc = _numpy(ctx.accuracy(probe))
-        n = int(ctx.probe_set(probe).x.shape[0])
+        agree = _numpy(view.agreement(probe))
+        acc = _numpy(view.accuracy(probe))
+        n = int(view.probe_set(probe).x.shape[0])
         for o, m, target in pairs:
             records += [simbench.Record(BENCH, "agreement", float(agree[o, m]), probe_set=probe, group=target,
                                         model_a=ids[o], model_b=ids[m], n=n),
@@ -104,13 +104,13 @@ def evaluate(bench: Any, ctx: Any) -> list[simbench.Record]:
                                            group=REFERENCE, n=n_ref))
 
     # similarity: every metric on every probe set (weight metrics once)
-    for label, metric in ctx.metrics.items():
+    for label, metric in view.metrics.items():
         weight = metric.kind == "weight"
         per_probe: dict[str, dict[tuple[int, int], dict[str, float]]] = {}
         for probe in ([probes[0]] if weight else probes):
             where = "weights" if weight else probe
             try:
-                s = _numpy(ctx.similarity(label, probe))
+                s = _numpy(view.similarity(label, probe))
             except MeasurementFailed as exc:
                 records.append(simbench.Record(BENCH, "displacement_mean", float("nan"), metric=label,
                                                probe_set=where, group=groups[0], status="failed",

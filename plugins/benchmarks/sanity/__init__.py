@@ -138,7 +138,7 @@ class Sanity(simbench.Benchmark):
         return report.tables(records)
 
     @classmethod
-    def plots(cls, records: Any, out_dir: Any, run: simbench.RunView | None = None) -> list[Any]:
+    def plots(cls, records: Any, out_dir: Any, view: simbench.StoreView | None = None) -> list[Any]:
         """One panel per transform: each metric's calibrated value against strength, read-out accuracy below."""
         from . import report
 

@@ -144,10 +144,10 @@ class SurveyTransfer(simbench.Benchmark):
 
         return compute.requests(self, view)
 
-    def evaluate(self, ctx: simbench.StoreView) -> Iterable[simbench.Record]:
+    def evaluate(self, view: simbench.StoreView) -> Iterable[simbench.Record]:
         from . import compute
 
-        return compute.evaluate(self, ctx)
+        return compute.evaluate(self, view)
 
     @classmethod
     def tables(cls, records: Any) -> list[Any]:
@@ -158,7 +158,7 @@ class SurveyTransfer(simbench.Benchmark):
         return report.tables(records)
 
     @classmethod
-    def plots(cls, records: Any, out_dir: Any, run: simbench.RunView | None = None) -> list[Any]:
+    def plots(cls, records: Any, out_dir: Any, view: simbench.StoreView | None = None) -> list[Any]:
         """Per-task R² and r by survey, grouped by training mix; a heatmap of per-task r."""
         from . import report
 

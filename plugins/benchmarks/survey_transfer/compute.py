@@ -106,18 +106,18 @@ def requests(bench: Any, view: Any) -> list[Any]:
     return out
 
 
-def evaluate(bench: Any, ctx: Any) -> list[Any]:
-    probes = list(bench.probe_sets) or list(ctx.probe_sets)
+def evaluate(bench: Any, view: Any) -> list[Any]:
+    probes = list(bench.probe_sets) or list(view.probe_sets)
     wanted = [bench.in_distribution, *bench.unseen]
-    unknown = [p for p in dict.fromkeys(probes + wanted) if p not in ctx.probe_sets]
+    unknown = [p for p in dict.fromkeys(probes + wanted) if p not in view.probe_sets]
     if unknown:
-        raise ValueError(f"survey_transfer: unknown probe set(s) {unknown}; available: {list(ctx.probe_sets)}")
+        raise ValueError(f"survey_transfer: unknown probe set(s) {unknown}; available: {list(view.probe_sets)}")
     for p in wanted:
         if p not in probes:
             probes.append(p)
-    if ctx.data.task != "regression":
+    if view.data.task != "regression":
         raise ValueError("survey_transfer needs a regression data set (vote fractions, parameters, ...)")
-    specs = list(ctx.specs)
+    specs = list(view.specs)
     groups = [str(s.factors.get(bench.group_by, "all")) for s in specs]
     if bench.baseline and bench.baseline not in groups:
         raise ValueError(f"survey_transfer: baseline {bench.baseline!r} is not a value of factor {bench.group_by!r} "
@@ -125,13 +125,13 @@ def evaluate(bench: Any, ctx: Any) -> list[Any]:
     records: list[Any] = []
     tasks: list[tuple[str, int]] | None = None
     for probe in probes:
-        ps = ctx.probe_set(probe)
+        ps = view.probe_set(probe)
         y = ps.y.reshape(len(ps.y), -1)
         n = int(y.shape[0])
         if tasks is None:
-            tasks = resolve_tasks(bench, ctx.data.meta, int(y.shape[1]))
+            tasks = resolve_tasks(bench, view.data.meta, int(y.shape[1]))
         cols = [j for _, j in tasks]
-        for spec, group, out in zip(specs, groups, ctx.outputs(probe), strict=True):
+        for spec, group, out in zip(specs, groups, view.outputs(probe), strict=True):
             s = regression_scores(out.reshape(n, -1), y)
             for stat in ("r", "r2", "mae"):
                 for (task, j) in tasks:
@@ -154,11 +154,11 @@ def evaluate(bench: Any, ctx: Any) -> list[Any]:
     if bench.layer_metric:
         mapped = {s.id for s in mapped_specs(bench, specs)}
         keep = [(s, g) for s, g in zip(specs, groups, strict=True) if s.id in mapped]
-        records.extend(layer_records(bench, ctx, [s for s, _ in keep], [g for _, g in keep]))
+        records.extend(layer_records(bench, view, [s for s, _ in keep], [g for _, g in keep]))
     return records
 
 
-def layer_records(bench: Any, ctx: Any, specs: Sequence[Any], groups: Sequence[str]) -> list[Any]:
+def layer_records(bench: Any, view: Any, specs: Sequence[Any], groups: Sequence[str]) -> list[Any]:
     """Block score and mean off-diagonal similarity of each model's layer map on the ID and unseen probe sets,
     and their unseen-minus-ID changes (the ``layer_map`` statistics, for the separation verdict).
 
@@ -169,20 +169,20 @@ def layer_records(bench: Any, ctx: Any, specs: Sequence[Any], groups: Sequence[s
     out: list[Any] = []
     ref: dict[str, dict[str, float]] = {}
     for probe in map_probes(bench):
-        n = int(ctx.probe_set(probe).x.shape[0])
+        n = int(view.probe_set(probe).x.shape[0])
         for spec, group in zip(specs, groups, strict=True):
-            _, why = mapped_layers(bench, ctx, spec.id)
+            _, why = mapped_layers(bench, view, spec.id)
             key = map_key(spec.id, probe)
-            why = why or ctx.matrix_failure(key) or ""
+            why = why or view.matrix_failure(key) or ""
             if why:
                 out.append(simbench.Record(benchmark=BENCH, statistic="block_score", value=float("nan"),
                                            metric=bench.layer_metric, probe_set=probe, group=group, model_a=spec.id,
                                            model_b=LAYERS, n=n, status="failed", error=why))
                 continue
-            metric = ctx.matrix_metric(key)
+            metric = view.matrix_metric(key)
             if getattr(metric, "kind", "activation") != "activation":
                 raise ValueError(f"survey_transfer: layer_metric {bench.layer_metric!r} is not an activation metric")
-            raw = ctx.matrix(key).double().cpu()
+            raw = view.matrix(key).double().cpu()
             sim = metric.to_similarity(raw)
             stats = map_summary(sim, bool(metric.symmetric))
             for name in ("block_score", "offdiag_mean"):
